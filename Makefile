@@ -1,0 +1,44 @@
+# dasctl: `make demo` runs the main job on the local emulator; `make test` runs every test.
+# Both install what they need first (a .venv with dasctl and all extras, and the few Debian tools
+# the terminal tests and benchmarks use), so a fresh clone needs nothing else.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps test demo bench lint clean fixtures
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING' || true
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[server,dev]' 2>&1 | grep -v '^WARNING' || true
+	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, pytest' \
+		|| { echo 'make: installing dasctl into $(VENV) failed' >&2; exit 1; }
+	@touch $(STAMP)
+
+# tmux drives the terminal tests; ffmpeg and sox are the benchmarks' baselines.
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: install system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	@bash scripts/demo.sh
+
+bench: install system-deps
+	@bash benchmarks/run-all.sh
+
+lint: install
+	$(BIN)/ruff check dasctl tests benchmarks
+	$(BIN)/mypy dasctl
+
+fixtures:
+	@bash tests/data/make-fixtures.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .demo

@@ -1,0 +1,5 @@
+import sys
+
+from dasctl.cli import main
+
+sys.exit(main())

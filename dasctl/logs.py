@@ -1,0 +1,53 @@
+"""Logging to stderr with every registered secret masked, at every verbosity (even -vv)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import IO
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+MASK = "****"
+
+
+def register_secret(value: str | None) -> None:
+    """Mask this value in every log line from now on (client secrets, tokens, API keys)."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret in text with a mask."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure(verbosity: int, stream: IO[str]) -> None:
+    """-v shows dasctl's info, -vv debug from dasctl and its libraries; always redacted."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_dasctl", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler._dasctl = True  # type: ignore[attr-defined]
+    handler.setFormatter(RedactingFormatter("dasctl: %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if verbosity >= 2:
+        root.setLevel(logging.DEBUG)
+    elif verbosity == 1:
+        root.setLevel(logging.WARNING)
+        logging.getLogger("dasctl").setLevel(logging.INFO)
+    else:
+        root.setLevel(logging.WARNING)
+        logging.getLogger("dasctl").setLevel(logging.WARNING)
