@@ -1,0 +1,99 @@
+"""One place that decides TLS trust, proxies and timeouts for HTTP (requests) and the WebSockets (aiohttp)."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dasctl import __version__
+from dasctl.config import Profile
+from dasctl.errors import UsageError
+
+if TYPE_CHECKING:
+    import aiohttp
+    import requests
+
+USER_AGENT = f"dasctl/{__version__}"
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """TLS trust and timeouts shared by the token endpoint, the signalling and the audio WebSockets."""
+
+    #: a CA bundle file, or None for the system trust store
+    ca_bundle: str | None = None
+    #: where ca_bundle came from ("profile file", "flag", "environment", "REQUESTS_CA_BUNDLE", ...)
+    ca_bundle_source: str = "system"
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+
+    @classmethod
+    def from_profile(cls, profile: Profile, env: Mapping[str, str] | None = None) -> NetworkSettings:
+        """CA bundle: the profile's (flag --ca-bundle / DASCTL_CA_BUNDLE / file), else REQUESTS_CA_BUNDLE or
+        SSL_CERT_FILE, else the system store."""
+        environ = os.environ if env is None else env
+        if profile.ca_bundle:
+            bundle, source = profile.ca_bundle, profile.sources.get("ca_bundle", "profile file")
+        else:
+            bundle, source = None, "system"
+            for variable in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+                if environ.get(variable):
+                    bundle, source = environ[variable], variable
+                    break
+        if bundle is not None and not Path(bundle).is_file():
+            raise UsageError(
+                f"the CA bundle {bundle!r} (from {source}) is not a readable file",
+                "Point --ca-bundle / DASCTL_CA_BUNDLE at a PEM file, or unset it to use the system store.",
+            )
+        return cls(ca_bundle=bundle, ca_bundle_source=source)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying TLS context with the same trust as requests_session(), for the WebSockets."""
+        if self.ca_bundle:
+            return ssl.create_default_context(cafile=self.ca_bundle)
+        context = ssl.create_default_context()
+        try:
+            # requests trusts certifi's bundle by default: trust it here too so HTTP and WSS agree
+            import certifi
+
+            context.load_verify_locations(cafile=certifi.where())
+        except (ImportError, OSError):
+            pass
+        return context
+
+    def requests_session(self) -> requests.Session:
+        """A requests.Session: verification on, proxies from the environment, default timeouts."""
+        import requests
+
+        verify: bool | str = self.ca_bundle or True
+        timeout = (self.connect_timeout, self.read_timeout)
+
+        class _Session(requests.Session):
+            def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+                kwargs.setdefault("timeout", timeout)
+                # per request, because requests lets REQUESTS_CA_BUNDLE override Session.verify
+                kwargs.setdefault("verify", verify)
+                return super().request(method, url, *args, **kwargs)
+
+        session = _Session()
+        session.verify = verify
+        session.trust_env = True
+        session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    def aiohttp_session(self, **kwargs: Any) -> aiohttp.ClientSession:
+        """An aiohttp.ClientSession with ssl_context(), proxies from the environment; the caller closes it."""
+        import aiohttp
+
+        kwargs.setdefault("timeout", aiohttp.ClientTimeout(
+            total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout))
+        kwargs.setdefault("headers", {"User-Agent": USER_AGENT})
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.ssl_context()), trust_env=True, **kwargs
+        )
