@@ -1,0 +1,1167 @@
+"""`dasctl watch`: enroll every recording that lands in a folder, several at once, resumable.
+
+Pieces, each testable alone:
+- `Inbox` finds candidate files (pattern, recursion, exclusions) and decides when one has settled.
+- `Journal` is the append-only record of truth (JSON lines, fsynced); replaying it tells what is done.
+- `RetryPolicy` / `ServiceHealth` decide when to try again and when the service counts as gone.
+- `WatchRunner` schedules sessions on one asyncio loop and emits one JSON line per file on stdout.
+
+The order of durable steps is what makes `kill -9` safe: the outcome (with any credential) is written and
+fsynced to the journal before its stdout line is printed, and the line is marked "reported" right after
+printing. On a restart, final records not yet marked are printed first. See docs/watch.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from dasctl import events
+from dasctl.errors import (
+    AudioError,
+    AuthError,
+    DasctlError,
+    ExitCode,
+    ServiceUnavailable,
+    UsageError,
+    exit_code_for_event,
+    is_retryable,
+)
+
+if TYPE_CHECKING:
+    from dasctl.session import Progress, RegisterOutcome
+
+log = logging.getLogger(__name__)
+
+JOURNAL_SCHEMA = "dasctl.watch-journal/1"
+OUTPUT_SCHEMA = "dasctl.watch/1"
+DEFAULT_JOURNAL_NAME = ".dasctl-watch.jsonl"
+DEFAULT_PATTERNS = ("*.wav",)
+
+# journal states
+STARTED = "started"
+DONE = "done"
+FAILED = "failed"
+RETRY = "retry"  # a transient failure; the file will be tried again
+ABORTED = "aborted"  # cancelled by a shutdown; the file will be tried again on the next run
+REPORTED = "reported"  # the stdout line for the latest final record was printed
+FINAL_STATES = (DONE, FAILED)
+
+# Files that writers use while a recording is still being produced (rsync, browsers, editors).
+TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".swp", "~")
+
+
+# --------------------------------------------------------------------------------------------
+# identity
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """A recording as the journal knows it: a re-recorded file with the same name is a new one."""
+
+    relpath: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def id(self) -> str:
+        """A short stable id for the stdout line, so a consumer can recognise a repeated line."""
+        digest = hashlib.sha256(f"{self.relpath}\0{self.size}\0{self.mtime_ns}".encode()).hexdigest()
+        return digest[:16]
+
+    def fields(self) -> dict[str, Any]:
+        return {"file": self.relpath, "size": self.size, "mtime_ns": self.mtime_ns}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> FileIdentity | None:
+        try:
+            return cls(str(record["file"]), int(record["size"]), int(record["mtime_ns"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+# --------------------------------------------------------------------------------------------
+# inbox: which files, and when they are ready
+
+
+@dataclass
+class _Observation:
+    size: int
+    mtime_ns: int
+    since: float  # monotonic time this (size, mtime) was first seen
+
+
+@dataclass(frozen=True)
+class SettledFile:
+    path: Path
+    identity: FileIdentity
+
+
+class Inbox:
+    """Candidate recordings under a folder, taken once their size and mtime stop changing."""
+
+    def __init__(
+        self,
+        root: Path,
+        patterns: Sequence[str] = DEFAULT_PATTERNS,
+        *,
+        recursive: bool = False,
+        excluded: Sequence[Path] = (),
+        settle: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.patterns = tuple(p.lower() for p in patterns) or DEFAULT_PATTERNS
+        self.recursive = recursive
+        self.excluded = tuple(Path(os.path.abspath(p)) for p in excluded)
+        self.settle = settle
+        self._clock = clock
+        self._wallclock = wallclock
+        self._watching: dict[Path, _Observation] = {}
+
+    # which paths count
+    def relpath(self, path: Path) -> str | None:
+        """Path relative to the root with '/' separators, or None when it is outside the root."""
+        try:
+            return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+
+    def _is_excluded(self, path: Path) -> bool:
+        return any(path == ex or ex in path.parents for ex in self.excluded)
+
+    def accepts(self, path: Path) -> bool:
+        """Whether a path is a recording this inbox takes (by name and place, not by content)."""
+        path = Path(os.path.abspath(path))
+        rel = self.relpath(path)
+        if rel is None or rel == "." or self._is_excluded(path):
+            return False
+        parts = rel.split("/")
+        if not self.recursive and len(parts) > 1:
+            return False
+        if any(part.startswith(".") for part in parts):
+            return False
+        name = parts[-1].lower()
+        if name.endswith(TEMP_SUFFIXES):
+            return False
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
+
+    def scan(self) -> Iterator[Path]:
+        """Every accepted regular file now in the folder (sorted, so runs are reproducible)."""
+        if not self.recursive:
+            try:
+                names = sorted(os.listdir(self.root))
+            except OSError as error:
+                raise UsageError(f"cannot read {self.root}: {error.strerror}") from error
+            for name in names:
+                path = self.root / name
+                if self.accepts(path) and path.is_file():
+                    yield path
+            return
+        for directory, dirnames, filenames in os.walk(self.root):
+            here = Path(directory)
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and not self._is_excluded(here / d)
+            )
+            for name in sorted(filenames):
+                path = here / name
+                if self.accepts(path) and path.is_file():
+                    yield path
+
+    # settling
+    def observe(self, path: Path) -> None:
+        """Consider this path (from a scan or a change notification) until it settles."""
+        path = Path(os.path.abspath(path))
+        if not self.accepts(path):
+            return
+        try:
+            stat = path.stat()
+        except OSError:
+            self._watching.pop(path, None)
+            return
+        seen = self._watching.get(path)
+        if seen is None or (seen.size, seen.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            self._watching[path] = _Observation(stat.st_size, stat.st_mtime_ns, self._clock())
+
+    def forget(self, path: Path) -> None:
+        self._watching.pop(Path(os.path.abspath(path)), None)
+
+    @property
+    def waiting(self) -> int:
+        """Files seen but not settled yet."""
+        return len(self._watching)
+
+    def take_settled(self) -> list[SettledFile]:
+        """Files whose size and mtime have not changed for `settle` seconds; they leave the inbox."""
+        now = self._clock()
+        wall_ns = int(self._wallclock() * 1e9)
+        settled: list[SettledFile] = []
+        for path, seen in list(self._watching.items()):
+            try:
+                stat = path.stat()
+            except OSError:  # gone (moved away, deleted): nothing to do
+                del self._watching[path]
+                continue
+            if (stat.st_size, stat.st_mtime_ns) != (seen.size, seen.mtime_ns):
+                self._watching[path] = _Observation(stat.st_size, stat.st_mtime_ns, now)
+                continue
+            # The kernel's mtime proves a file has not been written for a while; our own watching
+            # covers filesystems whose clocks disagree with ours.
+            quiet_on_disk = (wall_ns - stat.st_mtime_ns) / 1e9 >= self.settle
+            quiet_seen = now - seen.since >= self.settle
+            if quiet_on_disk or quiet_seen:
+                del self._watching[path]
+                rel = self.relpath(path)
+                if rel is not None:
+                    settled.append(SettledFile(path, FileIdentity(rel, stat.st_size, stat.st_mtime_ns)))
+        settled.sort(key=lambda item: item.identity.relpath)
+        return settled
+
+    def next_check(self) -> float | None:
+        """Seconds until the earliest waiting file could settle, None when none waits."""
+        if not self._watching:
+            return None
+        now = self._clock()
+        return max(0.0, min(seen.since + self.settle - now for seen in self._watching.values()))
+
+
+# --------------------------------------------------------------------------------------------
+# journal: the record of truth
+
+
+@dataclass
+class JournalEntry:
+    """What the journal says about one file identity, after replay."""
+
+    state: str
+    attempts: int = 0
+    final: dict[str, Any] | None = None  # the latest done/failed record
+    reported: bool = False  # whether `final` was printed
+
+
+class JournalBusy(UsageError):
+    """Another `dasctl watch` holds this journal."""
+
+
+class Journal:
+    """Append-only JSON lines; final records are flushed and fsynced before anything depends on them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.entries: dict[FileIdentity, JournalEntry] = {}
+        self.order: list[FileIdentity] = []  # order in which identities first reached a final state
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._file_lock: Any = None
+        self.skipped_lines = 0
+
+    def open(self) -> None:
+        """Take the journal's lock (one watch per journal), replay it, and get ready to append."""
+        from filelock import FileLock, Timeout
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as error:
+            raise JournalBusy(
+                f"another dasctl watch is using the journal {self.path}",
+                "Stop it first, or give this one its own --journal FILE.",
+            ) from error
+        self._file_lock = lock
+        try:
+            self._replay()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._repair_tail()
+        except OSError as error:
+            lock.release()
+            raise UsageError(f"cannot use the journal {self.path}: {error.strerror}") from error
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
+
+    def __enter__(self) -> Journal:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _replay(self) -> None:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        with handle:
+            for raw in handle:
+                try:
+                    record = json.loads(raw)
+                except ValueError:  # a line torn by a crash: it never counted
+                    self.skipped_lines += 1
+                    continue
+                if isinstance(record, dict) and record.get("schema") == JOURNAL_SCHEMA:
+                    self._apply(record)
+                else:
+                    self.skipped_lines += 1
+
+    def _repair_tail(self) -> None:
+        """A crash mid-write can leave a line without its newline; start ours on a fresh line."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        with self.path.open("rb") as handle:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                os.write(self._fd, b"\n")
+                os.fsync(self._fd)
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        identity = FileIdentity.from_record(record)
+        state = record.get("state")
+        if identity is None or not isinstance(state, str):
+            self.skipped_lines += 1
+            return
+        entry = self.entries.get(identity)
+        if entry is None:
+            entry = self.entries[identity] = JournalEntry(state)
+        attempt = record.get("attempt")
+        # Only attempts that ended count against a file's retries; one cut short by a crash does not.
+        if isinstance(attempt, int) and state in (RETRY, *FINAL_STATES):
+            entry.attempts = max(entry.attempts, attempt)
+        if state == REPORTED:
+            entry.reported = entry.final is not None
+            return
+        entry.state = state
+        if state in FINAL_STATES:
+            entry.final = record
+            entry.reported = False
+            if identity in self.order:
+                self.order.remove(identity)
+            self.order.append(identity)
+
+    def append(self, record: dict[str, Any], *, durable: bool = True) -> None:
+        """Write one record as one write(2); fsync it when something will depend on it."""
+        record = {"schema": JOURNAL_SCHEMA, **record, "at": round(time.time(), 3)}
+        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                raise RuntimeError("journal is not open")
+            os.write(self._fd, line)
+            if durable:
+                os.fsync(self._fd)
+            self._apply(record)
+
+    def entry(self, identity: FileIdentity) -> JournalEntry | None:
+        return self.entries.get(identity)
+
+    def unreported(self) -> list[tuple[FileIdentity, dict[str, Any]]]:
+        """Final records whose stdout line may not have been printed, oldest first."""
+        found = []
+        for identity in self.order:
+            entry = self.entries[identity]
+            if entry.final is not None and not entry.reported and entry.state in FINAL_STATES:
+                found.append((identity, entry.final))
+        return found
+
+
+# --------------------------------------------------------------------------------------------
+# retry policy and service health
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for transient (exit-6 class) failures."""
+
+    max_retries: int = 5
+    base: float = 1.0
+    cap: float = 60.0
+
+    def delay(self, failures: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after the n-th consecutive failure (n >= 1): half fixed, half random."""
+        ceiling = min(self.cap, self.base * (2 ** max(0, failures - 1)))
+        return ceiling / 2 + rng() * ceiling / 2
+
+    def gives_up(self, attempts: int) -> bool:
+        """Whether a file that has failed transiently `attempts` times has used all its retries."""
+        return attempts > self.max_retries
+
+
+class ServiceHealth:
+    """Tracks how long the service has been unreachable; past the budget, watch exits 6."""
+
+    def __init__(self, budget: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self._clock = clock
+        self.down_since: float | None = None
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def reached(self) -> None:
+        """The service answered something: the outage (if any) is over."""
+        self.down_since = None
+        self.failures = 0
+
+    def unreachable(self, message: str) -> bool:
+        """Record a failure to reach the service; True when the outage has now lasted past the budget."""
+        now = self._clock()
+        if self.down_since is None:
+            self.down_since = now
+        self.failures += 1
+        self.last_error = message
+        return now - self.down_since >= self.budget
+
+    @property
+    def down_for(self) -> float:
+        return 0.0 if self.down_since is None else self._clock() - self.down_since
+
+
+# --------------------------------------------------------------------------------------------
+# reports (the stdout line)
+
+
+def build_report(
+    identity: FileIdentity,
+    *,
+    path: Path,
+    call_id: str,
+    attempts: int,
+    model_hash: str | None,
+    event: events.ServiceEvent | None = None,
+    error: DasctlError | None = None,
+    audio_seconds_sent: float | None = None,
+    voice_seconds: float | None = None,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The JSON line for one file: from the service's terminal event, or from the error that ended it."""
+    credential = authenticity = None
+    if event is not None:
+        code = exit_code_for_event(event.name)
+        outcome = event.name
+        if isinstance(event, events.SessionResult):
+            credential = event.credential
+            authenticity = event.authenticity
+            if event.voice_audio_collected is not None:
+                voice_seconds = event.voice_audio_collected
+        error_field = (
+            None if code == ExitCode.OK else {"kind": _kind_for(code), "message": event.content or event.name}
+        )
+    else:
+        assert error is not None
+        code = error.exit_code
+        outcome = error.kind
+        error_field = {"kind": error.kind, "message": error.message}
+    return {
+        "schema": OUTPUT_SCHEMA,
+        "id": identity.id,
+        "file": identity.relpath,
+        "path": str(path),
+        "outcome": outcome,
+        "exit_code": int(code),
+        "credential": credential,
+        "model_hash": model_hash if credential else None,
+        "call_id": call_id,
+        "authenticity": authenticity,
+        "voice_seconds": voice_seconds,
+        "audio_seconds_sent": None if audio_seconds_sent is None else round(audio_seconds_sent, 3),
+        "attempts": attempts,
+        "error": error_field,
+        "timings": {k: round(v, 3) for k, v in (timings or {}).items()},
+    }
+
+
+def _kind_for(code: ExitCode) -> str:
+    return {
+        ExitCode.AUDIO: "audio",
+        ExitCode.AUTH: "auth",
+        ExitCode.REJECTED: "rejected",
+        ExitCode.UNAVAILABLE: "unavailable",
+    }.get(code, "internal")
+
+
+# --------------------------------------------------------------------------------------------
+# the runner
+
+
+class WatchObserver(Protocol):
+    """What the runner tells a display: status lines, files starting, progressing and finishing."""
+
+    def status(self, message: str) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def started(self, name: str, attempt: int) -> None: ...
+    def progress(self, name: str, progress: Progress) -> None: ...
+    def finished(self, name: str, report: dict[str, Any]) -> None: ...
+    def totals(self, totals: WatchTotals) -> None: ...
+    def close(self) -> None: ...
+
+
+class SilentObserver:
+    """An observer that shows nothing (library use, unit tests)."""
+
+    def status(self, message: str) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+    def started(self, name: str, attempt: int) -> None:
+        pass
+
+    def progress(self, name: str, progress: Progress) -> None:
+        pass
+
+    def finished(self, name: str, report: dict[str, Any]) -> None:
+        pass
+
+    def totals(self, totals: WatchTotals) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class WatchTotals:
+    done: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    queued: int = 0
+    waiting: int = 0  # seen, not settled
+    retrying: int = 0
+
+
+#: Runs one register session for a file: (path, call_id, on_progress) -> outcome.
+FileSession = Callable[[Path, str, Callable[["Progress"], None]], Awaitable["RegisterOutcome"]]
+#: Fetches a token (a health check and a warm cache before the first session).
+TokenCheck = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class WatchSettings:
+    root: Path
+    patterns: Sequence[str] = DEFAULT_PATTERNS
+    recursive: bool = False
+    concurrency: int = 4
+    once: bool = False
+    done_dir: Path | None = None
+    failed_dir: Path | None = None
+    journal_path: Path | None = None
+    settle: float = 2.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_failed: bool = False
+    unreachable_budget: float = 120.0
+    grace: float = 10.0
+    rescan_interval: float = 30.0
+    model_hash: str | None = None
+
+    @property
+    def journal_file(self) -> Path:
+        return self.journal_path or (self.root / DEFAULT_JOURNAL_NAME)
+
+
+@dataclass
+class _WorkItem:
+    path: Path
+    identity: FileIdentity
+    attempts: int  # attempts already made
+    unreachable: int = 0  # consecutive failures to reach the service for this file
+
+
+@dataclass
+class _Attempt:
+    """What one attempt saw, filled in by the progress callback."""
+
+    started: float
+    reached_service: bool = False
+    audio_seconds_sent: float = 0.0
+    voice_seconds: float | None = None
+    marks: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] | None = None  # set once the final record is durable
+
+
+class _Stop(Exception):
+    """Internal: a fatal condition that ends the run with an exit code."""
+
+    def __init__(self, error: DasctlError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class WatchRunner:
+    """Schedules register sessions for an inbox on one asyncio loop; the journal makes it resumable."""
+
+    def __init__(
+        self,
+        settings: WatchSettings,
+        session: FileSession,
+        *,
+        out: IO[str],
+        observer: WatchObserver | None = None,
+        token_check: TokenCheck | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.out = out
+        self.observer: WatchObserver = observer or SilentObserver()
+        self.token_check = token_check
+        self.clock = clock
+        root = Path(os.path.abspath(settings.root))
+        excluded = [settings.journal_file, Path(str(settings.journal_file) + ".lock")]
+        excluded += [d for d in (settings.done_dir, settings.failed_dir) if d is not None]
+        self.inbox = Inbox(
+            root, settings.patterns, recursive=settings.recursive, excluded=excluded, settle=settings.settle,
+            clock=clock,
+        )
+        self.journal = Journal(settings.journal_file)
+        self.health = ServiceHealth(settings.unreachable_budget, clock)
+        self.totals = WatchTotals()
+        self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
+        self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
+        self._queue: asyncio.Queue[_WorkItem] = asyncio.Queue()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._wakeup = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stop_reason: str | None = None
+        self._signals = 0
+        self._fatal: DasctlError | None = None
+        self._any_failed = False
+        self._stdout_gone = False
+
+    # ---- public entry point
+
+    async def run(self) -> ExitCode:
+        """Process the inbox until --once is done, a signal arrives, or a fatal error; the exit code."""
+        if not self.settings.root.is_dir():
+            raise UsageError(f"{self.settings.root} is not a directory", "Give the folder to watch.")
+        loop = asyncio.get_running_loop()
+        installed = self._install_signal_handlers(loop)
+        try:
+            self.journal.open()
+            return await self._run()
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+            self.journal.close()
+            self.observer.close()
+
+    async def _run(self) -> ExitCode:
+        started = self.clock()
+        if self.journal.skipped_lines:
+            self.observer.warning(f"journal: skipped {self.journal.skipped_lines} unreadable line(s)")
+        for identity, record in self.journal.unreported():
+            self._report(identity, record.get("report") or {}, replay=True)
+        try:
+            await self._connect()
+        except _Stop as stop:
+            return self._finish(stop.error, started)
+        if self._stop_requested.is_set():
+            return self._finish(None, started)
+
+        watcher: asyncio.Task[None] | None = None
+        stop_watching = asyncio.Event()
+        if not self.settings.once:
+            watcher = asyncio.create_task(self._watch_changes(stop_watching))
+        self._rescan()
+        self.observer.status(self._watching_line())
+        dispatcher = asyncio.create_task(self._dispatch())
+        try:
+            await self._coordinate()
+        finally:
+            stop_watching.set()
+            dispatcher.cancel()
+            for timer in self._timers:
+                timer.cancel()
+            await self._drain()
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            await asyncio.gather(dispatcher, return_exceptions=True)
+        return self._finish(self._fatal, started)
+
+    def _finish(self, fatal: DasctlError | None, started: float) -> ExitCode:
+        elapsed = self.clock() - started
+        summary = f"{self.totals.done} done, {self.totals.failed} failed in {elapsed:.1f} s"
+        if fatal is not None:
+            self.observer.status(f"stopped: {summary}")
+            raise fatal
+        if self._stop_requested.is_set():
+            self.observer.status(f"{self._stop_reason or 'stopped'}: {summary}")
+            return ExitCode.INTERRUPTED
+        self.observer.status(f"finished: {summary}")
+        return ExitCode.BATCH_FAILED if self._any_failed else ExitCode.OK
+
+    # ---- signals
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        installed: list[int] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, self.request_stop, signal.Signals(signum).name)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                pass
+        return installed
+
+    def request_stop(self, reason: str = "stop") -> None:
+        """First call: take no new files, let the in-flight ones finish (bounded). Second: abort them now."""
+        self._signals += 1
+        if self._signals == 1:
+            self._stop_reason = f"{reason}: stopping" if reason.startswith("SIG") else reason
+            msg = f"{reason}: taking no new files; finishing {len(self._in_flight)} in flight"
+            self.observer.status(msg + (f" (at most {self.settings.grace:g} s)" if self._in_flight else ""))
+        else:
+            self.observer.status(f"{reason} again: aborting {len(self._in_flight)} in flight")
+            for task in self._in_flight:
+                task.cancel()
+        self._stop_requested.set()
+        self._wakeup.set()
+
+    # ---- startup
+
+    async def _connect(self) -> None:
+        """One token before any session: fail fast on bad credentials, wait out a short outage."""
+        if self.token_check is None:
+            return
+        self.observer.status("connecting")
+        while not self._stop_requested.is_set():
+            try:
+                await self.token_check()
+            except AuthError as error:
+                raise _Stop(error) from error
+            except ServiceUnavailable as error:
+                if self.health.unreachable(error.message):
+                    raise _Stop(self._outage_error(error)) from error
+                delay = self.settings.retry.delay(self.health.failures)
+                self.observer.status(f"service unreachable ({error.message}); retrying in {delay:.1f} s")
+                await self._sleep_unless_stopped(delay)
+            else:
+                self.health.reached()
+                return
+
+    def _outage_error(self, error: DasctlError) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"service unreachable for {self.health.down_for:.0f} s: {error.message}",
+            "watch stops so that a supervisor can restart it; unfinished files are kept for the next run.",
+        )
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    # ---- finding files
+
+    async def _watch_changes(self, stop: asyncio.Event) -> None:
+        from watchfiles import Change, awatch
+
+        def wanted(change: Change, path: str) -> bool:
+            return self.inbox.accepts(Path(path))
+
+        try:
+            async for changes in awatch(
+                self.inbox.root,
+                watch_filter=wanted,
+                recursive=self.settings.recursive,
+                stop_event=stop,
+                debounce=200,
+                step=50,
+                rust_timeout=1000,
+            ):
+                for change, raw in changes:
+                    if change == Change.deleted:
+                        self.inbox.forget(Path(raw))
+                    else:
+                        self.inbox.observe(Path(raw))
+                self._wakeup.set()
+        except Exception as error:  # the periodic rescan still finds new files
+            self.observer.warning(f"file notifications stopped ({error}); falling back to rescans")
+
+    def _rescan(self) -> None:
+        for path in self.inbox.scan():
+            self.inbox.observe(path)
+
+    def _watching_line(self) -> str:
+        where = self.inbox.root
+        waiting = self.inbox.waiting
+        mode = "processing" if self.settings.once else "watching"
+        return f"{mode} {where} ({waiting} file{'s' if waiting != 1 else ''} found)"
+
+    async def _coordinate(self) -> None:
+        """Take settled files, notice when --once is done, rescan now and then, until told to stop."""
+        last_rescan = self.clock()
+        while not self._stop_requested.is_set() and self._fatal is None:
+            for settled in self.inbox.take_settled():
+                self._consider(settled)
+            if not self.settings.once and self.clock() - last_rescan >= self.settings.rescan_interval:
+                last_rescan = self.clock()
+                self._rescan()
+            self._update_totals()
+            if self.settings.once and self._idle():
+                return
+            next_check = self.inbox.next_check()
+            timeout = 1.0 if next_check is None else min(1.0, next_check + 0.01)
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.01, timeout))
+            except asyncio.TimeoutError:
+                pass
+
+    def _idle(self) -> bool:
+        # _active covers queued, held by the dispatcher, in flight and waiting to retry
+        return self.inbox.waiting == 0 and not self._active and not self._in_flight
+
+    def _consider(self, settled: SettledFile) -> None:
+        identity = settled.identity
+        if identity in self._active:
+            return
+        entry = self.journal.entry(identity)
+        if entry is not None and entry.state in FINAL_STATES:
+            retry = (
+                entry.state == FAILED and self.settings.retry_failed and identity not in self._retried
+            )
+            if not retry:
+                self._move_finished(settled.path, entry.state)
+                return
+            self._retried.add(identity)
+        attempts = entry.attempts if entry is not None else 0
+        if entry is not None and entry.state in FINAL_STATES:
+            attempts = 0  # --retry-failed: a fresh set of retries
+        self._active.add(identity)
+        self._queue.put_nowait(_WorkItem(settled.path, identity, attempts))
+
+    # ---- running sessions
+
+    async def _dispatch(self) -> None:
+        slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+        while True:
+            item = await self._queue.get()
+            await slots.acquire()
+            if self._stop_requested.is_set() or self._fatal is not None:
+                slots.release()
+                return
+            task = asyncio.create_task(self._process(item))
+            self._in_flight.add(task)
+
+            def done(t: asyncio.Task[None]) -> None:
+                self._in_flight.discard(t)
+                slots.release()
+                self._wakeup.set()
+
+            task.add_done_callback(done)
+            self._update_totals()
+
+    async def _drain(self) -> None:
+        """Let in-flight sessions finish within the grace period (none on a fatal error), then cancel."""
+        if not self._in_flight:
+            return
+        grace = 0.0 if self._fatal is not None else self.settings.grace
+        if grace > 0:
+            await asyncio.wait(set(self._in_flight), timeout=grace)
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=30)
+
+    async def _process(self, item: _WorkItem) -> None:
+        attempt_number = item.attempts + 1
+        call_id = str(uuid.uuid4())
+        name = item.identity.relpath
+        attempt = _Attempt(started=self.clock())
+        self.journal.append(
+            {**item.identity.fields(), "state": STARTED, "attempt": attempt_number, "call_id": call_id},
+            durable=False,
+        )
+        self.observer.started(name, attempt_number)
+
+        def on_progress(progress: Progress) -> None:
+            self._on_progress(item, attempt, attempt_number, call_id, progress)
+
+        try:
+            outcome = await self.session(item.path, call_id, on_progress)
+        except asyncio.CancelledError:
+            if attempt.report is None:
+                self._abandon(item, attempt_number, call_id, "cancelled")
+            else:
+                self._complete(item, attempt.report)
+            raise
+        except Exception as error:
+            if attempt.report is not None:  # the outcome is already safe; a late hiccup changes nothing
+                self._complete(item, attempt.report)
+                return
+            self._after_error(item, attempt, attempt_number, call_id, error)
+            return
+        if attempt.report is None:
+            attempt.audio_seconds_sent = outcome.audio_seconds_sent
+            timings = dict(outcome.timings) or attempt.marks
+            self._after_event(item, attempt, attempt_number, call_id, outcome.result, timings)
+        else:
+            self._complete(item, attempt.report)
+
+    def _on_progress(
+        self, item: _WorkItem, attempt: _Attempt, attempt_number: int, call_id: str, progress: Progress
+    ) -> None:
+        state = getattr(progress, "state", "")
+        if state and state != "connecting" and not attempt.reached_service:
+            attempt.reached_service = True
+            self.health.reached()
+        if state and state not in attempt.marks:
+            attempt.marks[state] = self.clock() - attempt.started
+        sent = getattr(progress, "audio_seconds_sent", None)
+        if isinstance(sent, (int, float)):
+            attempt.audio_seconds_sent = float(sent)
+        vad = getattr(progress, "vad", None)
+        if isinstance(vad, events.VadStatus):
+            attempt.voice_seconds = vad.audio_seconds
+        event = getattr(progress, "event", None)
+        # A terminal answer that will not be retried is made durable the moment it arrives: a kill
+        # between here and the session's teardown must not lose a credential.
+        if isinstance(event, events.ServiceEvent) and event.terminal and attempt.report is None:
+            if not is_retryable(exit_code_for_event(event.name)):
+                self._record_final(item, attempt, attempt_number, call_id, event=event, timings=attempt.marks)
+        try:
+            self.observer.progress(item.identity.relpath, progress)
+        except Exception:  # a display problem must never cost a result
+            log.debug("display failed", exc_info=True)
+
+    def _after_event(
+        self,
+        item: _WorkItem,
+        attempt: _Attempt,
+        attempt_number: int,
+        call_id: str,
+        event: events.ServiceEvent,
+        timings: dict[str, float],
+    ) -> None:
+        self.health.reached()
+        code = exit_code_for_event(event.name)
+        if is_retryable(code) and not self.settings.retry.gives_up(attempt_number):
+            message = event.content or event.name
+            self._schedule_retry(item, attempt_number, call_id, message, unreachable=False)
+            return
+        report = self._record_final(item, attempt, attempt_number, call_id, event=event, timings=timings)
+        self._complete(item, report)
+
+    def _after_error(
+        self, item: _WorkItem, attempt: _Attempt, attempt_number: int, call_id: str, error: Exception
+    ) -> None:
+        if isinstance(error, AuthError):
+            # Not this file's fault: every other file would fail the same way.
+            self._fatal_error(error)
+            self._abandon(item, attempt_number, call_id, error.message)
+            return
+        if isinstance(error, (AudioError, UsageError)) and not item.path.exists():
+            self.observer.status(f"{item.identity.relpath}: vanished before it could be read; skipped")
+            self._abandon(item, attempt_number, call_id, "vanished")
+            return
+        if isinstance(error, DasctlError):
+            known = error
+        elif isinstance(error, OSError) and not item.path.exists():
+            self.observer.status(f"{item.identity.relpath}: vanished before it could be read; skipped")
+            self._abandon(item, attempt_number, call_id, "vanished")
+            return
+        else:  # a bug: this file fails, the loop goes on
+            log.error("internal error on %s", item.identity.relpath, exc_info=True)
+            known = DasctlError(f"internal error: {type(error).__name__}: {error}")
+        if is_retryable(known.exit_code):
+            if not attempt.reached_service:
+                if self.health.unreachable(known.message):
+                    self._fatal_error(self._outage_error(known))
+                    self._abandon(item, attempt_number, call_id, known.message)
+                    return
+                self._schedule_retry(item, attempt_number, call_id, known.message, unreachable=True)
+                return
+            if not self.settings.retry.gives_up(attempt_number):
+                self._schedule_retry(item, attempt_number, call_id, known.message, unreachable=False)
+                return
+        report = self._record_final(
+            item, attempt, attempt_number, call_id, error=known, timings=attempt.marks
+        )
+        self._complete(item, report)
+
+    def _fatal_error(self, error: DasctlError) -> None:
+        if self._fatal is None:
+            self._fatal = error
+            self.observer.warning(error.message)
+        self._wakeup.set()
+
+    def _abandon(self, item: _WorkItem, attempt_number: int, call_id: str, reason: str) -> None:
+        self.journal.append(
+            {**item.identity.fields(), "state": ABORTED, "attempt": attempt_number, "call_id": call_id,
+             "reason": reason},
+            durable=False,
+        )
+        self._active.discard(item.identity)
+
+    def _schedule_retry(
+        self, item: _WorkItem, attempt_number: int, call_id: str, message: str, *, unreachable: bool
+    ) -> None:
+        if unreachable:
+            item.unreachable += 1
+            # Failing to reach the service is not the file's fault: it keeps its retries.
+            attempt_number -= 1
+            delay = self.settings.retry.delay(max(item.unreachable, self.health.failures))
+        else:
+            item.unreachable = 0
+            delay = self.settings.retry.delay(attempt_number)
+        self.journal.append(
+            {**item.identity.fields(), "state": RETRY, "attempt": attempt_number, "call_id": call_id,
+             "error": message},
+            durable=False,
+        )
+        item.attempts = attempt_number
+        self.observer.status(f"retrying {item.identity.relpath} in {delay:.1f} s: {message}")
+        loop = asyncio.get_running_loop()
+
+        def requeue() -> None:
+            self._timers.discard(handle)
+            if self._stop_requested.is_set() or self._fatal is not None:
+                return
+            self._queue.put_nowait(item)
+            self._wakeup.set()
+
+        handle = loop.call_later(delay, requeue)
+        self._timers.add(handle)
+
+    def _record_final(
+        self,
+        item: _WorkItem,
+        attempt: _Attempt,
+        attempt_number: int,
+        call_id: str,
+        *,
+        event: events.ServiceEvent | None = None,
+        error: DasctlError | None = None,
+        timings: dict[str, float],
+    ) -> dict[str, Any]:
+        timings = dict(timings)
+        timings.setdefault("total", self.clock() - attempt.started)
+        report = build_report(
+            item.identity,
+            path=item.path,
+            call_id=call_id,
+            attempts=attempt_number,
+            model_hash=self.settings.model_hash,
+            event=event,
+            error=error,
+            audio_seconds_sent=attempt.audio_seconds_sent,
+            voice_seconds=attempt.voice_seconds,
+            timings=timings,
+        )
+        state = DONE if report["exit_code"] == ExitCode.OK else FAILED
+        self.journal.append(
+            {**item.identity.fields(), "state": state, "attempt": attempt_number, "call_id": call_id,
+             "report": report},
+            durable=True,
+        )
+        attempt.report = report
+        return report
+
+    def _complete(self, item: _WorkItem, report: dict[str, Any]) -> None:
+        if item.identity not in self._active:
+            return  # already completed (the early record, then the session's return)
+        self._active.discard(item.identity)
+        self._report(item.identity, report)
+        state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
+        self._move_finished(item.path, state)
+
+    def _report(self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False) -> None:
+        """Print the line, then mark it printed: a kill between the two repeats it once, never loses it."""
+        if self._stdout_gone:
+            return
+        try:
+            self.out.write(json.dumps(report, ensure_ascii=False) + "\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self._stdout_gone = True
+            self._fatal_error(DasctlError("stdout was closed; stopping (the journal keeps every result)"))
+            return
+        self.journal.append({**identity.fields(), "state": REPORTED}, durable=False)
+        if report.get("exit_code") == ExitCode.OK:
+            self.totals.done += 1
+        else:
+            self.totals.failed += 1
+            self._any_failed = True
+        self.observer.finished(identity.relpath, report)
+        if replay:
+            self.observer.status(f"{identity.relpath}: reported from the journal (finished by a past run)")
+        self._update_totals()
+
+    def _move_finished(self, path: Path, state: str) -> None:
+        target_dir = self.settings.done_dir if state == DONE else self.settings.failed_dir
+        if target_dir is None or not path.exists():
+            return
+        rel = self.inbox.relpath(path) or path.name
+        target = Path(target_dir) / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target = _free_name(target)
+            shutil.move(str(path), str(target))
+        except OSError as error:
+            self.observer.warning(f"could not move {rel} to {target_dir}: {error.strerror or error}")
+
+    def _update_totals(self) -> None:
+        self.totals.in_flight = len(self._in_flight)
+        self.totals.queued = self._queue.qsize()
+        self.totals.waiting = self.inbox.waiting
+        self.totals.retrying = len(self._timers)
+        self.observer.totals(self.totals)
+
+
+def _free_name(target: Path) -> Path:
+    """The target itself, or name.1.ext, name.2.ext, ... when it is taken (never overwrite)."""
+    if not target.exists():
+        return target
+    for n in range(1, 10_000):
+        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise OSError(f"no free name for {target}")
+
+
+# --------------------------------------------------------------------------------------------
+# wiring the real session (imports the heavy modules only when called)
+
+
+def register_file_session(
+    profile: Any,
+    tokens: Any,
+    network: Any,
+    options: Any,
+    *,
+    channel: str = "mix",
+) -> FileSession:
+    """A FileSession that decodes the file and runs session.register_audio with the shared token provider."""
+    from dataclasses import replace
+
+    from dasctl import audio, session
+
+    async def run(path: Path, call_id: str, on_progress: Callable[[Progress], None]) -> RegisterOutcome:
+        with audio.open_audio(path, channel=channel) as stream:
+            return await session.register_audio(
+                stream, replace(options, call_id=call_id), profile, tokens, network, on_progress=on_progress
+            )
+
+    return run
