@@ -1,9 +1,289 @@
-"""Placeholder: the 'auth' commands are being written (see the issues)."""
+"""`dasctl login`, `dasctl logout` and `dasctl auth status|token`: thin wrappers over dasctl.auth."""
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from dasctl.cli.common import JsonOption, ProfileOption, profile_name
+
+if TYPE_CHECKING:
+    from dasctl.auth import Token
+    from dasctl.config import Profile
+
+AUTH_STATUS_SCHEMA = "dasctl.auth-status/1"
+
+auth_app = typer.Typer(
+    name="auth",
+    help="Show the login state of a profile, or print a token for other tools.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def _say(message: str) -> None:
+    from dasctl.cli.common import OPTIONS
+
+    if not OPTIONS.quiet:
+        print(message, file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"dasctl: warning: {message}", file=sys.stderr)
+
+
+def _ask(prompt: str, hidden: bool) -> str:
+    """Prompt on the terminal (never stdout); only called when stdin is a terminal."""
+    if hidden:
+        import getpass
+
+        return getpass.getpass(prompt, stream=sys.stderr)
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip()
+
+
+def _parse_audio_urls(values: list[str] | None) -> dict[str, str] | None:
+    if not values:
+        return None
+    urls: dict[str, str] = {}
+    for value in values:
+        protocol, sep, url = value.partition("=")
+        if not sep or not protocol.strip() or not url.strip():
+            raise typer.BadParameter(f"{value!r} is not PROTO=URL (e.g. twilio=wss://host/audio/twilio)",
+                                     param_hint="'--audio-url'")
+        urls[protocol.strip().lower()] = url.strip()
+    return urls
+
+
+def describe_lifetime(seconds: float) -> str:
+    """'59 min', '45 s', '3 h' — how long something stays valid, for people."""
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{max(seconds, 0):.0f} s"
+
+
+def login(
+    profile: ProfileOption = None,
+    client_id: Annotated[str | None, typer.Option(
+        "--client-id", help="OAuth client id (env DASCTL_CLIENT_ID).", show_default=False)] = None,
+    client_secret_stdin: Annotated[bool, typer.Option(
+        "--client-secret-stdin", help="Read the client secret from the first line of stdin.")] = False,
+    url: Annotated[str | None, typer.Option("--url", help="Signalling base URL (env DASCTL_URL).",
+                                            show_default=False)] = None,
+    auth_url: Annotated[str | None, typer.Option("--auth-url", help="Token endpoint (env DASCTL_AUTH_URL).",
+                                                 show_default=False)] = None,
+    audio_url: Annotated[list[str] | None, typer.Option(
+        "--audio-url", metavar="PROTO=URL",
+        help="Audio consumer URL per protocol, e.g. twilio=wss://host/audio/twilio (repeatable).")] = None,
+    ca_bundle: Annotated[str | None, typer.Option("--ca-bundle", help="CA bundle (PEM) for HTTPS and WSS.",
+                                                  show_default=False)] = None,
+) -> None:
+    """Check client credentials by fetching a token, then store the profile and the secret."""
+    from dasctl import auth as core
+    from dasctl import config
+    from dasctl.cli.common import environment
+    from dasctl.credentials import AUDIOHOOK_SECRET, CLIENT_SECRET, SecretStore
+    from dasctl.errors import UsageError
+    from dasctl.logs import register_secret
+    from dasctl.net import NetworkSettings
+
+    env = environment()
+    flags: dict[str, object] = {"url": url, "auth_url": auth_url, "audio_urls": _parse_audio_urls(audio_url),
+                                "ca_bundle": ca_bundle, "client_id": client_id}
+    resolved = config.load_profile(profile_name(profile), flags, allow_missing=True)
+
+    # client id: flag > DASCTL_CLIENT_ID > the profile's (stored or the local demo one) > prompt
+    chosen_client_id = resolved.client_id
+    if not chosen_client_id:
+        if not env.can_prompt():
+            raise UsageError(f"no client id for profile '{resolved.name}'",
+                             "Pass --client-id ID or set DASCTL_CLIENT_ID.")
+        chosen_client_id = _ask("Client id: ", hidden=False)
+        if not chosen_client_id:
+            raise UsageError("no client id given", "Pass --client-id ID or set DASCTL_CLIENT_ID.")
+
+    # secret: stdin > DASCTL_CLIENT_SECRET > the local demo secret > hidden prompt; never a flag value
+    secret: core.ClientSecret | None = None
+    if client_secret_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise UsageError("--client-secret-stdin: stdin had no secret on its first line")
+        secret = core.ClientSecret(line, "stdin")
+    elif env.env.get(config.ENV_CLIENT_SECRET):
+        secret = core.ClientSecret(env.env[config.ENV_CLIENT_SECRET],
+                                   f"environment ({config.ENV_CLIENT_SECRET})")
+    elif resolved.is_local and chosen_client_id == config.DEMO_CLIENT_ID:
+        secret = core.ClientSecret(config.DEMO_CLIENT_SECRET, "built-in demo secret")
+    elif env.can_prompt():
+        value = _ask(f"Client secret for {chosen_client_id} (hidden): ", hidden=True)
+        if not value:
+            raise UsageError("no client secret given")
+        secret = core.ClientSecret(value, "prompt")
+    else:
+        raise UsageError(
+            f"no client secret for client '{chosen_client_id}', and stdin is not a terminal to ask for it",
+            "Pipe it in with --client-secret-stdin, or set DASCTL_CLIENT_SECRET.",
+        )
+    register_secret(secret.value)
+
+    network = NetworkSettings.from_profile(resolved)
+    token = core.login(resolved, chosen_client_id, secret, network)
+
+    # store what the user chose (flags, environment, answers); derived defaults stay derived
+    values: dict[str, object] = {
+        key: resolved.get(key) for key in ("url", "auth_url", "ca_bundle", *(
+            f"audio_url.{p}" for p in resolved.audio_urls))
+        if resolved.sources.get(key) in (config.SOURCE_FLAG, config.SOURCE_ENV)
+    }
+    if resolved.sources.get("client_id") != config.SOURCE_FILE and not (
+            resolved.is_local and chosen_client_id == config.DEMO_CLIENT_ID):
+        values["client_id"] = chosen_client_id
+    made_default = config.store_profile_values(resolved.name, values,
+                                               make_default_if_unset=not resolved.is_local)
+
+    store = SecretStore()
+    if secret.source == "built-in demo secret":
+        store.delete(resolved.name, CLIENT_SECRET)
+    else:
+        stored = store.put(resolved.name, CLIENT_SECRET, secret.value)
+        if stored.keyring_problem:
+            _warn(f"{stored.keyring_problem}; stored the client secret in {stored.location} (mode 0600)")
+    audiohook = env.env.get(config.ENV_AUDIOHOOK_SECRET)
+    if audiohook:
+        register_secret(audiohook)
+        result = store.put(resolved.name, AUDIOHOOK_SECRET, audiohook)
+        _say(f"Stored the AudioHook secret from {config.ENV_AUDIOHOOK_SECRET} in {result.location}.")
+
+    _say(f"Logged in to profile '{resolved.name}' (client {chosen_client_id}) at {resolved.url}; "
+         f"token valid for {describe_lifetime(token.lifetime)}.")
+    if made_default:
+        _say(f"Profile '{resolved.name}' is now the default (change it with "
+             "`dasctl config set default_profile NAME`).")
+    if env.env.get(config.ENV_TOKEN):
+        _warn("DASCTL_TOKEN is set: it overrides these credentials until you unset it.")
+
+
+def logout(profile: ProfileOption = None) -> None:
+    """Forget a profile's stored client secret and cached tokens (its URLs stay)."""
+    from dasctl import auth as core
+    from dasctl import config
+    from dasctl.credentials import AUDIOHOOK_SECRET, CLIENT_SECRET, SecretStore
+
+    resolved = config.load_profile(profile_name(profile), allow_missing=True)
+    store = SecretStore()
+    places = store.delete(resolved.name, CLIENT_SECRET) + store.delete(resolved.name, AUDIOHOOK_SECRET)
+    tokens = core.forget_tokens(resolved)
+    if places or tokens:
+        where = ", ".join(sorted(set(places))) or "nowhere"
+        _say(f"Logged out of profile '{resolved.name}': removed the stored secret ({where}) "
+             f"and {tokens} cached token(s).")
+    else:
+        _say(f"Profile '{resolved.name}' had no stored secret or cached token; nothing to forget.")
+    for variable in (config.ENV_TOKEN, config.ENV_CLIENT_SECRET):
+        if os.environ.get(variable):
+            _warn(f"{variable} is still set in the environment and will still be used.")
+
+
+def _status_document(resolved: Profile, token: Token | None, credentials: str | None,
+                     env_token: bool) -> dict[str, Any]:
+    import math
+    import time
+    from datetime import datetime, timezone
+
+    expires_at = token.expires_at if token is not None and math.isfinite(token.expires_at) else None
+    return {
+        "schema": AUTH_STATUS_SCHEMA,
+        "profile": resolved.name,
+        "profile_source": resolved.sources.get("profile"),
+        "url": resolved.url,
+        "auth_url": resolved.auth_url,
+        "client_id": resolved.client_id,
+        "credentials": credentials,
+        "logged_in": token is not None,
+        "dasctl_token_override": env_token,
+        "token": None if token is None else {
+            "masked": _mask(token.access_token),
+            "type": token.token_type,
+            "source": token.source,
+            "expires_at": None if expires_at is None
+            else datetime.fromtimestamp(expires_at, timezone.utc).isoformat(timespec="seconds"),
+            "expires_in": None if expires_at is None else max(0, round(expires_at - time.time())),
+        },
+    }
+
+
+def _mask(value: str) -> str:
+    from dasctl.auth import mask
+
+    return mask(value)
+
+
+def status(profile: ProfileOption = None, json_output: JsonOption = False) -> None:
+    """Show the profile, its URLs, client id, where the token comes from and when it expires."""
+    import json
+
+    from dasctl import auth as core
+    from dasctl import config
+    from dasctl.errors import DasctlError
+
+    resolved = config.load_profile(profile_name(profile))
+    provider = core.TokenProvider(resolved)
+    env_token = provider.env_token() is not None
+    secret = core.client_secret(resolved) if resolved.client_id else None
+    credentials = "DASCTL_TOKEN" if env_token else (secret.source if secret else None)
+    token: Token | None = None
+    problem: DasctlError | None = None
+    try:
+        token = provider.token()
+    except DasctlError as error:  # still show what we know, then fail with the right exit code
+        problem = error
+    document = _status_document(resolved, token, credentials, env_token)
+    if json_output:
+        if problem is not None:
+            document["error"] = {"kind": problem.kind, "message": problem.message}
+        print(json.dumps(document, indent=2))
+    else:
+        rows = [
+            ("profile", f"{resolved.name} (from {document['profile_source']})"),
+            ("url", resolved.url),
+            ("auth_url", resolved.auth_url),
+            ("client_id", resolved.client_id or "(none)"),
+            ("credentials", credentials or "(none stored)"),
+        ]
+        if token is not None:
+            info = document["token"]
+            expiry = ("expiry unknown" if info["expires_at"] is None
+                      else f"expires {info['expires_at']} (in {describe_lifetime(info['expires_in'])})")
+            rows.append(("token", f"{info['masked']} from {token.source}, {expiry}"))
+        else:
+            rows.append(("token", "(none)"))
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            print(f"{name.ljust(width)}  {value}")
+        if env_token:
+            _say("DASCTL_TOKEN is set: it overrides the profile's stored credentials.")
+    if problem is not None:
+        raise problem
+
+
+def token(profile: ProfileOption = None) -> None:
+    """Print a valid access token on stdout (refreshed when needed), for other tools."""
+    from dasctl import auth as core
+    from dasctl import config
+
+    resolved = config.load_profile(profile_name(profile))
+    print(core.TokenProvider(resolved).token().access_token)
 
 
 def install(app: typer.Typer) -> None:
-    """Add this module's commands to the application."""
+    """Add login, logout and the auth group to the application."""
+    app.command("login")(login)
+    app.command("logout")(logout)
+    auth_app.command("status")(status)
+    auth_app.command("token")(token)
+    app.add_typer(auth_app, name="auth")
