@@ -1,0 +1,157 @@
+"""The `twilio` audio channel (PROTOCOL.md §4.1): a Twilio Media Streams subset over one WebSocket.
+
+`start` with the call id, then `media` frames of base64 mu-law. The service closing the socket means it
+has enough audio: that is normal completion. When the audio runs out first we close the socket, so the
+service answers (with error-audio when it did not get enough voice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from dasctl.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from dasctl.audio import Pacer
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_SECOND = 8000  # G.711 mu-law, 8 kHz mono: one byte per sample
+CLOSE_TIMEOUT = 2.0
+
+
+class ChannelCut(ServiceUnavailable):
+    """The audio channel ended abnormally (reset, no close frame): the service may still explain why."""
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for the event at most timeout seconds; whether it is set."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass
+    return event.is_set()
+
+
+async def open_websocket(
+    http: aiohttp.ClientSession,
+    url: str,
+    protocol: str,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> aiohttp.ClientWebSocketResponse:
+    """Open an audio WebSocket, turning every connection failure into one clear error."""
+    import aiohttp
+
+    from dasctl.errors import AuthError
+
+    try:
+
+        async def connect() -> Any:
+            return await http.ws_connect(
+                url,
+                headers=headers,
+                autoclose=True,
+                autoping=True,
+                heartbeat=None,
+                max_msg_size=1 << 20,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+            )
+
+        return await asyncio.wait_for(connect(), timeout)
+    except aiohttp.WSServerHandshakeError as error:
+        if error.status in (401, 403):
+            raise AuthError(
+                f"the {protocol} audio consumer at {url} refused the connection (HTTP {error.status})",
+                "Check the profile's AudioHook API key and secret (dasctl config show)."
+                if protocol == "audiohook"
+                else "Check that the token and audio URL belong to the same service.",
+            ) from None
+        raise ServiceUnavailable(
+            f"the {protocol} audio consumer at {url} refused the WebSocket (HTTP {error.status})",
+            f"Check the audio URL (DASCTL_AUDIO_URL_{protocol.upper()}), or try again later.",
+        ) from None
+    except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as error:
+        reason = (
+            "timed out" if isinstance(error, asyncio.TimeoutError) else str(error) or type(error).__name__
+        )
+        raise ServiceUnavailable(
+            f"cannot open the {protocol} audio channel at {url}: {reason}",
+            f"Check the audio URL (DASCTL_AUDIO_URL_{protocol.upper()}) and the network, then try again.",
+        ) from None
+
+
+async def stream_twilio(
+    http: aiohttp.ClientSession,
+    url: str,
+    call_id: str,
+    frames: AsyncIterator[bytes],
+    pacer: Pacer,
+    on_sent: Callable[[float], None],
+    *,
+    connect_timeout: float = 10.0,
+) -> bool:
+    """Stream the frames; True when the service closed the channel (it had enough), False at end of audio."""
+    import aiohttp
+
+    ws = await open_websocket(http, url, "twilio", connect_timeout)
+    service_closed = asyncio.Event()
+    close_frame: list[int | None] = []
+
+    async def read() -> None:
+        # Twilio consumers send nothing we need; we only watch for the close.
+        while True:
+            message = await ws.receive()
+            if message.type == aiohttp.WSMsgType.CLOSE:
+                close_frame.append(ws.close_code)
+                break
+            if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                break
+        service_closed.set()
+
+    reader = asyncio.create_task(read())
+    sent_bytes = 0
+    try:
+        await ws.send_str(json.dumps({"event": "start", "start": {"callSid": call_id}}))
+        async for frame in frames:
+            if service_closed.is_set():
+                break
+            delay = pacer.delay(sent_bytes / BYTES_PER_SECOND)
+            if delay > 0 and await wait_event(service_closed, delay):
+                break
+            payload = base64.b64encode(frame).decode("ascii")
+            try:
+                await ws.send_str(json.dumps({"event": "media", "media": {"payload": payload}}))
+            except (ConnectionError, aiohttp.ClientError):
+                await wait_event(service_closed, CLOSE_TIMEOUT)
+                break
+            sent_bytes += len(frame)
+            on_sent(sent_bytes / BYTES_PER_SECOND)
+        else:
+            if not service_closed.is_set():
+                log.debug(
+                    "twilio: audio ended after %.2f s, closing so the service answers", sent_bytes / 8000
+                )
+                await ws.close()
+                return False
+        if close_frame:
+            log.debug("twilio: the service closed the audio channel (code %s): it has enough", close_frame[0])
+            return True
+        raise ChannelCut(
+            f"the twilio audio channel was cut after {sent_bytes / BYTES_PER_SECOND:.1f} s of audio",
+            "The connection to the audio consumer broke; try again.",
+        )
+    finally:
+        reader.cancel()
+        if not ws.closed:
+            try:
+                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)
+            except (asyncio.TimeoutError, aiohttp.ClientError, ConnectionError):
+                pass
