@@ -1,0 +1,207 @@
+"""Raw-protocol clients for the emulator tests: python-socketio and websocket-client, nothing of dasctl.
+
+The emulator is tested against PROTOCOL.md, so these helpers speak the wire protocol directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import queue
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import socketio
+import soundfile
+import soxr
+import websocket
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    # Sun's g711 reference, the encoder PROTOCOL.md §5 follows (audioop-lts on Python 3.13+)
+    import audioop
+
+DATA = Path(__file__).parent / "data"
+DEMO_CLIENT_ID = "dasctl-demo"
+DEMO_CLIENT_SECRET = "dasctl-demo-secret"
+DEMO_MODEL_HASH = "dasctl-emulator-model-v1"
+DEMO_AUDIOHOOK_API_KEY = "dasctl-demo-audiohook-key"
+
+
+@functools.cache
+def mulaw_of(name: str, channel: int | None = None) -> bytes:
+    """A fixture WAV as 8 kHz mono mu-law (independent of dasctl's own transcoder)."""
+    data, rate = soundfile.read(DATA / name, dtype="float64", always_2d=True)
+    mono = data[:, channel] if channel is not None else data.mean(axis=1)
+    if rate != 8000:
+        mono = soxr.resample(mono, rate, 8000)
+    pcm = (np.clip(mono, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    return audioop.lin2ulaw(pcm, 2)
+
+
+def token(emulator: Any, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_CLIENT_SECRET) -> str:
+    response = requests.post(
+        emulator.auth_url,
+        data={"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials"},
+        timeout=5,
+    )
+    response.raise_for_status()
+    body = response.json()
+    return f"{body['token_type']} {body['access_token']}"
+
+
+def initialize_payload(
+    call_id: str | None = None,
+    protocol: str = "twilio",
+    duration: float = 5.0,
+    threshold: float = 0.8,
+    model_hash: str = DEMO_MODEL_HASH,
+) -> dict[str, Any]:
+    """PROTOCOL.md §3.1, field for field."""
+    return {
+        "metadata": {
+            "audio_protocol": protocol,
+            "audio_format": "raw",
+            "audio_codec": "mulaw",
+            "sample_format": "",
+            "sample_rate": "8000",
+            "channels": "1",
+            "call_id": call_id or str(uuid.uuid4()),
+        },
+        "register_request": {
+            "authenticity_threshold": threshold,
+            "audio_total_duration": duration,
+            "model_hash": model_hash,
+        },
+    }
+
+
+def verify_payload(
+    credential: str,
+    call_id: str | None = None,
+    protocol: str = "twilio",
+    duration: float = 3.0,
+    score_threshold: float = 0.6,
+) -> dict[str, Any]:
+    payload = initialize_payload(call_id, protocol)
+    del payload["register_request"]
+    payload["verify_request"] = {
+        "credential": credential,
+        "authenticity_threshold": 0.8,
+        "score_threshold": score_threshold,
+        "audio_total_duration": duration,
+    }
+    return payload
+
+
+class Signalling:
+    """A Socket.IO client on one namespace that funnels every event into one queue."""
+
+    def __init__(
+        self, emulator: Any, namespace: str = "/socket.io/register", authorization: str | None = "token"
+    ) -> None:
+        self.namespace = namespace
+        self.events: queue.Queue[tuple[str, tuple[Any, ...]]] = queue.Queue()
+        self.client = socketio.Client(reconnection=False)
+        self.connect_error: Any = None
+
+        @self.client.on("*", namespace=namespace)
+        def on_any(event: str, *args: Any) -> None:
+            self.events.put((event, args))
+
+        @self.client.on("disconnect", namespace=namespace)
+        def on_disconnect(*args: Any) -> None:
+            self.events.put(("<disconnect>", args))
+
+        @self.client.on("connect_error", namespace=namespace)
+        def on_connect_error(data: Any = None) -> None:
+            self.connect_error = data
+
+        headers = {}
+        if authorization == "token":
+            authorization = token(emulator)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        self.client.connect(
+            emulator.url,
+            headers=headers,
+            namespaces=[namespace],
+            transports=["websocket"],
+            socketio_path="socket.io",
+            wait_timeout=5,
+        )
+
+    def emit(self, event: str, data: Any) -> None:
+        self.client.emit(event, data, namespace=self.namespace)
+
+    def next(self, timeout: float = 10.0) -> tuple[str, tuple[Any, ...]]:
+        return self.events.get(timeout=timeout)
+
+    def until_terminal(self, timeout: float = 20.0) -> list[tuple[str, tuple[Any, ...]]]:
+        """Every event up to and including the terminal one, then the server's disconnect."""
+        seen = []
+        while True:
+            name, args = self.next(timeout)
+            seen.append((name, args))
+            if name.startswith(("result-", "error-")):
+                break
+            assert name != "<disconnect>", f"disconnected before a terminal event: {seen}"
+        assert self.next(5)[0] == "<disconnect>", "the server did not disconnect after the terminal event"
+        return seen
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+def twilio_stream(
+    emulator: Any,
+    call_id: str,
+    audio: bytes,
+    chunk: int = 160,
+    stop: bool = True,
+    start_message: dict[str, Any] | None = None,
+) -> tuple[int, int | None]:
+    """Send audio as fast as possible; returns (bytes sent before the server closed, close code)."""
+    ws = websocket.create_connection(emulator.twilio_url, timeout=10)
+    sent = 0
+    try:
+        ws.send(json.dumps(start_message or {"event": "start", "start": {"callSid": call_id}}))
+        for offset in range(0, len(audio), chunk):
+            payload = base64.b64encode(audio[offset : offset + chunk]).decode()
+            try:
+                ws.send(json.dumps({"event": "media", "media": {"payload": payload}}))
+            except (websocket.WebSocketConnectionClosedException, BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(audio[offset : offset + chunk])
+        else:
+            if stop:
+                try:
+                    ws.send(json.dumps({"event": "stop"}))
+                except (websocket.WebSocketConnectionClosedException, BrokenPipeError, ConnectionResetError):
+                    pass
+        return sent, wait_close(ws)
+    finally:
+        ws.close()
+
+
+def wait_close(ws: websocket.WebSocket, timeout: float = 10.0) -> int | None:
+    """Read until the server's close frame; its status code (None if the socket just went away)."""
+    ws.settimeout(timeout)
+    while True:
+        try:
+            opcode, data = ws.recv_data(control_frame=True)
+        except websocket.WebSocketConnectionClosedException:
+            return None
+        except (ConnectionResetError, OSError):
+            return None
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+
+
+def names(seen: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
+    return [name for name, _ in seen]
