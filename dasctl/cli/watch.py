@@ -1,9 +1,178 @@
-"""Placeholder: the 'watch' commands are being written (see the issues)."""
+"""`dasctl watch DIR`: enroll everything that lands in a folder. Thin: parse, build the runner, run it."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from dasctl.cli.common import ProfileOption, environment, profile_name
+
+WATCH_HELP = """Enroll every recording in DIR, then each new one as it lands; one JSON line per file.
+
+Files already in DIR are taken first, then new ones once they stop growing (--settle). A journal
+(default DIR/.dasctl-watch.jsonl) records every outcome before it is printed, so a restart resumes
+where the last run stopped and reports every file exactly once. Transient failures (exit-6 class) are
+retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
+
+Exit codes: 0 (--once) every file succeeded; 2 usage error; 4 authentication; 6 service unreachable
+past the budget; 7 (--once) some files failed; 130 stopped by SIGINT or SIGTERM.
+"""
+
+_CHANNEL = re.compile(r"^(mix|left|right|\d+)$")
+
+
+def watch(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to watch.", show_default=False)],
+    pattern: Annotated[
+        list[str] | None,
+        typer.Option("--pattern", metavar="GLOB", show_default=False,
+                     help="File name pattern, case-insensitive; repeat for several. [default: *.wav]"),
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also watch sub-folders.")] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-j", min=1, max=64, help="Sessions at once.")
+    ] = 4,
+    once: Annotated[
+        bool, typer.Option("--once", help="Process the files there now, then exit (0, or 7 if any failed).")
+    ] = False,
+    done_dir: Annotated[
+        Path | None, typer.Option("--done-dir", help="Move enrolled files here (keeps sub-folders).")
+    ] = None,
+    failed_dir: Annotated[
+        Path | None, typer.Option("--failed-dir", help="Move files that finally failed here.")
+    ] = None,
+    journal: Annotated[
+        Path | None, typer.Option("--journal", help="Journal file. [default: DIR/.dasctl-watch.jsonl]",
+                                  show_default=False)
+    ] = None,
+    settle: Annotated[
+        float, typer.Option("--settle", min=0.0, help="Seconds a file must stay unchanged to be taken.")
+    ] = 2.0,
+    max_retries: Annotated[
+        int, typer.Option("--max-retries", min=0, help="Retries per file for transient failures.")
+    ] = 5,
+    backoff: Annotated[
+        float, typer.Option("--backoff", min=0.0, help="First retry delay (s); doubles each time, max 60.")
+    ] = 1.0,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run again the files the journal records as failed.")
+    ] = False,
+    unreachable_budget: Annotated[
+        float,
+        typer.Option("--unreachable-budget", min=0.0,
+                     help="Exit 6 once the service has been unreachable this many seconds."),
+    ] = 120.0,
+    grace: Annotated[
+        float,
+        typer.Option("--grace", min=0.0, help="On SIGINT/SIGTERM, seconds to let sessions in flight finish."),
+    ] = 10.0,
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="Audio channel protocol: twilio or audiohook.")
+    ] = "twilio",
+    channel: Annotated[
+        str, typer.Option("--channel", help="Which channel of each recording: mix, left, right or an index.")
+    ] = "mix",
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.0, help="Send audio at N x real time (0: as fast as possible).")
+    ] = 1.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the service at each step.")
+    ] = 60.0,
+    model_hash: Annotated[
+        str | None, typer.Option("--model-hash", help="Model to enroll with (env DASCTL_MODEL_HASH).")
+    ] = None,
+    authenticity_threshold: Annotated[
+        float | None,
+        typer.Option("--authenticity-threshold", help="Anti-spoofing threshold, 0..1.", show_default=False),
+    ] = None,
+    audio_total_duration: Annotated[
+        float | None,
+        typer.Option("--audio-total-duration", help="Seconds of voice to collect.", show_default=False),
+    ] = None,
+    profile: ProfileOption = None,
+) -> None:
+    import asyncio
+
+    from dasctl import watch as core
+    from dasctl.auth import TokenProvider
+    from dasctl.config import AUDIO_PROTOCOLS, load_profile
+    from dasctl.errors import UsageError
+    from dasctl.net import NetworkSettings
+    from dasctl.session import RegisterOptions
+    from dasctl.watch_display import make_display
+
+    root = directory.expanduser().absolute()
+    if not root.is_dir():
+        raise UsageError(f"{directory} is not a directory", "Give the folder to watch (create it first).")
+    if protocol not in AUDIO_PROTOCOLS:
+        raise UsageError(f"--protocol {protocol!r} is not one of {', '.join(AUDIO_PROTOCOLS)}")
+    if not _CHANNEL.match(channel):
+        raise UsageError(f"--channel {channel!r} is not mix, left, right or a channel index (0, 1, ...)")
+    moves = {}
+    for flag, value in (("--done-dir", done_dir), ("--failed-dir", failed_dir)):
+        if value is not None:
+            target = value.expanduser().absolute()
+            if target == root:
+                raise UsageError(f"{flag} cannot be the watched folder itself")
+            moves[flag] = target
+
+    flags: dict[str, object] = {
+        "model_hash": model_hash,
+        "authenticity_threshold": authenticity_threshold,
+        "audio_total_duration": audio_total_duration,
+    }
+    resolved = load_profile(profile_name(profile), flags=flags)
+    resolved.audio_url(protocol)  # a missing audio URL is a usage error now, not one failure per file
+    if not resolved.model_hash:
+        raise UsageError(
+            f"profile '{resolved.name}' has no model hash",
+            "Pass --model-hash, set DASCTL_MODEL_HASH, or `dasctl config set model_hash HASH`.",
+        )
+    network = NetworkSettings.from_profile(resolved)
+    tokens = TokenProvider(resolved, network)
+    options = RegisterOptions(
+        protocol=protocol,
+        authenticity_threshold=resolved.authenticity_threshold,
+        audio_total_duration=resolved.audio_total_duration,
+        model_hash=resolved.model_hash,
+        speed=speed,
+        timeout=timeout,
+    )
+    settings = core.WatchSettings(
+        root=root,
+        patterns=tuple(pattern) if pattern else core.DEFAULT_PATTERNS,
+        recursive=recursive,
+        concurrency=concurrency,
+        once=once,
+        done_dir=moves.get("--done-dir"),
+        failed_dir=moves.get("--failed-dir"),
+        journal_path=journal.expanduser().absolute() if journal else None,
+        settle=settle,
+        retry=core.RetryPolicy(max_retries=max_retries, base=backoff),
+        retry_failed=retry_failed,
+        unreachable_budget=unreachable_budget,
+        grace=grace,
+        model_hash=resolved.model_hash,
+    )
+
+    async def token_check() -> object:
+        return await asyncio.to_thread(tokens.token)
+
+    env = environment()
+    runner = core.WatchRunner(
+        settings,
+        core.register_file_session(resolved, tokens, network, options, channel=channel),
+        out=env.stdout,
+        observer=make_display(env),
+        token_check=token_check,
+    )
+    code = asyncio.run(runner.run())
+    raise typer.Exit(int(code))
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the application."""
+    app.command("watch", help=WATCH_HELP)(watch)

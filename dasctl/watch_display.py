@@ -1,0 +1,159 @@
+"""What `dasctl watch` shows on stderr: live bars on a terminal, sparse plain lines everywhere else."""
+
+from __future__ import annotations
+
+from typing import IO, TYPE_CHECKING, Any
+
+from dasctl.environment import Environment
+from dasctl.watch import WatchObserver, WatchTotals
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
+    from dasctl.session import Progress
+
+PREFIX = "dasctl: watch:"
+
+
+def _failure_text(report: dict[str, Any]) -> str:
+    error = report.get("error") or {}
+    return f"{report.get('outcome')} ({error.get('message', '')})".rstrip(" ()")
+
+
+class PlainWatchDisplay:
+    """One line per status change, no redraws: fit for log files and supervisors' journals."""
+
+    def __init__(self, stream: IO[str], *, verbosity: int = 0, quiet: bool = False) -> None:
+        self.stream = stream
+        self.verbosity = verbosity
+        self.quiet = quiet
+
+    def _line(self, text: str) -> None:
+        try:
+            self.stream.write(f"{PREFIX} {text}\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr gone: the journal and stdout still carry everything
+            pass
+
+    def status(self, message: str) -> None:
+        if not self.quiet:
+            self._line(message)
+
+    def warning(self, message: str) -> None:
+        self._line(f"warning: {message}")
+
+    def started(self, name: str, attempt: int) -> None:
+        if self.verbosity >= 1 and not self.quiet:
+            self._line(f"{name}: started" + (f" (attempt {attempt})" if attempt > 1 else ""))
+
+    def progress(self, name: str, progress: Progress) -> None:
+        pass
+
+    def finished(self, name: str, report: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        if report.get("exit_code") != 0:
+            self._line(f"{name}: failed: {_failure_text(report)}")
+        elif self.verbosity >= 1:
+            self._line(f"{name}: {report.get('outcome')}")
+
+    def totals(self, totals: WatchTotals) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _TotalsLine:
+    """The bottom line of the live display, rendered from the runner's current totals."""
+
+    def __init__(self) -> None:
+        self.totals = WatchTotals()
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        t = self.totals
+        text = Text()
+        text.append(f"{t.done} done", style="green")
+        text.append("  ")
+        text.append(f"{t.failed} failed", style="red" if t.failed else "")
+        text.append(f"  {t.in_flight} in flight  {t.queued} queued")
+        if t.retrying:
+            text.append(f"  {t.retrying} waiting to retry", style="yellow")
+        if t.waiting:
+            text.append(f"  {t.waiting} settling")
+        return text
+
+
+class LiveWatchDisplay:
+    """One bar per file in flight (voice collected, as a share of what the service wants) plus totals."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.console import Group
+        from rich.live import Live
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.bars: RichProgress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(bar_width=30),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[state]}", style="dim"),
+            TimeElapsedColumn(),
+            console=console,
+            auto_refresh=False,
+        )
+        self.totals_line = _TotalsLine()
+        self.live = Live(Group(self.bars, self.totals_line), console=console, refresh_per_second=8,
+                         transient=True)
+        self.tasks: dict[str, TaskID] = {}
+        self.live.start()
+
+    def status(self, message: str) -> None:
+        self.live.console.print(f"{PREFIX} {message}", markup=False, highlight=False)
+
+    def warning(self, message: str) -> None:
+        self.live.console.print(f"{PREFIX} warning: {message}", style="yellow", markup=False, highlight=False)
+
+    def started(self, name: str, attempt: int) -> None:
+        label = name if attempt == 1 else f"{name} (attempt {attempt})"
+        if name in self.tasks:
+            self.bars.update(self.tasks[name], description=label, completed=0, state="connecting")
+        else:
+            self.tasks[name] = self.bars.add_task(label, total=100, state="connecting")
+
+    def progress(self, name: str, progress: Progress) -> None:
+        task = self.tasks.get(name)
+        if task is not None:
+            self.bars.update(task, completed=min(100, progress.vad_percentage), state=progress.state)
+
+    def finished(self, name: str, report: dict[str, Any]) -> None:
+        task = self.tasks.pop(name, None)
+        if task is not None:
+            self.bars.remove_task(task)
+        from rich.markup import escape
+
+        if report.get("exit_code") == 0:
+            self.live.console.print(f"[green]done[/] {escape(name)}", highlight=False)
+        else:
+            self.live.console.print(f"[red]failed[/] {escape(name)}: {escape(_failure_text(report))}",
+                                    highlight=False)
+
+    def totals(self, totals: WatchTotals) -> None:
+        self.totals_line.totals = totals
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def make_display(environment: Environment) -> WatchObserver:
+    """Live bars when stderr is an interactive terminal, else plain lines."""
+    if environment.live_display:
+        from rich.console import Console
+
+        console = Console(file=environment.stderr, no_color=not environment.color, highlight=False)
+        return LiveWatchDisplay(console)
+    return PlainWatchDisplay(environment.stderr, verbosity=environment.verbosity, quiet=environment.quiet)
