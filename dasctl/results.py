@@ -1,0 +1,199 @@
+"""What a register session leaves behind: the JSON result document, the credential record, the summary.
+
+Shared by `dasctl register` and `dasctl watch` so that both print the same document for the same
+outcome. No Typer or rich here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dasctl import events
+from dasctl.errors import DasctlError, ExitCode, ServiceRejected, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from dasctl.session import RegisterOutcome
+
+SCHEMA = "dasctl.register/1"
+EVENT_SCHEMA = "dasctl.event/1"
+
+# What to do after each "no" from the service (PROTOCOL.md §3.2), in one line.
+_HINTS = {
+    events.RESULT_FAIL_SPOOF: "The recording looks replayed or synthetic; enroll from a live call recording.",
+    events.RESULT_FAIL_SCORE: "The voice did not match; check that the recording is of the right speaker.",
+    events.ERROR_PARAMETERS: "Check --model-hash, --threshold and --duration against what the service takes.",
+    events.ERROR_AUDIO: "The service did not get enough usable voice; use a longer recording, another "
+    "--channel, or a smaller --duration.",
+    events.ERROR_DAS_PEAK: "The biometric service failed; this is usually transient, try again later.",
+    events.ERROR_CONSUMER_NOT_READY: "The audio consumer was not ready; usually transient, try again.",
+}
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def result_document(
+    file: str, outcome: RegisterOutcome, *, model_hash: str, audio_total_duration: float | None = None
+) -> dict[str, Any]:
+    """The JSON document for a session that ended with a terminal event (success or not)."""
+    result = outcome.result
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "file": file,
+        "call_id": outcome.call_id,
+        "ok": outcome.exit_code == ExitCode.OK,
+        "exit_code": int(outcome.exit_code),
+        "outcome": {"event": result.name, "content": result.content},
+        "credential": None,
+        "model_hash": model_hash,
+        "protocol": outcome.protocol,
+        "voice_seconds": _round(outcome.voice_seconds, 2),
+        "target_voice_seconds": audio_total_duration,
+        "audio_seconds_sent": _round(outcome.audio_seconds_sent),
+        "timings": {name: round(value, 3) for name, value in outcome.timings.items()},
+    }
+    if isinstance(result, events.SessionResult):
+        document["credential"] = result.credential
+        if result.authenticity is not None:
+            document["authenticity"] = result.authenticity
+        if result.score is not None:
+            document["score"] = result.score
+    error = outcome_error(file, outcome)
+    document["error"] = _error_fields(error) if error else None
+    return document
+
+
+def failure_document(file: str, error: DasctlError, *, call_id: str | None = None) -> dict[str, Any]:
+    """The JSON document for a file that ended without a terminal event (bad audio, auth, network)."""
+    return {
+        "schema": SCHEMA,
+        "file": file,
+        "call_id": call_id,
+        "ok": False,
+        "exit_code": int(error.exit_code),
+        "outcome": None,
+        "credential": None,
+        "error": _error_fields(error),
+    }
+
+
+def _error_fields(error: DasctlError) -> dict[str, Any]:
+    fields: dict[str, Any] = {"kind": error.kind, "message": error.message}
+    if error.hint:
+        fields["hint"] = error.hint
+    event = getattr(error, "event", None)
+    if event:
+        fields["event"] = event
+    return fields
+
+
+def outcome_error(file: str, outcome: RegisterOutcome) -> ServiceRejected | ServiceUnavailable | None:
+    """The error a non-success terminal event stands for (exit 5 or 6), or None on success."""
+    code = outcome.exit_code
+    if code == ExitCode.OK:
+        return None
+    result = outcome.result
+    content = f": {result.content}" if result.content else ""
+    hint = _HINTS.get(result.name)
+    if code == ExitCode.UNAVAILABLE:
+        return ServiceUnavailable(
+            f"{file}: the service failed ({result.name}){content}",
+            hint or "This is usually transient; try again later.",
+            event=result.name,
+        )
+    return ServiceRejected(
+        f"{file}: the service said no ({result.name}){content}",
+        hint or "See the service's message above.",
+        event=result.name,
+    )
+
+
+def credential_record(document: dict[str, Any]) -> dict[str, Any]:
+    """What --output keeps: the result document with the credential, its model hash, and when it was made."""
+    record = dict(document)
+    record["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return record
+
+
+def write_private_json(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file in the same directory, then replace) with mode 0600."""
+    target = Path(path)
+    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def json_line(document: dict[str, Any]) -> str:
+    """One compact JSON line (NDJSON)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_document(file: str, call_id: str, event: events.ServiceEvent, elapsed: float) -> dict[str, Any]:
+    """One --events line: the event's payload fields, never the audio bytes."""
+    payload = {key: value for key, value in event.raw.items() if isinstance(key, str)}
+    payload.pop(events.F_EVENT, None)
+    return {
+        "schema": EVENT_SCHEMA,
+        "file": file,
+        "call_id": call_id,
+        "elapsed": round(elapsed, 3),
+        "event": event.name,
+        **payload,
+    }
+
+
+def human_summary(document: dict[str, Any]) -> str:
+    """A few aligned lines for a person: what happened, the credential, the figures."""
+    file = document.get("file", "")
+    outcome = document.get("outcome") or {}
+    error = document.get("error") or {}
+    if document.get("ok"):
+        head = f"{file}: registered"
+    elif outcome:
+        head = f"{file}: not registered ({outcome.get('event')})"
+    else:
+        head = f"{file}: failed ({error.get('kind', 'error')})"
+    rows: list[tuple[str, str]] = []
+    if document.get("credential"):
+        rows.append(("credential", str(document["credential"])))
+    if outcome:
+        if document.get("model_hash"):
+            rows.append(("model hash", str(document["model_hash"])))
+        if outcome.get("content"):
+            rows.append(("service says", str(outcome["content"])))
+        if "authenticity" in document:
+            rows.append(("authenticity", f"{document['authenticity']}"))
+        if "score" in document:
+            rows.append(("score", f"{document['score']}"))
+        voice = document.get("voice_seconds")
+        target = document.get("target_voice_seconds")
+        if voice is not None:
+            rows.append(("voice", f"{voice:.2f} s" + (f" of {target:g} s" if target else "")))
+        sent = document.get("audio_seconds_sent")
+        if sent is not None:
+            rows.append(("audio sent", f"{sent:.2f} s"))
+        finished = (document.get("timings") or {}).get("finished")
+        if finished is not None:
+            rows.append(("took", f"{finished:.2f} s"))
+    if document.get("call_id"):
+        rows.append(("call id", str(document["call_id"])))
+    width = max((len(name) for name, _ in rows), default=0)
+    return "\n".join([head, *(f"  {name.ljust(width)}  {value}" for name, value in rows)])
