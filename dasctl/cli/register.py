@@ -1,9 +1,338 @@
-"""Placeholder: the 'register' commands are being written (see the issues)."""
+"""`dasctl register`: enroll a speaker from each recording, with live progress and a credential out."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from dasctl.cli import common
+from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
+
+if TYPE_CHECKING:
+    from dasctl.display import RegisterDisplay
+    from dasctl.environment import Environment
+    from dasctl.session import RegisterOptions
+
+PROTOCOLS = ("twilio", "audiohook")
+#: PROTOCOL.md §5: enrollment wants 3..30 s of voice; outside that is allowed, with a warning.
+USUAL_DURATION = (3.0, 30.0)
+
+HELP = """Enroll a speaker in das-Peak Streaming from each recording (FILE, or - for stdin).
+
+Each file is one register session: the audio is converted to 8 kHz mu-law, streamed to the service at
+--speed (1 = real time), and the service answers with a credential. Progress goes to stderr (a live bar
+on a terminal, plain lines otherwise); the result goes to stdout (a summary, or JSON with --json).
+
+Exit codes: 0 registered; 2 usage error; 3 audio unusable; 4 authentication; 5 the service said no
+(result-fail-*, error-parameters, error-audio); 6 service unreachable, timed out or failing (retry);
+7 several files and some failed; 130 interrupted."""
+
+
+@dataclass
+class Outputs:
+    """Where --output and --keep-audio put things for one input."""
+
+    output: Path | None
+    keep_audio: Path | None
+
+
+def _target(option: str, value: Path | None, name: str, suffix: str, several: bool) -> Path | None:
+    """A file path, or with several inputs (or an existing directory) a file named after the input there."""
+    if value is None:
+        return None
+    if value.is_dir():
+        stem = "stdin" if name == "-" else Path(name).stem
+        return value / f"{stem}{suffix}"
+    if several:
+        raise UsageError(
+            f"{option} {value} must be an existing directory when registering several files",
+            f"Create the directory first, e.g. `mkdir -p {value}`; each file's result goes there.",
+        )
+    if not value.parent.is_dir():
+        raise UsageError(f"{option} {value}: the directory {value.parent} does not exist")
+    return value
+
+
+def _check(files: list[str], speed: float, timeout: float, call_id: str | None) -> None:
+    if files.count("-") > 1:
+        raise UsageError("stdin (-) can be given only once")
+    if speed < 0:
+        raise UsageError(f"--speed {speed:g} is negative", "Use 1 for real time, 0 for as fast as possible.")
+    if timeout <= 0:
+        raise UsageError(f"--timeout {timeout:g} must be positive")
+    if call_id is not None:
+        if len(files) > 1:
+            raise UsageError("--call-id needs a single file", "Each session needs its own call id.")
+        try:
+            uuid.UUID(call_id)
+        except ValueError:
+            raise UsageError(
+                f"--call-id {call_id!r} is not a UUID", "Leave it out to get a fresh one."
+            ) from None
+
+
+def _warn(environment: Environment, text: str) -> None:
+    environment.stderr.write(f"dasctl: warning: {text}\n")
+    environment.stderr.flush()
+
+
+def _report_failure(environment: Environment, error: DasctlError) -> None:
+    from dasctl.logs import redact
+
+    environment.stderr.write(f"dasctl: error: {redact(error.message)}\n")
+    if error.hint:
+        environment.stderr.write(f"  {redact(error.hint)}\n")
+    environment.stderr.flush()
+
+
+async def _register_one(
+    source: str,
+    name: str,
+    outputs: Outputs,
+    options: RegisterOptions,
+    audio_options: dict[str, Any],
+    profile: Any,
+    tokens: Any,
+    network: Any,
+    display: RegisterDisplay,
+    environment: Environment,
+) -> tuple[dict[str, Any], DasctlError | None]:
+    """One file: (the JSON document, the error that decides the exit code or None)."""
+    from dasctl import results
+    from dasctl.audio import open_audio, write_mulaw_wav
+    from dasctl.errors import AudioError, ServiceUnavailable
+    from dasctl.session import register_audio
+
+    try:
+        with open_audio(source, **audio_options) as audio:
+            outcome = await register_audio(audio, options, profile, tokens, network, display.update)
+    except (AudioError, AuthError, ServiceUnavailable, UsageError) as failure:
+        display.end()
+        return results.failure_document(name, failure, call_id=options.call_id), failure
+    display.end()
+    document = results.result_document(
+        name, outcome, model_hash=options.model_hash, audio_total_duration=options.audio_total_duration
+    )
+    error = results.outcome_error(name, outcome)
+    result = outcome.result
+    if error is None and outputs.output is not None:
+        results.write_private_json(outputs.output, results.credential_record(document))
+        document["output"] = str(outputs.output)
+    if outputs.keep_audio is not None:
+        audio_bytes = getattr(result, "collected_audio", None)
+        if audio_bytes:
+            write_mulaw_wav(outputs.keep_audio, [audio_bytes])
+            document["kept_audio"] = str(outputs.keep_audio)
+        elif error is None:
+            _warn(environment, f"{name}: the service returned no collected audio; nothing to keep")
+    return document, error
+
+
+async def _register_all(
+    files: list[str],
+    outputs: list[Outputs],
+    options: RegisterOptions,
+    audio_options: dict[str, Any],
+    profile: Any,
+    display: RegisterDisplay,
+    environment: Environment,
+    as_json: bool,
+) -> list[DasctlError | None]:
+    import asyncio
+    import dataclasses
+    import signal
+
+    from dasctl import results
+    from dasctl.auth import TokenProvider
+    from dasctl.net import NetworkSettings
+
+    # SIGTERM ends a run like Ctrl-C: the sessions are cancelled and close both channels
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    try:
+        if main_task is not None:
+            loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
+    except (NotImplementedError, RuntimeError):
+        pass
+
+    network = NetworkSettings.from_profile(profile)
+    tokens = TokenProvider(profile, network)
+    errors: list[DasctlError | None] = []
+    for index, (source, target) in enumerate(zip(files, outputs, strict=True)):
+        name = "<stdin>" if source == "-" else source
+        display.begin(name, index, len(files))
+        file_options = options if options.call_id else dataclasses.replace(options, call_id=str(uuid.uuid4()))
+        document, error = await _register_one(
+            source, name, target, file_options, audio_options, profile, tokens, network, display, environment
+        )
+        errors.append(error)
+        if as_json:
+            environment.stdout.write(results.json_line(document) + "\n")
+        elif document.get("outcome") is not None:
+            environment.stdout.write(results.human_summary(document) + "\n")
+        environment.stdout.flush()
+        if error is not None and len(files) > 1:
+            _report_failure(environment, error)
+            if isinstance(error, AuthError):
+                # the same credentials would fail for every other file: stop here
+                raise error
+    return errors
+
+
+def register(
+    files: Annotated[list[str], typer.Argument(help="Recordings to enroll (WAV, FLAC, ...); - reads stdin.")],
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="Audio channel protocol: twilio or audiohook.")
+    ] = "twilio",
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            help="Anti-spoofing threshold, 0..1 (profile: authenticity_threshold).",
+            show_default=False,
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration",
+            help="Seconds of voice to collect (profile: audio_total_duration).",
+            show_default=False,
+        ),
+    ] = None,
+    model_hash: Annotated[
+        str | None,
+        typer.Option(
+            "--model-hash", help="Biometric model to enroll with (profile: model_hash).", show_default=False
+        ),
+    ] = None,
+    call_id: Annotated[
+        str | None,
+        typer.Option(
+            "--call-id", help="Call id (a UUID) for the session; default: a fresh one.", show_default=False
+        ),
+    ] = None,
+    channel: Annotated[
+        str, typer.Option("--channel", help="Channel of a multi-channel file: mix, left, right, or an index.")
+    ] = "mix",
+    start: Annotated[
+        float, typer.Option("--start", help="Skip this many seconds of the recording.", min=0.0)
+    ] = 0.0,
+    end: Annotated[
+        float | None,
+        typer.Option(
+            "--end", help="Stop at this many seconds into the recording.", min=0.0, show_default=False
+        ),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option("--speed", help="Streaming speed: 1 = real time, 0 = as fast as possible.")
+    ] = 1.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the service at each step.")
+    ] = 60.0,
+    as_json: common.JsonOption = False,
+    events: Annotated[
+        bool, typer.Option("--events", help="Write every service event as an NDJSON line on stdout.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the credential record here (JSON, mode 0600); a directory with several files.",
+            show_default=False,
+        ),
+    ] = None,
+    keep_audio: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep-audio",
+            help="Save the voice the service collected as a WAV here; a directory with several files.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    profile: common.ProfileOption = None,
+) -> None:
+    """Enroll a speaker from each recording; print the credential (or JSON with --json)."""
+    import asyncio
+
+    from dasctl.config import load_profile
+    from dasctl.display import choose_display
+    from dasctl.session import RegisterOptions
+
+    environment = common.environment()
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    _check(files, speed, timeout, call_id)
+    if end is not None and end <= start:
+        raise UsageError(f"--end {end:g} must be after --start {start:g}")
+    several = len(files) > 1
+    outputs = [
+        Outputs(
+            _target("--output", output, source, ".credential.json", several),
+            _target("--keep-audio", keep_audio, source, ".collected.wav", several),
+        )
+        for source in files
+    ]
+    profile_obj = load_profile(
+        common.profile_name(profile),
+        flags={
+            "model_hash": model_hash,
+            "authenticity_threshold": threshold,
+            "audio_total_duration": duration,
+        },
+    )
+    if not profile_obj.model_hash:
+        raise UsageError(
+            f"no model hash for profile '{profile_obj.name}'",
+            "Pass --model-hash, set DASCTL_MODEL_HASH, or `dasctl config set model_hash ...`.",
+        )
+    profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
+    low, high = USUAL_DURATION
+    if not low <= profile_obj.audio_total_duration <= high:
+        _warn(
+            environment,
+            f"--duration {profile_obj.audio_total_duration:g} s is outside the usual {low:g}..{high:g} s "
+            "of voice for an enrollment; the service may refuse it",
+        )
+    options = RegisterOptions(
+        protocol=protocol,
+        authenticity_threshold=profile_obj.authenticity_threshold,
+        audio_total_duration=profile_obj.audio_total_duration,
+        model_hash=profile_obj.model_hash,
+        call_id=call_id,
+        speed=speed,
+        timeout=timeout,
+    )
+    audio_options = {"channel": channel, "start": start, "end": end}
+    display = choose_display(environment, quiet=quiet, events=events)
+    try:
+        errors = asyncio.run(
+            _register_all(
+                files, outputs, options, audio_options, profile_obj, display, environment, as_json or events
+            )
+        )
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        display.end()
+        raise Interrupted(
+            "interrupted; the session was closed", "Nothing was registered for that file."
+        ) from None
+    failed = [error for error in errors if error is not None]
+    if not failed:
+        return
+    if len(files) == 1:
+        raise failed[0]
+    raise BatchFailed(
+        f"{len(failed)} of {len(files)} files failed",
+        "See the errors above; each file's JSON line says what happened to it.",
+    )
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the application."""
+    app.command("register", help=HELP, no_args_is_help=True)(register)
