@@ -212,7 +212,7 @@ class TokenCache:
     def read(self) -> Token | None:
         """The cached token, or None; a corrupt file is discarded with a warning, never a crash."""
         try:
-            raw = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -220,9 +220,8 @@ class TokenCache:
                         self.path, error.strerror)
             return None
         try:
-            data = json.loads(raw)
-            if data.get("auth_url") != self.profile.auth_url or data.get("client_id") != self.client_id:
-                return None
+            data = json.loads(raw.decode("utf-8"))
+            owner = (_text(data["auth_url"]), _text(data["client_id"]))
             token = Token(
                 access_token=_text(data["access_token"]),
                 token_type=_text(data["token_type"]),
@@ -235,8 +234,11 @@ class TokenCache:
             self.clear()
             return None
         if not math.isfinite(token.expires_at):
+            log.warning("discarded a corrupt token cache %s; fetching a new token", self.path)
             self.clear()
             return None
+        if owner != (self.profile.auth_url, self.client_id):
+            return None  # another endpoint's or client's token: not ours to use
         register_secret(token.access_token)
         return token
 
