@@ -446,57 +446,33 @@ def build_report(
     path: Path,
     call_id: str,
     attempts: int,
-    model_hash: str | None,
-    event: events.ServiceEvent | None = None,
+    model_hash: str,
+    protocol: str = "twilio",
+    audio_total_duration: float | None = None,
+    event: events.SessionResult | events.SessionError | None = None,
     error: DasctlError | None = None,
-    audio_seconds_sent: float | None = None,
-    voice_seconds: float | None = None,
+    audio_seconds_sent: float = 0.0,
+    last_vad: events.VadStatus | None = None,
     timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The JSON line for one file: from the service's terminal event, or from the error that ended it."""
-    credential = authenticity = None
+    """The JSON line for one file: register's result document (same fields) plus what watch adds."""
+    from dasctl import results
+    from dasctl.session import RegisterOutcome
+
     if event is not None:
-        code = exit_code_for_event(event.name)
-        outcome = event.name
-        if isinstance(event, events.SessionResult):
-            credential = event.credential
-            authenticity = event.authenticity
-            if event.voice_audio_collected is not None:
-                voice_seconds = event.voice_audio_collected
-        error_field = (
-            None if code == ExitCode.OK else {"kind": _kind_for(code), "message": event.content or event.name}
+        outcome = RegisterOutcome(call_id, event, audio_seconds_sent, dict(timings or {}), protocol, last_vad)
+        document = results.result_document(
+            identity.relpath, outcome, model_hash=model_hash, audio_total_duration=audio_total_duration
         )
     else:
         assert error is not None
-        code = error.exit_code
-        outcome = error.kind
-        error_field = {"kind": error.kind, "message": error.message}
-    return {
-        "schema": OUTPUT_SCHEMA,
-        "id": identity.id,
-        "file": identity.relpath,
-        "path": str(path),
-        "outcome": outcome,
-        "exit_code": int(code),
-        "credential": credential,
-        "model_hash": model_hash if credential else None,
-        "call_id": call_id,
-        "authenticity": authenticity,
-        "voice_seconds": voice_seconds,
-        "audio_seconds_sent": None if audio_seconds_sent is None else round(audio_seconds_sent, 3),
-        "attempts": attempts,
-        "error": error_field,
-        "timings": {k: round(v, 3) for k, v in (timings or {}).items()},
-    }
-
-
-def _kind_for(code: ExitCode) -> str:
-    return {
-        ExitCode.AUDIO: "audio",
-        ExitCode.AUTH: "auth",
-        ExitCode.REJECTED: "rejected",
-        ExitCode.UNAVAILABLE: "unavailable",
-    }.get(code, "internal")
+        document = results.failure_document(identity.relpath, error, call_id=call_id)
+        document["timings"] = {name: round(value, 3) for name, value in (timings or {}).items()}
+    document["schema"] = OUTPUT_SCHEMA
+    document["id"] = identity.id
+    document["path"] = str(path)
+    document["attempts"] = attempts
+    return document
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,6 +549,8 @@ class WatchSettings:
     grace: float = 10.0
     rescan_interval: float = 30.0
     model_hash: str | None = None
+    protocol: str = "twilio"
+    audio_total_duration: float | None = None
 
     @property
     def journal_file(self) -> Path:
@@ -594,7 +572,7 @@ class _Attempt:
     started: float
     reached_service: bool = False
     audio_seconds_sent: float = 0.0
-    voice_seconds: float | None = None
+    last_vad: events.VadStatus | None = None
     marks: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None  # set once the final record is durable
 
@@ -915,6 +893,7 @@ class WatchRunner:
             return
         if attempt.report is None:
             attempt.audio_seconds_sent = outcome.audio_seconds_sent
+            attempt.last_vad = outcome.last_vad or attempt.last_vad
             timings = dict(outcome.timings) or attempt.marks
             self._after_event(item, attempt, attempt_number, call_id, outcome.result, timings)
         else:
@@ -934,11 +913,11 @@ class WatchRunner:
             attempt.audio_seconds_sent = float(sent)
         vad = getattr(progress, "vad", None)
         if isinstance(vad, events.VadStatus):
-            attempt.voice_seconds = vad.audio_seconds
+            attempt.last_vad = vad
         event = getattr(progress, "event", None)
         # A terminal answer that will not be retried is made durable the moment it arrives: a kill
         # between here and the session's teardown must not lose a credential.
-        if isinstance(event, events.ServiceEvent) and event.terminal and attempt.report is None:
+        if isinstance(event, (events.SessionResult, events.SessionError)) and attempt.report is None:
             if not is_retryable(exit_code_for_event(event.name)):
                 self._record_final(item, attempt, attempt_number, call_id, event=event, timings=attempt.marks)
         try:
@@ -952,7 +931,7 @@ class WatchRunner:
         attempt: _Attempt,
         attempt_number: int,
         call_id: str,
-        event: events.ServiceEvent,
+        event: events.SessionResult | events.SessionError,
         timings: dict[str, float],
     ) -> None:
         self.health.reached()
@@ -1052,7 +1031,7 @@ class WatchRunner:
         attempt_number: int,
         call_id: str,
         *,
-        event: events.ServiceEvent | None = None,
+        event: events.SessionResult | events.SessionError | None = None,
         error: DasctlError | None = None,
         timings: dict[str, float],
     ) -> dict[str, Any]:
@@ -1063,11 +1042,13 @@ class WatchRunner:
             path=item.path,
             call_id=call_id,
             attempts=attempt_number,
-            model_hash=self.settings.model_hash,
+            model_hash=self.settings.model_hash or "",
+            protocol=self.settings.protocol,
+            audio_total_duration=self.settings.audio_total_duration,
             event=event,
             error=error,
             audio_seconds_sent=attempt.audio_seconds_sent,
-            voice_seconds=attempt.voice_seconds,
+            last_vad=attempt.last_vad,
             timings=timings,
         )
         state = DONE if report["exit_code"] == ExitCode.OK else FAILED

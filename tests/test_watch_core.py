@@ -236,9 +236,9 @@ def test_once_reports_every_file_once_with_the_right_outcome_and_exit_7(tmp_path
     assert code == ExitCode.BATCH_FAILED
     assert len(lines) == 4
     got = by_file(lines)
-    assert got["good.wav"]["outcome"] == "result-success" and got["good.wav"]["credential"] == "cred"
+    assert got["good.wav"]["outcome"]["event"] == "result-success" and got["good.wav"]["credential"] == "cred"
     assert got["good.wav"]["exit_code"] == 0 and got["good.wav"]["error"] is None
-    assert got["spoof.wav"]["outcome"] == "result-fail-spoof" and got["spoof.wav"]["exit_code"] == 5
+    assert got["spoof.wav"]["outcome"]["event"] == "result-fail-spoof" and got["spoof.wav"]["exit_code"] == 5
     assert got["corrupt.wav"]["exit_code"] == 3 and got["corrupt.wav"]["error"]["kind"] == "audio"
     assert got["flaky.wav"]["exit_code"] == 0 and got["flaky.wav"]["attempts"] == 3
     assert stand_in.attempts == {"corrupt.wav": 1, "flaky.wav": 3, "good.wav": 1, "spoof.wav": 1}
@@ -283,7 +283,7 @@ def test_retry_failed_runs_failed_files_again(tmp_path: Path) -> None:
     assert run_watch(tmp_path, StandIn(lambda p, c, n: AudioError("bad")))[0] == ExitCode.BATCH_FAILED
     assert run_watch(tmp_path, StandIn(lambda p, c, n: success(c)))[1] == []
     code, lines = run_watch(tmp_path, StandIn(lambda p, c, n: success(c)), retry_failed=True)
-    assert code == ExitCode.OK and [line["outcome"] for line in lines] == ["result-success"]
+    assert code == ExitCode.OK and [line["outcome"]["event"] for line in lines] == ["result-success"]
 
 
 def test_concurrency_overlaps_sessions_up_to_the_limit(tmp_path: Path) -> None:
@@ -308,7 +308,7 @@ def test_an_unreachable_service_past_the_budget_exits_6_and_keeps_the_file_for_l
     assert isinstance(code, ServiceUnavailable) and "unreachable for" in code.message
     assert lines == [] and stand_in.attempts["a.wav"] > 2  # unreachable tries do not use up retries
     later = StandIn(lambda p, c, n: success(c))
-    assert run_watch(tmp_path, later)[1][0]["outcome"] == "result-success"
+    assert run_watch(tmp_path, later)[1][0]["ok"] is True
 
 
 def test_done_and_failed_files_are_moved_keeping_sub_folders(tmp_path: Path) -> None:
@@ -399,4 +399,4 @@ def test_a_credential_is_journalled_when_it_arrives_even_if_the_session_hangs(tm
 
     assert asyncio.run(main()) == ExitCode.INTERRUPTED
     [line] = [json.loads(x) for x in out.getvalue().splitlines()]
-    assert line["credential"] == "precious" and line["outcome"] == "result-success"
+    assert line["credential"] == "precious" and line["outcome"]["event"] == "result-success"

@@ -156,6 +156,8 @@ def watch(
         unreachable_budget=unreachable_budget,
         grace=grace,
         model_hash=resolved.model_hash,
+        protocol=protocol,
+        audio_total_duration=resolved.audio_total_duration,
     )
 
     async def token_check() -> object:

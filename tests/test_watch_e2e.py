@@ -1,0 +1,357 @@
+"""`dasctl watch` end to end: the real CLI in a subprocess against the real emulator, real WAV files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DATA, Emulator, free_port, wait_for_port
+
+JOURNAL = ".dasctl-watch.jsonl"
+SPEECH = [
+    "speech-a-8k-mono.wav", "speech-b-16k-mono.wav", "speech-c-22k-mono.wav", "speech-ab-44k-stereo.wav",
+]
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def fill(inbox: Path, good: int = 0, tone: int = 0, corrupt: int = 0, short: int = 0) -> dict[str, int]:
+    """Put recordings in the inbox; returns file name -> the exit code its line must carry."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    expected: dict[str, int] = {}
+    for i in range(good):
+        name = f"good-{i:02}.wav"
+        shutil.copy(DATA / SPEECH[i % len(SPEECH)], inbox / name)
+        expected[name] = 0
+    for i in range(tone):
+        name = f"tone-{i:02}.wav"
+        shutil.copy(DATA / "tone-440-8k-mono.wav", inbox / name)
+        expected[name] = 5  # the service says no: a tone is not a live voice
+    header = (DATA / "speech-a-8k-mono.wav").read_bytes()[:44]
+    broken = [b"", b"this is not audio\n" * 20, os.urandom(4096), header]  # empty, text, noise, no frames
+    for i in range(corrupt):
+        name = f"corrupt-{i:02}.wav"
+        (inbox / name).write_bytes(broken[i % len(broken)])
+        expected[name] = 3
+    for i in range(short):
+        name = f"short-{i:02}.wav"
+        shutil.copy(DATA / "speech-short-16k-mono.wav", inbox / name)
+        expected[name] = 5  # error-audio: not enough voice
+    return expected
+
+
+def lines_of(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def journal_records(inbox: Path) -> list[dict[str, Any]]:
+    path = inbox / JOURNAL
+    if not path.exists():
+        return []
+    records = []
+    for raw in path.read_text().splitlines():
+        try:
+            records.append(json.loads(raw))
+        except ValueError:
+            pass
+    return records
+
+
+def client_env(emulator: Emulator) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(emulator.client_env())
+    return env
+
+
+class WatchProcess:
+    """A `dasctl watch` running in the background, stdout and stderr going to files."""
+
+    def __init__(self, args: list[str], env: dict[str, str], workdir: Path, name: str = "watch") -> None:
+        self.stdout_path = workdir / f"{name}.out"
+        self.stderr_path = workdir / f"{name}.err"
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dasctl", "watch", *args],
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+            )
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"watch exited with {self.proc.returncode}: {self.stderr()}")
+            time.sleep(0.01)
+        raise AssertionError(f"timed out; stderr so far: {self.stderr()}")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def watch_processes() -> Iterator[list[WatchProcess]]:
+    started: list[WatchProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def serve_on(port: int, log: Path, *flags: str) -> Emulator:
+    """`dasctl serve` on a chosen port, so a test can replace a faulty emulator by a healthy one."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port), *flags],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    emulator = Emulator(port, proc, log, list(flags))
+    wait_for_port(port, proc)
+    return emulator
+
+
+FAST = ["--speed", "0", "--settle", "0", "--backoff", "0.05"]
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+def test_fifty_mixed_files_each_get_the_right_outcome_once(dasctl, emulator, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    expected = fill(inbox, good=20, tone=10, corrupt=10, short=10)
+    assert len(expected) == 50
+    result = dasctl("watch", str(inbox), "--once", "--concurrency", "8", *FAST,
+                    env=emulator.client_env(), timeout=120)
+    assert result.returncode == 7, result.stderr
+    lines = lines_of(result.stdout)
+    assert len(lines) == 50
+    assert Counter(line["file"] for line in lines) == Counter(expected)
+    for line in lines:
+        assert line["schema"] == "dasctl.watch/1"
+        assert line["exit_code"] == expected[line["file"]], line
+        if line["exit_code"] == 0:
+            assert line["outcome"]["event"] == "result-success" and line["credential"]
+            assert line["error"] is None
+            assert line["model_hash"] and line["voice_seconds"] >= 5.0
+        else:
+            assert line["credential"] is None and line["error"]["message"]
+    kinds = {line["file"].split("-")[0]: (line["outcome"] or {}).get("event") for line in lines}
+    assert kinds["tone"] in ("result-fail-spoof", "error-audio")
+    assert kinds["short"] == "error-audio"
+    assert {line["error"]["kind"] for line in lines if line["file"].startswith("corrupt")} == {"audio"}
+    # stderr is for people: status lines, never a redraw, never a traceback
+    assert "\r" not in result.stderr and "Traceback" not in result.stderr
+    assert "processing" in result.stderr and "finished: 20 done, 30 failed" in result.stderr
+    # a second run finds everything in the journal
+    again = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
+    assert again.returncode == 0 and again.stdout == ""
+
+
+def test_kill_9_at_several_moments_then_restart_reports_each_file_exactly_once(
+    emulator, tmp_path: Path, watch_processes: list[WatchProcess]
+) -> None:
+    inbox = tmp_path / "calls"
+    expected = fill(inbox, good=14, corrupt=2)
+    args = [str(inbox), "--concurrency", "4", *FAST, "--once"]
+    env = client_env(emulator)
+
+    def count(state: str) -> Callable[[int], Callable[[], bool]]:
+        return lambda n: lambda: sum(r["state"] == state for r in journal_records(inbox)) >= n
+
+    # kill as the first session starts, between outcomes, and right after an outcome is durable
+    moments = [count("started")(1), count("done")(3), count("done")(6), count("reported")(9)]
+    for moment in moments:
+        process = WatchProcess(args, env, tmp_path, name="watch")
+        watch_processes.append(process)
+        process.wait_until(moment)
+        process.proc.send_signal(signal.SIGKILL)
+        process.proc.wait()
+    final = WatchProcess(args, env, tmp_path, name="watch")
+    watch_processes.append(final)
+    assert final.wait(timeout=90) == 7, final.stderr()
+
+    lines = lines_of(final.stdout())  # every run appended to the same file, like a supervisor's log
+    per_file = Counter(line["file"] for line in lines)
+    assert per_file == Counter(expected), "each file reported exactly once"
+    records = journal_records(inbox)
+    for line in lines:
+        assert line["exit_code"] == expected[line["file"]]
+    # no credential the service returned is lost: every one the journal holds was printed
+    journalled = {r["report"]["credential"] for r in records if r["state"] == "done"}
+    printed = {line["credential"] for line in lines if line["credential"]}
+    assert journalled == printed and len(printed) == 14
+
+
+def test_files_that_grow_while_watched_are_taken_once_complete(
+    emulator, tmp_path: Path, watch_processes: list[WatchProcess]
+) -> None:
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    process = WatchProcess([str(inbox), "--speed", "0", "--settle", "0.6"], client_env(emulator), tmp_path)
+    watch_processes.append(process)
+    process.wait_until(lambda: "watching" in process.stderr())
+    data = (DATA / "speech-b-16k-mono.wav").read_bytes()
+    target = inbox / "growing.wav"
+    step = len(data) // 5 + 1
+    with target.open("wb") as handle:  # a recorder writing the call as it happens
+        for start in range(0, len(data), step):
+            handle.write(data[start:start + step])
+            handle.flush()
+            time.sleep(0.3)
+    shutil.copy(DATA / "speech-a-8k-mono.wav", inbox / "whole.wav")
+    process.wait_until(lambda: len(lines_of(process.stdout())) >= 2, timeout=30)
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 130
+    lines = lines_of(process.stdout())
+    assert sorted(line["file"] for line in lines) == ["growing.wav", "whole.wav"]
+    assert all(line["ok"] for line in lines), lines
+    assert lines[[line["file"] for line in lines].index("growing.wav")]["exit_code"] == 0
+    assert "\r" not in process.stderr()
+
+
+def test_injected_faults_are_retried_and_recovered(tmp_path: Path, watch_processes) -> None:
+    port = free_port()
+    faulty = serve_on(port, tmp_path / "faulty.log", "--fault-error-event", "error-das-Peak")
+    try:
+        inbox = tmp_path / "calls"
+        fill(inbox, good=2)
+        env = dict(os.environ, DASCTL_PROFILE="local", DASCTL_URL=faulty.url)
+        process = WatchProcess(
+            [str(inbox), "--once", "--speed", "0", "--settle", "0", "--backoff", "0.2",
+             "--max-retries", "30"],
+            env, tmp_path,
+        )
+        watch_processes.append(process)
+        process.wait_until(lambda: process.stderr().count("retrying") >= 2)
+    finally:
+        faulty.stop()  # the service goes away for a moment (connection refused), then comes back healthy
+    time.sleep(0.5)
+    healthy = serve_on(port, tmp_path / "healthy.log")
+    try:
+        assert process.wait(timeout=60) == 0, process.stderr()
+    finally:
+        healthy.stop()
+    lines = lines_of(process.stdout())
+    assert [line["outcome"]["event"] for line in lines] == ["result-success", "result-success"]
+    assert max(line["attempts"] for line in lines) >= 2
+    assert "error-das-Peak" in process.stderr() or "das-Peak" in process.stderr()
+
+
+def test_concurrency_really_overlaps_sessions(emulator, tmp_path: Path, dasctl) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=4)
+    # real-time x4: each session lasts over a second, long enough to see whether they overlap
+    result = dasctl("watch", str(inbox), "--once", "--concurrency", "4", "--speed", "4", "--settle", "0",
+                    env=emulator.client_env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    records = journal_records(inbox)
+    states = [r["state"] for r in records]
+    first_done = states.index("done")
+    assert states[:first_done].count("started") == 4, "all four sessions ran before any finished"
+
+
+def test_sigterm_lets_the_session_in_flight_finish_and_takes_no_new_file(
+    emulator, tmp_path: Path, watch_processes: list[WatchProcess]
+) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=3)
+    args = [str(inbox), "--concurrency", "1", "--speed", "4", "--settle", "0", "--grace", "30"]
+    process = WatchProcess(args, client_env(emulator), tmp_path)
+    watch_processes.append(process)
+    process.wait_until(lambda: any(r["state"] == "started" for r in journal_records(inbox)))
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=40) == 130
+    lines = lines_of(process.stdout())
+    assert len(lines) == 1 and lines[0]["ok"]
+    assert "SIGTERM" in process.stderr()
+    assert sum(r["state"] == "started" for r in journal_records(inbox)) == 1
+
+
+def test_a_second_sigint_aborts_and_the_next_run_finishes_the_file(
+    emulator, tmp_path: Path, watch_processes: list[WatchProcess], dasctl
+) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=1)
+    process = WatchProcess([str(inbox), "--speed", "1", "--settle", "0"], client_env(emulator), tmp_path)
+    watch_processes.append(process)
+    process.wait_until(lambda: any(r["state"] == "started" for r in journal_records(inbox)))
+    process.proc.send_signal(signal.SIGINT)
+    process.wait_until(lambda: "SIGINT" in process.stderr())
+    process.proc.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 130
+    assert process.stdout() == ""
+    assert [r["state"] for r in journal_records(inbox)] == ["started", "aborted"]
+    again = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
+    assert again.returncode == 0
+    assert [line["ok"] for line in lines_of(again.stdout)] == [True]
+
+
+def test_a_service_unreachable_past_the_budget_exits_6(dasctl, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=1)
+    env = {"DASCTL_PROFILE": "local", "DASCTL_URL": f"http://127.0.0.1:{free_port()}"}  # nobody listens
+    result = dasctl("watch", str(inbox), *FAST, "--unreachable-budget", "1", env=env, timeout=30)
+    assert result.returncode == 6, result.stderr
+    assert result.stdout == ""
+    assert "unreachable" in result.stderr and "Traceback" not in result.stderr
+    assert not any(r["state"] in ("done", "failed") for r in journal_records(inbox))
+
+
+def test_refused_tokens_exit_4(start_emulator, dasctl, tmp_path: Path) -> None:
+    refusing = start_emulator("--fault-refuse-tokens")
+    inbox = tmp_path / "calls"
+    fill(inbox, good=1)
+    result = dasctl("watch", str(inbox), "--once", *FAST, env=refusing.client_env(), timeout=30)
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == "" and "refused" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing-folder"], "is not a directory"),
+        (["{inbox}", "--done-dir", "{inbox}"], "cannot be the watched folder"),
+        (["{inbox}", "--channel", "middle"], "--channel"),
+        (["{inbox}", "--protocol", "sip"], "--protocol"),
+        (["{inbox}", "--concurrency", "0"], "--concurrency"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_clear_line(dasctl, tmp_path: Path, args: list[str], message: str):
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    result = dasctl("watch", *[a.format(inbox=inbox) for a in args])
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_two_watches_cannot_share_a_journal(emulator, tmp_path: Path, watch_processes, dasctl) -> None:
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    first = WatchProcess([str(inbox), "--speed", "0"], client_env(emulator), tmp_path)
+    watch_processes.append(first)
+    first.wait_until(lambda: "watching" in first.stderr())
+    second = dasctl("watch", str(inbox), "--once", env=emulator.client_env())
+    assert second.returncode == 2 and "another dasctl watch" in second.stderr
