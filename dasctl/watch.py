@@ -1133,6 +1133,8 @@ def register_file_session(
     options: Any,
     *,
     channel: str = "mix",
+    start: float = 0.0,
+    end: float | None = None,
 ) -> FileSession:
     """A FileSession that decodes the file and runs session.register_audio with the shared token provider."""
     from dataclasses import replace
@@ -1140,7 +1142,7 @@ def register_file_session(
     from dasctl import audio, session
 
     async def run(path: Path, call_id: str, on_progress: Callable[[Progress], None]) -> RegisterOutcome:
-        with audio.open_audio(path, channel=channel) as stream:
+        with audio.open_audio(path, channel=channel, start=start, end=end) as stream:
             return await session.register_audio(
                 stream, replace(options, call_id=call_id), profile, tokens, network, on_progress=on_progress
             )

@@ -81,16 +81,28 @@ def watch(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the service at each step.")
     ] = 60.0,
+    start: Annotated[
+        float, typer.Option("--start", min=0.0, help="Skip this many seconds of each recording.")
+    ] = 0.0,
+    end: Annotated[
+        float | None,
+        typer.Option("--end", min=0.0, show_default=False,
+                     help="Stop at this many seconds into each recording."),
+    ] = None,
     model_hash: Annotated[
-        str | None, typer.Option("--model-hash", help="Model to enroll with (env DASCTL_MODEL_HASH).")
+        str | None,
+        typer.Option("--model-hash", help="Biometric model to enroll with (profile: model_hash).",
+                     show_default=False),
     ] = None,
-    authenticity_threshold: Annotated[
+    threshold: Annotated[
         float | None,
-        typer.Option("--authenticity-threshold", help="Anti-spoofing threshold, 0..1.", show_default=False),
+        typer.Option("--threshold", help="Anti-spoofing threshold, 0..1 (profile: authenticity_threshold).",
+                     show_default=False),
     ] = None,
-    audio_total_duration: Annotated[
+    duration: Annotated[
         float | None,
-        typer.Option("--audio-total-duration", help="Seconds of voice to collect.", show_default=False),
+        typer.Option("--duration", help="Seconds of voice to collect (profile: audio_total_duration).",
+                     show_default=False),
     ] = None,
     profile: ProfileOption = None,
 ) -> None:
@@ -111,6 +123,8 @@ def watch(
         raise UsageError(f"--protocol {protocol!r} is not one of {', '.join(AUDIO_PROTOCOLS)}")
     if not _CHANNEL.match(channel):
         raise UsageError(f"--channel {channel!r} is not mix, left, right or a channel index (0, 1, ...)")
+    if end is not None and end <= start:
+        raise UsageError(f"--end {end:g} must be after --start {start:g}")
     moves = {}
     for flag, value in (("--done-dir", done_dir), ("--failed-dir", failed_dir)):
         if value is not None:
@@ -121,8 +135,8 @@ def watch(
 
     flags: dict[str, object] = {
         "model_hash": model_hash,
-        "authenticity_threshold": authenticity_threshold,
-        "audio_total_duration": audio_total_duration,
+        "authenticity_threshold": threshold,
+        "audio_total_duration": duration,
     }
     resolved = load_profile(profile_name(profile), flags=flags)
     resolved.audio_url(protocol)  # a missing audio URL is a usage error now, not one failure per file
@@ -166,7 +180,7 @@ def watch(
     env = environment()
     runner = core.WatchRunner(
         settings,
-        core.register_file_session(resolved, tokens, network, options, channel=channel),
+        core.register_file_session(resolved, tokens, network, options, channel=channel, start=start, end=end),
         out=env.stdout,
         observer=make_display(env),
         token_check=token_check,
