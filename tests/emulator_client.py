@@ -9,6 +9,8 @@ import base64
 import functools
 import json
 import queue
+import select
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -205,3 +207,101 @@ def wait_close(ws: websocket.WebSocket, timeout: float = 10.0) -> int | None:
 
 def names(seen: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
     return [name for name, _ in seen]
+
+
+class AudioHookClient:
+    """The Genesys side of AudioHook v2, written from the protocol (PROTOCOL.md §4.2)."""
+
+    def __init__(
+        self,
+        emulator: Any,
+        headers: dict[str, str] | None = None,
+        session_id: str | None = None,
+        organization_id: str | None = None,
+    ) -> None:
+        self.session_id = session_id or str(uuid.uuid4())
+        self.organization_id = organization_id or str(uuid.uuid4())
+        base = {
+            "Audiohook-Organization-Id": self.organization_id,
+            "Audiohook-Session-Id": self.session_id,
+            "Audiohook-Correlation-Id": str(uuid.uuid4()),
+            "X-API-KEY": DEMO_AUDIOHOOK_API_KEY,
+        }
+        base.update(headers or {})
+        self.headers = base
+        self.ws = websocket.create_connection(
+            emulator.audiohook_url, timeout=10, header=[f"{k}: {v}" for k, v in base.items() if v is not None]
+        )
+        self.seq = 0
+        self.serverseq = 0
+        self.position = 0.0
+
+    def send(self, kind: str, parameters: dict[str, Any] | None = None, **override: Any) -> None:
+        self.seq += 1
+        message = {
+            "version": "2",
+            "id": self.session_id,
+            "type": kind,
+            "seq": self.seq,
+            "serverseq": self.serverseq,
+            "position": f"PT{self.position:.2f}S",
+            "parameters": parameters if parameters is not None else {},
+        }
+        message.update(override)
+        self.ws.send(json.dumps(message))
+
+    def receive(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next JSON message from the server."""
+        self.ws.settimeout(timeout)
+        while True:
+            opcode, data = self.ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise ConnectionError("server closed the socket")
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                message = json.loads(data)
+                self.serverseq = message["seq"]
+                return message
+
+    def open(self, call_id: str, media: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        self.send(
+            "open",
+            {
+                "organizationId": self.organization_id,
+                "conversationId": call_id,
+                "participant": {
+                    "id": str(uuid.uuid4()),
+                    "ani": "+15551230000",
+                    "aniName": "",
+                    "dnis": "+15550000",
+                },
+                "media": media
+                or [{"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000}],
+            },
+        )
+        return self.receive()
+
+    def stream(self, audio: bytes, frame: int = 1600, wait: float = 5.0) -> dict[str, Any] | None:
+        """Send 200 ms frames until the server says disconnect (returned), else wait that long for it."""
+        for offset in range(0, len(audio), frame):
+            self.ws.send_binary(audio[offset : offset + frame])
+            self.position += len(audio[offset : offset + frame]) / 8000
+            while select.select([self.ws.sock], [], [], 0)[0]:
+                message = self.receive()
+                if message["type"] == "disconnect":
+                    return message
+        deadline = time.monotonic() + wait
+        while select.select([self.ws.sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            message = self.receive()
+            if message["type"] == "disconnect":
+                return message
+        return None
+
+    def close(self, reason: str = "end") -> dict[str, Any]:
+        self.send("close", {"reason": reason})
+        while True:
+            message = self.receive()
+            if message["type"] == "closed":
+                return message
+
+    def shutdown(self) -> None:
+        self.ws.close()

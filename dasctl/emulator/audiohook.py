@@ -2,16 +2,314 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
 
+from aiohttp import WSMsgType, web
+
+from dasctl import events
+from dasctl.emulator import httpsig
 from dasctl.emulator.options import EmulatorOptions
-from dasctl.emulator.sessions import SessionRegistry
+from dasctl.emulator.sessions import Session, SessionRegistry
+
+log = logging.getLogger("dasctl.emulator")
+
+VERSION = "2"
+#: Genesys opens a probe session with this conversation id to check that the server is up.
+PROBE_CONVERSATION_ID = "00000000-0000-0000-0000-000000000000"
+#: How long the client has to answer our `disconnect` with `close` (the reference client's closed timer).
+CLOSE_WAIT = 10.0
+_POSITION = re.compile(r"^PT\d+(\.\d+)?S$")
+#: Client message types of AudioHook v2 that need nothing from this consumer.
+_TOLERATED = {
+    "update",
+    "paused",
+    "resumed",
+    "discarded",
+    "error",
+    "dtmf",
+    "playback_started",
+    "playback_completed",
+}
+HEADER_ORGANIZATION = "audiohook-organization-id"
+HEADER_SESSION = "audiohook-session-id"
+HEADER_CORRELATION = "audiohook-correlation-id"
+HEADER_API_KEY = "x-api-key"
+
+
+class AudioHookProtocolError(Exception):
+    """The client broke AudioHook v2; the message becomes `disconnect` info."""
+
+
+def _is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(value or "")
+    except ValueError:
+        return False
+    return True
+
+
+def check_handshake(request: web.Request, options: EmulatorOptions) -> web.Response | None:
+    """An HTTP error response when the upgrade request must be refused, else None."""
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    for name in (HEADER_ORGANIZATION, HEADER_SESSION, HEADER_CORRELATION):
+        if not _is_uuid(headers.get(name)):
+            return web.Response(status=400, text=f"header {name} must be a UUID\n")
+    api_key = headers.get(HEADER_API_KEY)
+    if not api_key:
+        return web.Response(status=401, text="header X-API-KEY is missing\n")
+    if api_key != options.audiohook_api_key:
+        return web.Response(status=401, text="unknown X-API-KEY\n")
+    if options.audiohook_secret is not None:
+        try:
+            httpsig.verify(
+                headers, request.path_qs, request.host, api_key, options.audiohook_secret, time.time()
+            )
+        except httpsig.SignatureError as error:
+            log.info("audiohook handshake refused: %s", error)
+            return web.Response(status=401, text=f"signature refused: {error}\n")
+    return None
+
+
+class AudioHookConnection:
+    """One AudioHook WebSocket: envelope checks, sequence numbers, and the session it feeds."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        options: EmulatorOptions,
+        registry: SessionRegistry,
+    ) -> None:
+        self.ws = ws
+        self.options = options
+        self.registry = registry
+        self.transport = request.transport
+        self.session_id = request.headers[HEADER_SESSION]
+        self.organization_id = request.headers[HEADER_ORGANIZATION]
+        self.server_seq = 0
+        self.client_seq = 0
+        self.last_serverseq = 0
+        self.opened = False
+        self.disconnect_sent = False
+        self.close_deadline: float | None = None
+        self.session: Session | None = None
+        self.received = 0
+
+    async def send(self, kind: str, parameters: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        self.server_seq += 1
+        message = {
+            "version": VERSION,
+            "id": self.session_id,
+            "type": kind,
+            "seq": self.server_seq,
+            "clientseq": self.client_seq,
+            "parameters": parameters,
+        }
+        await self.ws.send_str(json.dumps(message))
+
+    async def disconnect(self, reason: str, info: str | None = None) -> None:
+        """Ask the client to close (it answers with `close`; we then send `closed`)."""
+        if self.disconnect_sent:
+            return
+        self.disconnect_sent = True
+        self.close_deadline = time.monotonic() + CLOSE_WAIT
+        parameters = {"reason": reason}
+        if info:
+            parameters["info"] = info
+        await self.send("disconnect", parameters)
+
+    async def close_audio(self) -> None:
+        await self.disconnect("error", "the session ended")
+
+    async def run(self) -> None:
+        ended = "the client closed the audio WebSocket"
+        try:
+            while True:
+                timeout = None
+                if self.close_deadline is not None:
+                    timeout = max(0.0, self.close_deadline - time.monotonic())
+                try:
+                    message = await self.ws.receive(timeout=timeout)
+                except asyncio.TimeoutError:
+                    log.info("audiohook client did not close after disconnect; closing")
+                    break
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+                try:
+                    if message.type == WSMsgType.ERROR:
+                        raise AudioHookProtocolError(f"unreadable WebSocket frame ({self.ws.exception()})")
+                    if message.type == WSMsgType.BINARY:
+                        if await self.on_audio(message.data):
+                            return
+                    elif message.type == WSMsgType.TEXT:
+                        if await self.on_text(message.data):
+                            ended = "the client sent close"
+                            break
+                except AudioHookProtocolError as error:
+                    log.info("audiohook protocol error: %s", error)
+                    session, self.session = self.session, None
+                    if session is not None:
+                        session.detach()
+                    await self.disconnect("error", str(error))
+                    if session is not None:
+                        await session.fail(events.ERROR_AUDIO, f"audiohook audio channel: {error}")
+                    if message.type == WSMsgType.ERROR:
+                        break
+        finally:
+            if self.session is not None:
+                session, self.session = self.session, None
+                session.detach()
+                await session.audio_ended(ended)
+            if not self.ws.closed:
+                await self.ws.close()
+
+    async def on_text(self, text: str) -> bool:
+        """Handle one JSON message; True when the client closed the session."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            raise AudioHookProtocolError("a text frame that is not JSON") from None
+        if not isinstance(message, dict):
+            raise AudioHookProtocolError("a message that is not a JSON object")
+        kind = self._check_envelope(message)
+        parameters = message["parameters"]
+        if kind == "open":
+            if self.opened:
+                raise AudioHookProtocolError("a second open")
+            await self.on_open(parameters)
+        elif not self.opened and kind != "close":
+            raise AudioHookProtocolError(f"{kind} before open")
+        elif kind == "ping":
+            await self.send("pong", {})
+        elif kind == "close":
+            await self.send("closed", {})
+            await self.ws.close()
+            return True
+        elif kind not in _TOLERATED:
+            log.debug("audiohook: ignored a %s message", kind)
+        return False
+
+    def _check_envelope(self, message: dict[str, Any]) -> str:
+        if message.get("version") != VERSION:
+            raise AudioHookProtocolError(f'version must be "2", got {message.get("version")!r}')
+        kind = message.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise AudioHookProtocolError("type is missing")
+        if message.get("id") != self.session_id:
+            raise AudioHookProtocolError(f"id {message.get('id')!r} is not the Audiohook-Session-Id")
+        seq = message.get("seq")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq != self.client_seq + 1:
+            raise AudioHookProtocolError(f"seq {seq!r} should be {self.client_seq + 1}")
+        serverseq = message.get("serverseq")
+        if (
+            isinstance(serverseq, bool)
+            or not isinstance(serverseq, int)
+            or not self.last_serverseq <= serverseq <= self.server_seq
+        ):
+            raise AudioHookProtocolError(
+                f"serverseq {serverseq!r} should be the last server seq seen "
+                f"({self.last_serverseq}..{self.server_seq})"
+            )
+        position = message.get("position")
+        if not isinstance(position, str) or not _POSITION.match(position):
+            raise AudioHookProtocolError(f"position {position!r} should look like PT2.8S")
+        if not isinstance(message.get("parameters"), dict):
+            raise AudioHookProtocolError("parameters must be an object ({} when empty)")
+        self.client_seq = seq
+        self.last_serverseq = serverseq
+        return kind
+
+    async def on_open(self, parameters: dict[str, Any]) -> None:
+        if parameters.get("organizationId") != self.organization_id:
+            raise AudioHookProtocolError("open.organizationId is not the Audiohook-Organization-Id")
+        conversation = parameters.get("conversationId")
+        if not isinstance(conversation, str):
+            raise AudioHookProtocolError("open.conversationId (the call_id) is missing")
+        media = _choose_media(parameters.get("media"))
+        if conversation != PROBE_CONVERSATION_ID:
+            session = self.registry.get(conversation)
+            if session is None:
+                raise AudioHookProtocolError(f"no session is waiting for conversationId {conversation}")
+            if session.request.audio_protocol != "audiohook":
+                raise AudioHookProtocolError(
+                    f"call_id {conversation} declared audio_protocol {session.request.audio_protocol}"
+                )
+            if session.consumer_attached:
+                raise AudioHookProtocolError(f"call_id {conversation} already has an audio channel")
+            self.session = session
+            session.attach(self.close_audio)
+        self.opened = True
+        await self.send("opened", {"startPaused": False, "media": [media]})
+        log.debug("audiohook audio channel opened for %s", conversation)
+
+    async def on_audio(self, data: bytes) -> bool:
+        """Feed one binary frame; True when the socket was reset (fault injection)."""
+        if not self.opened:
+            raise AudioHookProtocolError("audio before opened")
+        if len(data) > self.options.max_frame_bytes:
+            raise AudioHookProtocolError(
+                f"audio frame of {len(data)} bytes is over the {self.options.max_frame_bytes} byte limit"
+            )
+        if self.disconnect_sent or self.session is None:
+            return False  # audio in flight after disconnect, or a probe: dropped
+        self.received += len(data)
+        reset_after = self.options.faults.reset_audio_after
+        if reset_after is not None and self.received >= reset_after:
+            log.info(
+                "resetting the audiohook socket of %s after %d bytes (fault injected)",
+                self.session.call_id,
+                self.received,
+            )
+            self.session.detach()
+            self.session = None
+            if self.transport is not None:
+                self.transport.abort()
+            return True
+        if await self.session.feed(data):
+            session, self.session = self.session, None
+            session.detach()
+            await self.disconnect("completed")
+            await session.complete()
+        return False
+
+
+def _choose_media(offered: Any) -> dict[str, Any]:
+    if not isinstance(offered, list) or not offered:
+        raise AudioHookProtocolError("open.media must be a non-empty list")
+    for media in offered:
+        if (
+            isinstance(media, dict)
+            and media.get("type") == "audio"
+            and media.get("format") == "PCMU"
+            and media.get("rate") == 8000
+            and isinstance(media.get("channels"), list)
+            and len(media["channels"]) == 1
+        ):
+            return {"type": "audio", "format": "PCMU", "channels": list(media["channels"]), "rate": 8000}
+    raise AudioHookProtocolError("open.media offers no PCMU 8000 Hz single-channel audio")
 
 
 def audiohook_consumer(options: EmulatorOptions, registry: SessionRegistry) -> web.RequestHandler:
     """The aiohttp handler for the audiohook WebSocket."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=501, text="audiohook consumer not yet available")
+        refusal = check_handshake(request, options)
+        if refusal is not None:
+            return refusal
+        # oversize frames get AudioHook's own error (disconnect); only absurd ones hit aiohttp's limit
+        ws = web.WebSocketResponse(
+            timeout=2.0, max_msg_size=4 * options.max_frame_bytes + 65536, heartbeat=None
+        )
+        await ws.prepare(request)
+        await AudioHookConnection(ws, request, options, registry).run()
+        return ws
 
     return handle
