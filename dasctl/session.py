@@ -313,10 +313,8 @@ class RegisterSession:
                 waitables: set[asyncio.Future[Any]] = {getter}
                 if stream_task is not None and not stream_task.done():
                     waitables.add(stream_task)
-                now = time.monotonic()
-                wait = max(0.0, deadline - now)
-                if self.state == STREAMING:
-                    wait = min(wait, PROGRESS_INTERVAL)
+                # while streaming, the clock only drives progress and the stall check
+                wait = PROGRESS_INTERVAL if self.state == STREAMING else max(0.0, deadline - time.monotonic())
                 done, _ = await asyncio.wait(waitables, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
 
                 if getter in done:
