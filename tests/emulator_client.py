@@ -186,6 +186,8 @@ def twilio_stream(
                     ws.send(json.dumps({"event": "stop"}))
                 except (websocket.WebSocketConnectionClosedException, BrokenPipeError, ConnectionResetError):
                     pass
+            else:
+                return sent, None  # the client just closes its socket
         return sent, wait_close(ws)
     finally:
         ws.close()
