@@ -1,0 +1,193 @@
+"""The audio-channel clients: the AudioHook signature, its envelope details, and both channels against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from pathlib import Path
+
+import pytest
+
+from dasctl.channels import audiohook, httpsig
+from dasctl.errors import AuthError, ExitCode
+from tests.conftest import DATA, Emulator
+
+# The vector published with Genesys' AudioHook reference implementation (signature-builder test).
+VECTOR_COMPONENTS = [
+    ("@request-target", "/api/v1/voicebiometrics/ws"),
+    ("host", "audiohook.example.com"),
+    ("audiohook-organization-id", "d7934305-0972-4844-938e-9060eef73d05"),
+    ("audiohook-session-id", "30b0e395-84d3-4570-ac13-9a62d8f514c0"),
+    ("audiohook-correlation-id", "e160e428-53e2-487c-977d-96989bf5c99d"),
+    ("x-api-key", "SGVsbG8sIEkgYW0gdGhlIEFQSSBrZXkh"),
+]
+
+
+def test_signature_matches_the_published_audiohook_vector() -> None:
+    headers = httpsig.sign(
+        VECTOR_COMPONENTS,
+        keyid="SGVsbG8sIEkgYW0gdGhlIEFQSSBrZXkh",
+        key=httpsig.secret_key("TXlTdXBlclNlY3JldEtleVRlbGxOby0xITJAMyM0JDU="),
+        created=1641013200,
+        expires=3282026430,
+        nonce="VGhpc0lzQVVuaXF1ZU5vbmNl",
+    )
+    assert headers["Signature"] == "sig1=:zupMJUMfd/kMuvKc5zhRyfJPE3jTROuz1S1hn8SCTpE=:"
+    assert headers["Signature-Input"] == (
+        'sig1=("@request-target" "host" "audiohook-organization-id" "audiohook-session-id" '
+        '"audiohook-correlation-id" "x-api-key");keyid="SGVsbG8sIEkgYW0gdGhlIEFQSSBrZXkh";'
+        'nonce="VGhpc0lzQVVuaXF1ZU5vbmNl";alg="hmac-sha256";created=1641013200;expires=3282026430'
+    )
+
+
+def test_a_different_secret_gives_a_different_signature() -> None:
+    common = {"keyid": "k", "created": 1, "expires": 31, "nonce": "n" * 24}
+    one = httpsig.sign(VECTOR_COMPONENTS, key=b"one", **common)  # type: ignore[arg-type]
+    two = httpsig.sign(VECTOR_COMPONENTS, key=b"two", **common)  # type: ignore[arg-type]
+    assert one["Signature"] != two["Signature"]
+    assert one["Signature-Input"] == two["Signature-Input"]
+
+
+def test_fresh_signatures_have_a_long_nonce_and_a_30_second_lifetime() -> None:
+    headers = httpsig.audiohook_signature(
+        "wss://Example.COM:443/audio/audiohook?x=1",
+        {
+            "Audiohook-Organization-Id": "o",
+            "Audiohook-Session-Id": "s",
+            "Audiohook-Correlation-Id": "c",
+            "X-API-KEY": "key",
+        },
+        api_key="key",
+        secret=base64.b64encode(b"secret").decode(),
+    )
+    params = headers["Signature-Input"]
+    assert params.startswith('sig1=("@request-target" "@authority" "audiohook-organization-id"')
+    nonce = re.search(r';nonce="([^"]+)"', params)
+    created = re.search(r";created=(\d+)", params)
+    expires = re.search(r";expires=(\d+)", params)
+    assert nonce and created and expires
+    assert len(nonce.group(1)) >= 22
+    assert int(expires.group(1)) - int(created.group(1)) == 30
+
+
+@pytest.mark.parametrize(
+    ("url", "target", "authority"),
+    [
+        ("ws://127.0.0.1:7272/audio/audiohook", "/audio/audiohook", "127.0.0.1:7272"),
+        ("wss://Host.example:443/a?b=c", "/a?b=c", "host.example"),
+        ("ws://host:80", "/", "host"),
+    ],
+)
+def test_request_target_and_authority(url: str, target: str, authority: str) -> None:
+    assert httpsig.request_target(url) == target
+    assert httpsig.authority(url) == authority
+
+
+def test_secret_key_is_base64_decoded_when_it_is_base64() -> None:
+    assert httpsig.secret_key(base64.b64encode(b"\x00\x01key").decode()) == b"\x00\x01key"
+    assert httpsig.secret_key("not base64!") == b"not base64!"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "PT0S"),
+        (2.8, "PT2.8S"),
+        (0.00001, "PT0S"),
+        (1e-3, "PT0.001S"),
+        (12345.6, "PT12345.6S"),
+        (5.0, "PT5S"),
+    ],
+)
+def test_positions_are_iso_durations_never_in_exponent_form(seconds: float, text: str) -> None:
+    assert audiohook.duration(seconds) == text
+
+
+def test_client_messages_are_numbered_without_gaps_and_carry_serverseq_and_position() -> None:
+    client = audiohook.AudioHookClient(None, "ws://h/a", "call", "key", None)  # type: ignore[arg-type]
+    first = client.message("open", {"x": 1})
+    client.serverseq, client.position = 3, 2.8
+    second = client.message("ping")
+    assert [first["seq"], second["seq"]] == [1, 2]
+    assert first["version"] == "2" and first["id"] == client.session_id
+    assert second["serverseq"] == 3 and second["position"] == "PT2.8S"
+    assert second["parameters"] == {}
+
+
+# --- against the emulator's AudioHook consumer, with signatures required ------------------------------
+SECRET = base64.b64encode(b"an audiohook client secret, 32 b").decode()
+
+
+@pytest.fixture
+def signing_emulator(start_emulator, tmp_path: Path) -> Emulator:  # type: ignore[no-untyped-def]
+    secret_file = tmp_path / "audiohook-secret"
+    secret_file.write_text(SECRET + "\n")
+    return start_emulator("--audiohook-secret-file", str(secret_file))  # type: ignore[no-any-return]
+
+
+def test_register_over_audiohook_with_a_signed_handshake(signing_emulator: Emulator, dasctl) -> None:  # type: ignore[no-untyped-def]
+    env = {**signing_emulator.client_env(), "DASCTL_AUDIOHOOK_SECRET": SECRET}
+    run = dasctl(
+        "register",
+        str(DATA / "speech-a-8k-mono.wav"),
+        "--protocol",
+        "audiohook",
+        "--speed",
+        "0",
+        "--json",
+        env=env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert '"event":"result-success"' in run.stdout
+    assert '"protocol":"audiohook"' in run.stdout
+
+
+def test_a_wrong_audiohook_secret_is_an_authentication_error(signing_emulator: Emulator, dasctl) -> None:  # type: ignore[no-untyped-def]
+    wrong = base64.b64encode(b"some other secret").decode()
+    env = {**signing_emulator.client_env(), "DASCTL_AUDIOHOOK_SECRET": wrong}
+    run = dasctl(
+        "register",
+        str(DATA / "speech-a-8k-mono.wav"),
+        "--protocol",
+        "audiohook",
+        "--speed",
+        "0",
+        env=env,
+        timeout=60,
+    )
+    assert run.returncode == ExitCode.AUTH, run.stderr
+    assert "refused the connection (HTTP 401)" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert wrong not in run.stderr
+
+
+def test_a_missing_audiohook_secret_is_refused_too(signing_emulator: Emulator, dasctl) -> None:  # type: ignore[no-untyped-def]
+    run = dasctl(
+        "register",
+        str(DATA / "speech-a-8k-mono.wav"),
+        "--protocol",
+        "audiohook",
+        "--speed",
+        "0",
+        env=signing_emulator.client_env(),
+        timeout=60,
+    )
+    assert run.returncode == ExitCode.AUTH, run.stderr
+
+
+def test_open_websocket_names_the_url_when_nothing_listens() -> None:
+    import aiohttp
+
+    from dasctl.channels.twilio import open_websocket
+    from dasctl.errors import ServiceUnavailable
+    from tests.conftest import free_port
+
+    async def attempt() -> None:
+        async with aiohttp.ClientSession() as http:
+            await open_websocket(http, f"ws://127.0.0.1:{free_port()}/audio/twilio", "twilio", 5.0)
+
+    with pytest.raises(ServiceUnavailable, match="cannot open the twilio audio channel at ws://127.0.0.1"):
+        asyncio.run(attempt())
+    assert AuthError.exit_code == ExitCode.AUTH
