@@ -1,4 +1,4 @@
-"""The audio-channel clients: the AudioHook signature, its envelope details, and both channels against the emulator."""
+"""The audio-channel clients: the AudioHook signature, its envelope, and the channels against the emulator."""
 
 from __future__ import annotations
 
