@@ -1,0 +1,47 @@
+"""`dasctl --version` and `--help` must start fast: none of the heavy libraries may load for them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("numpy", "soundfile", "soxr", "socketio", "engineio", "aiohttp", "requests", "webrtcvad",
+         "watchfiles", "keyring")
+
+PROBE = """
+import json, sys
+from dasctl.cli import main
+code = main(sys.argv[1:])
+loaded = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(HEAVY)))
+sys.stderr.write("\\nLOADED " + json.dumps({"code": code, "loaded": loaded}) + "\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["--help"], ["login", "--help"], ["logout", "--help"], ["auth", "--help"],
+     ["auth", "status", "--help"], ["auth", "token", "--help"], ["config", "--help"],
+     ["config", "set", "--help"]],
+)
+def test_help_and_version_load_no_heavy_library(argv: list[str]) -> None:
+    probe = PROBE.replace("json.loads(HEAVY)", repr(list(HEAVY)))
+    result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    report = json.loads(result.stderr.rsplit("LOADED ", 1)[1])
+    assert report == {"code": 0, "loaded": []}
+    assert result.stdout.strip()
+
+
+def test_help_lists_the_auth_and_config_commands() -> None:
+    result = subprocess.run([sys.executable, "-m", "dasctl", "--help"], capture_output=True, text=True,
+                            timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0
+    for command in ("login", "logout", "auth", "config"):
+        assert f" {command} " in result.stdout
+    login_help = subprocess.run([sys.executable, "-m", "dasctl", "login", "--help"], capture_output=True,
+                                text=True, timeout=30, stdin=subprocess.DEVNULL).stdout
+    # the secret never has a flag that takes it as a value
+    assert "--client-secret-stdin" in login_help and "--client-secret " not in login_help
