@@ -468,11 +468,15 @@ def build_report(
         assert error is not None
         document = results.failure_document(identity.relpath, error, call_id=call_id)
         document["timings"] = {name: round(value, 3) for name, value in (timings or {}).items()}
-    document["schema"] = OUTPUT_SCHEMA
-    document["id"] = identity.id
-    document["path"] = str(path)
-    document["attempts"] = attempts
-    return document
+    document.pop("schema", None)
+    return {
+        "schema": OUTPUT_SCHEMA,
+        "id": identity.id,
+        "file": identity.relpath,
+        "path": str(path),
+        **document,
+        "attempts": attempts,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,6 +579,15 @@ class _Attempt:
     last_vad: events.VadStatus | None = None
     marks: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None  # set once the final record is durable
+
+
+# Progress states -> the timing names session.RegisterOutcome uses (seconds since the attempt began).
+_TIMING_FOR_STATE = {
+    "initializing": "connected",
+    "streaming": "consumer_ready",
+    "waiting for result": "audio_done",
+    "done": "finished",
+}
 
 
 class _Stop(Exception):
@@ -906,8 +919,9 @@ class WatchRunner:
         if state and state != "connecting" and not attempt.reached_service:
             attempt.reached_service = True
             self.health.reached()
-        if state and state not in attempt.marks:
-            attempt.marks[state] = self.clock() - attempt.started
+        mark = _TIMING_FOR_STATE.get(state)
+        if mark and mark not in attempt.marks:
+            attempt.marks[mark] = self.clock() - attempt.started
         sent = getattr(progress, "audio_seconds_sent", None)
         if isinstance(sent, (int, float)):
             attempt.audio_seconds_sent = float(sent)

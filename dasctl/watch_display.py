@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 PREFIX = "dasctl: watch:"
 
 
-def _failure_text(report: dict[str, Any]) -> str:
-    error = report.get("error") or {}
-    return f"{report.get('outcome')} ({error.get('message', '')})".rstrip(" ()")
+def _failure_text(name: str, report: dict[str, Any]) -> str:
+    """The error's message, which usually names the file already; else prefixed with it."""
+    message = str((report.get("error") or {}).get("message") or "failed")
+    return message if message.startswith(name) else f"{name}: {message}"
 
 
 class PlainWatchDisplay:
@@ -55,9 +56,9 @@ class PlainWatchDisplay:
         if self.quiet:
             return
         if report.get("exit_code") != 0:
-            self._line(f"{name}: failed: {_failure_text(report)}")
+            self._line(f"failed: {_failure_text(name, report)}")
         elif self.verbosity >= 1:
-            self._line(f"{name}: {report.get('outcome')}")
+            self._line(f"done: {name}")
 
     def totals(self, totals: WatchTotals) -> None:
         pass
@@ -139,8 +140,7 @@ class LiveWatchDisplay:
         if report.get("exit_code") == 0:
             self.live.console.print(f"[green]done[/] {escape(name)}", highlight=False)
         else:
-            self.live.console.print(f"[red]failed[/] {escape(name)}: {escape(_failure_text(report))}",
-                                    highlight=False)
+            self.live.console.print(f"[red]failed[/] {escape(_failure_text(name, report))}", highlight=False)
 
     def totals(self, totals: WatchTotals) -> None:
         self.totals_line.totals = totals
