@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from dasctl.errors import UsageError
 
@@ -155,6 +153,8 @@ def private_dir(path: Path) -> Path:
 
 def write_private_file(path: Path, data: bytes) -> None:
     """Write atomically (temp file in the same directory, fsync, replace) with mode 0600."""
+    import tempfile
+
     private_dir(path.parent)
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -298,6 +298,8 @@ class Profile:
 
 
 def _derived_audio_url(url: str, protocol: str) -> str:
+    from urllib.parse import urlsplit
+
     parts = urlsplit(url)
     scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{AUDIO_PATHS[protocol]}"
@@ -319,6 +321,8 @@ def parse_value(key: ConfigKey, raw: object, where: str) -> object:
         raise UsageError(f"{where}: expected a non-empty text value, got {raw!r}")
     text = raw.strip()
     if key.kind in ("http-url", "ws-url"):
+        from urllib.parse import urlsplit
+
         schemes = ("http", "https") if key.kind == "http-url" else ("ws", "wss")
         parts = urlsplit(text)
         if parts.scheme not in schemes or not parts.netloc:
