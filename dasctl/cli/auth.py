@@ -72,7 +72,8 @@ def login(
     client_id: Annotated[str | None, typer.Option(
         "--client-id", help="OAuth client id (env DASCTL_CLIENT_ID).", show_default=False)] = None,
     client_secret_stdin: Annotated[bool, typer.Option(
-        "--client-secret-stdin", help="Read the client secret from the first line of stdin.")] = False,
+        "--client-secret-stdin",
+        help="Read the client secret from stdin's first line (or set DASCTL_CLIENT_SECRET).")] = False,
     url: Annotated[str | None, typer.Option("--url", help="Signalling base URL (env DASCTL_URL).",
                                             show_default=False)] = None,
     auth_url: Annotated[str | None, typer.Option("--auth-url", help="Token endpoint (env DASCTL_AUTH_URL).",
@@ -80,8 +81,9 @@ def login(
     audio_url: Annotated[list[str] | None, typer.Option(
         "--audio-url", metavar="PROTO=URL",
         help="Audio consumer URL per protocol, e.g. twilio=wss://host/audio/twilio (repeatable).")] = None,
-    ca_bundle: Annotated[str | None, typer.Option("--ca-bundle", help="CA bundle (PEM) for HTTPS and WSS.",
-                                                  show_default=False)] = None,
+    ca_bundle: Annotated[str | None, typer.Option(
+        "--ca-bundle", help="CA bundle (PEM) for HTTPS and WSS (env DASCTL_CA_BUNDLE).",
+        show_default=False)] = None,
 ) -> None:
     """Check client credentials by fetching a token, then store the profile and the secret."""
     from dasctl import auth as core
