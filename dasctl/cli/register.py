@@ -60,6 +60,14 @@ def _target(option: str, value: Path | None, name: str, suffix: str, several: bo
 def _check(files: list[str], speed: float, timeout: float, call_id: str | None) -> None:
     if files.count("-") > 1:
         raise UsageError("stdin (-) can be given only once")
+    for name in files:
+        # before any connection: a typo in the last of ten files should not cost nine sessions
+        if name != "-" and not Path(name).exists():
+            raise UsageError(f"{name}: no such file", "Check the path; use - to read the audio from stdin.")
+        if name != "-" and Path(name).is_dir():
+            raise UsageError(
+                f"{name} is a directory", "Give recording files; `dasctl watch DIR` enrolls a folder."
+            )
     if speed < 0:
         raise UsageError(f"--speed {speed:g} is negative", "Use 1 for real time, 0 for as fast as possible.")
     if timeout <= 0:
