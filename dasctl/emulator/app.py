@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import socketio
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from dasctl import config
 from dasctl.emulator.audiohook import audiohook_consumer
-from dasctl.emulator.options import EmulatorOptions
+from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions
 from dasctl.emulator.sessions import SessionRegistry
 from dasctl.emulator.signalling import Signalling
 from dasctl.emulator.tokens import TokenStore, token_endpoint
@@ -36,6 +37,7 @@ class Emulator:
 def build(options: EmulatorOptions) -> Emulator:
     """Wire the token endpoint, the Socket.IO server and both audio consumers into one aiohttp app."""
     app = web.Application(client_max_size=64 * 1024)
+    app[AUDIO_SOCKETS] = weakref.WeakSet()
     tokens = TokenStore(options.token_ttl)
     registry = SessionRegistry()
     sio = socketio.AsyncServer(
@@ -92,7 +94,7 @@ def banner(options: EmulatorOptions, port: int) -> list[str]:
 async def serve(options: EmulatorOptions, on_ready: Callable[[list[str]], None]) -> None:
     """Run until SIGINT or SIGTERM, then close every connection and return."""
     emulator = build(options)
-    runner = web.AppRunner(emulator.app, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(emulator.app, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
     try:
@@ -115,4 +117,13 @@ async def serve(options: EmulatorOptions, on_ready: Callable[[list[str]], None])
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         log.info("shutting down (%d live sessions)", len(emulator.registry))
+        await close_everything(emulator)
         await runner.cleanup()
+
+
+async def close_everything(emulator: Emulator) -> None:
+    """Close live connections first, so that shutdown does not wait for clients to leave."""
+    await emulator.sio.shutdown()
+    await emulator.sio.eio.disconnect()  # no sid: every Engine.IO client
+    for ws in list(emulator.app[AUDIO_SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"emulator shutting down")

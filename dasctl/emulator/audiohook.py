@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 
 from dasctl import events
 from dasctl.emulator import httpsig
-from dasctl.emulator.options import EmulatorOptions
+from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions
 from dasctl.emulator.sessions import Session, SessionRegistry
 
 log = logging.getLogger("dasctl.emulator")
@@ -309,6 +309,7 @@ def audiohook_consumer(options: EmulatorOptions, registry: SessionRegistry) -> w
             timeout=2.0, max_msg_size=4 * options.max_frame_bytes + 65536, heartbeat=None
         )
         await ws.prepare(request)
+        request.app[AUDIO_SOCKETS].add(ws)
         await AudioHookConnection(ws, request, options, registry).run()
         return ws
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from dasctl import config, events
+
+#: The open audio WebSockets of an app, closed first on shutdown (weak: finished ones drop out).
+AUDIO_SOCKETS = web.AppKey("audio_sockets", weakref.WeakSet[web.WebSocketResponse])
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from dasctl import events
-from dasctl.emulator.options import EmulatorOptions
+from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions
 from dasctl.emulator.sessions import Session, SessionRegistry
 
 log = logging.getLogger("dasctl.emulator")
@@ -36,6 +36,7 @@ def twilio_consumer(options: EmulatorOptions, registry: SessionRegistry) -> web.
             timeout=CLOSE_TIMEOUT, max_msg_size=2 * options.max_frame_bytes, heartbeat=None
         )
         await ws.prepare(request)
+        request.app[AUDIO_SOCKETS].add(ws)
         session: Session | None = None
         received = 0
         ended = "the client closed the audio WebSocket"
