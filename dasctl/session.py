@@ -329,6 +329,8 @@ class RegisterSession:
                     log.debug("event %s", event.name)
                     if event.terminal:
                         assert isinstance(event, (events.SessionResult, events.SessionError))
+                        if stream_task is not None:
+                            self.mark("audio_done")  # the result can overtake the end of the audio
                         self.mark("finished")
                         self.set_state(DONE, event)
                         return RegisterOutcome(
