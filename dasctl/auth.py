@@ -315,11 +315,13 @@ class TokenProvider:
     def cache(self) -> TokenCache | None:
         return TokenCache(self.profile, self.client_id, self.env) if self.client_id else None
 
-    def token(self, force_refresh: bool = False) -> Token:
+    def token(self, force_refresh: bool = False, refused: str | None = None) -> Token:
         """A valid token, refreshed ahead of expiry; force_refresh after the service refused the last one.
 
         Thread-safe, and process-safe through the cache's file lock: concurrent processes that all need
-        a new token make one request between them.
+        a new token make one request between them. Pass `refused` (the access token the service refused)
+        so that concurrent sessions refused together share one refresh; without it, the provider's
+        current token is taken as the refused one.
         """
         from_env = self.env_token()
         if from_env is not None:
@@ -331,13 +333,16 @@ class TokenProvider:
         if cache is None:
             raise not_logged_in(self.profile)
         with self._lock:
-            if not force_refresh and self._current is not None and self._current.fresh():
-                return self._current
-            refused: str | None = None
-            if force_refresh:
-                known = self._current or cache.read()
+            current = self._current
+            if not force_refresh and current is not None and current.fresh():
+                return current
+            if force_refresh and refused is not None and current is not None and current.fresh() \
+                    and current.access_token != refused:
+                return current  # another session of this process already replaced the refused token
+            if force_refresh and refused is None:
+                known = current or cache.read()
                 refused = known.access_token if known else None
-            else:
+            elif not force_refresh:
                 cached = cache.read()
                 if cached is not None and cached.fresh():
                     self._current = cached

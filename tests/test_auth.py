@@ -137,6 +137,22 @@ def test_force_refresh_replaces_a_refused_token_once(token_server: TokenServer,
     assert token_server.requests == 2
 
 
+def test_sessions_refused_together_share_one_refresh(token_server: TokenServer,
+                                                     local_env: dict[str, str]) -> None:
+    tokens = provider(local_env)
+    refused = tokens.token().access_token
+    token_server.delay = 0.2
+    renewed: list[str] = []
+    workers = [threading.Thread(target=lambda: renewed.append(
+        tokens.token(force_refresh=True, refused=refused).access_token)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    assert len(renewed) == 6 and len(set(renewed)) == 1 and refused not in renewed
+    assert token_server.requests == 2
+
+
 def test_threads_share_one_request(token_server: TokenServer, local_env: dict[str, str]) -> None:
     token_server.delay = 0.3
     tokens = provider(local_env)
