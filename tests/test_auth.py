@@ -375,3 +375,98 @@ def test_aiohttp_session_uses_the_same_trust(isolated_config: Path) -> None:
 
     trust_env, connector = asyncio.run(build())
     assert trust_env is True and connector is not None
+
+
+@pytest.fixture
+def tls_token_server(token_server: TokenServer, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The test token server behind TLS with a self-signed certificate for 127.0.0.1: (url, cert.pem)."""
+    import shutil
+    import socket
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True, timeout=30)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    plain_port = int(token_server.url.rsplit(":", 1)[1])
+    stop = threading.Event()
+
+    def relay(client: socket.socket) -> None:
+        # terminate TLS here and pass the bytes on to the plain test server
+        try:
+            with context.wrap_socket(client, server_side=True) as tls, \
+                    socket.create_connection(("127.0.0.1", plain_port)) as upstream:
+                tls.settimeout(5)
+                upstream.settimeout(5)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += tls.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length")), 0)
+                while len(body) < length:
+                    body += tls.recv(65536)
+                upstream.sendall(head.replace(b"keep-alive", b"close") + b"\r\n\r\n" + body)
+                while chunk := upstream.recv(65536):
+                    tls.sendall(chunk)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=relay, args=(client,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{port}", cert
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_tls_needs_the_ca_bundle_and_uses_it(tls_token_server: tuple[str, Path], isolated_config: Path,
+                                             token_server: TokenServer) -> None:
+    url, cert = tls_token_server
+    env = {"DASCTL_CONFIG_DIR": str(isolated_config), "DASCTL_URL": url}
+    with pytest.raises(ServiceUnavailable, match="TLS verification failed") as caught:
+        provider(env).token()
+    assert "--ca-bundle" in (caught.value.hint or "")
+    token = provider({**env, "DASCTL_CA_BUNDLE": str(cert)}).token()
+    assert token.source == "token endpoint" and token_server.requests == 1
+
+
+def test_websocket_trust_follows_the_same_ca_bundle(tls_token_server: tuple[str, Path],
+                                                    isolated_config: Path) -> None:
+    import socket
+    import ssl
+
+    url, cert = tls_token_server
+    port = int(url.rsplit(":", 1)[1])
+    env = {"DASCTL_CONFIG_DIR": str(isolated_config), "DASCTL_URL": url}
+
+    def handshake(settings: net.NetworkSettings) -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            try:
+                with settings.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1"):
+                    return True
+            except ssl.SSLCertVerificationError:
+                return False
+
+    without = net.NetworkSettings.from_profile(config.load_profile(None, None, env), env)
+    with_bundle = net.NetworkSettings.from_profile(
+        config.load_profile(None, {"ca_bundle": str(cert)}, env), env)
+    assert handshake(without) is False
+    assert handshake(with_bundle) is True
