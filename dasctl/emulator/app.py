@@ -104,8 +104,9 @@ async def serve(options: EmulatorOptions, on_ready: Callable[[list[str]], None])
         raise
     port = options.port
     server = site._server  # aiohttp keeps the listening sockets here; the only way to learn port 0's pick
-    if server is not None and getattr(server, "sockets", None):
-        port = server.sockets[0].getsockname()[1]
+    sockets = getattr(server, "sockets", None)
+    if sockets:
+        port = sockets[0].getsockname()[1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -125,5 +126,6 @@ async def close_everything(emulator: Emulator) -> None:
     """Close live connections first, so that shutdown does not wait for clients to leave."""
     await emulator.sio.shutdown()
     await emulator.sio.eio.disconnect()  # no sid: every Engine.IO client
-    for ws in list(emulator.app[AUDIO_SOCKETS]):
+    sockets: weakref.WeakSet[web.WebSocketResponse] = emulator.app[AUDIO_SOCKETS]
+    for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"emulator shutting down")

@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 
 from dasctl import events
 from dasctl.emulator import httpsig
-from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions
+from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions, Handler
 from dasctl.emulator.sessions import Session, SessionRegistry
 
 log = logging.getLogger("dasctl.emulator")
@@ -297,7 +297,7 @@ def _choose_media(offered: Any) -> dict[str, Any]:
     raise AudioHookProtocolError("open.media offers no PCMU 8000 Hz single-channel audio")
 
 
-def audiohook_consumer(options: EmulatorOptions, registry: SessionRegistry) -> web.RequestHandler:
+def audiohook_consumer(options: EmulatorOptions, registry: SessionRegistry) -> Handler:
     """The aiohttp handler for the audiohook WebSocket."""
 
     async def handle(request: web.Request) -> web.StreamResponse:

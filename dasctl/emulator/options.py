@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -10,7 +11,9 @@ from aiohttp import web
 from dasctl import config, events
 
 #: The open audio WebSockets of an app, closed first on shutdown (weak: finished ones drop out).
-AUDIO_SOCKETS = web.AppKey("audio_sockets", weakref.WeakSet[web.WebSocketResponse])
+AUDIO_SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("audio_sockets")
+#: An aiohttp request handler.
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass

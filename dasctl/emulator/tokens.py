@@ -9,7 +9,7 @@ import time
 
 from aiohttp import web
 
-from dasctl.emulator.options import EmulatorOptions
+from dasctl.emulator.options import EmulatorOptions, Handler
 from dasctl.logs import register_secret
 
 log = logging.getLogger("dasctl.emulator")
@@ -53,7 +53,7 @@ def _oauth_error(status: int, error: str, description: str) -> web.Response:
     )
 
 
-def token_endpoint(options: EmulatorOptions, store: TokenStore) -> web.RequestHandler:
+def token_endpoint(options: EmulatorOptions, store: TokenStore) -> Handler:
     """The aiohttp handler for POST <auth path>."""
 
     async def handle(request: web.Request) -> web.StreamResponse:

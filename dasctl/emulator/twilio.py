@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from dasctl import events
-from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions
+from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions, Handler
 from dasctl.emulator.sessions import Session, SessionRegistry
 
 log = logging.getLogger("dasctl.emulator")
@@ -26,7 +26,7 @@ class TwilioProtocolError(Exception):
     """The client broke the Twilio Media Streams subset."""
 
 
-def twilio_consumer(options: EmulatorOptions, registry: SessionRegistry) -> web.RequestHandler:
+def twilio_consumer(options: EmulatorOptions, registry: SessionRegistry) -> Handler:
     """The aiohttp handler for the twilio audio WebSocket."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
