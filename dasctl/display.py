@@ -18,12 +18,14 @@ if TYPE_CHECKING:
 
 #: The live bar redraws at most this often (it is also redrawn on every state change).
 REDRAW_INTERVAL = 0.05
+#: Widest file label in the live bar (the whole line must fit in 100 columns).
+LABEL_WIDTH = 24
 
 _STATE_TEXT = {
     session.CONNECTING: "connecting",
     session.INITIALIZING: "initializing",
     session.STREAMING: "streaming audio",
-    session.WAITING: "waiting for the result",
+    session.WAITING: "waiting for result",
     session.DONE: "done",
 }
 
@@ -41,6 +43,21 @@ class RegisterDisplay(Protocol):
 def voice_text(progress: Progress) -> str:
     """`voice 2.10/5.0 s  42%`: the figure the bar is about."""
     return f"voice {progress.voice_seconds:.2f}/{progress.target_seconds:g} s {progress.vad_percentage:3d}%"
+
+
+def state_text(progress: Progress) -> str:
+    if progress.state == session.DONE and progress.event is not None:
+        return progress.event.name
+    return _STATE_TEXT.get(progress.state, progress.state)
+
+
+def short_name(name: str, width: int = LABEL_WIDTH) -> str:
+    """The file's base name, cut in the middle when long, so the bar fits in 100 columns."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1] or name
+    if len(base) <= width:
+        return base
+    keep = width - 1
+    return base[: keep - keep // 2] + "…" + base[len(base) - keep // 2 :]
 
 
 def clock(seconds: float) -> str:
@@ -116,10 +133,12 @@ class LiveBar:
     def begin(self, name: str, index: int, total: int) -> None:
         from rich.progress import BarColumn, Progress, TextColumn
 
-        label = name if total == 1 else f"[{index + 1}/{total}] {name}"
+        label = short_name(name)
+        if total > 1:
+            label = f"[{index + 1}/{total}] {label}"
         self.progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(bar_width=24),
+            BarColumn(bar_width=20),
             TextColumn("{task.fields[voice]}"),
             TextColumn("audio {task.fields[sent]}"),
             TextColumn("{task.fields[elapsed]}"),
@@ -140,9 +159,7 @@ class LiveBar:
         now = time.monotonic()
         changed = progress.state != self.state
         self.state = progress.state
-        state = _STATE_TEXT.get(progress.state, progress.state)
-        if progress.state == session.DONE and progress.event is not None:
-            state = progress.event.name
+        state = state_text(progress)
         self.progress.update(
             self.task,
             completed=min(progress.vad_percentage, 100),

@@ -1,0 +1,91 @@
+"""What a person sees: the live bar in a real terminal (tmux), and plain lines when stderr is a file."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DATA, ROOT, Emulator
+
+SPEECH = str(DATA / "speech-a-8k-mono.wav")
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_live_bar_shows_voice_collected_mid_run(emulator: Emulator, tmp_path: Path) -> None:
+    name = f"dasctl-test-{uuid.uuid4().hex[:8]}"
+    done = tmp_path / "exit-code"
+    env = {
+        **emulator.client_env(),
+        "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"],
+        "TERM": "xterm-256color",
+    }
+    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+    command = (
+        f"cd {shlex.quote(str(ROOT))} && env -u NO_COLOR {exports} {shlex.quote(sys.executable)} -m dasctl "
+        f"register {shlex.quote(SPEECH)} --speed 1; echo $? > {shlex.quote(str(done))}; sleep 30"
+    )
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "20", command], check=True, timeout=10
+    )
+    try:
+        mid_run = ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            screen = tmux("capture-pane", "-p", "-t", name)
+            if "streaming audio" in screen and "voice " in screen and " 0% " not in screen:
+                mid_run = screen
+                break
+            time.sleep(0.2)
+        assert mid_run, f"no live bar with voice seen; last screen:\n{screen}"
+        bar = next(line for line in mid_run.splitlines() if "voice " in line)
+        assert "speech-a-8k-mono.wav" in bar and "%" in bar and "audio " in bar and "/5 s" in bar
+        assert "━" in bar  # rich's bar is drawn
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not done.exists():
+            time.sleep(0.2)
+        assert done.read_text().strip() == "0"
+        final = tmux("capture-pane", "-p", "-t", name)
+        assert "registered" in final and "credential" in final and "result-success" in final
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+
+
+def test_stderr_redirected_to_a_file_has_plain_lines_and_no_carriage_returns(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    log = tmp_path / "stderr.log"
+    env = {**os.environ, **emulator.client_env()}
+    with log.open("w") as stderr:
+        run = subprocess.run(
+            [sys.executable, "-m", "dasctl", "register", SPEECH, "--speed", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 0
+    text = log.read_text()
+    assert "\r" not in text and "\x1b[" not in text
+    assert "connecting" in text and "streaming audio" in text and "result-success" in text
+    assert len(text.splitlines()) <= 12  # sparse: state changes and quarters of the voice target
+
+
+def test_quiet_prints_nothing_on_stderr(emulator: Emulator, dasctl: Any) -> None:
+    run = dasctl("register", SPEECH, "--speed", "0", "--quiet", env=emulator.client_env())
+    assert run.returncode == 0
+    assert run.stderr == "" and "registered" in run.stdout
