@@ -286,7 +286,10 @@ class Journal:
         self._file_lock = lock
         try:
             self._replay()
+            created = not self.path.exists()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if created:  # the new name must be durable too, or fsynced records could vanish with it
+                _fsync_directory(self.path.parent)
             self._repair_tail()
         except OSError as error:
             lock.release()
@@ -383,6 +386,19 @@ class Journal:
             if entry.final is not None and not entry.reported and entry.state in FINAL_STATES:
                 found.append((identity, entry.final))
         return found
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a directory; nothing better to do there
+        pass
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
