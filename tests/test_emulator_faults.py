@@ -222,6 +222,10 @@ def test_sigint_and_sigterm_shut_down_cleanly(start_emulator):
     import signal
 
     for signum in (signal.SIGINT, signal.SIGTERM):
+        idle = start_emulator()  # nobody connected
+        idle.proc.send_signal(signum)
+        assert idle.proc.wait(timeout=10) == 0
+        assert "emulator stopped" in idle.output() and "error" not in idle.output()
         server = start_emulator()
         client = Signalling(server)  # a live connection does not hold the shutdown
         client.emit("initialize", initialize_payload())

@@ -125,7 +125,8 @@ async def serve(options: EmulatorOptions, on_ready: Callable[[list[str]], None])
 async def close_everything(emulator: Emulator) -> None:
     """Close live connections first, so that shutdown does not wait for clients to leave."""
     await emulator.sio.shutdown()
-    await emulator.sio.eio.disconnect()  # no sid: every Engine.IO client
+    if emulator.sio.eio.sockets:  # it waits on a set of tasks, which must not be empty
+        await emulator.sio.eio.disconnect()  # no sid: every Engine.IO client
     sockets: weakref.WeakSet[web.WebSocketResponse] = emulator.app[AUDIO_SOCKETS]
     for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"emulator shutting down")
