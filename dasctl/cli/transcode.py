@@ -1,9 +1,114 @@
-"""Placeholder: the 'transcode' commands are being written (see the issues)."""
+"""`dasctl transcode`, and the audio-selection options that `register` shares with it."""
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
+
+from dasctl.cli import common
+
+# Shared with `dasctl register` (import these there) so both commands pick audio the same way.
+# Values are checked by dasctl.audio.open_audio (UsageError, exit 2), not by click, so every
+# mistake reads `dasctl: error: ...` like any other.
+ChannelOption = Annotated[
+    str,
+    typer.Option(
+        "--channel",
+        "-c",
+        metavar="mix|left|right|N",
+        help="Which channel to use: mix (all channels averaged), left, right, or N counted from 0.",
+    ),
+]
+StartOption = Annotated[
+    float,
+    typer.Option("--start", metavar="SECONDS", help="Skip the input's first SECONDS."),
+]
+EndOption = Annotated[
+    float | None,
+    typer.Option("--end", metavar="SECONDS", help="Stop at SECONDS of the input (default: its end).",
+                 show_default=False),
+]
+FrameMsOption = Annotated[
+    int,
+    typer.Option("--frame-ms", metavar="MS", help="Frame length in milliseconds (pacing granularity)."),
+]
+
+RAW_SUFFIXES = (".ul", ".raw", ".mulaw", ".ulaw", ".u8")
+
+
+def _output_kind(output: str) -> str:
+    """'stdout', 'wav' or 'raw' from OUT; anything else is a UsageError that lists the choices."""
+    from dasctl.errors import UsageError
+
+    if output == "-":
+        return "stdout"
+    lowered = output.lower()
+    if lowered.endswith(".wav"):
+        return "wav"
+    if lowered.endswith(RAW_SUFFIXES):
+        return "raw"
+    raise UsageError(
+        f"{output}: cannot tell the output format from the name",
+        "Use a .wav name (8 kHz mu-law WAV), .ul/.raw/.mulaw (raw mu-law bytes), or - for stdout.",
+    )
+
+
+def transcode(
+    input_path: Annotated[str, typer.Argument(metavar="IN", help="Recording to read ('-' = stdin).",
+                                              show_default=False)],
+    output: Annotated[str, typer.Argument(
+        metavar="OUT", help="Where to write: NAME.wav (playable), NAME.ul/.raw (raw mu-law), '-' (raw to stdout).",
+        show_default=False)],
+    channel: ChannelOption = "mix",
+    start: StartOption = 0.0,
+    end: EndOption = None,
+    speed: Annotated[
+        float,
+        typer.Option("--speed", metavar="N",
+                     help="0 = as fast as possible; 1 = real time (to pipe into a player); N = N times real time."),
+    ] = 0.0,
+    frame_ms: FrameMsOption = 20,
+) -> None:
+    """Write the 8 kHz mu-law stream that `register` would send, to listen to or to debug."""
+    from dasctl import audio
+    from dasctl.errors import UsageError
+
+    kind = _output_kind(output)
+    audio.check_frame_ms(frame_ms)
+    pacer = audio.Pacer(speed)
+    stdout = sys.stdout.buffer
+    if kind == "stdout" and stdout.isatty():
+        raise UsageError("refusing to write binary audio to a terminal",
+                         "Redirect it (> call.ul) or pipe it (| play -t ul -r 8000 -).")
+    env = common.environment()
+    with audio.open_audio(input_path, channel=channel, start=start, end=end) as stream:
+        chunks = stream.chunks() if speed == 0 else audio.paced_frames(stream.frames(frame_ms), pacer)
+        if kind == "wav":
+            written = audio.write_mulaw_wav(output, chunks)
+        elif kind == "raw":
+            written = audio.write_mulaw_raw(output, chunks)
+        else:
+            written = 0
+            for chunk in chunks:
+                stdout.write(chunk)
+                written += len(chunk)
+                if speed:
+                    stdout.flush()  # a player downstream hears it when it is due
+            stdout.flush()
+        if not env.quiet:
+            layout = f"{stream.input_channels} ch"
+            if stream.input_channels > 1 and channel.strip().lower() != "mix":
+                layout += f", channel {channel}"
+            target = "stdout" if kind == "stdout" else output
+            print(
+                f"transcode: {stream.name} ({stream.input_format}, {stream.input_rate} Hz, {layout}) -> "
+                f"{target}: {written / audio.SAMPLE_RATE:.1f} s of 8 kHz mu-law",
+                file=sys.stderr,
+            )
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the application."""
+    app.command("transcode", no_args_is_help=True)(transcode)
