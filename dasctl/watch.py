@@ -735,9 +735,12 @@ class WatchRunner:
         """First call: take no new files, let the in-flight ones finish (bounded). Second: abort them now."""
         self._signals += 1
         if self._signals == 1:
-            self._stop_reason = f"{reason}: stopping" if reason.startswith("SIG") else reason
-            msg = f"{reason}: taking no new files; finishing {len(self._in_flight)} in flight"
-            self.observer.status(msg + (f" (at most {self.settings.grace:g} s)" if self._in_flight else ""))
+            self._stop_reason = f"stopped by {reason}"
+            if self._in_flight:
+                self.observer.status(
+                    f"{reason}: taking no new files; finishing {len(self._in_flight)} in flight "
+                    f"(at most {self.settings.grace:g} s; {reason} again aborts them)"
+                )
         else:
             self.observer.status(f"{reason} again: aborting {len(self._in_flight)} in flight")
             for task in self._in_flight:
@@ -1135,7 +1138,8 @@ class WatchRunner:
 
     def _update_totals(self) -> None:
         self.totals.in_flight = len(self._in_flight)
-        self.totals.queued = self._queue.qsize()
+        # waiting for a free slot: in the queue, or already taken by the dispatcher
+        self.totals.queued = max(0, len(self._active) - len(self._in_flight) - len(self._timers))
         self.totals.waiting = self.inbox.waiting
         self.totals.retrying = len(self._timers)
         self.observer.totals(self.totals)
