@@ -85,7 +85,8 @@ def test_not_enough_voice_is_error_audio_with_exit_5(emulator: Emulator, dasctl:
         (("--call-id", "not-a-uuid"), "is not a UUID"),
         (("--timeout", "0"), "--timeout 0 must be positive"),
         (("--threshold", "1.5"), "threshold"),
-        (("--start", "3", "--end", "2"), "--end 2 must be after --start 3"),
+        (("--start", "3", "--end", "2"), "--start 3 must be before --end 2"),
+        (("--channel", "middle"), "--channel 'middle' is not a channel"),
     ],
 )
 def test_bad_parameters_are_usage_errors(

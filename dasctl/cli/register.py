@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dasctl.cli import common
+from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
 
 if TYPE_CHECKING:
@@ -224,18 +225,9 @@ def register(
             "--call-id", help="Call id (a UUID) for the session; default: a fresh one.", show_default=False
         ),
     ] = None,
-    channel: Annotated[
-        str, typer.Option("--channel", help="Channel of a multi-channel file: mix, left, right, or an index.")
-    ] = "mix",
-    start: Annotated[
-        float, typer.Option("--start", help="Skip this many seconds of the recording.", min=0.0)
-    ] = 0.0,
-    end: Annotated[
-        float | None,
-        typer.Option(
-            "--end", help="Stop at this many seconds into the recording.", min=0.0, show_default=False
-        ),
-    ] = None,
+    channel: ChannelOption = "mix",
+    start: StartOption = 0.0,
+    end: EndOption = None,
     speed: Annotated[
         float, typer.Option("--speed", help="Streaming speed: 1 = real time, 0 = as fast as possible.")
     ] = 1.0,
@@ -277,8 +269,10 @@ def register(
     if protocol not in PROTOCOLS:
         raise UsageError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
     _check(files, speed, timeout, call_id)
-    if end is not None and end <= start:
-        raise UsageError(f"--end {end:g} must be after --start {start:g}")
+    from dasctl.audio import check_range, parse_channel
+
+    parse_channel(channel)  # a bad --channel or range is a usage error now, not after connecting
+    check_range(start, end)
     several = len(files) > 1
     outputs = [
         Outputs(
