@@ -56,6 +56,7 @@ _SUPPORTED = (
 )
 # libsndfile's log says "data : 186814 (should be 99956)" when the header promises more than the file holds.
 _TRUNCATED_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_BYTES_PER_SECOND = re.compile(r"^\s*Bytes/sec\s*:\s*(\d+)", re.MULTILINE)
 _DATA_LENGTH = re.compile(r"^data\s*:\s*(\d+)", re.MULTILINE)
 # Streaming writers (ffmpeg to a pipe) leave the data length at one of these: "unknown length".
 _UNKNOWN_DATA_LENGTHS = (0, 0xFFFFFFFF, 0xFFFFFFFF - 1)
@@ -306,12 +307,16 @@ def _looks_like_text(head: bytes) -> bool:
     return printable >= 0.95 * len(decoded)
 
 
+# What libsndfile says when nothing in the first bytes looks like a format it knows.
+_UNKNOWN_FORMAT_MESSAGES = ("Format not recognised", "unimplemented format", "not a regular file")
+
+
 def _unreadable_format(name: str, error: BaseException, head: bytes) -> AudioError:
     message = _libsndfile_message(error)
     hint = f"dasctl reads {_SUPPORTED}."
     if _looks_like_text(head):
         return AudioError(f"{name}: is a text file, not a recording", hint)
-    if "Format not recognised" in message or "unimplemented format" in message:
+    if any(text in message for text in _UNKNOWN_FORMAT_MESSAGES):
         return AudioError(f"{name}: not a recording dasctl can read (unknown or unsupported format)", hint)
     return AudioError(f"{name}: corrupt or unsupported audio: {message}", hint)
 
@@ -345,15 +350,19 @@ def _check_truncated_header(sound: soundfile.SoundFile, name: str, end: float | 
     match = _TRUNCATED_DATA.search(sound.extra_info)
     if match is None:
         return
-    declared, present = int(match.group(1)), int(match.group(2))
-    rate = sound.samplerate
-    available = sound.frames / rate
+    available = sound.frames / sound.samplerate
     if end is not None and end <= available:
         return
-    announced = available * declared / present if present > 0 else float("nan")
+    rate_match = _BYTES_PER_SECOND.search(sound.extra_info)
+    announced = ""
+    if rate_match and int(rate_match.group(1)) > 0:
+        announced = f" ({int(match.group(1)) / int(rate_match.group(1)):.1f} s)"
+    if sound.frames == 0:
+        raise AudioError(f"{name}: no audio: the file ends right after its header{announced}",
+                         "The recording was probably cut off while it was being written.")
     usable = math.floor(available * 10) / 10
     raise AudioError(
-        f"{name}: truncated: the data stops at {available:.1f} s but the header announces {announced:.1f} s",
+        f"{name}: truncated: the data stops at {available:.1f} s but the header announces more{announced}",
         f"If it is still being written, wait; to use what is there, add --end {usable:.1f}.",
     )
 
