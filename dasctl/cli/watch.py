@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -20,9 +19,6 @@ retried with backoff; a service unreachable for longer than --unreachable-budget
 Exit codes: 0 (--once) every file succeeded; 2 usage error; 4 authentication; 6 service unreachable
 past the budget; 7 (--once) some files failed; 130 stopped by SIGINT or SIGTERM.
 """
-
-_CHANNEL = re.compile(r"^(mix|left|right|\d+)$")
-
 
 def watch(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to watch.", show_default=False)],
@@ -108,6 +104,7 @@ def watch(
 ) -> None:
     import asyncio
 
+    from dasctl import audio
     from dasctl import watch as core
     from dasctl.auth import TokenProvider
     from dasctl.config import AUDIO_PROTOCOLS, load_profile
@@ -121,10 +118,8 @@ def watch(
         raise UsageError(f"{directory} is not a directory", "Give the folder to watch (create it first).")
     if protocol not in AUDIO_PROTOCOLS:
         raise UsageError(f"--protocol {protocol!r} is not one of {', '.join(AUDIO_PROTOCOLS)}")
-    if not _CHANNEL.match(channel):
-        raise UsageError(f"--channel {channel!r} is not mix, left, right or a channel index (0, 1, ...)")
-    if end is not None and end <= start:
-        raise UsageError(f"--end {end:g} must be after --start {start:g}")
+    audio.parse_channel(channel)  # a bad --channel is one usage error now, not one failure per file
+    audio.check_range(start, end)
     moves = {}
     for flag, value in (("--done-dir", done_dir), ("--failed-dir", failed_dir)):
         if value is not None:
