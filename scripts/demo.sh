@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make demo`: the whole main job on the local emulator, in a throwaway config dir (.demo/), so the
+# user's real configuration and tokens are never touched. Installs nothing (make already did).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+DEMO_DIR=.demo
+RECORDING=tests/data/speech-a-8k-mono.wav
+
+rm -rf "$DEMO_DIR"
+mkdir -p "$DEMO_DIR"
+export DASCTL_CONFIG_DIR="$PWD/$DEMO_DIR/config"
+unset DASCTL_PROFILE DASCTL_URL DASCTL_TOKEN DASCTL_CLIENT_ID DASCTL_CLIENT_SECRET 2>/dev/null || true
+
+PORT=$("$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN/dasctl" serve --host 127.0.0.1 --port "$PORT" >"$DEMO_DIR/emulator.log" 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true' EXIT INT TERM
+
+for _ in $(seq 1 100); do
+    if "$BIN/python" -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null; then
+        break
+    fi
+    if ! kill -0 "$SERVER" 2>/dev/null; then
+        echo "demo: the emulator did not start:" >&2
+        cat "$DEMO_DIR/emulator.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+export DASCTL_URL="http://127.0.0.1:$PORT"
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+step "dasctl serve --port $PORT   # the local das-Peak Streaming emulator, in the background"
+sed -n '1,3p' "$DEMO_DIR/emulator.log"
+
+step "dasctl login --profile local"
+# the built-in local profile knows the emulator's demo client secret
+DASCTL_CLIENT_SECRET=dasctl-demo-secret "$BIN/dasctl" login --profile local </dev/null
+
+step "dasctl register $RECORDING --profile local --output $DEMO_DIR/credential.json"
+"$BIN/dasctl" register "$RECORDING" --profile local --output "$DEMO_DIR/credential.json" \
+    --keep-audio "$DEMO_DIR/collected.wav"
+
+step "the credential record ($DEMO_DIR/credential.json, mode 0600)"
+"$BIN/python" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["credential"]); print("model hash:", r["model_hash"], "| created:", r["created"])' "$DEMO_DIR/credential.json"
+
+step "dasctl register tests/data/tone-440-8k-mono.wav --speed 0 --json   # a tone is not a live voice"
+set +e
+"$BIN/dasctl" register tests/data/tone-440-8k-mono.wav --profile local --speed 0 --json --quiet
+echo "exit code: $?"
+set -e
