@@ -255,3 +255,17 @@ def test_logout_forgets_and_status_then_exits_4(dasctl: Run, ci_emulator: Emulat
     assert dasctl("config", "get", "url", "--profile", "ci").stdout.strip() == ci_emulator.url
     again = dasctl("login", "--profile", "ci", "--client-secret-stdin", input=CI_SECRET + "\n")
     assert again.returncode == 0, again.stderr
+
+
+def test_register_after_the_token_expired_just_works(dasctl: Run,
+                                                     start_emulator: Callable[..., Emulator]) -> None:
+    data = Path(__file__).parent / "data"
+
+    emulator = start_emulator("--token-ttl", "2")
+    assert dasctl("login", env=emulator.client_env()).returncode == 0
+    time.sleep(2.2)
+    result = dasctl("-q", "register", "--speed", "0", str(data / "speech-a-8k-mono.wav"),
+                    env=emulator.client_env())
+    assert result.returncode == 0, result.stderr
+    assert "registered" in result.stdout
+    assert "token" not in result.stderr.lower()
