@@ -45,7 +45,11 @@ def profile_name(command_value: str | None) -> str | None:
 # Options that several commands repeat, declared once.
 ProfileOption = Annotated[
     str | None,
-    typer.Option("--profile", "-p", help="Profile to use (default: DASCTL_PROFILE, else 'default').",
-                 show_default=False),
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Profile to use (default: DASCTL_PROFILE, else the file's default_profile, else 'local').",
+        show_default=False,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
