@@ -408,7 +408,7 @@ def _read_head(fd: int, size: int) -> bytes:
     return head
 
 
-def _open_stdin(channel: str | int, start: float, end: float | None) -> AudioStream:
+def _open_stdin(channel: str | int, start: float, end: float | None, channel_text: str) -> AudioStream:
     try:
         fd = sys.stdin.buffer.fileno()
     except (AttributeError, ValueError, OSError):
@@ -424,7 +424,7 @@ def _open_stdin(channel: str | int, start: float, end: float | None) -> AudioStr
         os.lseek(fd, 0, os.SEEK_SET)
         head = os.pread(fd, 512, 0)
         sound = _open_sound(fd, STDIN_NAME, head)
-        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True)
+        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, channel_text=channel_text)
     head = _read_head(fd, 512)
     if not head:
         raise AudioError(f"{STDIN_NAME}: empty input (0 bytes)")
@@ -441,17 +441,21 @@ def _open_stdin(channel: str | int, start: float, end: float | None) -> AudioStr
         except BaseException:
             spool.close()
             raise
-        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, on_close=spool.close)
+        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, on_close=spool.close,
+                            channel_text=channel_text)
     relay = _PipeRelay(fd, head)
     try:
         sound = _open_sound(relay.read_fd, STDIN_NAME, head)
     except BaseException:
         relay.close()
         raise
-    return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=False, on_close=relay.close)
+    return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=False, on_close=relay.close,
+                        channel_text=channel_text)
 
 
-def _open_path(path: Path, channel: str | int, start: float, end: float | None) -> AudioStream:
+def _open_path(
+    path: Path, channel: str | int, start: float, end: float | None, channel_text: str
+) -> AudioStream:
     name = str(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -479,7 +483,8 @@ def _open_path(path: Path, channel: str | int, start: float, end: float | None) 
         os.close(fd)
         raise
     seekable = stat.S_ISREG(info.st_mode)
-    return _finish_open(sound, name, channel, start, end, seekable=seekable, on_close=lambda: os.close(fd))
+    return _finish_open(sound, name, channel, start, end, seekable=seekable, on_close=lambda: os.close(fd),
+                        channel_text=channel_text)
 
 
 def _finish_open(
@@ -491,6 +496,7 @@ def _finish_open(
     *,
     seekable: bool,
     on_close: Callable[[], None] | None = None,
+    channel_text: str = "",
 ) -> AudioStream:
     """Validate what libsndfile found (rate, channels, truncation, range) and build the stream."""
     try:
@@ -504,7 +510,7 @@ def _finish_open(
             raise AudioError(f"{name}: the header says it has {channels} channels")
         if isinstance(channel, int) and channel >= channels:
             layout = "mono (1 channel)" if channels == 1 else f"{channels} channels (0 to {channels - 1})"
-            raise UsageError(f"--channel {channel}: {name} is {layout}",
+            raise UsageError(f"--channel {channel_text or channel}: {name} is {layout}",
                              "Use --channel mix" + (", left or right" if channels == 2 else "")
                              + (f", or a number from 0 to {channels - 1}" if channels > 2 else "") + ".")
         if seekable:
@@ -532,8 +538,8 @@ def open_audio(
     choice = parse_channel(channel)
     check_range(start, end)
     if str(source) == "-":
-        return _open_stdin(choice, start, end)
-    return _open_path(Path(source), choice, start, end)
+        return _open_stdin(choice, start, end, channel)
+    return _open_path(Path(source), choice, start, end, channel)
 
 
 # --- output ----------------------------------------------------------------------------------------

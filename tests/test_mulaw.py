@@ -13,7 +13,7 @@ from dasctl.audio import mulaw_decode, mulaw_encode
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    audioop = pytest.importorskip("audioop", reason="audioop (or audioop-lts on Python >= 3.13) is the reference")
+    audioop = pytest.importorskip("audioop", reason="audioop (audioop-lts on 3.13+) is the reference")
 
 ALL_INT16 = np.arange(65536, dtype=np.uint16).view(np.int16)
 

@@ -59,7 +59,7 @@ def transcode(
     input_path: Annotated[str, typer.Argument(metavar="IN", help="Recording to read ('-' = stdin).",
                                               show_default=False)],
     output: Annotated[str, typer.Argument(
-        metavar="OUT", help="Where to write: NAME.wav (playable), NAME.ul/.raw (raw mu-law), '-' (raw to stdout).",
+        metavar="OUT", help="NAME.wav (playable), NAME.ul/.raw (raw mu-law), or '-' (raw to stdout).",
         show_default=False)],
     channel: ChannelOption = "mix",
     start: StartOption = 0.0,
@@ -67,7 +67,7 @@ def transcode(
     speed: Annotated[
         float,
         typer.Option("--speed", metavar="N",
-                     help="0 = as fast as possible; 1 = real time (to pipe into a player); N = N times real time."),
+                     help="0 = as fast as possible; 1 = real time (to pipe into a player); N = N x that."),
     ] = 0.0,
     frame_ms: FrameMsOption = 20,
 ) -> None:
