@@ -69,7 +69,7 @@ TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download
 # identity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileIdentity:
     """A recording as the journal knows it: a re-recorded file with the same name is a new one."""
 
@@ -244,14 +244,14 @@ class Inbox:
 # journal: the record of truth
 
 
-@dataclass
+@dataclass(slots=True)
 class JournalEntry:
     """What the journal says about one file identity, after replay."""
 
     state: str
     attempts: int = 0
-    final: dict[str, Any] | None = None  # the latest done/failed record
-    reported: bool = False  # whether `final` was printed
+    final: dict[str, Any] | None = None  # the latest done/failed record, kept only until it is reported
+    reported: bool = False  # whether the latest done/failed record was printed
 
 
 class JournalBusy(UsageError):
@@ -264,7 +264,8 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.entries: dict[FileIdentity, JournalEntry] = {}
-        self.order: list[FileIdentity] = []  # order in which identities first reached a final state
+        # identities in the order they last reached a final state (a dict: ordered, O(1) to move)
+        self.order: dict[FileIdentity, None] = {}
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._file_lock: Any = None
@@ -353,15 +354,17 @@ class Journal:
         if isinstance(attempt, int) and state in (RETRY, *FINAL_STATES):
             entry.attempts = max(entry.attempts, attempt)
         if state == REPORTED:
-            entry.reported = entry.final is not None
+            if entry.final is not None:
+                entry.reported = True
+                entry.final = None  # printed: a long journal must not hold every result in memory
+                self.order.pop(identity, None)
             return
         entry.state = state
         if state in FINAL_STATES:
             entry.final = record
             entry.reported = False
-            if identity in self.order:
-                self.order.remove(identity)
-            self.order.append(identity)
+            self.order.pop(identity, None)
+            self.order[identity] = None
 
     def append(self, record: dict[str, Any], *, durable: bool = True) -> None:
         """Write one record as one write(2); fsync it when something will depend on it."""
