@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+ENDED: list[str] = []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,8 +88,8 @@ async def measure(url: str, recording: Path, seconds: float) -> dict[str, float]
     gaps = [b[0] - a[0] for a, b in zip(samples, samples[1:], strict=False)]
     steady = [(wall, sent) for wall, sent in samples if wall >= 1.0]
     drifts = [100.0 * (sent - wall) / wall for wall, sent in steady]
+    ENDED.append(outcome.result.name)
     return {
-        "outcome": 0.0 if outcome.result.name else 1.0,
         "streamed_seconds": samples[-1][0],
         "audio_seconds": samples[-1][1],
         "updates_per_second": len(samples) / samples[-1][0],
@@ -124,6 +127,7 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.05)
             figures = asyncio.run(measure(url, recording, args.seconds))
+            ended = ENDED[-1]
         finally:
             server.terminate()
             try:
@@ -131,6 +135,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+    print(f"session ended with {ended}")
     print(
         f"streamed {figures['audio_seconds']:.2f} s of audio in {figures['streamed_seconds']:.2f} s of wall"
     )
