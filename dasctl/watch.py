@@ -1018,8 +1018,7 @@ class WatchRunner:
 
     def _fatal_error(self, error: DasctlError) -> None:
         if self._fatal is None:
-            self._fatal = error
-            self.observer.warning(error.message)
+            self._fatal = error  # raised at the end: the CLI prints it, once, with its exit code
         self._wakeup.set()
 
     def _abandon(self, item: _WorkItem, attempt_number: int, call_id: str, reason: str) -> None:

@@ -360,3 +360,68 @@ def test_two_watches_cannot_share_a_journal(emulator, tmp_path: Path, watch_proc
     first.wait_until(lambda: "watching" in first.stderr())
     second = dasctl("watch", str(inbox), "--once", env=emulator.client_env())
     assert second.returncode == 2 and "another dasctl watch" in second.stderr
+
+
+def test_a_failing_token_endpoint_counts_as_unreachable(start_emulator, dasctl, tmp_path: Path) -> None:
+    failing = start_emulator("--fault-token-5xx")
+    inbox = tmp_path / "calls"
+    fill(inbox, good=1)
+    result = dasctl("watch", str(inbox), *FAST, "--unreachable-budget", "1", env=failing.client_env())
+    assert result.returncode == 6, result.stderr
+    assert result.stdout == "" and "unreachable" in result.stderr
+
+
+def test_a_re_recorded_file_with_the_same_name_is_enrolled_again(emulator, dasctl, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    shutil.copy(DATA / "speech-a-8k-mono.wav", inbox / "agent.wav")
+    first = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
+    shutil.copy(DATA / "speech-b-16k-mono.wav", inbox / "agent.wav")  # same name, new recording
+    os.utime(inbox / "agent.wav", (time.time() - 60, time.time() - 60))
+    second = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
+    [one], [two] = lines_of(first.stdout), lines_of(second.stdout)
+    assert one["file"] == two["file"] == "agent.wav" and one["id"] != two["id"]
+    assert one["credential"] != two["credential"]
+
+
+def test_closing_stdout_stops_watch_and_the_next_run_prints_what_was_not(emulator, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=4)
+    command = [sys.executable, "-m", "dasctl", "watch", str(inbox), "--once", "-j", "1", *FAST]
+    env = client_env(emulator)
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                              stdin=subprocess.DEVNULL)
+    assert reader.stdout is not None and reader.stderr is not None
+    first = json.loads(reader.stdout.readline())
+    reader.stdout.close()  # like `dasctl watch ... | head -1`
+    assert reader.wait(timeout=30) == 1
+    assert "stdout was closed" in reader.stderr.read().decode()
+    rest = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    files = [first["file"], *(line["file"] for line in lines_of(rest.stdout))]
+    assert sorted(files) == [f"good-{i:02}.wav" for i in range(4)]
+
+
+@pytest.mark.terminal
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_terminal_shows_one_live_bar_per_file_in_flight_and_totals(emulator, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=3)
+    session = f"dasctl-watch-{os.getpid()}"
+    variables = {**emulator.client_env(), "DASCTL_CONFIG_DIR": str(tmp_path)}
+    env = " ".join(f"{k}={v}" for k, v in variables.items())
+    command = (f"env -u NO_COLOR {env} {sys.executable} -m dasctl watch {inbox} -j 2 --speed 2 --settle 0 "
+               f"> {tmp_path / 'out.jsonl'}; sleep 30")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "20", command], check=True)
+    try:
+        deadline = time.monotonic() + 20
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                    text=True).stdout
+            if screen.count("%") >= 2 and "in flight" in screen:
+                break
+            time.sleep(0.1)
+        assert "2 in flight" in screen and "1 queued" in screen, screen
+        assert sum("good-0" in line and "%" in line for line in screen.splitlines()) == 2, screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
