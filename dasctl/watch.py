@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from dasctl import events
@@ -193,6 +194,8 @@ class Inbox:
             stat = path.stat()
         except OSError:
             self._watching.pop(path, None)
+            return
+        if not S_ISREG(stat.st_mode):  # a folder named x.wav, a FIFO: not a recording
             return
         seen = self._watching.get(path)
         if seen is None or (seen.size, seen.mtime_ns) != (stat.st_size, stat.st_mtime_ns):

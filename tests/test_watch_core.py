@@ -75,6 +75,13 @@ def test_inbox_settles_a_file_only_once_it_stops_changing(tmp_path: Path) -> Non
     assert inbox.waiting == 0
 
 
+def test_inbox_ignores_a_folder_named_like_a_recording(tmp_path: Path) -> None:
+    (tmp_path / "folder.wav").mkdir()
+    inbox = Inbox(tmp_path, settle=0.0)
+    inbox.observe(tmp_path / "folder.wav")
+    assert list(inbox.scan()) == [] and inbox.take_settled() == []
+
+
 def test_inbox_takes_an_old_file_at_once(tmp_path: Path) -> None:
     inbox = Inbox(tmp_path, settle=30.0)
     inbox.observe(make_file(tmp_path / "old.wav"))
