@@ -196,7 +196,11 @@ class AudioStream:
             # HQ: 20-bit precision, far below mu-law's own noise; VHQ costs time for nothing we can hear.
             resampler = soxr.ResampleStream(self.input_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         produced = False
-        for mono in self._input_blocks():
+        blocks = self._input_blocks()
+        if self._seekable:
+            # decode the next block on a second core while this one is resampled and encoded
+            blocks = _read_ahead(blocks)
+        for mono in blocks:
             out = resampler.resample_chunk(mono, last=False) if resampler is not None else mono
             if len(out):
                 produced = True
@@ -290,6 +294,57 @@ class AudioStream:
                 f"but the header announces {expected / rate:.1f} s",
                 f"If it is still being written, wait; to use what is there, add --end {position / rate:.1f}.",
             )
+
+
+_END = object()
+
+
+def _read_ahead(blocks: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """Run a block producer in a thread, `depth` blocks ahead; errors surface in the consumer.
+
+    Only for regular files: a read from one never blocks for long, so stopping early can wait for the
+    thread to finish its current block before the file is closed.
+    """
+    import queue
+
+    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        handoff.put(block, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(_END)
+        except BaseException as error:  # handed to the consumer, raised there
+            handoff.put(error)
+
+    worker = threading.Thread(target=produce, name="dasctl-audio-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                handoff.get_nowait()  # unblock a producer waiting on a full queue
+            except queue.Empty:
+                worker.join(0.05)
+        blocks_close = getattr(blocks, "close", None)
+        if blocks_close is not None:
+            blocks_close()
 
 
 def _to_int16(samples: np.ndarray) -> np.ndarray:

@@ -240,7 +240,7 @@ def test_frames_stream_without_reading_the_whole_file():
     with open_audio(STEREO) as stream:
         first = next(stream.frames(20))
         assert len(first) == 160
-        assert stream.seconds_read < 3  # one block of about two seconds, not 11.7 s
+        assert stream.seconds_read <= 6  # at most three blocks of two seconds (one read ahead), not 11.7 s
 
 
 # --- stdin ----------------------------------------------------------------------------------------
