@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dasctl.channels import audiohook, httpsig
-from dasctl.errors import AuthError, ExitCode
+from dasctl.errors import ExitCode
 from tests.conftest import DATA, Emulator
 
 # The vector published with Genesys' AudioHook reference implementation (signature-builder test).
@@ -190,4 +190,3 @@ def test_open_websocket_names_the_url_when_nothing_listens() -> None:
 
     with pytest.raises(ServiceUnavailable, match="cannot open the twilio audio channel at ws://127.0.0.1"):
         asyncio.run(attempt())
-    assert AuthError.exit_code == ExitCode.AUTH
