@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import soxr
 
 from dasctl.audio import (
     SAMPLE_RATE,
     Pacer,
+    _resampler,
     open_audio,
     paced_frames,
     write_mulaw_raw,
@@ -58,14 +58,30 @@ def test_8k_int16_input_is_encoded_sample_for_sample():
         assert b"".join(stream.chunks()) == mulaw_encode(samples)
 
 
-def test_resampling_matches_soxr_one_shot_and_keeps_the_length():
+def test_resampling_in_blocks_equals_resampling_at_once():
     samples, rate = sf.read(SPEECH_B, dtype="float32")
-    reference = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
-    reference16 = np.clip(np.rint(reference * 32768), -32768, 32767).astype(np.int16)
-    ours = transcode(SPEECH_B)
-    assert abs(len(ours) - len(samples) * SAMPLE_RATE / rate) <= 1
-    # streaming in blocks must not shift or smear the signal: equal to one-shot up to mu-law's own step
-    assert snr_db(mulaw_decode(mulaw_encode(reference16)), ours) > 45
+    resample = _resampler(rate)
+    at_once = np.concatenate([resample(samples, False), resample(np.zeros(0, np.float32), True)])
+    with open_audio(SPEECH_B) as stream:
+        blocks = np.concatenate(list(stream.pcm_blocks()))
+    assert abs(len(blocks) - len(samples) * SAMPLE_RATE / rate) <= 1
+    reference = np.clip(np.rint(at_once * 32768), -32768, 32767).astype(np.int16)
+    # streaming in blocks must not shift or smear the signal
+    assert snr_db(reference, blocks) > 60
+
+
+@pytest.mark.parametrize(("frequency", "low", "high"), [
+    (1000, -0.1, 0.1), (3400, -0.1, 0.1), (3900, -0.5, 0.1),  # the telephone band and up to 3.9 kHz kept
+    (4100, -200, -90), (6000, -200, -90), (15000, -200, -90),  # above 4 kHz: removed, not folded back
+])
+def test_frequency_response(frequency, low, high):
+    rate = 44100
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+    resample = _resampler(rate)
+    out = np.concatenate([resample(tone, False), resample(np.zeros(0, np.float32), True)])[1000:-1000]
+    gain_db = 20 * np.log10(np.sqrt(2 * np.mean(out.astype(np.float64) ** 2)) / 0.5 + 1e-12)
+    assert low <= gain_db <= high
 
 
 def test_a_tone_above_4khz_is_filtered_out_not_folded_back():
