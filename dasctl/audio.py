@@ -130,6 +130,7 @@ class AudioStream:
         self._seekable = seekable
         self._expected_frames = expected_frames
         self._frames_read = 0
+        self._read_ahead: _ReadAhead | None = None
         self.duration = None
         if expected_frames is not None:
             stop = expected_frames if self._end_frame is None else min(expected_frames, self._end_frame)
@@ -149,6 +150,8 @@ class AudioStream:
         if self._closed:
             return
         self._closed = True
+        if self._read_ahead is not None:
+            self._read_ahead.stop()  # never close the file under the reading thread
         try:
             self._sound.close()
         finally:
@@ -194,7 +197,8 @@ class AudioStream:
         blocks = self._input_blocks()
         if self._seekable:
             # decode the next block on a second core while this one is resampled and encoded
-            blocks = _read_ahead(blocks)
+            self._read_ahead = _ReadAhead(blocks)
+            blocks = iter(self._read_ahead)
         for mono in blocks:
             out = resample(mono, False) if resample is not None else mono
             if len(out):
@@ -319,52 +323,68 @@ def _resampler(input_rate: int) -> Callable[[np.ndarray, bool], np.ndarray]:
         return stream.resample_chunk
 
 
-def _read_ahead(blocks: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
-    """Run a block producer in a thread, `depth` blocks ahead; errors surface in the consumer.
+class _ReadAhead:
+    """Runs a block producer in a thread, `depth` blocks ahead; errors surface in the consumer.
 
-    Only for regular files: a read from one never blocks for long, so stopping early can wait for the
-    thread to finish its current block before the file is closed.
+    Only for regular files: a read from one never blocks for long, so stop() can wait for the thread
+    to finish its current block, and the file is never closed under a read in progress.
     """
-    import queue
 
-    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    def __init__(self, blocks: Iterator[np.ndarray], depth: int = 2) -> None:
+        import queue
 
-    def produce() -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._blocks = blocks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="dasctl-audio-read", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        import queue
+
         try:
-            for block in blocks:
-                while not stop.is_set():
+            for block in self._blocks:
+                while not self._stop.is_set():
                     try:
-                        handoff.put(block, timeout=0.1)
+                        self._queue.put(block, timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if stop.is_set():
+                if self._stop.is_set():
                     return
-            handoff.put(_END)
+            self._queue.put(_END)
         except BaseException as error:  # handed to the consumer, raised there
-            handoff.put(error)
+            self._queue.put(error)
 
-    worker = threading.Thread(target=produce, name="dasctl-audio-read", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        while worker.is_alive():
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import queue
+
+        try:
+            while True:
+                if self._stop.is_set():
+                    raise ValueError("the audio stream was closed while it was being read")
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (safe to call twice, from the consumer or from close())."""
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
             try:
-                handoff.get_nowait()  # unblock a producer waiting on a full queue
+                self._queue.get_nowait()  # unblock a producer waiting on a full queue
             except queue.Empty:
-                worker.join(0.05)
-        blocks_close = getattr(blocks, "close", None)
-        if blocks_close is not None:
-            blocks_close()
+                self._thread.join(0.05)
 
 
 def _to_int16(samples: np.ndarray) -> np.ndarray:

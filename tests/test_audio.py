@@ -498,3 +498,15 @@ def test_paced_frames_sleep_until_each_deadline_and_do_not_drift():
     assert len(sent) == 3000
     # after 60 s of audio the clock is within one oversleep of 60 s: the error does not accumulate
     assert clock.now - 100.0 == pytest.approx(59.98, abs=0.01)
+
+
+def test_closing_mid_stream_stops_the_reader_first():
+    for _ in range(20):  # a race would crash libsndfile (use after free), not fail an assert
+        stream = open_audio(STEREO)
+        frames = stream.frames(20)
+        next(frames)
+        stream.close()
+        stream.close()
+        with pytest.raises(ValueError):  # the generator may not be read on after close
+            for _ in frames:
+                pass
