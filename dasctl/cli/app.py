@@ -39,7 +39,9 @@ def _global_options(
         str | None, typer.Option("--profile", "-p", help="Profile to use (env DASCTL_PROFILE).")
     ] = None,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv: debug).")
+        int, typer.Option(
+            "--verbose", "-v", count=True, show_default=False, help="More detail on stderr (-vv: debug)."
+        )
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
     no_color: Annotated[
