@@ -214,22 +214,25 @@ class RegisterSession:
             },
         }
 
-    async def token(self, force_refresh: bool) -> Any:
+    async def token(self, refused: str | None = None) -> Any:
+        """A valid token; after a refusal, a fresh one (sessions refused together share one refresh)."""
         from dasctl import logs
 
-        token = await asyncio.to_thread(self.tokens.token, force_refresh)
+        token = await asyncio.to_thread(self.tokens.token, refused is not None, refused)
         logs.register_secret(token.access_token)
         return token
 
     async def connect(self, http: aiohttp.ClientSession) -> Any:
         """Connect to the register namespace; on an auth refusal, refresh the token once and retry."""
+        refused: str | None = None
         for attempt in (1, 2):
-            token = await self.token(force_refresh=attempt == 2)
+            token = await self.token(refused)
             sio, refusal = await self.attempt_connect(http, token.authorization)
             if sio is not None:
                 return sio
             if refusal == "unauthorized" and attempt == 1:
                 log.info("the service refused the token; refreshing it once and retrying")
+                refused = token.access_token
                 continue
             raise AuthError(
                 "the service refused the access token (unauthorized), even after a refresh",

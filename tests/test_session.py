@@ -101,22 +101,23 @@ class FirstTokenRefused:
 
     def __init__(self, real: Any) -> None:
         self.real = real
-        self.calls: list[bool] = []
+        self.calls: list[tuple[bool, str | None]] = []
 
-    def token(self, force_refresh: bool = False) -> Any:
+    def token(self, force_refresh: bool = False, refused: str | None = None) -> Any:
         from dasctl.auth import Token
 
-        self.calls.append(force_refresh)
+        self.calls.append((force_refresh, refused))
         if not force_refresh:
             return Token("not-a-valid-token", "Bearer", time.time() + 3600, "cache")
-        return self.real.token(force_refresh=True)
+        return self.real.token(force_refresh=True, refused=refused)
 
 
 def test_a_refused_token_is_refreshed_once_and_the_session_goes_on(emulator: Emulator) -> None:
     tokens = FirstTokenRefused(Parts(emulator).tokens)
     outcome = run(emulator, fast(), tokens=tokens)
     assert outcome.exit_code == ExitCode.OK
-    assert tokens.calls == [False, True]
+    # the refresh names the refused token, so sessions refused together share one new token
+    assert tokens.calls == [(False, None), (True, "not-a-valid-token")]
 
 
 def test_a_token_refused_twice_is_an_auth_error(start_emulator: Any) -> None:
