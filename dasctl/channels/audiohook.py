@@ -209,7 +209,7 @@ class AudioHookClient:
                 if stopped.is_set():
                     break
                 delay = pacer.delay(sent_bytes / BYTES_PER_SECOND)
-                if delay > 0 and await wait_event(stopped, delay):
+                if await wait_event(stopped, delay):
                     break
                 try:
                     for start in range(0, len(frame), MAX_FRAME_BYTES):
