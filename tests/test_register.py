@@ -309,3 +309,24 @@ def test_ctrl_c_exits_130_and_closes_the_session(emulator: Emulator, tmp_path: P
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert "interrupted" in err and "Traceback" not in err
     assert out == ""
+
+
+@pytest.mark.parametrize("protocol", ["twilio", "audiohook"])
+def test_speed_0_stops_sending_once_the_service_has_enough(
+    emulator: Emulator, dasctl: Any, tmp_path: Path, protocol: str
+) -> None:
+    # A long recording sent as fast as possible: the service closes the channel after 5 s of voice,
+    # and the client must notice instead of pushing the whole file into the socket.
+    import numpy as np
+    import soundfile as sf
+
+    speech, rate = sf.read(DATA / "speech-a-8k-mono.wav", dtype="int16")
+    long_file = tmp_path / "long.wav"
+    sf.write(long_file, np.tile(speech, 6), rate)  # about 70 s
+    result = dasctl(
+        "register", str(long_file), "--speed", "0", "--json", "--protocol", protocol, env=emulator.client_env()
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["outcome"]["event"] == "result-success"
+    assert document["audio_seconds_sent"] < 30, document["audio_seconds_sent"]
