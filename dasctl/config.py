@@ -352,11 +352,13 @@ def load_profile(
     env: Mapping[str, str] | None = None,
     *,
     allow_missing: bool = False,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Profile:
     """Resolve a profile, every value by flag > environment > profile file > default.
 
     `flags` uses the field names (url, auth_url, ...; audio_urls as a dict protocol -> url), None = not
-    given. An unknown profile is a UsageError unless it is `local`, a URL comes from a flag or the
+    given; `flag_names` spells a key's flag where a command names it differently (errors quote what the
+    user typed). An unknown profile is a UsageError unless it is `local`, a URL comes from a flag or the
     environment, or `allow_missing` (login creates it).
     """
     environ = _environ(env)
@@ -384,7 +386,7 @@ def load_profile(
     sources: dict[str, str] = {"profile": profile_source}
     for key in CONFIG_KEYS.values():
         candidates = (
-            (flag_value(key), SOURCE_FLAG, key.flag),
+            (flag_value(key), SOURCE_FLAG, (flag_names or {}).get(key.name, key.flag)),
             (environ.get(key.env) or None, SOURCE_ENV, key.env),
             (stored_value(key), SOURCE_FILE, _file_where(profile_name, key.name, environ)),
         )

@@ -84,7 +84,8 @@ def test_not_enough_voice_is_error_audio_with_exit_5(emulator: Emulator, dasctl:
         (("--protocol", "sip"), "--protocol 'sip' is not one of"),
         (("--call-id", "not-a-uuid"), "is not a UUID"),
         (("--timeout", "0"), "--timeout 0 must be positive"),
-        (("--threshold", "1.5"), "threshold"),
+        (("--threshold", "1.5"), "--threshold: 1.5 is not a number between 0 and 1"),
+        (("--duration", "-1"), "--duration: -1.0 is not a number of seconds"),
         (("--start", "3", "--end", "2"), "--start 3 must be before --end 2"),
         (("--channel", "middle"), "--channel 'middle' is not a channel"),
     ],
@@ -324,7 +325,8 @@ def test_speed_0_stops_sending_once_the_service_has_enough(
     long_file = tmp_path / "long.wav"
     sf.write(long_file, np.tile(speech, 6), rate)  # about 70 s
     result = dasctl(
-        "register", str(long_file), "--speed", "0", "--json", "--protocol", protocol, env=emulator.client_env()
+        "register", str(long_file), "--speed", "0", "--json", "--protocol", protocol,
+        env=emulator.client_env(),
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dasctl.environment import Environment
+
+if TYPE_CHECKING:
+    from dasctl.config import Profile
 
 
 @dataclass
@@ -53,3 +56,27 @@ ProfileOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def load_request_profile(
+    profile: str | None, *, model_hash: str | None, threshold: float | None, duration: float | None
+) -> Profile:
+    """The profile with register's per-request flags applied, checked to have a model hash."""
+    from dasctl.config import load_profile
+    from dasctl.errors import UsageError
+
+    resolved = load_profile(
+        profile_name(profile),
+        flags={
+            "model_hash": model_hash,
+            "authenticity_threshold": threshold,
+            "audio_total_duration": duration,
+        },
+        flag_names={"authenticity_threshold": "--threshold", "audio_total_duration": "--duration"},
+    )
+    if not resolved.model_hash:
+        raise UsageError(
+            f"profile '{resolved.name}' has no model hash",
+            "Pass --model-hash, set DASCTL_MODEL_HASH, or `dasctl config set model_hash HASH`.",
+        )
+    return resolved

@@ -261,7 +261,6 @@ def register(
     """Enroll a speaker from each recording; print the credential (or JSON with --json)."""
     import asyncio
 
-    from dasctl.config import load_profile
     from dasctl.display import choose_display
     from dasctl.session import RegisterOptions
 
@@ -281,19 +280,9 @@ def register(
         )
         for source in files
     ]
-    profile_obj = load_profile(
-        common.profile_name(profile),
-        flags={
-            "model_hash": model_hash,
-            "authenticity_threshold": threshold,
-            "audio_total_duration": duration,
-        },
+    profile_obj = common.load_request_profile(
+        profile, model_hash=model_hash, threshold=threshold, duration=duration
     )
-    if not profile_obj.model_hash:
-        raise UsageError(
-            f"no model hash for profile '{profile_obj.name}'",
-            "Pass --model-hash, set DASCTL_MODEL_HASH, or `dasctl config set model_hash ...`.",
-        )
     profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
     low, high = USUAL_DURATION
     if not low <= profile_obj.audio_total_duration <= high:

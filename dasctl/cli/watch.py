@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dasctl.cli.common import ProfileOption, environment, profile_name
+from dasctl.cli.common import ProfileOption, environment, load_request_profile
 
 WATCH_HELP = """Enroll every recording in DIR, then each new one as it lands; one JSON line per file.
 
@@ -107,7 +107,7 @@ def watch(
     from dasctl import audio
     from dasctl import watch as core
     from dasctl.auth import TokenProvider
-    from dasctl.config import AUDIO_PROTOCOLS, load_profile
+    from dasctl.config import AUDIO_PROTOCOLS
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
     from dasctl.session import RegisterOptions
@@ -128,18 +128,8 @@ def watch(
                 raise UsageError(f"{flag} cannot be the watched folder itself")
             moves[flag] = target
 
-    flags: dict[str, object] = {
-        "model_hash": model_hash,
-        "authenticity_threshold": threshold,
-        "audio_total_duration": duration,
-    }
-    resolved = load_profile(profile_name(profile), flags=flags)
+    resolved = load_request_profile(profile, model_hash=model_hash, threshold=threshold, duration=duration)
     resolved.audio_url(protocol)  # a missing audio URL is a usage error now, not one failure per file
-    if not resolved.model_hash:
-        raise UsageError(
-            f"profile '{resolved.name}' has no model hash",
-            "Pass --model-hash, set DASCTL_MODEL_HASH, or `dasctl config set model_hash HASH`.",
-        )
     network = NetworkSettings.from_profile(resolved)
     tokens = TokenProvider(resolved, network)
     options = RegisterOptions(
