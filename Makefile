@@ -14,10 +14,13 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING' || true
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[server,dev]' 2>&1 | grep -v '^WARNING' || true
+	@echo 'make: installing dasctl and its extras into $(VENV) (log: $(VENV)/install.log)' >&2
+	@{ $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip \
+		&& $(BIN)/python -m pip install --disable-pip-version-check -e '.[server,dev]'; } \
+		> $(VENV)/install.log 2>&1 \
+		|| { tail -n 30 $(VENV)/install.log >&2; echo 'make: installing dasctl into $(VENV) failed' >&2; exit 1; }
 	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, pytest' \
-		|| { echo 'make: installing dasctl into $(VENV) failed' >&2; exit 1; }
+		|| { echo 'make: dasctl is installed but does not import (see $(VENV)/install.log)' >&2; exit 1; }
 	@touch $(STAMP)
 
 # tmux drives the terminal tests; ffmpeg and sox are the benchmarks' baselines.

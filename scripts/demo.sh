@@ -31,14 +31,18 @@ for _ in $(seq 1 100); do
 done
 export DASCTL_URL="http://127.0.0.1:$PORT"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ] && [ "${TERM:-}" != dumb ]; then
+    step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+else
+    step() { printf '\n$ %s\n' "$*"; }
+fi
 
 step "dasctl serve --port $PORT   # the local das-Peak Streaming emulator, in the background"
 sed -n '1,3p' "$DEMO_DIR/emulator.log"
 
 step "dasctl login --profile local"
-# the built-in local profile knows the emulator's demo client secret
-DASCTL_CLIENT_SECRET=dasctl-demo-secret "$BIN/dasctl" login --profile local </dev/null
+# the built-in local profile knows the emulator's demo client: no input, nothing secret stored
+"$BIN/dasctl" login --profile local </dev/null
 
 step "dasctl register $RECORDING --profile local --output $DEMO_DIR/credential.json"
 "$BIN/dasctl" register "$RECORDING" --profile local --output "$DEMO_DIR/credential.json" \
