@@ -550,6 +550,7 @@ class WatchTotals:
     queued: int = 0
     waiting: int = 0  # seen, not settled
     retrying: int = 0
+    skipped: int = 0  # already reported by an earlier run (the journal has their outcome)
 
 
 #: Runs one register session for a file: (path, call_id, on_progress) -> outcome.
@@ -715,7 +716,10 @@ class WatchRunner:
 
     def _finish(self, fatal: DasctlError | None, started: float) -> ExitCode:
         elapsed = self.clock() - started
-        summary = f"{self.totals.done} done, {self.totals.failed} failed in {elapsed:.1f} s"
+        summary = f"{self.totals.done} done, {self.totals.failed} failed"
+        if self.totals.skipped:
+            summary += f", {self.totals.skipped} already reported (see the journal)"
+        summary += f" in {elapsed:.1f} s"
         if fatal is not None:
             self.observer.status(f"stopped: {summary}")
             raise fatal
@@ -859,6 +863,7 @@ class WatchRunner:
                 entry.state == FAILED and self.settings.retry_failed and identity not in self._retried
             )
             if not retry:
+                self.totals.skipped += 1
                 self._move_finished(settled.path, entry.state)
                 return
             self._retried.add(identity)

@@ -167,6 +167,7 @@ def test_fifty_mixed_files_each_get_the_right_outcome_once(dasctl, emulator, tmp
     # a second run finds everything in the journal
     again = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
     assert again.returncode == 0 and again.stdout == ""
+    assert "finished: 0 done, 0 failed, 50 already reported (see the journal)" in again.stderr
 
 
 def test_kill_9_at_several_moments_then_restart_reports_each_file_exactly_once(
