@@ -152,10 +152,15 @@ def private_dir(path: Path) -> Path:
 
 
 def write_private_file(path: Path, data: bytes) -> None:
+    """Write one of dasctl's own files: its directory 0700, the file atomic and 0600."""
+    private_dir(path.parent)
+    write_atomically(path, data)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
     """Write atomically (temp file in the same directory, fsync, replace) with mode 0600."""
     import tempfile
 
-    private_dir(path.parent)
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp already creates 0600; fchmod guards against an unusual umask-less platform

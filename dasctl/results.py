@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,22 +122,9 @@ def credential_record(document: dict[str, Any]) -> dict[str, Any]:
 
 def write_private_json(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file in the same directory, then replace) with mode 0600."""
-    target = Path(path)
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    from dasctl.config import write_atomically
+
+    write_atomically(Path(path), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 def json_line(document: dict[str, Any]) -> str:

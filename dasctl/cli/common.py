@@ -13,6 +13,7 @@ from dasctl.environment import Environment
 
 if TYPE_CHECKING:
     from dasctl.config import Profile
+    from dasctl.session import RegisterOptions
 
 
 @dataclass
@@ -58,12 +59,21 @@ ProfileOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
-def load_request_profile(
-    profile: str | None, *, model_hash: str | None, threshold: float | None, duration: float | None
-) -> Profile:
-    """The profile with register's per-request flags applied, checked to have a model hash."""
+def load_register_request(
+    profile: str | None,
+    *,
+    protocol: str,
+    model_hash: str | None,
+    threshold: float | None,
+    duration: float | None,
+    speed: float,
+    timeout: float,
+    call_id: str | None = None,
+) -> tuple[Profile, RegisterOptions]:
+    """The profile with register's per-request flags applied, and the session options they make."""
     from dasctl.config import load_profile
     from dasctl.errors import UsageError
+    from dasctl.session import RegisterOptions
 
     resolved = load_profile(
         profile_name(profile),
@@ -79,4 +89,14 @@ def load_request_profile(
             f"profile '{resolved.name}' has no model hash",
             "Pass --model-hash, set DASCTL_MODEL_HASH, or `dasctl config set model_hash HASH`.",
         )
-    return resolved
+    resolved.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
+    options = RegisterOptions(
+        protocol=protocol,
+        authenticity_threshold=resolved.authenticity_threshold,
+        audio_total_duration=resolved.audio_total_duration,
+        model_hash=resolved.model_hash,
+        call_id=call_id,
+        speed=speed,
+        timeout=timeout,
+    )
+    return resolved, options

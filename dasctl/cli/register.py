@@ -262,7 +262,6 @@ def register(
     import asyncio
 
     from dasctl.display import choose_display
-    from dasctl.session import RegisterOptions
 
     environment = common.environment()
     if protocol not in PROTOCOLS:
@@ -280,10 +279,16 @@ def register(
         )
         for source in files
     ]
-    profile_obj = common.load_request_profile(
-        profile, model_hash=model_hash, threshold=threshold, duration=duration
+    profile_obj, options = common.load_register_request(
+        profile,
+        protocol=protocol,
+        model_hash=model_hash,
+        threshold=threshold,
+        duration=duration,
+        speed=speed,
+        timeout=timeout,
+        call_id=call_id,
     )
-    profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
     low, high = USUAL_DURATION
     if not low <= profile_obj.audio_total_duration <= high:
         _warn(
@@ -291,15 +296,6 @@ def register(
             f"--duration {profile_obj.audio_total_duration:g} s is outside the usual {low:g}..{high:g} s "
             "of voice for an enrollment; the service may refuse it",
         )
-    options = RegisterOptions(
-        protocol=protocol,
-        authenticity_threshold=profile_obj.authenticity_threshold,
-        audio_total_duration=profile_obj.audio_total_duration,
-        model_hash=profile_obj.model_hash,
-        call_id=call_id,
-        speed=speed,
-        timeout=timeout,
-    )
     audio_options = {"channel": channel, "start": start, "end": end}
     display = choose_display(environment, quiet=quiet, events=events)
     try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dasctl.cli.common import ProfileOption, environment, load_request_profile
+from dasctl.cli.common import ProfileOption, environment, load_register_request
 
 WATCH_HELP = """Enroll every recording in DIR, then each new one as it lands; one JSON line per file.
 
@@ -110,7 +110,6 @@ def watch(
     from dasctl.config import AUDIO_PROTOCOLS
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
-    from dasctl.session import RegisterOptions
     from dasctl.watch_display import make_display
 
     root = directory.expanduser().absolute()
@@ -128,18 +127,17 @@ def watch(
                 raise UsageError(f"{flag} cannot be the watched folder itself")
             moves[flag] = target
 
-    resolved = load_request_profile(profile, model_hash=model_hash, threshold=threshold, duration=duration)
-    resolved.audio_url(protocol)  # a missing audio URL is a usage error now, not one failure per file
-    network = NetworkSettings.from_profile(resolved)
-    tokens = TokenProvider(resolved, network)
-    options = RegisterOptions(
+    resolved, options = load_register_request(
+        profile,
         protocol=protocol,
-        authenticity_threshold=resolved.authenticity_threshold,
-        audio_total_duration=resolved.audio_total_duration,
-        model_hash=resolved.model_hash,
+        model_hash=model_hash,
+        threshold=threshold,
+        duration=duration,
         speed=speed,
         timeout=timeout,
     )
+    network = NetworkSettings.from_profile(resolved)
+    tokens = TokenProvider(resolved, network)
     settings = core.WatchSettings(
         root=root,
         patterns=tuple(pattern) if pattern else core.DEFAULT_PATTERNS,
