@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 
+import pytest
 import requests
 
 from tests.emulator_client import (
@@ -73,14 +74,31 @@ def test_no_expires_in_and_expiring_tokens(start_emulator):
 
 
 def test_handshake_refuses_missing_and_wrong_tokens(emulator):
+    import time
+
+    import socketio
+
+    namespace = "/socket.io/register"
     for authorization in (None, "Bearer not-a-token", token(emulator).replace("Bearer ", "Basic ")):
-        try:
-            client = Signalling(emulator, authorization=authorization)
-        except Exception:
-            pass
-        else:
-            client.close()
-            raise AssertionError(f"connected with {authorization!r}")
+        client = socketio.Client(reconnection=False)
+        refusals: list = []
+        client.on("connect_error", lambda data=None, seen=refusals: seen.append(data), namespace=namespace)
+        headers = {} if authorization is None else {"Authorization": authorization}
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            client.connect(
+                emulator.url,
+                headers=headers,
+                namespaces=[namespace],
+                transports=["websocket"],
+                socketio_path="socket.io",
+                wait_timeout=5,
+            )
+        deadline = time.monotonic() + 5
+        while not refusals and time.monotonic() < deadline:
+            time.sleep(0.01)
+        client.disconnect()
+        # PROTOCOL.md §2: a refused token is connect_error with {"message": "unauthorized"}
+        assert refusals == [{"message": "unauthorized"}], (authorization, refusals)
 
 
 def test_connect_error_says_unauthorized(emulator):
