@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -89,3 +90,58 @@ def test_quiet_prints_nothing_on_stderr(emulator: Emulator, dasctl: Any) -> None
     run = dasctl("register", SPEECH, "--speed", "0", "--quiet", env=emulator.client_env())
     assert run.returncode == 0
     assert run.stderr == "" and "registered" in run.stdout
+
+
+# SGR foreground colours: 30-37, 90-97, 256-colour and true colour
+COLOUR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-7]|9[0-7]|38;[25];[0-9;]+)m")
+
+
+def finished_screen(emulator: Emulator, tmp_path: Path, args: str, env: dict[str, str]) -> tuple[str, str]:
+    """Run register in a real terminal and return its exit code and the final screen, escapes kept."""
+    name = f"dasctl-test-{uuid.uuid4().hex[:8]}"
+    done = tmp_path / f"exit-{name}"
+    full_env = {**emulator.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"], **env}
+    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in full_env.items())
+    command = (
+        f"cd {shlex.quote(str(ROOT))} && env -u NO_COLOR {exports} {shlex.quote(sys.executable)} -m dasctl "
+        f"{args} > /dev/null; echo $? > {shlex.quote(str(done))}; sleep 30"
+    )
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "20", command], check=True, timeout=10
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not done.exists():
+            time.sleep(0.1)
+        time.sleep(0.2)  # the exit code is written after the last frame; let tmux catch up
+        return done.read_text().strip(), tmux("capture-pane", "-e", "-p", "-t", name)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize(
+    ("args", "env", "coloured"),
+    [
+        (f"register {SPEECH} --speed 0", {"TERM": "xterm-256color"}, True),
+        (f"--no-color register {SPEECH} --speed 0", {"TERM": "xterm-256color"}, False),
+        (f"register {SPEECH} --speed 0", {"TERM": "xterm-256color", "NO_COLOR": "1"}, False),
+    ],
+    ids=["default", "--no-color", "NO_COLOR"],
+)
+def test_colour_on_a_terminal_unless_asked_not_to(
+    emulator: Emulator, tmp_path: Path, args: str, env: dict[str, str], coloured: bool
+) -> None:
+    code, screen = finished_screen(emulator, tmp_path, args, env)
+    assert code == "0", screen
+    assert "━" in screen  # the live bar is drawn either way
+    assert bool(COLOUR.search(screen)) is coloured, repr(screen)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_dumb_terminal_gets_plain_lines_not_a_bar(emulator: Emulator, tmp_path: Path) -> None:
+    code, screen = finished_screen(emulator, tmp_path, f"register {SPEECH} --speed 0", {"TERM": "dumb"})
+    assert code == "0", screen
+    assert "━" not in screen and not COLOUR.search(screen)
+    assert "speech-a-8k-mono.wav: connecting" in screen
+    assert "speech-a-8k-mono.wav: result-success" in screen
