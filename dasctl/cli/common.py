@@ -57,6 +57,31 @@ ProfileOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+ProtocolOption = Annotated[
+    str, typer.Option("--protocol", help="Audio channel protocol: twilio or audiohook.")
+]
+ThresholdOption = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        help="Anti-spoofing threshold, 0..1 (profile: authenticity_threshold).",
+        show_default=False,
+    ),
+]
+DurationOption = Annotated[
+    float | None,
+    typer.Option(
+        "--duration",
+        help="Seconds of voice to collect (profile: audio_total_duration).",
+        show_default=False,
+    ),
+]
+ModelHashOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model-hash", help="Biometric model to enroll with (profile: model_hash).", show_default=False
+    ),
+]
 
 
 def load_register_request(

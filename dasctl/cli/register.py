@@ -194,31 +194,10 @@ async def _register_all(
 
 def register(
     files: Annotated[list[str], typer.Argument(help="Recordings to enroll (WAV, FLAC, ...); - reads stdin.")],
-    protocol: Annotated[
-        str, typer.Option("--protocol", help="Audio channel protocol: twilio or audiohook.")
-    ] = "twilio",
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            "--threshold",
-            help="Anti-spoofing threshold, 0..1 (profile: authenticity_threshold).",
-            show_default=False,
-        ),
-    ] = None,
-    duration: Annotated[
-        float | None,
-        typer.Option(
-            "--duration",
-            help="Seconds of voice to collect (profile: audio_total_duration).",
-            show_default=False,
-        ),
-    ] = None,
-    model_hash: Annotated[
-        str | None,
-        typer.Option(
-            "--model-hash", help="Biometric model to enroll with (profile: model_hash).", show_default=False
-        ),
-    ] = None,
+    protocol: common.ProtocolOption = "twilio",
+    threshold: common.ThresholdOption = None,
+    duration: common.DurationOption = None,
+    model_hash: common.ModelHashOption = None,
     call_id: Annotated[
         str | None,
         typer.Option(

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from dasctl.cli.common import ProfileOption, environment, load_register_request
+from dasctl.cli.common import (
+    DurationOption,
+    ModelHashOption,
+    ProfileOption,
+    ProtocolOption,
+    ThresholdOption,
+    environment,
+    load_register_request,
+)
+from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 
 WATCH_HELP = """Enroll every recording in DIR, then each new one as it lands; one JSON line per file.
 
@@ -65,41 +74,19 @@ def watch(
         float,
         typer.Option("--grace", min=0.0, help="On SIGINT/SIGTERM, seconds to let sessions in flight finish."),
     ] = 10.0,
-    protocol: Annotated[
-        str, typer.Option("--protocol", help="Audio channel protocol: twilio or audiohook.")
-    ] = "twilio",
-    channel: Annotated[
-        str, typer.Option("--channel", help="Which channel of each recording: mix, left, right or an index.")
-    ] = "mix",
+    protocol: ProtocolOption = "twilio",
+    channel: ChannelOption = "mix",
     speed: Annotated[
         float, typer.Option("--speed", min=0.0, help="Send audio at N x real time (0: as fast as possible).")
     ] = 1.0,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the service at each step.")
     ] = 60.0,
-    start: Annotated[
-        float, typer.Option("--start", min=0.0, help="Skip this many seconds of each recording.")
-    ] = 0.0,
-    end: Annotated[
-        float | None,
-        typer.Option("--end", min=0.0, show_default=False,
-                     help="Stop at this many seconds into each recording."),
-    ] = None,
-    model_hash: Annotated[
-        str | None,
-        typer.Option("--model-hash", help="Biometric model to enroll with (profile: model_hash).",
-                     show_default=False),
-    ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option("--threshold", help="Anti-spoofing threshold, 0..1 (profile: authenticity_threshold).",
-                     show_default=False),
-    ] = None,
-    duration: Annotated[
-        float | None,
-        typer.Option("--duration", help="Seconds of voice to collect (profile: audio_total_duration).",
-                     show_default=False),
-    ] = None,
+    start: StartOption = 0.0,
+    end: EndOption = None,
+    model_hash: ModelHashOption = None,
+    threshold: ThresholdOption = None,
+    duration: DurationOption = None,
     profile: ProfileOption = None,
 ) -> None:
     import asyncio
