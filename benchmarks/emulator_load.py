@@ -13,8 +13,6 @@ import argparse
 import asyncio
 import base64
 import json
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -25,6 +23,7 @@ import aiohttp
 import numpy as np
 import socketio
 import soundfile
+from local_emulator import running_emulator
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -39,44 +38,6 @@ def speech_mulaw() -> bytes:
     samples, rate = soundfile.read(SPEECH, dtype="int16")
     assert rate == 8000 and samples.ndim == 1
     return audioop.lin2ulaw(np.ascontiguousarray(samples).tobytes(), 2)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_emulator(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dasctl",
-            "-q",
-            "serve",
-            "--port",
-            str(port),
-            "--consumer-timeout",
-            "60",
-            "--idle-timeout",
-            "60",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"emulator exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("emulator did not start")
 
 
 async def get_token(http: aiohttp.ClientSession, base: str) -> str:
@@ -240,13 +201,11 @@ async def one_session(
 
 async def run(args: argparse.Namespace) -> int:
     audio = speech_mulaw()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = start_emulator(port)
     errors = 0
     sessions = 0
     audio_seconds = 0.0
-    try:
+    with running_emulator("--consumer-timeout", "60", "--idle-timeout", "60") as emulator:
+        base = emulator.url
         async with aiohttp.ClientSession() as http:
             authorization = await get_token(http, base)
             started = time.perf_counter()
@@ -266,9 +225,6 @@ async def run(args: argparse.Namespace) -> int:
                     else:
                         audio_seconds += result[1]
             wall = time.perf_counter() - started
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     print(f"protocol                 {args.protocol}")
     print(f"concurrent sessions      {args.sessions} x {args.rounds} round(s)")
     print(f"wall time                {wall:.2f} s")

@@ -14,25 +14,19 @@ import argparse
 import asyncio
 import io
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from local_emulator import running_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
 ENDED: list[str] = []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_recording(path: Path, seconds: float) -> None:
@@ -106,35 +100,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as work:
         os.environ["DASCTL_CONFIG_DIR"] = work
         recording = Path(work) / "long.wav"
         make_recording(recording, args.seconds)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "dasctl", "serve", "--port", str(port), "--idle-timeout", "30"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            figures = asyncio.run(measure(url, recording, args.seconds))
+        with running_emulator("--idle-timeout", "30") as emulator:
+            figures = asyncio.run(measure(emulator.url, recording, args.seconds))
             ended = ENDED[-1]
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
     print(f"session ended with {ended}")
     print(
         f"streamed {figures['audio_seconds']:.2f} s of audio in {figures['streamed_seconds']:.2f} s of wall"

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from local_emulator import running_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.0
@@ -41,23 +42,6 @@ sio.disconnect()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"the emulator did not listen on {port}")
-
-
 def timed(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
@@ -73,9 +57,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as config_dir:
+    with tempfile.TemporaryDirectory() as config_dir, running_emulator() as emulator:
+        url = emulator.url
         env = {
             **os.environ,
             "DASCTL_CONFIG_DIR": config_dir,
@@ -83,33 +66,17 @@ def main() -> int:
             "DASCTL_URL": url,
             "NO_COLOR": "1",
         }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "dasctl", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
+        dasctl = [str(Path(sys.executable).with_name("dasctl"))]
+        if not Path(dasctl[0]).exists():
+            dasctl = [sys.executable, "-m", "dasctl"]
+        timed(dasctl + ARGS, env)  # warm: emulator code paths, the token cache, the OS file cache
+        register = [timed(dasctl + ARGS, env) for _ in range(args.runs)]
+        token = subprocess.run(
+            dasctl + ["auth", "token"], env=env, capture_output=True, text=True, check=True
         )
-        try:
-            wait_for_port(port)
-            dasctl = [str(Path(sys.executable).with_name("dasctl"))]
-            if not Path(dasctl[0]).exists():
-                dasctl = [sys.executable, "-m", "dasctl"]
-            timed(dasctl + ARGS, env)  # warm: emulator code paths, the token cache, the OS file cache
-            register = [timed(dasctl + ARGS, env) for _ in range(args.runs)]
-            token = subprocess.run(
-                dasctl + ["auth", "token"], env=env, capture_output=True, text=True, check=True
-            )
-            bare_env = {**env, "BENCH_AUTHORIZATION": f"Bearer {token.stdout.strip()}"}
-            bare = [timed([sys.executable, "-c", BARE_CONNECT, url], bare_env) for _ in range(args.runs)]
-            python = [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)]
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        bare_env = {**env, "BENCH_AUTHORIZATION": f"Bearer {token.stdout.strip()}"}
+        bare = [timed([sys.executable, "-c", BARE_CONNECT, url], bare_env) for _ in range(args.runs)]
+        python = [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)]
 
     median = statistics.median(register)
     print(

@@ -17,11 +17,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from local_emulator import running_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -47,29 +48,6 @@ def make_recordings(folder: Path, count: int) -> list[Path]:
         soundfile.write(str(path), np.clip(cut, -1, 1), rate, subtype="PCM_16")
         paths.append(path)
     return paths
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_emulator(port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"the emulator did not start; see {log}")
 
 
 def run_measured(command: list[str], env: dict[str, str], stdout: Path) -> tuple[float, int, float]:
@@ -101,12 +79,10 @@ def main() -> int:
     recordings = make_recordings(inbox, args.files)
     config_dir = WORK / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    emulator = start_emulator(port, WORK / "emulator.log")
-    env = {**os.environ, "DASCTL_PROFILE": "local", "DASCTL_URL": f"http://127.0.0.1:{port}",
-           "DASCTL_CONFIG_DIR": str(config_dir), "NO_COLOR": "1"}
-    dasctl = [sys.executable, "-m", "dasctl"]
-    try:
+    with running_emulator(log=WORK / "emulator.log") as emulator:
+        env = {**os.environ, "DASCTL_PROFILE": "local", "DASCTL_URL": emulator.url,
+               "DASCTL_CONFIG_DIR": str(config_dir), "NO_COLOR": "1"}
+        dasctl = [sys.executable, "-m", "dasctl"]
         # warm the token cache and the page cache so both sides start equal
         subprocess.run([*dasctl, "register", "--speed", "0", str(recordings[0])], env=env,
                        capture_output=True, check=False)
@@ -129,12 +105,6 @@ def main() -> int:
             loop_failures += code != 0
             register_rss = max(register_rss, rss)
         loop_wall = time.perf_counter() - loop_started
-    finally:
-        emulator.terminate()
-        try:
-            emulator.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            emulator.kill()
 
     watch_rate = len(recordings) / watch_wall
     loop_rate = len(baseline) / loop_wall
