@@ -207,3 +207,32 @@ def test_alive_namespace(emulator):
     name, (payload,) = client.next()
     assert name == "alive" and payload["event"] == "alive"
     assert client.next()[0] == "<disconnect>"
+
+
+def test_an_audio_channel_claims_only_a_waiting_session_of_its_own_protocol():
+    # The registry in isolation: both consumers rely on it to refuse a wrong call_id, a session that
+    # declared the other protocol, and a second channel for the same call.
+    import asyncio
+    from types import SimpleNamespace
+
+    from dasctl.emulator.sessions import SessionRegistry, UnclaimableSession
+
+    registry = SessionRegistry()
+    session = SimpleNamespace(
+        call_id="c1",
+        finished=asyncio.Event(),
+        consumer_attached=False,
+        request=SimpleNamespace(audio_protocol="twilio"),
+    )
+    registry.add(session)
+    with pytest.raises(UnclaimableSession, match="no session is waiting for call_id c2"):
+        registry.claim("c2", "twilio")
+    with pytest.raises(UnclaimableSession, match="declared audio_protocol twilio"):
+        registry.claim("c1", "audiohook")
+    assert registry.claim("c1", "twilio") is session
+    session.consumer_attached = True
+    with pytest.raises(UnclaimableSession, match="already has an audio channel"):
+        registry.claim("c1", "twilio")
+    session.finished.set()
+    with pytest.raises(UnclaimableSession, match="no session is waiting"):
+        registry.claim("c1", "twilio")

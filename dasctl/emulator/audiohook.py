@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from dasctl import events
 from dasctl.emulator import httpsig
 from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions, Handler
-from dasctl.emulator.sessions import Session, SessionRegistry
+from dasctl.emulator.sessions import Session, SessionRegistry, UnclaimableSession
 
 log = logging.getLogger("dasctl.emulator")
 
@@ -235,15 +235,10 @@ class AudioHookConnection:
             raise AudioHookProtocolError("open.conversationId (the call_id) is missing")
         media = _choose_media(parameters.get("media"))
         if conversation != PROBE_CONVERSATION_ID:
-            session = self.registry.get(conversation)
-            if session is None:
-                raise AudioHookProtocolError(f"no session is waiting for conversationId {conversation}")
-            if session.request.audio_protocol != "audiohook":
-                raise AudioHookProtocolError(
-                    f"call_id {conversation} declared audio_protocol {session.request.audio_protocol}"
-                )
-            if session.consumer_attached:
-                raise AudioHookProtocolError(f"call_id {conversation} already has an audio channel")
+            try:
+                session = self.registry.claim(conversation, "audiohook")
+            except UnclaimableSession as error:
+                raise AudioHookProtocolError(f"open.conversationId: {error}") from None
             self.session = session
             session.attach(self.close_audio)
         self.opened = True

@@ -237,6 +237,10 @@ class Session:
             self._watchdog.cancel()
 
 
+class UnclaimableSession(Exception):
+    """An audio channel named a call that has no session waiting for it (the message says why)."""
+
+
 class SessionRegistry:
     """Live sessions by call_id, so an audio consumer finds the session its call belongs to."""
 
@@ -253,6 +257,19 @@ class SessionRegistry:
     def get(self, call_id: str) -> Session | None:
         session = self._sessions.get(call_id)
         return session if session is not None and not session.finished.is_set() else None
+
+    def claim(self, call_id: str, audio_protocol: str) -> Session:
+        """The live session an audio channel of this protocol belongs to; UnclaimableSession otherwise."""
+        session = self.get(call_id)
+        if session is None:
+            raise UnclaimableSession(f"no session is waiting for call_id {call_id}")
+        if session.request.audio_protocol != audio_protocol:
+            raise UnclaimableSession(
+                f"call_id {call_id} declared audio_protocol {session.request.audio_protocol}"
+            )
+        if session.consumer_attached:
+            raise UnclaimableSession(f"call_id {call_id} already has an audio channel")
+        return session
 
     def remove(self, session: Session) -> None:
         if self._sessions.get(session.call_id) is session:

@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from dasctl import events
 from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions, Handler
-from dasctl.emulator.sessions import Session, SessionRegistry
+from dasctl.emulator.sessions import Session, SessionRegistry, UnclaimableSession
 
 log = logging.getLogger("dasctl.emulator")
 
@@ -126,16 +126,10 @@ def _claim(frame: dict[str, Any], registry: SessionRegistry) -> Session:
     call_id = start.get("callSid") if isinstance(start, dict) else None
     if not isinstance(call_id, str):
         raise TwilioProtocolError("start message without start.callSid (the call_id)")
-    session = registry.get(call_id)
-    if session is None:
-        raise TwilioProtocolError(f"no session is waiting for call_id {call_id}")
-    if session.request.audio_protocol != "twilio":
-        raise TwilioProtocolError(
-            f"call_id {call_id} declared audio_protocol {session.request.audio_protocol}"
-        )
-    if session.consumer_attached:
-        raise TwilioProtocolError(f"call_id {call_id} already has an audio channel")
-    return session
+    try:
+        return registry.claim(call_id, "twilio")
+    except UnclaimableSession as error:
+        raise TwilioProtocolError(str(error)) from None
 
 
 def _payload(media: dict[str, Any]) -> bytes:
