@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dasctl.cli.common import JsonOption, ProfileOption, profile_name
+from dasctl.cli.common import JsonOption, ProfileOption, profile_name, say, warn
 
 if TYPE_CHECKING:
     from dasctl.auth import Token
@@ -22,17 +22,6 @@ auth_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-
-
-def _say(message: str) -> None:
-    from dasctl.cli.common import OPTIONS
-
-    if not OPTIONS.quiet:
-        print(message, file=sys.stderr)
-
-
-def _warn(message: str) -> None:
-    print(f"dasctl: warning: {message}", file=sys.stderr)
 
 
 def _ask(prompt: str, hidden: bool) -> str:
@@ -154,20 +143,20 @@ def login(
     else:
         stored = store.put(resolved.name, CLIENT_SECRET, secret.value)
         if stored.keyring_problem:
-            _warn(f"{stored.keyring_problem}; stored the client secret in {stored.location} (mode 0600)")
+            warn(f"{stored.keyring_problem}; stored the client secret in {stored.location} (mode 0600)")
     audiohook = env.env.get(config.ENV_AUDIOHOOK_SECRET)
     if audiohook:
         register_secret(audiohook)
         result = store.put(resolved.name, AUDIOHOOK_SECRET, audiohook)
-        _say(f"Stored the AudioHook secret from {config.ENV_AUDIOHOOK_SECRET} in {result.location}.")
+        say(f"Stored the AudioHook secret from {config.ENV_AUDIOHOOK_SECRET} in {result.location}.")
 
-    _say(f"Logged in to profile '{resolved.name}' (client {chosen_client_id}) at {resolved.url}; "
+    say(f"Logged in to profile '{resolved.name}' (client {chosen_client_id}) at {resolved.url}; "
          f"token valid for {describe_lifetime(token.lifetime)}.")
     if made_default:
-        _say(f"Profile '{resolved.name}' is now the default (change it with "
+        say(f"Profile '{resolved.name}' is now the default (change it with "
              "`dasctl config set default_profile NAME`).")
     if env.env.get(config.ENV_TOKEN):
-        _warn("DASCTL_TOKEN is set: it overrides these credentials until you unset it.")
+        warn("DASCTL_TOKEN is set: it overrides these credentials until you unset it.")
 
 
 def logout(profile: ProfileOption = None) -> None:
@@ -182,13 +171,13 @@ def logout(profile: ProfileOption = None) -> None:
     tokens = core.forget_tokens(resolved)
     if places or tokens:
         where = ", ".join(sorted(set(places))) or "nowhere"
-        _say(f"Logged out of profile '{resolved.name}': removed the stored secret ({where}) "
+        say(f"Logged out of profile '{resolved.name}': removed the stored secret ({where}) "
              f"and {tokens} cached token(s).")
     else:
-        _say(f"Profile '{resolved.name}' had no stored secret or cached token; nothing to forget.")
+        say(f"Profile '{resolved.name}' had no stored secret or cached token; nothing to forget.")
     for variable in (config.ENV_TOKEN, config.ENV_CLIENT_SECRET):
         if os.environ.get(variable):
-            _warn(f"{variable} is still set in the environment and will still be used.")
+            warn(f"{variable} is still set in the environment and will still be used.")
 
 
 def _status_document(resolved: Profile, token: Token | None, credentials: str | None,
@@ -268,7 +257,7 @@ def status(profile: ProfileOption = None, json_output: JsonOption = False) -> No
         for name, value in rows:
             print(f"{name.ljust(width)}  {value}")
         if env_token:
-            _say("DASCTL_TOKEN is set: it overrides the profile's stored credentials.")
+            say("DASCTL_TOKEN is set: it overrides the profile's stored credentials.")
     if problem is not None:
         raise problem
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,6 +30,19 @@ OPTIONS = GlobalOptions()
 def environment() -> Environment:
     """The process environment with the global options applied."""
     return Environment(no_color=OPTIONS.no_color, verbosity=OPTIONS.verbosity, quiet=OPTIONS.quiet)
+
+
+def say(message: str) -> None:
+    """A status line for people on stderr; nothing with --quiet."""
+    if not OPTIONS.quiet:
+        print(message, file=sys.stderr)
+
+
+def warn(message: str, stream: IO[str] | None = None) -> None:
+    """A warning on stderr (or the given stream), shown even with --quiet."""
+    out = stream if stream is not None else sys.stderr
+    out.write(f"dasctl: warning: {message}\n")
+    out.flush()
 
 
 def color_stderr() -> bool:

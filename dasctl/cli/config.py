@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dasctl.cli.common import JsonOption, ProfileOption, profile_name
+from dasctl.cli.common import JsonOption, ProfileOption, profile_name, say
 
 if TYPE_CHECKING:
     from dasctl.config import Profile
@@ -24,13 +23,6 @@ config_app = typer.Typer(
 )
 
 KeyArgument = Annotated[str, typer.Argument(metavar="KEY", help="A key, e.g. url or audio_url.twilio.")]
-
-
-def _say(message: str) -> None:
-    from dasctl.cli.common import OPTIONS
-
-    if not OPTIONS.quiet:
-        print(message, file=sys.stderr)
 
 
 def _origin(profile: Profile, key: str) -> str:
@@ -116,7 +108,7 @@ def get(key: KeyArgument, profile: ProfileOption = None, json_output: JsonOption
         print(json.dumps({"schema": "dasctl.config-get/1", "key": key, "value": value, "source": origin}))
         return
     if value is None:
-        _say(f"{key} is not set ({origin}).")
+        say(f"{key} is not set ({origin}).")
         raise typer.Exit(1)
     print(value)
 
@@ -145,17 +137,17 @@ def set_value(
             raise UsageError(f"no profile named '{name}' (known: {', '.join(config.profile_names())})",
                              f"Create it first: `dasctl login --profile {name}`.")
         config.set_default_profile(name)
-        _say(f"Default profile is now '{name}' ({config.config_file()}).")
+        say(f"Default profile is now '{name}' ({config.config_file()}).")
         if os.environ.get(config.ENV_PROFILE):
-            _say(f"Note: {config.ENV_PROFILE} is set and takes precedence.")
+            say(f"Note: {config.ENV_PROFILE} is set and takes precedence.")
         return
     spec = config.config_key(key)
     name, _ = config.resolve_profile_name(profile_name(profile))
     parsed = config.parse_value(spec, value, f"value for {key}")
     config.store_profile_values(name, {key: parsed})
-    _say(f"Set {key} = {_display(key, parsed)} in profile '{name}' ({config.config_file()}).")
+    say(f"Set {key} = {_display(key, parsed)} in profile '{name}' ({config.config_file()}).")
     if os.environ.get(spec.env):
-        _say(f"Note: {spec.env} is set and takes precedence over the profile file.")
+        say(f"Note: {spec.env} is set and takes precedence over the profile file.")
 
 
 def unset(key: KeyArgument, profile: ProfileOption = None) -> None:
@@ -165,12 +157,12 @@ def unset(key: KeyArgument, profile: ProfileOption = None) -> None:
     _check_not_secret(key)
     if key == "default_profile":
         config.set_default_profile(None)
-        _say("Default profile is the built-in 'local' again.")
+        say("Default profile is the built-in 'local' again.")
         return
     config.config_key(key)
     name, _ = config.resolve_profile_name(profile_name(profile))
     config.store_profile_values(name, {key: None})
-    _say(f"Removed {key} from profile '{name}' ({config.config_file()}).")
+    say(f"Removed {key} from profile '{name}' ({config.config_file()}).")
 
 
 def path(json_output: JsonOption = False) -> None:

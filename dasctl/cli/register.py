@@ -84,11 +84,6 @@ def _check(files: list[str], speed: float, timeout: float, call_id: str | None) 
             ) from None
 
 
-def _warn(environment: Environment, text: str) -> None:
-    environment.stderr.write(f"dasctl: warning: {text}\n")
-    environment.stderr.flush()
-
-
 def _report_failure(environment: Environment, error: DasctlError) -> None:
     from dasctl.logs import redact
 
@@ -137,7 +132,9 @@ async def _register_one(
             write_mulaw_wav(outputs.keep_audio, [audio_bytes])
             document["kept_audio"] = str(outputs.keep_audio)
         elif error is None:
-            _warn(environment, f"{name}: the service returned no collected audio; nothing to keep")
+            common.warn(
+                f"{name}: the service returned no collected audio; nothing to keep", environment.stderr
+            )
     return document, error
 
 
@@ -270,10 +267,10 @@ def register(
     )
     low, high = USUAL_DURATION
     if not low <= profile_obj.audio_total_duration <= high:
-        _warn(
-            environment,
+        common.warn(
             f"--duration {profile_obj.audio_total_duration:g} s is outside the usual {low:g}..{high:g} s "
             "of voice for an enrollment; the service may refuse it",
+            environment.stderr,
         )
     audio_options = {"channel": channel, "start": start, "end": end}
     display = choose_display(environment, quiet=quiet, events=events)
