@@ -768,6 +768,11 @@ class Pacer:
         # Deadlines come from the start, never from the previous frame, so late frames do not add up to drift.
         return max(0.0, self._started_at + audio_seconds_sent / self.speed - now)
 
+    def shift(self, seconds: float) -> None:
+        """The stream was held this long (an AudioHook pause): later deadlines move as much, no burst after."""
+        if self._started_at is not None:
+            self._started_at += max(seconds, 0.0)
+
 
 def paced_frames(
     frames: Iterable[bytes], pacer: Pacer, sleep: Callable[[float], None] = time.sleep

@@ -25,6 +25,7 @@ _STATE_TEXT = {
     session.CONNECTING: "connecting",
     session.INITIALIZING: "initializing",
     session.STREAMING: "streaming audio",
+    session.PAUSED: "paused by the service",
     session.WAITING: "waiting for result",
     session.DONE: "done",
 }

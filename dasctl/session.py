@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 CONNECTING = "connecting"
 INITIALIZING = "initializing"
 STREAMING = "streaming"
+PAUSED = "paused"  # the service paused the audio (AudioHook `pause`) and has not resumed it yet
 WAITING = "waiting for result"
 DONE = "done"
-STATES = (CONNECTING, INITIALIZING, STREAMING, WAITING, DONE)
+STATES = (CONNECTING, INITIALIZING, STREAMING, PAUSED, WAITING, DONE)
 
 #: Progress is reported at least this often while audio is being sent (DESIGN.md: >= 5 updates/s).
 PROGRESS_INTERVAL = 0.1
@@ -317,7 +318,8 @@ class RegisterSession:
                 if stream_task is not None and not stream_task.done():
                     waitables.add(stream_task)
                 # while streaming, the clock only drives progress and the stall check
-                wait = PROGRESS_INTERVAL if self.state == STREAMING else max(0.0, deadline - time.monotonic())
+                streaming = self.state in (STREAMING, PAUSED)
+                wait = PROGRESS_INTERVAL if streaming else max(0.0, deadline - time.monotonic())
                 done, _ = await asyncio.wait(waitables, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
 
                 if getter in done:
@@ -372,8 +374,9 @@ class RegisterSession:
                     continue
 
                 now = time.monotonic()
-                if self.state == STREAMING:
-                    if self.audio_seconds_sent > last_sent:
+                if self.state in (STREAMING, PAUSED):
+                    # a pause is the service's own choice, never a stall
+                    if self.audio_seconds_sent > last_sent or self.state == PAUSED:
                         last_sent, last_sent_at = self.audio_seconds_sent, now
                     elif now - last_sent_at > timeout:
                         raise ServiceUnavailable(
@@ -417,6 +420,10 @@ class RegisterSession:
         def on_sent(seconds: float) -> None:
             self.audio_seconds_sent = seconds
 
+        def on_pause(paused: bool) -> None:
+            if self.state in (STREAMING, PAUSED):
+                self.set_state(PAUSED if paused else STREAMING)
+
         if self.options.protocol == "audiohook":
             from dasctl.auth import audiohook_secret
             from dasctl.channels.audiohook import stream_audiohook
@@ -442,6 +449,7 @@ class RegisterSession:
                 api_key=api_key,
                 secret=secret,
                 connect_timeout=self.options.timeout,
+                on_pause=on_pause,
             )
         from dasctl.channels.twilio import stream_twilio
 

@@ -90,28 +90,30 @@ def test_secret_key_is_base64_decoded_when_it_is_base64() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"),
+    ("samples", "text"),
     [
         (0, "PT0S"),
-        (2.8, "PT2.8S"),
-        (0.00001, "PT0S"),
-        (1e-3, "PT0.001S"),
-        (12345.6, "PT12345.6S"),
-        (5.0, "PT5S"),
+        (22400, "PT2.8S"),
+        (1, "PT0.000125S"),
+        (8, "PT0.001S"),
+        (93407, "PT11.675875S"),  # not rounded to milliseconds
+        (98_764_800, "PT12345.6S"),
+        (40000, "PT5S"),
+        (8000 * 10**7 + 3, "PT10000000.000375S"),  # never in exponent form
     ],
 )
-def test_positions_are_iso_durations_never_in_exponent_form(seconds: float, text: str) -> None:
-    assert audiohook.duration(seconds) == text
+def test_positions_are_exact_iso_durations_from_the_sample_count(samples: int, text: str) -> None:
+    assert audiohook.position_text(samples) == text
 
 
 def test_client_messages_are_numbered_without_gaps_and_carry_serverseq_and_position() -> None:
     client = audiohook.AudioHookClient(None, "ws://h/a", "call", "key", None)  # type: ignore[arg-type]
     first = client.message("open", {"x": 1})
-    client.serverseq, client.position = 3, 2.8
+    client.serverseq, client.samples_sent = 3, 93407
     second = client.message("ping")
     assert [first["seq"], second["seq"]] == [1, 2]
     assert first["version"] == "2" and first["id"] == client.session_id
-    assert second["serverseq"] == 3 and second["position"] == "PT2.8S"
+    assert second["serverseq"] == 3 and second["position"] == "PT11.675875S"
     assert second["parameters"] == {}
 
 

@@ -2,6 +2,8 @@
 
 open -> opened -> binary audio (with pings) -> close -> closed. The service sending `disconnect`
 (reason `completed`) means it has enough audio: stop sending, run the close transaction, no error.
+A `disconnect` in any state, even before `opened`, is answered the same way (close, closed, socket).
+`pause` holds the recording where it is (reply `paused`); `resume` goes on from there (`resumed`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from dasctl.channels import httpsig
@@ -21,6 +22,7 @@ from dasctl.errors import AuthError, ServiceUnavailable
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
     from dasctl.audio import Pacer
 
@@ -34,12 +36,17 @@ MAX_FRAME_BYTES = 64 * 1024
 MEDIA = [{"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000}]
 
 
-def duration(seconds: float) -> str:
-    """An AudioHook position: ISO 8601 `PT<seconds>S`, never in exponent form (PT2.8S, PT0S)."""
-    text = format(Decimal(str(round(max(seconds, 0.0), 3))), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"PT{text}S"
+def position_text(samples: int) -> str:
+    """An AudioHook position from a sample count: exact ISO 8601 `PT<seconds>S` (PT11.675875S, PT0S).
+
+    Integer arithmetic: 8000 samples a second always give at most six decimals, never rounded, never
+    in exponent form.
+    """
+    whole, rest = divmod(max(samples, 0), BYTES_PER_SECOND)
+    if not rest:
+        return f"PT{whole}S"
+    micro = rest * 1_000_000 // BYTES_PER_SECOND  # exact: 10**6 is a multiple of 8000
+    return f"PT{whole}.{micro:06d}".rstrip("0") + "S"
 
 
 class AudioHookClient:
@@ -66,19 +73,33 @@ class AudioHookClient:
         self.correlation_id = str(uuid.uuid4())
         self.seq = 0
         self.serverseq = 0
-        self.position = 0.0
+        self.samples_sent = 0  # the stream position: mu-law at 8 kHz is one byte per sample
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()  # server `closed`, or the socket went away
         self.disconnect_reason: str | None = None
+        self.disconnect_info: str | None = None
         self.disconnected = asyncio.Event()  # server `disconnect`
         self.socket_gone = asyncio.Event()
+        self.pause_requested = asyncio.Event()  # server `pause`, not yet answered by a `resumed`
+        self.resume_requested = asyncio.Event()  # server `resume` while paused
         self.close_frame = False
         self.pongs = 0
         self.reader: asyncio.Task[None] | None = None
 
-    def headers(self) -> dict[str, str]:
-        """Handshake headers, signed right before connecting when there is a client secret."""
+    @property
+    def position(self) -> float:
+        """Seconds of audio sent so far (for people; the wire gets the exact position_text)."""
+        return self.samples_sent / BYTES_PER_SECOND
+
+    def wire_url(self) -> yarl.URL:
+        """The URL exactly as aiohttp puts it on the wire (yarl normalises `%7e` to `~`, a space to `+`)."""
+        import yarl
+
+        return yarl.URL(self.url)
+
+    def headers(self, url: yarl.URL) -> dict[str, str]:
+        """Handshake headers, signed right before connecting (over url as sent) when there is a secret."""
         headers = {
             "Audiohook-Organization-Id": self.organization_id,
             "Audiohook-Session-Id": self.session_id,
@@ -87,7 +108,7 @@ class AudioHookClient:
         }
         if self.secret:
             headers.update(
-                httpsig.audiohook_signature(self.url, headers, api_key=self.api_key, secret=self.secret)
+                httpsig.audiohook_signature(str(url), headers, api_key=self.api_key, secret=self.secret)
             )
         return headers
 
@@ -100,7 +121,7 @@ class AudioHookClient:
             "type": type_,
             "seq": self.seq,
             "serverseq": self.serverseq,
-            "position": duration(self.position),
+            "position": position_text(self.samples_sent),
             "parameters": parameters or {},
         }
 
@@ -142,7 +163,7 @@ class AudioHookClient:
     def _on_text(self, text: str) -> None:
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             log.debug("audiohook: ignoring a text frame that is not JSON")
             return
         if not isinstance(message, dict):
@@ -159,21 +180,32 @@ class AudioHookClient:
         elif kind == "pong":
             self.pongs += 1
         elif kind == "disconnect":
-            reason = parameters.get("reason")
+            reason, info = parameters.get("reason"), parameters.get("info")
             self.disconnect_reason = reason if isinstance(reason, str) else "unknown"
+            self.disconnect_info = info if isinstance(info, str) and info.strip() else None
             self.disconnected.set()
             self.opened.set()
         elif kind == "closed":
             self.closed.set()
-        # paused/resumed/updated/event/reconnect: nothing dasctl needs (compatibility: ignore)
+        elif kind == "pause":
+            # the sender answers `paused` between two frames, so no audio follows the answer
+            self.resume_requested.clear()
+            self.pause_requested.set()
+        elif kind == "resume":
+            if self.pause_requested.is_set():
+                self.resume_requested.set()
+        # updated/event/reconnect and anything newer: nothing dasctl needs (compatibility: ignore)
 
     async def connect(self) -> None:
         """Open the socket, send `open`, and wait for `opened` (OPEN_TIMEOUT)."""
-        self.ws = await open_websocket(self.http, self.url, "audiohook", self.connect_timeout, self.headers())
+        url = self.wire_url()
+        self.ws = await open_websocket(self.http, url, "audiohook", self.connect_timeout, self.headers(url))
         self.reader = asyncio.create_task(self._read())
         await self.send("open", self.open_parameters())
         await wait_event(self.opened, OPEN_TIMEOUT)
         if self.disconnected.is_set():
+            # the server expects the close transaction in every state (PROTOCOL.md §4.2)
+            await self.close_transaction("disconnect")
             raise self._disconnect_error("before opening the session")
         if self.socket_gone.is_set():
             raise ChannelCut("the audiohook audio consumer closed the connection instead of answering `open`")
@@ -184,38 +216,36 @@ class AudioHookClient:
             )
 
     def _disconnect_error(self, when: str) -> AuthError | ServiceUnavailable:
+        why = f"{self.disconnect_reason}: {self.disconnect_info}" if self.disconnect_info else self.disconnect_reason
         if self.disconnect_reason == "unauthorized":
             return AuthError(
-                f"the audiohook audio consumer refused the session ({when}): unauthorized",
+                f"the audiohook audio consumer refused the session ({when}): {why}",
                 "Check the profile's AudioHook API key and secret (dasctl config show).",
             )
-        return ChannelCut(
-            f"the audiohook audio consumer disconnected {when} (reason: {self.disconnect_reason})"
-        )
+        return ChannelCut(f"the audiohook audio consumer disconnected {when} ({why})")
 
     async def stream(
-        self, frames: AsyncIterator[bytes], pacer: Pacer, on_sent: Callable[[float], None]
+        self,
+        frames: AsyncIterator[bytes],
+        pacer: Pacer,
+        on_sent: Callable[[float], None],
+        on_pause: Callable[[bool], None] | None = None,
     ) -> bool:
         """Send the frames paced; True when the service said `disconnect` (completed), else False."""
         import aiohttp
 
         assert self.ws is not None
-        sent_bytes = 0
         last_ping = time.monotonic()
         stopped = asyncio.Event()  # disconnect or socket gone: either one ends sending
         watcher = asyncio.create_task(self._watch_stop(stopped))
         try:
             async for frame in frames:
-                if stopped.is_set():
-                    break
-                delay = pacer.delay(sent_bytes / BYTES_PER_SECOND)
-                if await wait_event(stopped, delay):
+                if not await self._ready_to_send(stopped, pacer, on_pause):
                     break
                 try:
                     for start in range(0, len(frame), MAX_FRAME_BYTES):
                         await self.ws.send_bytes(frame[start : start + MAX_FRAME_BYTES])
-                    sent_bytes += len(frame)
-                    self.position = sent_bytes / BYTES_PER_SECOND
+                    self.samples_sent += len(frame)
                     if time.monotonic() - last_ping >= PING_INTERVAL:
                         last_ping = time.monotonic()
                         await self.send("ping")
@@ -238,6 +268,44 @@ class AudioHookClient:
         log.debug("audiohook: audio ended after %.2f s, closing with reason end", self.position)
         await self.close_transaction("end")
         return False
+
+    async def _ready_to_send(
+        self, stopped: asyncio.Event, pacer: Pacer, on_pause: Callable[[bool], None] | None
+    ) -> bool:
+        """Wait until the next frame is due (pacing, and any pause); False when the session stopped."""
+        while not stopped.is_set():
+            if self.pause_requested.is_set():
+                await self._hold(stopped, pacer, on_pause)
+                continue
+            delay = pacer.delay(self.position)
+            if not await _wait_any((stopped, self.pause_requested), delay):
+                return True  # due, and nothing happened while waiting
+        return False
+
+    async def _hold(
+        self, stopped: asyncio.Event, pacer: Pacer, on_pause: Callable[[bool], None] | None
+    ) -> None:
+        """The service paused us: say `paused`, keep pinging, and on `resume` say `resumed` (PT0S skipped)."""
+        held_since = time.monotonic()
+        await self.send("paused")
+        log.debug("audiohook: paused by the service at %s", position_text(self.samples_sent))
+        if on_pause is not None:
+            on_pause(True)
+        try:
+            while not stopped.is_set() and not self.resume_requested.is_set():
+                if not await _wait_any((stopped, self.resume_requested), PING_INTERVAL):
+                    await self.send("ping")
+        finally:
+            # the recording was held in place: later frames are due as much later as the pause lasted
+            pacer.shift(time.monotonic() - held_since)
+            self.pause_requested.clear()
+            self.resume_requested.clear()
+            if on_pause is not None:
+                on_pause(False)
+        if not stopped.is_set():
+            start = position_text(self.samples_sent)
+            await self.send("resumed", {"start": start, "discarded": "PT0S"})
+            log.debug("audiohook: resumed at %s", start)
 
     async def _watch_stop(self, stopped: asyncio.Event) -> None:
         waits = [
@@ -280,6 +348,23 @@ class AudioHookClient:
             self.reader.cancel()
 
 
+async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> bool:
+    """Wait at most timeout seconds for any of the events; whether one is set."""
+    if any(event.is_set() for event in events):
+        return True
+    if timeout <= 0:
+        # still yield once: sending as fast as possible must let the reader see the service's messages
+        await asyncio.sleep(0)
+        return any(event.is_set() for event in events)
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return any(event.is_set() for event in events)
+
+
 async def stream_audiohook(
     http: aiohttp.ClientSession,
     url: str,
@@ -291,12 +376,16 @@ async def stream_audiohook(
     api_key: str,
     secret: str | None,
     connect_timeout: float = 10.0,
+    on_pause: Callable[[bool], None] | None = None,
 ) -> bool:
-    """Run one AudioHook session; True when the service ended it (it had enough), False at end of audio."""
+    """Run one AudioHook session; True when the service ended it (it had enough), False at end of audio.
+
+    on_pause(True) when the service pauses the stream, on_pause(False) when it goes on.
+    """
     client = AudioHookClient(http, url, call_id, api_key, secret, connect_timeout=connect_timeout)
     try:
         await client.connect()
-        return await client.stream(frames, pacer, on_sent)
+        return await client.stream(frames, pacer, on_sent, on_pause)
     except asyncio.CancelledError:
         # Ctrl-C or the session ended: close politely, but never for long
         await client.close_transaction("end", timeout=1.0)

@@ -55,9 +55,14 @@ def _sf_param(value: str | int) -> str:
 
 
 def request_target(url: str) -> str:
-    """@request-target of a URL: its path and query."""
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    """@request-target of a URL: its path and query exactly as aiohttp sends them (RFC 9421 §2.2.5).
+
+    aiohttp sends yarl's normal form (`%7e` -> `~`, `%2f` in a query -> `/`, a space -> `+`), not the
+    configured string: signing the string would fail at any server that checks what it received.
+    """
+    import yarl
+
+    return yarl.URL(url).raw_path_qs or "/"
 
 
 def authority(url: str) -> str:

@@ -18,6 +18,7 @@ from dasctl.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
     from dasctl.audio import Pacer
 
@@ -46,12 +47,15 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
 
 async def open_websocket(
     http: aiohttp.ClientSession,
-    url: str,
+    url: str | yarl.URL,
     protocol: str,
     timeout: float,
     headers: dict[str, str] | None = None,
 ) -> aiohttp.ClientWebSocketResponse:
-    """Open an audio WebSocket, turning every connection failure into one clear error."""
+    """Open an audio WebSocket, turning every connection failure into one clear error.
+
+    A yarl.URL is sent as it is (a signed AudioHook handshake signs exactly its raw_path_qs).
+    """
     import aiohttp
 
     from dasctl.errors import AuthError
