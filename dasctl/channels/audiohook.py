@@ -216,7 +216,9 @@ class AudioHookClient:
             )
 
     def _disconnect_error(self, when: str) -> AuthError | ServiceUnavailable:
-        why = f"{self.disconnect_reason}: {self.disconnect_info}" if self.disconnect_info else self.disconnect_reason
+        why = str(self.disconnect_reason)
+        if self.disconnect_info:
+            why = f"{why}: {self.disconnect_info}"
         if self.disconnect_reason == "unauthorized":
             return AuthError(
                 f"the audiohook audio consumer refused the session ({when}): {why}",
