@@ -210,10 +210,8 @@ class AudioStream:
                 produced = True
                 yield _to_int16(tail)
         if not produced:
-            raise AudioError(
-                f"{self.name}: no audio in the selected range (0 samples)",
-                "Check --start/--end, or that the recording is not empty.",
-            )
+            raise AudioError(f"{self.name}: no audio in the selected range (0 samples)",
+                             "Check --start/--end, or that the recording is not empty.")
 
     def _input_blocks(self) -> Iterator[np.ndarray]:
         """Mono float32 blocks of the input at its own rate, between --start and --end."""
@@ -313,9 +311,8 @@ def _resampler(input_rate: int) -> Callable[[np.ndarray, bool], np.ndarray]:
     try:
         from soxr import soxr_ext
 
-        engine = soxr_ext.CSoxr(
-            input_rate, SAMPLE_RATE, 1, soxr_ext.SOXR_FLOAT32_I, soxr.HQ | _SOXR_STEEP_FILTER, False
-        )
+        engine = soxr_ext.CSoxr(input_rate, SAMPLE_RATE, 1, soxr_ext.SOXR_FLOAT32_I,
+                                soxr.HQ | _SOXR_STEEP_FILTER, False)
 
         def steep(block: np.ndarray, last: bool) -> np.ndarray:
             return engine.process_float32(block[:, np.newaxis], last)[:, 0]  # type: ignore[no-any-return]
@@ -468,10 +465,8 @@ def _check_truncated_header(sound: soundfile.SoundFile, name: str, end: float | 
     if rate_match and int(rate_match.group(1)) > 0:
         announced = f" ({int(match.group(1)) / int(rate_match.group(1)):.1f} s)"
     if sound.frames == 0:
-        raise AudioError(
-            f"{name}: no audio: the file ends right after its header{announced}",
-            "The recording was probably cut off while it was being written.",
-        )
+        raise AudioError(f"{name}: no audio: the file ends right after its header{announced}",
+                         "The recording was probably cut off while it was being written.")
     usable = math.floor(available * 10) / 10
     raise AudioError(
         f"{name}: truncated: the data stops at {available:.1f} s but the header announces more{announced}",
@@ -526,10 +521,8 @@ def _open_stdin(channel: str | int, start: float, end: float | None, channel_tex
     except (AttributeError, ValueError, OSError):
         raise UsageError("'-' means a recording on stdin, but there is no stdin") from None
     if os.isatty(fd):
-        raise UsageError(
-            "'-' reads a recording from stdin, and stdin is a terminal",
-            "Pipe one in: cat call.wav | dasctl ... -",
-        )
+        raise UsageError("'-' reads a recording from stdin, and stdin is a terminal",
+                         "Pipe one in: cat call.wav | dasctl ... -")
     info = os.fstat(fd)
     if stat.S_ISREG(info.st_mode):
         # `< call.wav`: a real file, seekable, opened in place
@@ -555,32 +548,16 @@ def _open_stdin(channel: str | int, start: float, end: float | None, channel_tex
         except BaseException:
             spool.close()
             raise
-        return _finish_open(
-            sound,
-            STDIN_NAME,
-            channel,
-            start,
-            end,
-            seekable=True,
-            on_close=spool.close,
-            channel_text=channel_text,
-        )
+        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, on_close=spool.close,
+                            channel_text=channel_text)
     relay = _PipeRelay(fd, head)
     try:
         sound = _open_sound(relay.read_fd, STDIN_NAME, head)
     except BaseException:
         relay.close()
         raise
-    return _finish_open(
-        sound,
-        STDIN_NAME,
-        channel,
-        start,
-        end,
-        seekable=False,
-        on_close=relay.close,
-        channel_text=channel_text,
-    )
+    return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=False, on_close=relay.close,
+                        channel_text=channel_text)
 
 
 def _open_path(
@@ -592,10 +569,8 @@ def _open_path(
     except FileNotFoundError:
         raise UsageError(f"{name}: no such file") from None
     except PermissionError:
-        raise AudioError(
-            f"{name}: cannot read the file (permission denied)",
-            "Check the file's permissions, or run as a user who can read it.",
-        ) from None
+        raise AudioError(f"{name}: cannot read the file (permission denied)",
+                         "Check the file's permissions, or run as a user who can read it.") from None
     except IsADirectoryError:
         raise AudioError(f"{name}: is a directory, not a recording") from None
     except OSError as error:
@@ -615,16 +590,8 @@ def _open_path(
         os.close(fd)
         raise
     seekable = stat.S_ISREG(info.st_mode)
-    return _finish_open(
-        sound,
-        name,
-        channel,
-        start,
-        end,
-        seekable=seekable,
-        on_close=lambda: os.close(fd),
-        channel_text=channel_text,
-    )
+    return _finish_open(sound, name, channel, start, end, seekable=seekable, on_close=lambda: os.close(fd),
+                        channel_text=channel_text)
 
 
 def _finish_open(
@@ -650,13 +617,9 @@ def _finish_open(
             raise AudioError(f"{name}: the header says it has {channels} channels")
         if isinstance(channel, int) and channel >= channels:
             layout = "mono (1 channel)" if channels == 1 else f"{channels} channels (0 to {channels - 1})"
-            raise UsageError(
-                f"--channel {channel_text or channel}: {name} is {layout}",
-                "Use --channel mix"
-                + (", left or right" if channels == 2 else "")
-                + (f", or a number from 0 to {channels - 1}" if channels > 2 else "")
-                + ".",
-            )
+            raise UsageError(f"--channel {channel_text or channel}: {name} is {layout}",
+                             "Use --channel mix" + (", left or right" if channels == 2 else "")
+                             + (f", or a number from 0 to {channels - 1}" if channels > 2 else "") + ".")
         if seekable:
             _check_truncated_header(sound, name, end)
         expected = _declared_frames(sound, seekable)
@@ -664,16 +627,8 @@ def _finish_open(
             raise AudioError(f"{name}: no audio (0 samples)", "The file holds a header and no sound.")
         if expected is not None and round(start * rate) >= expected:
             raise UsageError(f"--start {start:g} s is past the end of {name} ({expected / rate:.1f} s)")
-        return AudioStream(
-            sound,
-            name,
-            channel=channel,
-            start=start,
-            end=end,
-            seekable=seekable,
-            expected_frames=expected,
-            on_close=on_close,
-        )
+        return AudioStream(sound, name, channel=channel, start=start, end=end, seekable=seekable,
+                           expected_frames=expected, on_close=on_close)
     except BaseException:
         try:
             sound.close()
@@ -709,17 +664,10 @@ def _wav_header(data_bytes: int) -> bytes:
     )
     riff_size = 4 + (8 + len(fmt)) + (8 + 4) + (8 + data_bytes + pad)
     return (
-        b"RIFF"
-        + riff_size.to_bytes(4, "little")
-        + b"WAVE"
-        + b"fmt "
-        + len(fmt).to_bytes(4, "little")
-        + fmt
-        + b"fact"
-        + (4).to_bytes(4, "little")
-        + data_bytes.to_bytes(4, "little")
-        + b"data"
-        + data_bytes.to_bytes(4, "little")
+        b"RIFF" + riff_size.to_bytes(4, "little") + b"WAVE"
+        + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
+        + b"fact" + (4).to_bytes(4, "little") + data_bytes.to_bytes(4, "little")
+        + b"data" + data_bytes.to_bytes(4, "little")
     )
 
 
@@ -776,9 +724,8 @@ def _write_atomically(path: str | os.PathLike[str], chunks: Iterable[bytes], wav
             total += len(chunk)
         if wav:
             if total > _MAX_WAV_DATA:
-                raise UsageError(
-                    f"{path}: {total} bytes of audio do not fit a WAV file", "Write raw mu-law instead (.ul)."
-                )
+                raise UsageError(f"{path}: {total} bytes of audio do not fit a WAV file",
+                                 "Write raw mu-law instead (.ul).")
             if total & 1:
                 output.file.write(b"\0")  # RIFF chunks are word-aligned
             output.file.seek(0)
