@@ -98,6 +98,21 @@ def serve(
         ),
     ] = None,
     max_frame_bytes: Annotated[int, typer.Option(help="Largest audio frame accepted.", min=160)] = 65536,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a connection has to send its HTTP request, and an audio socket its first message.",
+            min=0.1,
+        ),
+    ] = 10.0,
+    pause_at: Annotated[
+        float | None,
+        typer.Option(help="AudioHook: send `pause` once this many seconds of audio arrived.", min=0.0),
+    ] = None,
+    resume_after: Annotated[
+        float,
+        typer.Option(help="AudioHook: send `resume` this many seconds after the client's `paused`.", min=0.0),
+    ] = 2.0,
     fault_refuse_tokens: Annotated[
         bool,
         typer.Option("--fault-refuse-tokens", help="Fault: refuse every token at the Socket.IO handshake."),
@@ -158,6 +173,9 @@ def serve(
         audiohook_api_key=audiohook_api_key,
         audiohook_secret=hook_secret,
         max_frame_bytes=max_frame_bytes,
+        handshake_timeout=handshake_timeout,
+        pause_at=pause_at,
+        resume_after=resume_after,
         faults=Faults(
             refuse_tokens=fault_refuse_tokens,
             token_5xx=fault_token_5xx,

@@ -94,7 +94,14 @@ def banner(options: EmulatorOptions, port: int) -> list[str]:
 async def serve(options: EmulatorOptions, on_ready: Callable[[list[str]], None]) -> None:
     """Run until SIGINT or SIGTERM, then close every connection and return."""
     emulator = build(options)
-    runner = web.AppRunner(emulator.app, handle_signals=False, shutdown_timeout=1.0)
+    # aiohttp's keep-alive timer also runs from the moment a connection is made: a connection that
+    # never completes its HTTP request is closed after the handshake timeout (no descriptor kept)
+    runner = web.AppRunner(
+        emulator.app,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        keepalive_timeout=options.handshake_timeout,
+    )
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
     try:

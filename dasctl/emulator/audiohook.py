@@ -10,12 +10,13 @@ import time
 import uuid
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from dasctl import events
 from dasctl.emulator import httpsig
 from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions, Handler
 from dasctl.emulator.sessions import Session, SessionRegistry, UnclaimableSession
+from dasctl.emulator.voice import SAMPLE_RATE
 
 log = logging.getLogger("dasctl.emulator")
 
@@ -28,8 +29,6 @@ _POSITION = re.compile(r"^PT\d+(\.\d+)?S$")
 #: Client message types of AudioHook v2 that need nothing from this consumer.
 _TOLERATED = {
     "update",
-    "paused",
-    "resumed",
     "discarded",
     "error",
     "dtmf",
@@ -67,8 +66,9 @@ def check_handshake(request: web.Request, options: EmulatorOptions) -> web.Respo
         return web.Response(status=401, text="unknown X-API-KEY\n")
     if options.audiohook_secret is not None:
         try:
+            # @request-target is the path and query exactly as received (RFC 9421), never re-encoded
             httpsig.verify(
-                headers, request.path_qs, request.host, api_key, options.audiohook_secret, time.time()
+                headers, request.raw_path, request.host, api_key, options.audiohook_secret, time.time()
             )
         except httpsig.SignatureError as error:
             log.info("audiohook handshake refused: %s", error)
@@ -100,6 +100,9 @@ class AudioHookConnection:
         self.close_deadline: float | None = None
         self.session: Session | None = None
         self.received = 0
+        self.pause_sent = False  # we asked the client to pause (--pause-at)
+        self.client_paused = False  # between the client's `paused` and its `resumed`
+        self.resume_task: asyncio.Task[None] | None = None
 
     async def send(self, kind: str, parameters: dict[str, Any]) -> None:
         if self.ws.closed:
@@ -131,15 +134,23 @@ class AudioHookConnection:
 
     async def run(self) -> None:
         ended = "the client closed the audio WebSocket"
+        open_deadline = time.monotonic() + self.options.handshake_timeout
         try:
             while True:
                 timeout = None
                 if self.close_deadline is not None:
                     timeout = max(0.0, self.close_deadline - time.monotonic())
+                elif not self.opened:
+                    timeout = max(0.0, open_deadline - time.monotonic())
                 try:
                     message = await self.ws.receive(timeout=timeout)
                 except asyncio.TimeoutError:
-                    log.info("audiohook client did not close after disconnect; closing")
+                    if self.close_deadline is not None:
+                        log.info("audiohook client did not close after disconnect; closing")
+                        break
+                    # a socket that never opens a session must not hold a file descriptor for ever
+                    log.info("audiohook client sent no open in %g s; closing", self.options.handshake_timeout)
+                    await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no open message in time")
                     break
                 if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                     break
@@ -164,6 +175,8 @@ class AudioHookConnection:
                     if message.type == WSMsgType.ERROR:
                         break
         finally:
+            if self.resume_task is not None:
+                self.resume_task.cancel()
             if self.session is not None:
                 session, self.session = self.session, None
                 session.detach()
@@ -177,6 +190,8 @@ class AudioHookConnection:
             message = json.loads(text)
         except ValueError:
             raise AudioHookProtocolError("a text frame that is not JSON") from None
+        except RecursionError:
+            raise AudioHookProtocolError("a JSON message nested too deeply") from None
         if not isinstance(message, dict):
             raise AudioHookProtocolError("a message that is not a JSON object")
         kind = self._check_envelope(message)
@@ -193,6 +208,10 @@ class AudioHookConnection:
             await self.send("closed", {})
             await self.ws.close()
             return True
+        elif kind == "paused":
+            self.on_paused()
+        elif kind == "resumed":
+            self.on_resumed(parameters)
         elif kind not in _TOLERATED:
             log.debug("audiohook: ignored a %s message", kind)
         return False
@@ -245,10 +264,35 @@ class AudioHookConnection:
         await self.send("opened", {"startPaused": False, "media": [media]})
         log.debug("audiohook audio channel opened for %s", conversation)
 
+    def on_paused(self) -> None:
+        """The client paused its audio (our `pause`, or a call on hold): not idle until `resumed`."""
+        self.client_paused = True
+        if self.session is not None:
+            self.session.hold(True)
+        if self.pause_sent and self.resume_task is None:
+            self.resume_task = asyncio.create_task(self._resume_later(self.options.resume_after))
+
+    def on_resumed(self, parameters: dict[str, Any]) -> None:
+        for name in ("start", "discarded"):
+            value = parameters.get(name)
+            if value is not None and not (isinstance(value, str) and _POSITION.match(value)):
+                raise AudioHookProtocolError(f"resumed.{name} {value!r} should look like PT2.8S")
+        self.client_paused = False
+        if self.session is not None:
+            self.session.hold(False)
+
+    async def _resume_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not self.disconnect_sent and not self.ws.closed:
+            log.debug("audiohook: resuming the client after %g s", delay)
+            await self.send("resume", {})
+
     async def on_audio(self, data: bytes) -> bool:
         """Feed one binary frame; True when the socket was reset (fault injection)."""
         if not self.opened:
             raise AudioHookProtocolError("audio before opened")
+        if self.client_paused:
+            raise AudioHookProtocolError("audio after paused, before resumed")
         if len(data) > self.options.max_frame_bytes:
             raise AudioHookProtocolError(
                 f"audio frame of {len(data)} bytes is over the {self.options.max_frame_bytes} byte limit"
@@ -273,6 +317,12 @@ class AudioHookConnection:
             session.detach()
             await self.disconnect("completed")
             await session.complete()
+            return False
+        pause_at = self.options.pause_at
+        if pause_at is not None and not self.pause_sent and self.received >= pause_at * SAMPLE_RATE:
+            self.pause_sent = True
+            log.debug("audiohook: pausing the client at %.3f s of audio", self.received / SAMPLE_RATE)
+            await self.send("pause", {})
         return False
 
 

@@ -17,6 +17,10 @@ log = logging.getLogger("dasctl.emulator")
 
 #: A new info-vad-status each time collected voice grows by this much (PROTOCOL.md §3.2).
 VAD_STATUS_STEP = 0.5
+#: How often the timers are checked.
+WATCH_INTERVAL = 0.1
+#: A timer check this much later than due means this process did not run (SIGSTOP, a frozen VM).
+STALL_TOLERANCE = 0.5
 
 Emit = Callable[[str, dict[str, Any], bytes | None], Awaitable[None]]
 
@@ -48,7 +52,8 @@ class Session:
         self.consumer_attached = False
         self.audio_complete = False  # enough voice: consumers close their channel
         self._last_reported = 0.0
-        self._last_audio = time.monotonic()
+        self._last_audio = time.monotonic()  # when the consumer last READ a frame
+        self._held = False  # the client paused its audio (AudioHook `paused` .. `resumed`)
         self._ready_at: float | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -68,6 +73,11 @@ class Session:
         self.consumer_attached = False
         self.close_audio = None
 
+    def hold(self, held: bool) -> None:
+        """The client paused (True) or resumed (False) its audio: a call on hold is not idle."""
+        self._held = held
+        self._last_audio = time.monotonic()  # idleness counts again from the resume
+
     async def start(self) -> None:
         """Announce the consumer (unless faulted) and start the consumer and idle timers."""
         if not self.options.faults.no_consumer_ready:
@@ -80,9 +90,21 @@ class Session:
             self._watchdog = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
+        last_check = time.monotonic()
         while not self.finished.is_set():
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(WATCH_INTERVAL)
             now = time.monotonic()
+            stalled = now - last_check - WATCH_INTERVAL
+            last_check = now
+            if stalled > STALL_TOLERANCE:
+                # This process did not run (stopped, or starved): that time is nobody's idleness, and
+                # frames the client sent meanwhile wait in our socket. Move the timers by the stall and
+                # let the consumer read them before anything is judged idle.
+                log.info("session %s: the emulator stalled for %.1f s; timers moved", self.call_id, stalled)
+                self._last_audio += stalled
+                if self._ready_at is not None:
+                    self._ready_at += stalled
+                continue
             if not self.consumer_attached and self.voice.audio_seconds == 0:
                 assert self._ready_at is not None
                 if now - self._ready_at >= self.options.consumer_timeout:
@@ -91,7 +113,11 @@ class Session:
                         f"no audio channel opened for call_id {self.call_id} within "
                         f"{self.options.consumer_timeout:g} s of info-consumer-ready",
                     )
-            elif not self.audio_complete and now - self._last_audio >= self.options.idle_timeout:
+            elif (
+                not self.audio_complete
+                and not self._held
+                and now - self._last_audio >= self.options.idle_timeout
+            ):
                 await self.fail(
                     events.ERROR_AUDIO,
                     f"no audio for {self.options.idle_timeout:g} s; {self._voice_text()}",

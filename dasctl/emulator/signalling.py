@@ -43,12 +43,25 @@ def _field(container: dict[str, Any], name: str, path: str) -> Any:
     return container[name]
 
 
+def _shown(value: Any) -> str:
+    """A client's value for an error message: short (a 400-digit number is not repeated back)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"a {len(str(abs(value)))}-digit number"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _number(container: dict[str, Any], name: str, path: str, low: float, high: float) -> float:
     value = _field(container, name, path)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadParameter(f"{path}.{name} must be a number, got {value!r}")
+    # JSON integers have no size limit: compare them as integers, never through float() (OverflowError)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        raise BadParameter(f"{path}.{name} must be a number, got {_shown(value)}")
     if not low <= value <= high:
-        raise BadParameter(f"{path}.{name} must be between {low:g} and {high:g}, got {value!r}")
+        raise BadParameter(f"{path}.{name} must be between {low:g} and {high:g}, got {_shown(value)}")
     return float(value)
 
 
@@ -149,10 +162,19 @@ class Signalling:
                 self._install(kind, namespace)
 
     def _install(self, kind: str, namespace: str) -> None:
+        # python-socketio hands a client EVENT named `connect` or `disconnect` to these same handlers,
+        # with whatever arguments the client chose: a forged environ, no reason. Only the server's own
+        # calls count: a real connect comes once per sid, a real disconnect after the sid left.
         async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+            if (namespace, sid) in self.connections:
+                log.info("ignored a client event named connect on %s", namespace)
+                return
             await self.on_connect(kind, namespace, sid, environ)
 
         async def disconnect(sid: str, reason: Any = None) -> None:
+            if self.sio.manager.is_connected(sid, namespace):
+                log.info("ignored a client event named disconnect on %s", namespace)
+                return
             await self.on_disconnect(namespace, sid)
 
         self.sio.on("connect", connect, namespace=namespace)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import secrets
 import time
 
@@ -87,7 +88,8 @@ def token_endpoint(options: EmulatorOptions, store: TokenStore) -> Handler:
             return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
         body: dict[str, object] = {"access_token": store.issue(), "token_type": "Bearer"}
         if options.send_expires_in:
-            body["expires_in"] = int(store.ttl)
+            # an integer (RFC 6749), rounded up: a 0.5 s token must not be announced as already expired
+            body["expires_in"] = max(1, math.ceil(store.ttl))
         log.debug("token issued to %s", client_id)
         return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 

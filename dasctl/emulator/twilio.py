@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -44,8 +46,19 @@ def twilio_consumer(options: EmulatorOptions, registry: SessionRegistry) -> Hand
         async def close_audio() -> None:
             await ws.close(code=WSCloseCode.OK)
 
+        start_deadline = time.monotonic() + options.handshake_timeout
         try:
-            async for message in ws:
+            while True:
+                # until `start`, the socket has a bounded time: an idle one must not hold a descriptor
+                timeout = None if session is not None else max(0.0, start_deadline - time.monotonic())
+                try:
+                    message = await ws.receive(timeout=timeout)
+                except asyncio.TimeoutError:
+                    raise TwilioProtocolError(
+                        f"no start message within {options.handshake_timeout:g} s"
+                    ) from None
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
                 if message.type == WSMsgType.ERROR:
                     raise TwilioProtocolError(f"unreadable WebSocket frame ({ws.exception()})")
                 if message.type == WSMsgType.BINARY:
@@ -95,11 +108,14 @@ def twilio_consumer(options: EmulatorOptions, registry: SessionRegistry) -> Hand
                 # connected, mark, dtmf and anything newer: tolerated, not needed
         except TwilioProtocolError as error:
             log.info("twilio protocol error: %s", error)
-            if session is not None:
-                await session.fail(events.ERROR_AUDIO, f"twilio audio channel: {error}")
-                session.detach()
-                session = None
+            # detach before anything else: failing the session disconnects the signalling, which
+            # would otherwise close this socket through close_audio with 1000 before our 1008
+            failing, session = session, None
+            if failing is not None:
+                failing.detach()
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(error)[:120].encode())
+            if failing is not None:
+                await failing.fail(events.ERROR_AUDIO, f"twilio audio channel: {error}")
         finally:
             if session is not None:
                 session.detach()
@@ -116,6 +132,8 @@ def _parse(text: str) -> dict[str, Any]:
         frame = json.loads(text)
     except ValueError:
         raise TwilioProtocolError("a text frame that is not JSON") from None
+    except RecursionError:
+        raise TwilioProtocolError("a JSON message nested too deeply") from None
     if not isinstance(frame, dict):
         raise TwilioProtocolError("a JSON frame that is not an object")
     return frame
