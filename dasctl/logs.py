@@ -33,6 +33,12 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+#: Libraries whose log lines are for debugging dasctl, not for its users ("packet queue is empty,
+#: aborting" at ERROR level): shown under -vv only. python-engineio and python-socketio also add a
+#: raw StreamHandler of their own unless the logger already has a level, so one is always set here.
+LIBRARY_LOGGERS = ("engineio.client", "engineio.server", "socketio.client", "socketio.server")
+
+
 def configure(verbosity: int, stream: IO[str]) -> None:
     """-v shows dasctl's info, -vv debug from dasctl and its libraries; always redacted."""
     root = logging.getLogger()
@@ -51,3 +57,8 @@ def configure(verbosity: int, stream: IO[str]) -> None:
     else:
         root.setLevel(logging.WARNING)
         logging.getLogger("dasctl").setLevel(logging.WARNING)
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.setLevel(logging.DEBUG if verbosity >= 2 else logging.CRITICAL + 1)
+        for own in [h for h in library.handlers if not getattr(h, "_dasctl", False)]:
+            library.removeHandler(own)  # their raw, unredacted handler: our root handler covers them

@@ -192,3 +192,17 @@ def test_open_websocket_names_the_url_when_nothing_listens() -> None:
 
     with pytest.raises(ServiceUnavailable, match="cannot open the twilio audio channel at ws://127.0.0.1"):
         asyncio.run(attempt())
+
+
+def test_a_pause_moves_later_deadlines_so_nothing_bursts_after_resume() -> None:
+    from dasctl.audio import Pacer
+
+    now = [100.0]
+    pacer = Pacer(1.0, clock=lambda: now[0])
+    assert pacer.delay(0.0) == 0.0
+    now[0] = 101.0  # 1 s of audio sent in 1 s, then held for 3 s
+    now[0] = 104.0
+    pacer.shift(3.0)
+    assert pacer.delay(1.0) == 0.0
+    assert pacer.delay(1.2) == pytest.approx(0.2)  # without the shift: 0, a burst to catch up
+    assert pacer.delay(3.0) == pytest.approx(2.0)
