@@ -16,7 +16,7 @@ from dasctl import config
 from dasctl.emulator.audiohook import audiohook_consumer
 from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions
 from dasctl.emulator.sessions import SessionRegistry
-from dasctl.emulator.signalling import Signalling
+from dasctl.emulator.signalling import PacketJson, Signalling
 from dasctl.emulator.tokens import TokenStore, token_endpoint
 from dasctl.emulator.twilio import twilio_consumer
 
@@ -46,6 +46,7 @@ def build(options: EmulatorOptions) -> Emulator:
         max_http_buffer_size=4 * 1024 * 1024,
         logger=False,
         engineio_logger=False,
+        json=PacketJson,
     )
     sio.attach(app, socketio_path=config.SOCKETIO_PATH)
     signalling = Signalling(sio, options, tokens, registry)
