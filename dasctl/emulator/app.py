@@ -119,10 +119,12 @@ async def serve(options: EmulatorOptions, on_ready: Callable[[list[str]], None])
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    sweeper = asyncio.create_task(emulator.signalling.close_unattached())
     on_ready(banner(options, port))
     try:
         await stop.wait()
     finally:
+        sweeper.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         log.info("shutting down (%d live sessions)", len(emulator.registry))

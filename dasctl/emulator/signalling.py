@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,6 +250,35 @@ class Signalling:
         if drop_after is not None:
             connection.tasks.append(asyncio.create_task(self._drop_later(namespace, sid, drop_after)))
         log.debug("%s connection %s on %s", kind, sid, namespace)
+
+    async def close_unattached(self) -> None:
+        """Close Engine.IO connections that join no namespace within the handshake timeout (run forever).
+
+        Engine.IO keeps a connection alive as long as it answers pings: one that never connects to a
+        namespace would otherwise hold its socket for ever.
+        """
+        first_seen: dict[str, float] = {}
+        limit = self.options.handshake_timeout
+        while True:
+            await asyncio.sleep(min(1.0, limit / 2))
+            now = time.monotonic()
+            live = set(self.sio.eio.sockets)
+            attached = {
+                self.sio.manager.eio_sid_from_sid(sid, namespace) for namespace, sid in self.connections
+            }
+            for eio_sid in list(first_seen):
+                if eio_sid not in live or eio_sid in attached:
+                    del first_seen[eio_sid]
+            for eio_sid in live - attached:
+                if now - first_seen.setdefault(eio_sid, now) >= limit:
+                    log.info("closing an Engine.IO connection that joined no namespace in %g s", limit)
+                    del first_seen[eio_sid]
+                    # Engine.IO's close only sends a CLOSE packet and waits for the client (up to its
+                    # ping timeout, 45 s): close the TCP connection of its request as well
+                    request = (self.sio.environ.get(eio_sid) or {}).get("aiohttp.request")
+                    await self.sio.eio.disconnect(eio_sid)
+                    if request is not None and request.transport is not None:
+                        request.transport.close()
 
     async def _disconnect_later(self, namespace: str, sid: str, delay: float) -> None:
         await asyncio.sleep(delay)
