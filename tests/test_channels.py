@@ -206,3 +206,35 @@ def test_a_pause_moves_later_deadlines_so_nothing_bursts_after_resume() -> None:
     assert pacer.delay(1.0) == 0.0
     assert pacer.delay(1.2) == pytest.approx(0.2)  # without the shift: 0, a burst to catch up
     assert pacer.delay(3.0) == pytest.approx(2.0)
+
+
+def test_a_disconnect_before_opened_from_the_emulator_gets_the_close_transaction(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The emulator refuses `open` for an unknown call: dasctl closes, waits for `closed`, says why."""
+    import logging
+    import uuid
+
+    import aiohttp
+
+    from dasctl.errors import ServiceUnavailable
+
+    unknown_call = str(uuid.uuid4())
+
+    async def attempt() -> audiohook.AudioHookClient:
+        async with aiohttp.ClientSession() as http:
+            client = audiohook.AudioHookClient(
+                http, emulator.audiohook_url, unknown_call, "dasctl-demo-audiohook-key", None
+            )
+            with pytest.raises(ServiceUnavailable) as refused:
+                await client.connect()
+            assert "before opening the session" in str(refused.value)
+            assert f"no session is waiting for call_id {unknown_call}" in str(refused.value)  # the info
+            return client
+
+    with caplog.at_level(logging.DEBUG, logger="dasctl.channels.audiohook"):
+        client = asyncio.run(attempt())
+    server_said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("audiohook: server")]
+    assert [line.split()[2] for line in server_said] == ["disconnect", "closed"]  # it answered our close
+    assert client.seq == 2  # open, then close
+    assert client.ws is not None and client.ws.closed
