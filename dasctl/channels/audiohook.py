@@ -242,9 +242,10 @@ class AudioHookClient:
         watcher = asyncio.create_task(self._watch_stop(stopped))
         try:
             async for frame in frames:
-                if not await self._ready_to_send(stopped, pacer, on_pause):
-                    break
                 try:
+                    # pausing sends `paused`/`resumed` and pings: the socket may break there too
+                    if not await self._ready_to_send(stopped, pacer, on_pause):
+                        break
                     for start in range(0, len(frame), MAX_FRAME_BYTES):
                         await self.ws.send_bytes(frame[start : start + MAX_FRAME_BYTES])
                     self.samples_sent += len(frame)

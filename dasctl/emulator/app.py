@@ -82,6 +82,11 @@ def banner(options: EmulatorOptions, port: int) -> list[str]:
         + ("(the demo key)" if options.audiohook_api_key == config.DEMO_AUDIOHOOK_API_KEY else "(configured)")
         + (", signatures required" if options.audiohook_secret else ", signatures not required"),
     ]
+    if options.pause_at is not None:
+        lines.append(
+            f"  audiohook pause  `pause` after {options.pause_at:g} s of audio, "
+            f"`resume` {options.resume_after:g} s after `paused`"
+        )
     if options.faults.describe():
         lines.append(f"  FAULTS INJECTED  {'; '.join(options.faults.describe())}")
     default = port == config.DEFAULT_EMULATOR_PORT and host == config.DEFAULT_EMULATOR_HOST
