@@ -108,33 +108,36 @@ async def serve(options: EmulatorOptions, on_ready: Callable[[list[str]], None])
         shutdown_timeout=1.0,
         keepalive_timeout=options.handshake_timeout,
     )
-    await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    port = options.port
-    server = site._server  # aiohttp keeps the listening sockets here; the only way to learn port 0's pick
-    sockets = getattr(server, "sockets", None)
-    if sockets:
-        port = sockets[0].getsockname()[1]
+    # signals are ours before the port accepts anything: a SIGINT right after the listen is a clean stop
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    sweeper = asyncio.create_task(emulator.signalling.close_unattached())
-    on_ready(banner(options, port))
     try:
-        await stop.wait()
+        await runner.setup()
+        site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        port = options.port
+        server = site._server  # aiohttp keeps the listening sockets here; the only way to learn port 0's pick
+        sockets = getattr(server, "sockets", None)
+        if sockets:
+            port = sockets[0].getsockname()[1]
+        sweeper = asyncio.create_task(emulator.signalling.close_unattached())
+        on_ready(banner(options, port))
+        try:
+            await stop.wait()
+        finally:
+            sweeper.cancel()
+            log.info("shutting down (%d live sessions)", len(emulator.registry))
+            await close_everything(emulator)
+            await runner.cleanup()
     finally:
-        sweeper.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        log.info("shutting down (%d live sessions)", len(emulator.registry))
-        await close_everything(emulator)
-        await runner.cleanup()
 
 
 async def close_everything(emulator: Emulator) -> None:
