@@ -1,4 +1,4 @@
-"""`dasctl credentials ...` against a real store file: stdout, stderr, exit codes and files, as a user sees."""
+"""`dasctl credentials ...` against a real store file: stdout, stderr, exit codes and files."""
 
 from __future__ import annotations
 
