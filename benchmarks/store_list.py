@@ -42,7 +42,8 @@ def fill(path: Path, records: int) -> None:
     with db:
         db.executemany(
             "INSERT INTO enrollments (speaker, ok, origin, outcome, credential, model_hash, protocol, "
-            "profile, service_url, call_id, authenticity, voice_seconds, source_path, source_size, source_sha256, "
+            "profile, service_url, call_id, authenticity, voice_seconds, source_path, source_size, "
+            "source_sha256, "
             "created_at, audio_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     db.close()
 
@@ -76,7 +77,8 @@ def main() -> int:
             baseline_command = ["sqlite3", "-json", str(path), SELECT]
         else:
             baseline_name = "python -c bare SELECT"
-            script = f"import sqlite3,sys\nfor r in sqlite3.connect(sys.argv[1]).execute({SELECT!r}): print(r)"
+            script = ("import sqlite3,sys\n"
+                      f"for r in sqlite3.connect(sys.argv[1]).execute({SELECT!r}): print(r)")
             baseline_command = [sys.executable, "-c", script, str(path)]
         ours, baseline, ours_cpu, base_cpu, lines = [], [], [], [], 0
         for _ in range(args.runs):  # interleaved: a noisy neighbour hurts both alike
