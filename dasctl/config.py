@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dasctl.atomic_file import write_atomically  # re-exported: callers wrote config.write_atomically
 from dasctl.errors import UsageError
 
 # --- the local emulator (`dasctl serve`) and its documented demo client ----------------------
@@ -53,6 +54,12 @@ ENV_CLIENT_ID = "DASCTL_CLIENT_ID"
 ENV_CLIENT_SECRET = "DASCTL_CLIENT_SECRET"
 ENV_TOKEN = "DASCTL_TOKEN"
 ENV_AUDIOHOOK_SECRET = "DASCTL_AUDIOHOOK_SECRET"
+ENV_STORE = "DASCTL_STORE"
+
+# --- the credential store (dasctl/store) ------------------------------------------------------------
+STORE_FILE_NAME = "store.db"
+#: URL schemes that select the PostgreSQL backend; anything else is a SQLite file path
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 SOURCE_FLAG = "flag"
 SOURCE_ENV = "environment"
@@ -70,7 +77,7 @@ class ConfigKey:
     name: str
     flag: str
     env: str
-    kind: str  # "http-url" | "ws-url" | "text" | "fraction" | "seconds" | "path" | "prefix"
+    kind: str  # "http-url" | "ws-url" | "text" | "fraction" | "seconds" | "path" | "prefix" | "store"
     help: str
     secret: bool = False
 
@@ -103,6 +110,9 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         ConfigKey("ca_bundle", "--ca-bundle", "DASCTL_CA_BUNDLE", "path", "CA bundle for HTTPS and WSS"),
         ConfigKey("audiohook_api_key", "--audiohook-api-key", "DASCTL_AUDIOHOOK_API_KEY", "text",
                   "AudioHook X-API-KEY", secret=True),
+        # not `secret`: only the password inside a postgresql:// URL is (see masked_store_url)
+        ConfigKey("store", "--store", ENV_STORE, "store",
+                  "credential store: a SQLite file, or postgresql://USER@HOST/DB"),
     )
 }
 #: Keys of the file's top level (not of a profile).
@@ -144,6 +154,31 @@ def token_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("dasctl")) / "tokens"
 
 
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """dasctl's data (the credential store): the platform's data dir, or DASCTL_CONFIG_DIR when set."""
+    environ = _environ(env)
+    if environ.get(ENV_CONFIG_DIR):
+        return config_dir(environ)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("dasctl"))
+
+
+def store_path(env: Mapping[str, str] | None = None) -> Path:
+    """The default credential store: a SQLite file in the data directory."""
+    return data_dir(env) / STORE_FILE_NAME
+
+
+def locks_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Lock files dasctl holds while it runs (never inside a user's folder): the platform's state dir."""
+    environ = _environ(env)
+    if environ.get(ENV_CONFIG_DIR):
+        return config_dir(environ) / "locks"
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("dasctl")) / "locks"
+
+
 def private_dir(path: Path) -> Path:
     """Create the directory (and parents) and make it 0700: only the owner may list or enter it."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -155,27 +190,6 @@ def write_private_file(path: Path, data: bytes) -> None:
     """Write one of dasctl's own files: its directory 0700, the file atomic and 0600."""
     private_dir(path.parent)
     write_atomically(path, data)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write atomically (temp file in the same directory, fsync, replace) with mode 0600."""
-    import tempfile
-
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp already creates 0600; fchmod guards against an unusual umask-less platform
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # --- the profiles file ------------------------------------------------------------------------------
@@ -271,6 +285,8 @@ class Profile:
     sources: Mapping[str, str] = field(default_factory=dict)
     #: whether the profiles file has a [profiles.NAME] table for this profile
     stored: bool = False
+    #: the credential store (None: the default SQLite file in the data directory)
+    store: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -339,12 +355,60 @@ def parse_value(key: ConfigKey, raw: object, where: str) -> object:
         return text.rstrip("/") if key.name == "url" else text
     if key.kind == "prefix":
         return "/" + text.strip("/") if text.strip("/") else "/"
+    if key.kind == "store":
+        return parse_store_url(text, where)
     if key.kind == "path":
         path = Path(text).expanduser()
         if not path.is_file():
             raise UsageError(f"{where}: CA bundle {text!r} is not a readable file")
         return str(path.resolve())
     return text
+
+
+def parse_store_url(text: str, where: str) -> str:
+    """A store: a postgresql:// URL as given, or a SQLite file path (~ expanded)."""
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        if scheme not in POSTGRES_SCHEMES:
+            raise UsageError(f"{where}: {masked_store_url(text)!r} is not a store",
+                             "Give a file path (SQLite) or postgresql://USER@HOST/DB.")
+        from dasctl.logs import register_secret
+
+        register_secret(store_url_password(text))
+        return text
+    return str(Path(text).expanduser())
+
+
+def store_url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def masked_store_url(url: str) -> str:
+    """A store URL fit to show: the password (in the URL or a password= parameter) masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from dasctl.logs import MASK
+
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":" + MASK
+        netloc = f"{userinfo}@{host}"
+    query = "&".join(
+        f"{item.split('=', 1)[0]}={MASK}" if item.split("=", 1)[0].lower() == "password" else item
+        for item in parts.query.split("&")
+    ) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _file_where(name: str, key: str, env: Mapping[str, str]) -> str:
@@ -462,6 +526,7 @@ def load_profile(
         audiohook_api_key=optional_text("audiohook_api_key"),
         sources=sources,
         stored=stored_table is not None,
+        store=optional_text("store"),
     )
 
 

@@ -122,7 +122,7 @@ def credential_record(document: dict[str, Any]) -> dict[str, Any]:
 
 def write_private_json(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file in the same directory, then replace) with mode 0600."""
-    from dasctl.config import write_atomically
+    from dasctl.atomic_file import write_atomically
 
     write_atomically(Path(path), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
@@ -181,5 +181,12 @@ def human_summary(document: dict[str, Any]) -> str:
             rows.append(("took", f"{finished:.2f} s"))
     if document.get("call_id"):
         rows.append(("call id", str(document["call_id"])))
+    stored = document.get("stored")
+    if isinstance(stored, dict):
+        if stored.get("id") is not None:
+            where = f"as {stored.get('speaker')} (record {stored['id']}) in {stored.get('store')}"
+            rows.append(("stored", where))
+        else:
+            rows.append(("stored", f"NOT kept in {stored.get('store')}"))
     width = max((len(name) for name, _ in rows), default=0)
     return "\n".join([head, *(f"  {name.ljust(width)}  {value}" for name, value in rows)])

@@ -103,7 +103,8 @@ class StoreError(ServiceUnavailable):
 
 
 class StoreUnusable(UsageError):
-    """The store is not ours or cannot be used as it is: a foreign or corrupt file, a newer schema (exit 2)."""
+    """The store is not ours or cannot be used as it is: a foreign or corrupt file, a newer schema
+    (exit 2)."""
 
     kind = "store"
 
@@ -123,7 +124,8 @@ class Store(Protocol):
     # -- enrollments ---------------------------------------------------------------------------
     def record_enrollment(self, record: EnrollmentRecord) -> EnrollmentRecord:
         """Keep one attempt; a success supersedes the speaker's current credential in the same
-        transaction. Idempotent on (speaker, call_id, ok) when call_id is set: the first record is returned."""
+        transaction. Idempotent on (speaker, call_id, ok) when call_id is set: the first record is
+        returned."""
         ...
 
     def current(self, speaker: str, *, with_audio: bool = False) -> EnrollmentRecord | None:
@@ -143,6 +145,22 @@ class Store(Protocol):
     ) -> Iterator[EnrollmentRecord]:
         """Current enrollments by speaker (no audio loaded): matching a glob (fnmatch syntax), made with
         a model hash, or stale for one (made with any other model)."""
+        ...
+
+    def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
+        """Every enrollment attempt (superseded and failed included; no audio loaded), by speaker then
+        age: what `credentials export` writes."""
+        ...
+
+    def list_current_lines(
+        self,
+        *,
+        speaker_glob: str | None = None,
+        model_hash: str | None = None,
+        stale_for: str | None = None,
+    ) -> Iterator[str]:
+        """list_current as compact dasctl.credential/1 JSON lines (records.credential_document, without
+        the newline): what `credentials list --json` prints, built as fast as the backend can."""
         ...
 
     def history(self, speaker: str) -> list[EnrollmentRecord | VerificationRecord]:
@@ -191,8 +209,40 @@ class Store(Protocol):
 
 def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> Store:
     """Open (creating and migrating as needed) the store at `url`: None or a path for SQLite (default:
-    the data directory), `postgresql://...` for PostgreSQL."""
-    raise NotImplementedError("the store backends are being written")  # replaced by the store work
+    the data directory, or DASCTL_STORE when set), `postgresql://...` for PostgreSQL."""
+    import os
+
+    from dasctl import config
+
+    environ = os.environ if env is None else env
+    url = url or environ.get(config.ENV_STORE) or None
+    if url is None:
+        from dasctl.store.sqlite import SqliteStore
+
+        try:
+            config.private_dir(config.data_dir(environ))  # dasctl's own directory: 0700
+        except OSError as error:
+            raise StoreUnusable(f"cannot create the data directory {config.data_dir(environ)}: "
+                                f"{error.strerror}") from None
+        return SqliteStore(config.store_path(environ), environ)
+    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
+    if scheme in config.POSTGRES_SCHEMES:
+        try:
+            from dasctl.store.postgres import PostgresStore
+        except ImportError:
+            raise UsageError(
+                "a postgresql:// store needs psycopg, which is not installed",
+                "Install it with: pip install 'dasctl[postgres]'",
+            ) from None
+        return PostgresStore(url)
+    if scheme:
+        raise UsageError(f"unsupported store URL scheme {scheme!r}",
+                         "Use a file path (SQLite) or postgresql://USER@HOST/DB.")
+    from pathlib import Path
+
+    from dasctl.store.sqlite import SqliteStore
+
+    return SqliteStore(Path(url), environ)
 
 
 __all__ = [
