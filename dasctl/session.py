@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dasctl import events
+from dasctl.config import DEFAULT_SCORE_THRESHOLD
 from dasctl.errors import (
     AudioError,
     AuthError,
@@ -62,6 +63,10 @@ class RegisterOptions:
     # bound on waiting for the service (connect, consumer-ready, result after the audio ends)
     timeout: float = 60.0
     audiohook_frame_ms: int = 200  # AudioHook binary frame (the reference client sends 200 ms)
+    # a verify session (PROTOCOL.md §3.1) speaks the same driver: namespace verify, verify_request
+    kind: str = events.NS_REGISTER  # or events.NS_VERIFY
+    credential: str = ""  # verify: the credential to check the voice against
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD  # verify: the lowest score that verifies
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ async def register_audio(
     network: NetworkSettings,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> RegisterOutcome:
-    """Run one register session for this audio and return its terminal event.
+    """Run one register session (or verify, with options.kind) for this audio and return its terminal event.
 
     Terminal service events are returned (even error-*); failures with no terminal event raise
     AuthError / ServiceUnavailable / AudioError. Cancellation closes both channels before propagating.
@@ -146,7 +151,7 @@ class RegisterSession:
         self.network = network
         self.on_progress = on_progress
         self.call_id = options.call_id or str(uuid.uuid4())
-        self.namespace = profile.namespace(events.NS_REGISTER)
+        self.namespace = profile.namespace(options.kind)
         self.started = time.monotonic()
         self.timings: dict[str, float] = {}
         self.state = CONNECTING
@@ -197,6 +202,22 @@ class RegisterSession:
 
     def initialize_payload(self) -> dict[str, Any]:
         """PROTOCOL.md §3.1, field for field (sample_rate and channels are strings on Socket.IO)."""
+        request: dict[str, Any]
+        if self.options.kind == events.NS_VERIFY:
+            request = {
+                events.R_CREDENTIAL: self.options.credential,
+                events.R_AUTHENTICITY_THRESHOLD: self.options.authenticity_threshold,
+                events.R_SCORE_THRESHOLD: self.options.score_threshold,
+                events.R_AUDIO_TOTAL_DURATION: self.options.audio_total_duration,
+            }
+            request_key = events.F_VERIFY_REQUEST
+        else:
+            request = {
+                events.R_AUTHENTICITY_THRESHOLD: self.options.authenticity_threshold,
+                events.R_AUDIO_TOTAL_DURATION: self.options.audio_total_duration,
+                events.R_MODEL_HASH: self.options.model_hash,
+            }
+            request_key = events.F_REGISTER_REQUEST
         return {
             events.F_METADATA: {
                 events.M_AUDIO_PROTOCOL: self.options.protocol,
@@ -207,11 +228,7 @@ class RegisterSession:
                 events.M_CHANNELS: "1",
                 events.M_CALL_ID: self.call_id,
             },
-            events.F_REGISTER_REQUEST: {
-                events.R_AUTHENTICITY_THRESHOLD: self.options.authenticity_threshold,
-                events.R_AUDIO_TOTAL_DURATION: self.options.audio_total_duration,
-                events.R_MODEL_HASH: self.options.model_hash,
-            },
+            request_key: request,
         }
 
     async def token(self, refused: str | None = None) -> Any:
