@@ -10,9 +10,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dasctl import events
 from dasctl.config import DEFAULT_SCORE_THRESHOLD
@@ -28,7 +28,6 @@ from dasctl.errors import (
 if TYPE_CHECKING:
     import aiohttp
 
-    from dasctl.audio import AudioStream
     from dasctl.auth import TokenProvider
     from dasctl.config import Profile
     from dasctl.net import NetworkSettings
@@ -47,6 +46,14 @@ STATES = (CONNECTING, INITIALIZING, STREAMING, WAITING, DONE)
 PROGRESS_INTERVAL = 0.1
 #: After the audio channel fails abnormally, how long a terminal event that explains it may take.
 CHANNEL_FAILURE_GRACE = 0.5
+
+
+class AudioSource(Protocol):
+    """What a session sends: an open recording (audio.AudioStream) or kept mu-law (audio.MulawAudio)."""
+
+    duration: float | None  # seconds, when known (None: stdin, read in a thread)
+
+    def frames(self, frame_ms: int = 20) -> Iterable[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,7 @@ class RegisterOutcome:
 
 
 async def register_audio(
-    audio: AudioStream,
+    audio: AudioSource,
     options: RegisterOptions,
     profile: Profile,
     tokens: TokenProvider,
@@ -137,7 +144,7 @@ class RegisterSession:
 
     def __init__(
         self,
-        audio: AudioStream,
+        audio: AudioSource,
         options: RegisterOptions,
         profile: Profile,
         tokens: TokenProvider,
