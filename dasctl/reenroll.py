@@ -239,30 +239,19 @@ class Reenroller:
 
     def _record(self, old: EnrollmentRecord, document: dict[str, Any], outcome: Any, call_id: str) -> None:
         """Keep the attempt; a success supersedes the old credential in the same transaction."""
-        from dasctl.store import EnrollmentRecord
+        from dasctl.store.records import enrollment_from_document
 
         result = getattr(outcome, "result", None)
-        error = document.get("error") or {}
         kept = getattr(result, "collected_audio", None) or old.audio
-        self.store.record_enrollment(
-            EnrollmentRecord(
-                speaker=old.speaker,
-                ok=bool(document.get("ok")),
-                origin=ORIGIN,
-                outcome=result.name if result is not None else error.get("kind"),
-                error=error.get("message"),
-                credential=document.get("credential"),
-                model_hash=self.options.model_hash,
-                profile=self.profile.name,
-                service_url=self.profile.url,
-                call_id=call_id,
-                protocol=self.options.protocol,
-                authenticity=document.get("authenticity"),
-                voice_seconds=document.get("voice_seconds"),
-                source_path=old.source_path,
-                source_size=old.source_size,
-                source_sha256=old.source_sha256,
-                audio=kept if document.get("ok") else None,
-                document=document,
-            )
+        record = enrollment_from_document(
+            {**document, "call_id": call_id, "protocol": self.options.protocol},
+            speaker=old.speaker,
+            origin=ORIGIN,
+            profile=self.profile.name,
+            service_url=self.profile.url,
+            source_path=old.source_path,
+            source_size=old.source_size,
+            source_sha256=old.source_sha256,
+            audio=kept if document.get("ok") else None,
         )
+        self.store.record_enrollment(record)

@@ -78,12 +78,17 @@ def _from_document(document: Any, source: str) -> Target:
             "Verify against a successful registration.",
         )
     model_hash = document.get("model_hash")
-    speaker = document.get("speaker")
+    # register's documents say where their record was kept (`stored`): verify then records under it
+    stored = document.get("stored")
+    stored = stored if isinstance(stored, dict) else {}
+    speaker = document.get("speaker") or stored.get("speaker")
+    enrollment_id = stored.get("id")
     return Target(
         credential=credential.strip(),
         source=source,
         speaker=speaker if isinstance(speaker, str) and speaker else None,
         model_hash=model_hash if isinstance(model_hash, str) and model_hash else None,
+        enrollment_id=enrollment_id if isinstance(enrollment_id, int) else None,
     )
 
 

@@ -88,6 +88,7 @@ def reenroll(
     ] = 60.0,
     as_json: common.JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    store_url: common.StoreOption = None,
     profile: common.ProfileOption = None,
 ) -> None:
     """Re-enroll speakers whose credential was made with another model, from the kept enrollment audio."""
@@ -97,7 +98,6 @@ def reenroll(
     from dasctl import results
     from dasctl.reenroll import NO_AUDIO, Reenroller, no_audio_result, plan
     from dasctl.reenroll_display import choose_reenroll_display
-    from dasctl.store import open_store
 
     environment = common.environment()
     if protocol not in PROTOCOLS:
@@ -111,7 +111,7 @@ def reenroll(
         speed=speed,
         timeout=timeout,
     )
-    store = open_store(getattr(profile_obj, "store", None))
+    store = common.open_store_option(store_url, profile_obj)
     try:
         work = plan(store, model_hash, speaker)
         if dry_run:

@@ -85,12 +85,6 @@ def load_target(speaker: str | None, credential: str | None, store: Store | None
     )
 
 
-def _open_store(profile: Profile) -> Store:
-    from dasctl.store import open_store
-
-    return open_store(getattr(profile, "store", None))
-
-
 def _sha256(source: str) -> str | None:
     import hashlib
 
@@ -292,6 +286,7 @@ def verify(
         bool, typer.Option("--events", help="Write every service event as an NDJSON line on stdout.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    store_url: common.StoreOption = None,
     profile: common.ProfileOption = None,
 ) -> None:
     """Verify each recording against a speaker's credential; print the decision (or JSON with --json)."""
@@ -328,13 +323,13 @@ def verify(
     if verify_duration <= 0:
         raise UsageError(f"--duration {verify_duration:g} must be positive")
     profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
-    store = _open_store(profile_obj) if speaker is not None else None
+    store = common.open_store_option(store_url, profile_obj) if speaker is not None else None
     try:
         target = load_target(speaker, credential, store)
         if store is None and target.speaker is not None:
             # a record that names its speaker (register with the store): its verifications are kept too
             try:
-                store = _open_store(profile_obj)
+                store = common.open_store_option(store_url, profile_obj)
             except DasctlError as failure:
                 common.warn(f"verifications will not be recorded: {failure.message}", environment.stderr)
         options = RegisterOptions(
