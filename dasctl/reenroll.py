@@ -178,9 +178,14 @@ class Reenroller:
         try:
             await asyncio.gather(*workers)
         finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            # on cancel, gather has cancelled each worker once; a second cancel would cut the sessions'
+            # own cleanup (closing both channels) short, so only wait for it (bounded)
+            pending = [task for task in workers if not task.done()]
+            for task in pending:
+                if not task.cancelling():
+                    task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
         if self.auth_failure is not None:
             raise self.auth_failure
         return results

@@ -166,7 +166,7 @@ def reenroll(
         display.end()
     finally:
         store.close()
-    failed = [result for result in outcomes if not result.ok]
+    failed = sorted((result for result in outcomes if not result.ok), key=lambda result: result.speaker)
     done = len(outcomes) - len(failed)
     if not work.total:
         common.say(f"nothing to re-enroll: every current credential was made with {model_hash}")
