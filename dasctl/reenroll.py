@@ -177,15 +177,16 @@ class Reenroller:
         workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, max(1, len(records))))]
         try:
             await asyncio.gather(*workers)
-        finally:
-            # on cancel, gather has cancelled each worker once; a second cancel would cut the sessions'
-            # own cleanup (closing both channels) short, so only wait for it (bounded)
-            pending = [task for task in workers if not task.done()]
-            for task in pending:
-                if not task.cancelling():
-                    task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5.0)
+        except asyncio.CancelledError:
+            # gather has cancelled each worker once; cancelling again would cut the sessions' own cleanup
+            # (closing both channels) short, so only wait for it, bounded
+            await asyncio.wait(workers, timeout=5.0)
+            raise
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.wait(workers, timeout=5.0)
+            raise
         if self.auth_failure is not None:
             raise self.auth_failure
         return results
