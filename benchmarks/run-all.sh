@@ -21,6 +21,7 @@ if [ "$quick" = 1 ]; then
   run benchmarks/register_pacing.py --seconds 10
   run benchmarks/emulator_load.py --sessions 20
   run benchmarks/watch_throughput.py --files 40
+  run benchmarks/reenroll_throughput.py --speakers 40
 else
   run benchmarks/transcode_speed.py
   run benchmarks/transcode_quality.py
@@ -30,5 +31,7 @@ else
   run benchmarks/register_pacing.py
   run benchmarks/emulator_load.py
   run benchmarks/watch_throughput.py
+  run benchmarks/reenroll_throughput.py
 fi
+run benchmarks/voiceprint_margins.py
 exit $status
