@@ -102,6 +102,7 @@ StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
+        metavar="URL",
         help="Credential store: a SQLite file or postgresql://USER@HOST/DB (default: DASCTL_STORE, the "
         "profile's store, else store.db in dasctl's data directory).",
         show_default=False,

@@ -147,6 +147,11 @@ class Store(Protocol):
         a model hash, or stale for one (made with any other model)."""
         ...
 
+    def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
+        """Every enrollment attempt (superseded and failed included; no audio loaded), by speaker then
+        age: what `credentials export` writes."""
+        ...
+
     def history(self, speaker: str) -> list[EnrollmentRecord | VerificationRecord]:
         """Every enrollment attempt and verification of a speaker, oldest first (no audio loaded)."""
         ...

@@ -237,6 +237,20 @@ class SqlStore:
                 continue
             yield enrollment_from_row(row)
 
+    def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
+        sql, params = _ENROLLMENT_SELECT, []
+        prefix = glob_prefix(speaker_glob) if speaker_glob else ""
+        if prefix:
+            sql += " WHERE speaker >= ? AND speaker < ?"
+            params = [prefix, prefix + "\U0010ffff"]
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql + " ORDER BY speaker, id"), params)
+            rows = cursor.fetchall()
+        for row in rows:
+            if speaker_glob and not fnmatch.fnmatchcase(row[1], speaker_glob):
+                continue
+            yield enrollment_from_row(row)
+
     def history(self, speaker: str) -> list[EnrollmentRecord | VerificationRecord]:
         with self._read() as cursor:
             cursor.execute(self._sql(_ENROLLMENT_SELECT + " WHERE speaker = ? ORDER BY id"), (speaker,))
