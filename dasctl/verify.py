@@ -108,6 +108,13 @@ def stale_model_error(
     )
 
 
+#: What to do after a verify "no" whose register wording (results._HINTS) would not fit.
+VERIFY_HINTS = {
+    events.RESULT_FAIL_SPOOF: "The recording looks replayed or synthetic; verify with a live call recording, "
+    "or lower --threshold if you trust it.",
+}
+
+
 def is_credential_refusal(event_name: str, content: str) -> bool:
     """Whether an error-parameters is about the credential (the emulator names the field; the real
     service's wording is unknown, so any mention of the credential counts)."""

@@ -187,6 +187,20 @@ def test_a_model_the_service_does_not_have_fails_every_speaker_and_lists_them(
     assert [(r.origin, r.ok) for r in enrollments()["spk-000"]] == [("register", True), ("reenroll", False)]
 
 
+def test_a_refused_token_stops_the_batch_with_exit_4_and_records_nothing(
+    dasctl: Any, start_emulator: Any
+) -> None:
+    seed(3)
+    refusing = start_emulator("--model-hash", "old", "--model-hash", "new", "--fault-refuse-tokens")
+    run = dasctl("reenroll", "--model-hash", "new", *FAST, "-j", "2", env=refusing.client_env())
+    assert run.returncode == ExitCode.AUTH, run.stderr
+    assert "dasctl: error: the service refused the access token" in run.stderr
+    assert "Traceback" not in run.stderr
+    # not the speakers' failure: no attempt is recorded, the rerun will do them all
+    assert all(len(records) == 1 for records in enrollments().values())
+    assert set(current_models().values()) == {"old"}
+
+
 def test_kill_9_in_the_middle_then_a_rerun_reenrolls_each_speaker_exactly_once(
     dasctl: Any, two_models: Emulator
 ) -> None:

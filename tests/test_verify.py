@@ -134,7 +134,7 @@ def test_a_tone_fails_as_a_spoof(
     assert run.returncode == ExitCode.REJECTED
     document = json.loads(run.stdout)
     assert document["outcome"]["event"] == "result-fail-spoof" and document["authenticity"] < 0.8
-    assert "result-fail-spoof" in run.stderr
+    assert "result-fail-spoof" in run.stderr and "verify with a live call recording" in run.stderr
 
 
 def test_an_unknown_speaker_is_a_usage_error_naming_it(dasctl: Any, two_models: Emulator) -> None:

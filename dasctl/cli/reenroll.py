@@ -163,6 +163,9 @@ def reenroll(
                 f"interrupted after {len(outcomes)} of {work.total} speaker(s); what finished is kept",
                 "Run the same command again to continue where it stopped.",
             ) from None
+        except BaseException:
+            display.end()  # an auth refusal stops the batch: leave the terminal clean
+            raise
         display.end()
     finally:
         store.close()

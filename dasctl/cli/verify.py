@@ -116,7 +116,7 @@ async def _verify_one(
     from dasctl.audio import open_audio
     from dasctl.errors import AudioError, ServiceUnavailable
     from dasctl.session import register_audio
-    from dasctl.verify import is_credential_refusal, stale_model_error
+    from dasctl.verify import VERIFY_HINTS, is_credential_refusal, stale_model_error
 
     try:
         with open_audio(source, **audio_options) as audio:
@@ -139,6 +139,9 @@ async def _verify_one(
     )
     error: DasctlError | None = results.outcome_error(name, outcome)
     result = outcome.result
+    if error is not None and result.name in VERIFY_HINTS:
+        error.hint = VERIFY_HINTS[result.name]
+        document["error"]["hint"] = error.hint
     if error is not None and is_credential_refusal(result.name, result.content):
         error = stale_model_error(name, result.content, target, profile.model_hash)
         document["error"] = {
