@@ -272,3 +272,15 @@ def test_call_ids_are_fresh_per_file(dasctl: Any, two_models: Emulator, alice: d
     assert run.returncode == 0, run.stderr
     ids = [json.loads(line)["call_id"] for line in run.stdout.splitlines()]
     assert len(set(ids)) == 2 and all(uuid.UUID(i) for i in ids)
+
+
+def test_events_are_ndjson_lines_before_the_verify_document(
+    dasctl: Any, two_models: Emulator, alice: dict[str, Any]
+) -> None:
+    run = dasctl("verify", SPEECH_A, "--speaker", "alice", *FAST, "--events", env=two_models.client_env())
+    assert run.returncode == 0, run.stderr
+    *event_lines, result = [json.loads(line) for line in run.stdout.splitlines()]
+    names = [line["event"] for line in event_lines]
+    assert names[0] == "info-consumer-ready" and names[-1] == "result-success"
+    assert event_lines[-1]["score"] == result["score"] and result["schema"] == "dasctl.verify/1"
+    assert {line["call_id"] for line in event_lines} == {result["call_id"]}
