@@ -159,6 +159,15 @@ def test_verifications_are_kept_in_the_store_as_the_speakers_audit_trail(
     assert kept[0].model_hash == "old" and kept[0].enrollment_id is not None
     assert kept[0].source_path == SPEECH_A and kept[0].source_sha256 and kept[0].protocol == "twilio"
     assert kept[1].voice_seconds == failed["voice_seconds"] and kept[1].created_at
+    # and `credentials history` shows them beside the enrollment
+    shown = dasctl("credentials", "history", "alice", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    lines = [json.loads(line) for line in shown.stdout.splitlines()]
+    verifications = [line for line in lines if line.get("schema") == "dasctl.verification/1"]
+    assert [(v["outcome"], v["call_id"], v["score"]) for v in verifications] == [
+        ("result-success", passed["call_id"], passed["score"]),
+        ("result-fail-score", failed["call_id"], failed["score"]),
+    ]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
