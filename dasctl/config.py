@@ -377,12 +377,12 @@ def parse_store_url(text: str, where: str) -> str:
                              "Give a file path (SQLite) or postgresql://USER@HOST/DB.")
         from dasctl.logs import register_secret
 
-        register_secret(_url_password(text))
+        register_secret(store_url_password(text))
         return text
     return str(Path(text).expanduser())
 
 
-def _url_password(url: str) -> str | None:
+def store_url_password(url: str) -> str | None:
     from urllib.parse import unquote, urlsplit
 
     try:

@@ -199,3 +199,52 @@ def test_every_command_has_examples_and_exit_codes_in_its_help(dasctl: Run, comm
     assert done.returncode == 0
     assert "EXAMPLES" in done.stdout and f"dasctl credentials {command}" in done.stdout
     assert "Exit codes:" in done.stdout and "--store" in done.stdout
+
+
+def _in_tmux(command: str, tmp_path: Path, answer: str | None = None, expect: str = "") -> tuple[str, str]:
+    """Run a dasctl command in a real terminal (tmux); optionally answer a prompt; (screen, exit code)."""
+    import os
+    import shlex
+    import sys
+    import time
+    import uuid
+
+    from tests.conftest import ROOT
+    from tests.test_terminal import tmux
+
+    name = f"dasctl-cred-{uuid.uuid4().hex[:8]}"
+    done = tmp_path / f"{name}.rc"
+    config_dir = shlex.quote(os.environ["DASCTL_CONFIG_DIR"])
+    script = (f"cd {shlex.quote(str(ROOT))} && DASCTL_CONFIG_DIR={config_dir} TERM=xterm-256color "
+              f" {shlex.quote(sys.executable)} -m dasctl {command}; "
+              f"echo $? > {shlex.quote(str(done))}; sleep 30")
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "20", script], check=True,
+                   timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        if answer is not None:
+            while expect not in tmux("capture-pane", "-p", "-t", name) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            subprocess.run(["tmux", "send-keys", "-t", name, answer, "Enter"], check=True, timeout=10)
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return tmux("capture-pane", "-p", "-t", name), done.read_text().strip() if done.exists() else "?"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+
+
+@pytest.mark.terminal
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux is not installed")
+def test_on_a_terminal_list_is_a_table_and_rm_asks_first(seeded: str, tmp_path: Path) -> None:
+    screen, code = _in_tmux(f"credentials list --store {seeded}", tmp_path)
+    assert code == "0" and "speaker" in screen and "model hash" in screen and "CUST2" in screen
+    assert _cred("CUST2", 1) not in screen and "…" in screen
+    screen, code = _in_tmux(f"credentials rm CUST1 --store {seeded}", tmp_path, "n", "[y/N]")
+    assert "Remove everything kept about CUST1" in screen and code == "2"
+    store = open_store(seeded)
+    try:
+        assert store.current("CUST1") is not None
+    finally:
+        store.close()
+    screen, code = _in_tmux(f"credentials rm CUST1 --store {seeded}", tmp_path, "y", "[y/N]")
+    assert code == "0" and "Removed CUST1: 4 record(s)" in screen

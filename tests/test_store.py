@@ -261,6 +261,15 @@ def test_a_new_directory_is_created_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "new" / "dir").stat().st_mode) == 0o700
 
 
+def test_a_store_in_an_existing_directory_leaves_its_mode_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o1777)  # like /tmp
+    open_store(str(shared / "c.db")).close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "c.db").stat().st_mode) == 0o600
+
+
 def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_bytes(b"these are my notes, not a database\n" * 200)
@@ -384,3 +393,19 @@ def test_an_unreachable_postgres_store_is_exit_6_naming_it_without_the_password(
     assert "hunter2secret" not in done.stderr + done.stdout
     shown = dasctl("config", "show", env={"DASCTL_STORE": url})
     assert "hunter2secret" not in shown.stdout and "ops:****@" in shown.stdout
+
+
+def test_list_current_lines_are_the_credential_documents_compact(store: Store) -> None:
+    import json
+
+    from dasctl.results import json_line
+    from dasctl.store.records import credential_document
+
+    store.record_enrollment(enrollment("CUST1", call_id="a", audio=AUDIO, profile="prôd"))
+    store.record_enrollment(enrollment("CUST2", call_id="b", model_hash="v2", authenticity=None))
+    store.record_enrollment(enrollment("CUST2", call_id="c", model_hash="v2", source_path="/in/ünï.wav"))
+    for filters in ({}, {"speaker_glob": "*2"}, {"stale_for": "v2"}):
+        lines = list(store.list_current_lines(**filters))  # type: ignore[arg-type]
+        expected = [credential_document(r) for r in store.list_current(**filters)]  # type: ignore[arg-type]
+        assert [json.loads(line) for line in lines] == expected
+        assert lines == [json_line(document) for document in expected] or not store.location.endswith(".db")

@@ -125,15 +125,18 @@ def list_credentials(
     as_json: common.JsonOption = False,
     store: common.StoreOption = None,
 ) -> None:
-    from dasctl.store.records import credential_document
-
     environment = common.environment()
     opened = _open(store)
     try:
-        records = opened.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for)
         if as_json:
-            _write_lines(environment, (credential_document(record) for record in records))
+            out = environment.stdout
+            for line in opened.list_current_lines(speaker_glob=speaker, model_hash=model_hash,
+                                                  stale_for=stale_for):
+                out.write(line)
+                out.write("\n")
+            out.flush()
             return
+        records = opened.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for)
         _table(environment, ["speaker", "model hash", "enrolled", "credential", "audio", "id"], (
             [r.speaker, _text(r.model_hash), _text(r.created_at), _mask(r.credential, show_credential),
              _text(r.has_audio), _text(r.id)]

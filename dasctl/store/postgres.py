@@ -54,11 +54,11 @@ class PostgresStore(SqlStore):
     IS_DISTINCT = "IS DISTINCT FROM"
 
     def __init__(self, url: str) -> None:
-        from dasctl.config import _url_password, masked_store_url
+        from dasctl.config import masked_store_url, store_url_password
         from dasctl.logs import register_secret
 
         super().__init__()
-        register_secret(_url_password(url))
+        register_secret(store_url_password(url))
         self._url = url
         self.location = masked_store_url(url)
         self._connection = self._connect()
