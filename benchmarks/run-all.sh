@@ -23,6 +23,7 @@ if [ "$quick" = 1 ]; then
   run benchmarks/watch_throughput.py --files 40
   run benchmarks/store_write.py --records 90
   run benchmarks/store_list.py --records 20000 --runs 3
+  run benchmarks/reenroll_throughput.py --speakers 40
 else
   run benchmarks/transcode_speed.py
   run benchmarks/transcode_quality.py
@@ -34,5 +35,7 @@ else
   run benchmarks/watch_throughput.py
   run benchmarks/store_write.py
   run benchmarks/store_list.py
+  run benchmarks/reenroll_throughput.py
 fi
+run benchmarks/voiceprint_margins.py
 exit $status

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SAMPLE_RATE",
     "AudioStream",
+    "MulawAudio",
     "Pacer",
     "check_range",
     "mulaw_decode",
@@ -795,6 +796,23 @@ def write_mulaw_wav(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> in
 def write_mulaw_raw(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> int:
     """Write 8 kHz mono mu-law chunks as raw bytes (.ul), atomically; return the bytes written."""
     return _write_atomically(path, chunks, wav=False)
+
+
+class MulawAudio:
+    """Audio that is already what the service hears (8 kHz mono mu-law bytes, e.g. kept enrollment
+    audio): framed as AudioStream frames it, with nothing decoded or resampled."""
+
+    def __init__(self, data: bytes, name: str = "<mu-law>") -> None:
+        self.data = bytes(data)
+        self.name = name
+        self.duration: float | None = len(self.data) / SAMPLE_RATE
+
+    def frames(self, frame_ms: int = 20) -> Iterator[bytes]:
+        check_frame_ms(frame_ms)
+        size = SAMPLE_RATE * frame_ms // 1000
+        view = memoryview(self.data)
+        for offset in range(0, len(view), size):
+            yield bytes(view[offset : offset + size])
 
 
 # --- pacing ----------------------------------------------------------------------------------------

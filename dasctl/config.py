@@ -40,6 +40,9 @@ CLOUD_EU_AUTH_URL = CLOUD_EU_URL + AUTH_PATH
 DEFAULT_AUTHENTICITY_THRESHOLD = 0.8
 DEFAULT_AUDIO_TOTAL_DURATION = 5.0
 DEFAULT_AUDIO_PROTOCOL = "twilio"
+#: verify: the lowest score that verifies, and the seconds of voice it collects (PROTOCOL.md §5: 3 s)
+DEFAULT_SCORE_THRESHOLD = 0.6
+DEFAULT_VERIFY_DURATION = 3.0
 
 # --- profiles ------------------------------------------------------------------------------------
 LOCAL_PROFILE = "local"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from dasctl.session import RegisterOutcome
 
 SCHEMA = "dasctl.register/1"
+VERIFY_SCHEMA = "dasctl.verify/1"
 EVENT_SCHEMA = "dasctl.event/1"
 
 # What to do after each "no" from the service (PROTOCOL.md §3.2), in one line.
@@ -68,10 +69,35 @@ def result_document(
     return document
 
 
-def failure_document(file: str, error: DasctlError, *, call_id: str | None = None) -> dict[str, Any]:
+def verify_document(
+    file: str,
+    outcome: RegisterOutcome,
+    *,
+    speaker: str | None,
+    model_hash: str | None,
+    score_threshold: float,
+    audio_total_duration: float,
+) -> dict[str, Any]:
+    """The `dasctl.verify/1` document: the register document's fields, less the credential (a verify
+    session makes none), plus who was checked and the decision."""
+    document = result_document(
+        file, outcome, model_hash=model_hash or "", audio_total_duration=audio_total_duration
+    )
+    document.pop("credential", None)
+    document["schema"] = VERIFY_SCHEMA
+    document["speaker"] = speaker
+    document["model_hash"] = model_hash
+    document["verified"] = document["ok"]
+    document["score_threshold"] = score_threshold
+    return document
+
+
+def failure_document(
+    file: str, error: DasctlError, *, call_id: str | None = None, schema: str = SCHEMA
+) -> dict[str, Any]:
     """The JSON document for a file that ended without a terminal event (bad audio, auth, network)."""
     return {
-        "schema": SCHEMA,
+        "schema": schema,
         "file": file,
         "call_id": call_id,
         "ok": False,
@@ -151,13 +177,16 @@ def human_summary(document: dict[str, Any]) -> str:
     file = document.get("file", "")
     outcome = document.get("outcome") or {}
     error = document.get("error") or {}
+    done = "verified" if document.get("schema") == VERIFY_SCHEMA else "registered"
     if document.get("ok"):
-        head = f"{file}: registered"
+        head = f"{file}: {done}"
     elif outcome:
-        head = f"{file}: not registered ({outcome.get('event')})"
+        head = f"{file}: not {done} ({outcome.get('event')})"
     else:
         head = f"{file}: failed ({error.get('kind', 'error')})"
     rows: list[tuple[str, str]] = []
+    if document.get("speaker"):
+        rows.append(("speaker", str(document["speaker"])))
     if document.get("credential"):
         rows.append(("credential", str(document["credential"])))
     if outcome:
@@ -168,7 +197,9 @@ def human_summary(document: dict[str, Any]) -> str:
         if "authenticity" in document:
             rows.append(("authenticity", f"{document['authenticity']}"))
         if "score" in document:
-            rows.append(("score", f"{document['score']}"))
+            threshold = document.get("score_threshold")
+            limit = f" (threshold {threshold:g})" if threshold else ""
+            rows.append(("score", f"{document['score']}{limit}"))
         voice = document.get("voice_seconds")
         target = document.get("target_voice_seconds")
         if voice is not None:

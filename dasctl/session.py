@@ -10,11 +10,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dasctl import events
+from dasctl.config import DEFAULT_SCORE_THRESHOLD
 from dasctl.errors import (
     AudioError,
     AuthError,
@@ -27,7 +28,6 @@ from dasctl.errors import (
 if TYPE_CHECKING:
     import aiohttp
 
-    from dasctl.audio import AudioStream
     from dasctl.auth import TokenProvider
     from dasctl.config import Profile
     from dasctl.net import NetworkSettings
@@ -49,6 +49,14 @@ PROGRESS_INTERVAL = 0.1
 CHANNEL_FAILURE_GRACE = 0.5
 
 
+class AudioSource(Protocol):
+    """What a session sends: an open recording (audio.AudioStream) or kept mu-law (audio.MulawAudio)."""
+
+    duration: float | None  # seconds, when known (None: stdin, read in a thread)
+
+    def frames(self, frame_ms: int = 20) -> Iterable[bytes]: ...
+
+
 @dataclass(frozen=True)
 class RegisterOptions:
     """What to ask the service for, and how to send the audio."""
@@ -63,6 +71,10 @@ class RegisterOptions:
     # bound on waiting for the service (connect, consumer-ready, result after the audio ends)
     timeout: float = 60.0
     audiohook_frame_ms: int = 200  # AudioHook binary frame (the reference client sends 200 ms)
+    # a verify session (PROTOCOL.md §3.1) speaks the same driver: namespace verify, verify_request
+    kind: str = events.NS_REGISTER  # or events.NS_VERIFY
+    credential: str = ""  # verify: the credential to check the voice against
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD  # verify: the lowest score that verifies
 
 
 @dataclass(frozen=True)
@@ -112,14 +124,14 @@ class RegisterOutcome:
 
 
 async def register_audio(
-    audio: AudioStream,
+    audio: AudioSource,
     options: RegisterOptions,
     profile: Profile,
     tokens: TokenProvider,
     network: NetworkSettings,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> RegisterOutcome:
-    """Run one register session for this audio and return its terminal event.
+    """Run one register session (or verify, with options.kind) for this audio and return its terminal event.
 
     Terminal service events are returned (even error-*); failures with no terminal event raise
     AuthError / ServiceUnavailable / AudioError. Cancellation closes both channels before propagating.
@@ -133,7 +145,7 @@ class RegisterSession:
 
     def __init__(
         self,
-        audio: AudioStream,
+        audio: AudioSource,
         options: RegisterOptions,
         profile: Profile,
         tokens: TokenProvider,
@@ -147,7 +159,7 @@ class RegisterSession:
         self.network = network
         self.on_progress = on_progress
         self.call_id = options.call_id or str(uuid.uuid4())
-        self.namespace = profile.namespace(events.NS_REGISTER)
+        self.namespace = profile.namespace(options.kind)
         self.started = time.monotonic()
         self.timings: dict[str, float] = {}
         self.state = CONNECTING
@@ -198,6 +210,22 @@ class RegisterSession:
 
     def initialize_payload(self) -> dict[str, Any]:
         """PROTOCOL.md §3.1, field for field (sample_rate and channels are strings on Socket.IO)."""
+        request: dict[str, Any]
+        if self.options.kind == events.NS_VERIFY:
+            request = {
+                events.R_CREDENTIAL: self.options.credential,
+                events.R_AUTHENTICITY_THRESHOLD: self.options.authenticity_threshold,
+                events.R_SCORE_THRESHOLD: self.options.score_threshold,
+                events.R_AUDIO_TOTAL_DURATION: self.options.audio_total_duration,
+            }
+            request_key = events.F_VERIFY_REQUEST
+        else:
+            request = {
+                events.R_AUTHENTICITY_THRESHOLD: self.options.authenticity_threshold,
+                events.R_AUDIO_TOTAL_DURATION: self.options.audio_total_duration,
+                events.R_MODEL_HASH: self.options.model_hash,
+            }
+            request_key = events.F_REGISTER_REQUEST
         return {
             events.F_METADATA: {
                 events.M_AUDIO_PROTOCOL: self.options.protocol,
@@ -208,11 +236,7 @@ class RegisterSession:
                 events.M_CHANNELS: "1",
                 events.M_CALL_ID: self.call_id,
             },
-            events.F_REGISTER_REQUEST: {
-                events.R_AUTHENTICITY_THRESHOLD: self.options.authenticity_threshold,
-                events.R_AUDIO_TOTAL_DURATION: self.options.audio_total_duration,
-                events.R_MODEL_HASH: self.options.model_hash,
-            },
+            request_key: request,
         }
 
     async def token(self, refused: str | None = None) -> Any:

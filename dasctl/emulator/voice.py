@@ -128,17 +128,24 @@ def voiceprint(signal: np.ndarray) -> list[float]:
     return [round(float(value), 4) for value in print_]
 
 
-#: Distance scale of the similarity: calibrated so another voice of the test fixtures scores < 0.6.
-SCORE_SCALE = 12.0
+#: Typical spread of each MFCC c1..c12 over voiced speech frames (measured on the espeak-ng fixtures,
+#: rounded): each voiceprint dimension is divided by it, so that c1 (large, mostly loudness contour and
+#: vowel quality) no longer drowns c5..c12, where the differences between voices are.
+COEFFICIENT_SPREAD = (17.9, 17.8, 16.8, 13.5, 12.3, 9.1, 10.0, 7.1, 7.9, 4.6, 5.2, 5.2)
+#: Distance scale of the similarity, calibrated on the fixtures (docs/emulator.md, "measured margins"):
+#: 3 s of the enrolled voice scores about 0.7-0.75, another fixture voice 0.52 or less.
+SCORE_SCALE = 1.3
 
 
 def similarity(first: list[float], second: list[float]) -> float:
-    """Score in 0..1: exp(-euclidean distance / SCORE_SCALE); identical voiceprints score 1."""
+    """Score in 0..1: exp(-distance / SCORE_SCALE) between voiceprints whose dimensions are divided by
+    their typical spread (COEFFICIENT_SPREAD, for the means and the deviations alike)."""
     a = np.asarray(first, dtype=np.float64)
     b = np.asarray(second, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError("voiceprints of different sizes")
-    return float(math.exp(-float(np.linalg.norm(a - b)) / SCORE_SCALE))
+    spread = np.tile(np.asarray(COEFFICIENT_SPREAD), a.size // len(COEFFICIENT_SPREAD))
+    return float(math.exp(-float(np.linalg.norm((a - b) / spread)) / SCORE_SCALE))
 
 
 #: Spectral movement (RMS change of the log mel shape per 10 ms, median) that maps to 1 - 1/e.

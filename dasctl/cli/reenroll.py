@@ -1,0 +1,199 @@
+"""`dasctl reenroll`: re-enroll every speaker with a credential of another model, from kept audio."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dasctl.cli import common
+from dasctl.cli.register import PROTOCOLS
+from dasctl.errors import BatchFailed, Interrupted, UsageError
+
+if TYPE_CHECKING:
+    from dasctl.environment import Environment
+    from dasctl.reenroll import Plan, SpeakerResult
+
+HELP = """Re-enroll every speaker whose current credential was made with another model.
+
+When the service moves to a new biometric model, credentials made with the old one stop working. For
+each such speaker in the credential store (or those matching --speaker GLOB), one register session with
+--model-hash sends the enrollment audio kept in the store (no recording is read, nobody is called); the
+new credential becomes current and the old one stays in the speaker's history. Several sessions run at
+once (-j). Interrupted (Ctrl-C, SIGTERM, even kill -9) and run again, it continues where it stopped and
+never re-enrolls a speaker twice. Speakers with no kept audio are reported with what to do.
+
+Progress goes to stderr (one bar on a terminal: done, failed, left, rate, ETA; plain lines otherwise);
+with --json, one dasctl.reenroll/1 line per speaker on stdout.
+
+\b
+Examples:
+  dasctl reenroll --model-hash model-2027 --dry-run
+  dasctl reenroll --model-hash model-2027 -j 8 --speed 0
+  dasctl reenroll --model-hash model-2027 --speaker 'team-a-*' --json | jq -c 'select(.ok|not)'
+
+\b
+Exit codes: 0 every stale speaker re-enrolled (or nothing to do, or --dry-run); 2 usage error;
+4 authentication; 6 store or service unreachable; 7 some speakers failed or have no kept audio (listed
+on stderr; run again to retry the failed ones); 130 interrupted (run again to continue)."""
+
+
+def _print_plan(plan: Plan, environment: Environment, as_json: bool) -> None:
+    from dasctl import results
+    from dasctl.reenroll import no_audio_hint, planned_document
+
+    for record in [*plan.to_do, *plan.no_audio]:
+        if as_json:
+            environment.stdout.write(results.json_line(planned_document(record, plan.model_hash)) + "\n")
+        elif record.has_audio:
+            environment.stdout.write(
+                f"would re-enroll {record.speaker}: model {record.model_hash} -> {plan.model_hash}\n"
+            )
+        else:
+            environment.stdout.write(
+                f"cannot re-enroll {record.speaker} (model {record.model_hash}): no kept audio. "
+                f"{no_audio_hint(record.speaker, plan.model_hash)}\n"
+            )
+    environment.stdout.flush()
+    common.say(
+        f"dry run: {len(plan.to_do)} speaker(s) would be re-enrolled with {plan.model_hash}, "
+        f"{len(plan.no_audio)} have no kept audio; nothing was changed"
+    )
+
+
+def reenroll(
+    model_hash: Annotated[
+        str, typer.Option("--model-hash", help="The new biometric model to enroll with.", show_default=False)
+    ],
+    speaker: Annotated[
+        str | None,
+        typer.Option(
+            "--speaker", "-s", help="Only speakers matching this glob (e.g. 'team-a-*').", show_default=False
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-j", min=1, max=64, help="Sessions at once.")
+    ] = 4,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be re-enrolled; change nothing.")
+    ] = False,
+    protocol: common.ProtocolOption = "twilio",
+    threshold: common.ThresholdOption = None,
+    duration: common.DurationOption = None,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.0, help="Send audio at N x real time (0: as fast as possible).")
+    ] = 1.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the service at each step.")
+    ] = 60.0,
+    as_json: common.JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    store_url: common.StoreOption = None,
+    profile: common.ProfileOption = None,
+) -> None:
+    """Re-enroll speakers whose credential was made with another model, from the kept enrollment audio."""
+    import asyncio
+    import signal
+
+    from dasctl import results
+    from dasctl.reenroll import NO_AUDIO, Reenroller, no_audio_result, plan
+    from dasctl.reenroll_display import choose_reenroll_display
+
+    environment = common.environment()
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    profile_obj, options = common.load_register_request(
+        profile,
+        protocol=protocol,
+        model_hash=model_hash,
+        threshold=threshold,
+        duration=duration,
+        speed=speed,
+        timeout=timeout,
+    )
+    store = common.open_store_option(store_url, profile_obj)
+    try:
+        work = plan(store, model_hash, speaker)
+        if dry_run:
+            _print_plan(work, environment, as_json)
+            return
+        display = choose_reenroll_display(environment, quiet=quiet)
+        outcomes: list[SpeakerResult] = []
+
+        def report(result: SpeakerResult) -> None:
+            outcomes.append(result)
+            display.finished(result)
+            if as_json:
+                environment.stdout.write(results.json_line(result.document) + "\n")
+                environment.stdout.flush()
+
+        async def run() -> None:
+            from dasctl.auth import TokenProvider
+            from dasctl.net import NetworkSettings
+
+            main_task = asyncio.current_task()
+            try:
+                if main_task is not None:
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+            except (NotImplementedError, RuntimeError):
+                pass
+            network = NetworkSettings.from_profile(profile_obj)
+            tokens = TokenProvider(profile_obj, network)
+            runner = Reenroller(
+                store,
+                options,
+                profile_obj,
+                tokens,
+                network,
+                concurrency,
+                on_start=display.started,
+                on_result=report,
+            )
+            await runner.run(work.to_do)
+
+        display.begin(work.total, model_hash)
+        for record in work.no_audio:
+            report(no_audio_result(record, model_hash))
+        try:
+            if work.to_do:
+                asyncio.run(run())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            display.end()
+            raise Interrupted(
+                f"interrupted after {len(outcomes)} of {work.total} speaker(s); what finished is kept",
+                "Run the same command again to continue where it stopped.",
+            ) from None
+        except BaseException:
+            display.end()  # an auth refusal stops the batch: leave the terminal clean
+            raise
+        display.end()
+    finally:
+        store.close()
+    failed = sorted((result for result in outcomes if not result.ok), key=lambda result: result.speaker)
+    done = len(outcomes) - len(failed)
+    if not work.total:
+        common.say(f"nothing to re-enroll: every current credential was made with {model_hash}")
+        return
+    common.say(f"re-enrolled {done} of {work.total} speaker(s) with {model_hash}; {len(failed)} failed")
+    if not failed:
+        return
+    for result in failed:
+        if result.status == NO_AUDIO:
+            common.warn(f"{result.speaker}: not re-enrolled: no kept enrollment audio", environment.stderr)
+        else:
+            error = result.document.get("error") or {}
+            common.warn(
+                f"{result.speaker}: not re-enrolled: {error.get('message', 'failed')}", environment.stderr
+            )
+    raise BatchFailed(
+        f"{len(failed)} of {work.total} speaker(s) not re-enrolled: "
+        + ", ".join(result.speaker for result in failed[:10])
+        + (", ..." if len(failed) > 10 else ""),
+        "Run the same command again to retry the failed ones; for no kept audio, enroll from a recording "
+        "with `dasctl register FILE --speaker ID`.",
+    )
+
+
+def install(app: typer.Typer) -> None:
+    """Add this module's commands to the application."""
+    app.command("reenroll", help=HELP)(reenroll)

@@ -1,0 +1,303 @@
+"""`dasctl reenroll` end to end: the real CLI against `dasctl serve` with an old and a new model.
+
+Most speakers are put in the store through its API (with kept mu-law audio made by dasctl's own
+transcoder from the committed fixtures), so a batch of 50 takes no 50 registrations to set up; one test
+goes the whole way: register, reenroll, verify.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dasctl.audio import open_audio
+from dasctl.errors import ExitCode
+from dasctl.store import EnrollmentRecord, open_store
+from tests.conftest import DATA, ROOT, Emulator, free_port, wait_for_port
+
+FIXTURES = ["speech-a-8k-mono.wav", "speech-b-16k-mono.wav", "speech-c-22k-mono.wav"]
+FAST = ("--speed", "0")
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
+    args = ["--model-hash", "old", "--model-hash", "new"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    emulator = Emulator(port, proc, log, args)
+    wait_for_port(port, proc)
+    yield emulator
+    emulator.stop()
+
+
+@cache
+def mulaw(fixture: str) -> bytes:
+    with open_audio(DATA / fixture) as audio:
+        return b"".join(audio.chunks())
+
+
+def seed(count: int, *, model: str = "old", without_audio: tuple[int, ...] = (), prefix: str = "spk") -> None:
+    """`count` speakers enrolled with `model`, each with the kept audio of one fixture voice."""
+    store = open_store()
+    try:
+        for index in range(count):
+            fixture = FIXTURES[index % len(FIXTURES)]
+            store.record_enrollment(EnrollmentRecord(
+                speaker=f"{prefix}-{index:03d}", ok=True, origin="register", outcome="result-success",
+                credential=f"credential-{index}", model_hash=model, call_id=str(uuid.uuid4()),
+                protocol="twilio", source_path=str(DATA / fixture),
+                audio=None if index in without_audio else mulaw(fixture),
+            ))
+    finally:
+        store.close()
+
+
+def enrollments() -> dict[str, list[EnrollmentRecord]]:
+    """Every enrollment kept, per speaker, oldest first."""
+    store = open_store()
+    try:
+        speakers = sorted({record.speaker for record in store.list_current()})
+        return {
+            speaker: [entry for entry in store.history(speaker) if isinstance(entry, EnrollmentRecord)]
+            for speaker in speakers
+        }
+    finally:
+        store.close()
+
+
+def current_models() -> dict[str, str | None]:
+    store = open_store()
+    try:
+        return {record.speaker: record.model_hash for record in store.list_current()}
+    finally:
+        store.close()
+
+
+def ndjson(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_dry_run_lists_what_would_happen_and_changes_nothing(dasctl: Any, two_models: Emulator) -> None:
+    seed(3, without_audio=(2,))
+    before = enrollments()
+    run = dasctl("reenroll", "--model-hash", "new", "--dry-run", "--json", env=two_models.client_env())
+    assert run.returncode == 0, run.stderr
+    lines = ndjson(run.stdout)
+    assert [(d["speaker"], d["status"]) for d in lines] == [
+        ("spk-000", "planned"), ("spk-001", "planned"), ("spk-002", "no-audio"),
+    ]
+    assert {d["schema"] for d in lines} == {"dasctl.reenroll/1"}
+    assert lines[0]["previous"]["model_hash"] == "old" and lines[0]["model_hash"] == "new"
+    assert "dasctl register FILE --speaker spk-002 --model-hash new" in lines[2]["error"]["hint"]
+    assert "nothing was changed" in run.stderr
+    assert enrollments() == before
+    human = dasctl("reenroll", "--model-hash", "new", "--dry-run", env=two_models.client_env())
+    assert "would re-enroll spk-000: model old -> new" in human.stdout
+    assert "cannot re-enroll spk-002" in human.stdout and enrollments() == before
+
+
+@pytest.mark.parametrize("protocol", ["twilio", "audiohook"])
+def test_register_reenroll_verify_the_whole_way(dasctl: Any, two_models: Emulator, protocol: str) -> None:
+    env = two_models.client_env()
+    speech = str(DATA / "speech-a-8k-mono.wav")
+    registered = dasctl("register", speech, "--speaker", "alice", "--model-hash", "old", *FAST, "-q",
+                        "--protocol", protocol, env=env)
+    assert registered.returncode == 0, registered.stderr
+    run = dasctl("reenroll", "--model-hash", "new", *FAST, "--json", "--protocol", protocol, env=env)
+    assert run.returncode == 0, run.stderr
+    (line,) = ndjson(run.stdout)
+    assert line["speaker"] == "alice" and line["status"] == "reenrolled" and line["ok"] is True
+    assert line["previous"]["model_hash"] == "old" and line["model_hash"] == "new"
+    assert line["credential"] and line["protocol"] == protocol
+    assert "[1/1] alice: reenrolled (was old)" in run.stderr
+
+    history = enrollments()["alice"]
+    assert [(r.origin, r.model_hash, r.ok) for r in history] == [
+        ("register", "old", True), ("reenroll", "new", True),
+    ]
+    assert history[0].superseded_at is not None and history[1].superseded_at is None
+    assert history[1].credential == line["credential"] and history[1].call_id == line["call_id"]
+    assert history[1].source_path == history[0].source_path and history[1].has_audio
+
+    # the new credential is current and verifies, against a service that has only the new model
+    verified = dasctl("verify", str(DATA / "speech-ab-44k-stereo.wav"), "--channel", "left", "--speaker",
+                      "alice", *FAST, "--json", "--protocol", protocol, env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["model_hash"] == "new"
+    # nothing left to do: a second run changes nothing
+    again = dasctl("reenroll", "--model-hash", "new", *FAST, env=env)
+    assert again.returncode == 0 and "nothing to re-enroll" in again.stderr
+    assert len(enrollments()["alice"]) == 2
+
+
+def test_only_speakers_matching_the_glob(dasctl: Any, two_models: Emulator) -> None:
+    seed(2, prefix="team-a")
+    seed(2, prefix="team-b")
+    run = dasctl("reenroll", "--model-hash", "new", "--speaker", "team-a-*", *FAST, "-j", "2",
+                 env=two_models.client_env())
+    assert run.returncode == 0, run.stderr
+    assert current_models() == {
+        "team-a-000": "new", "team-a-001": "new", "team-b-000": "old", "team-b-001": "old",
+    }
+
+
+def test_speakers_without_kept_audio_are_reported_with_what_to_do_and_exit_7(
+    dasctl: Any, two_models: Emulator
+) -> None:
+    seed(3, without_audio=(1,))
+    run = dasctl("reenroll", "--model-hash", "new", *FAST, "--json", env=two_models.client_env())
+    assert run.returncode == ExitCode.BATCH_FAILED
+    statuses = {d["speaker"]: d["status"] for d in ndjson(run.stdout)}
+    assert statuses == {"spk-000": "reenrolled", "spk-001": "no-audio", "spk-002": "reenrolled"}
+    assert "spk-001: not re-enrolled: no kept enrollment audio" in run.stderr
+    assert "1 of 3 speaker(s) not re-enrolled: spk-001" in run.stderr
+    assert "dasctl register FILE --speaker" in run.stderr
+    assert current_models() == {"spk-000": "new", "spk-001": "old", "spk-002": "new"}
+
+
+def test_a_model_the_service_does_not_have_fails_every_speaker_and_lists_them(
+    dasctl: Any, two_models: Emulator
+) -> None:
+    seed(2)
+    run = dasctl("reenroll", "--model-hash", "unknown-model", *FAST, env=two_models.client_env())
+    assert run.returncode == ExitCode.BATCH_FAILED
+    assert "2 of 2 speaker(s) not re-enrolled: spk-000, spk-001" in run.stderr
+    assert "error-parameters" in run.stderr and "Traceback" not in run.stderr
+    assert current_models() == {"spk-000": "old", "spk-001": "old"}
+    # the failed attempts are history; the old credentials stay current
+    assert [(r.origin, r.ok) for r in enrollments()["spk-000"]] == [("register", True), ("reenroll", False)]
+
+
+def test_a_refused_token_stops_the_batch_with_exit_4_and_records_nothing(
+    dasctl: Any, start_emulator: Any
+) -> None:
+    seed(3)
+    refusing = start_emulator("--model-hash", "old", "--model-hash", "new", "--fault-refuse-tokens")
+    run = dasctl("reenroll", "--model-hash", "new", *FAST, "-j", "2", env=refusing.client_env())
+    assert run.returncode == ExitCode.AUTH, run.stderr
+    assert "dasctl: error: the service refused the access token" in run.stderr
+    assert "Traceback" not in run.stderr
+    # not the speakers' failure: no attempt is recorded, the rerun will do them all
+    assert all(len(records) == 1 for records in enrollments().values())
+    assert set(current_models().values()) == {"old"}
+
+
+def test_kill_9_in_the_middle_then_a_rerun_reenrolls_each_speaker_exactly_once(
+    dasctl: Any, two_models: Emulator
+) -> None:
+    seed(50)
+    env = {**os.environ, **two_models.client_env()}
+    # paced at 4x real time so that the batch is still running when it is killed
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dasctl", "reenroll", "--model-hash", "new", "-j", "4", "--speed", "4",
+         "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert first.stdout is not None
+        printed = [first.stdout.readline() for _ in range(6)]
+        assert all(json.loads(line)["status"] == "reenrolled" for line in printed)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    after_kill = current_models()
+    moved = sum(1 for model in after_kill.values() if model == "new")
+    assert 6 <= moved < 50, moved  # killed in the middle, not before nor after
+
+    rerun = dasctl("reenroll", "--model-hash", "new", "-j", "4", *FAST, "--json", env=two_models.client_env())
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(ndjson(rerun.stdout)) == 50 - moved  # only what was left
+    assert set(current_models().values()) == {"new"}
+    for speaker, records in enrollments().items():
+        reenrolled = [r for r in records if r.origin == "reenroll" and r.ok]
+        assert len(reenrolled) == 1, (speaker, [(r.origin, r.model_hash, r.call_id) for r in records])
+        assert [r.model_hash for r in records if r.ok] == ["old", "new"]
+
+
+def test_sigterm_stops_the_batch_with_130_and_keeps_what_finished(dasctl: Any, two_models: Emulator) -> None:
+    seed(12)
+    env = {**os.environ, **two_models.client_env()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dasctl", "reenroll", "--model-hash", "new", "-j", "2", "--speed", "2",
+         "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "interrupted after" in err and "Run the same command again" in err and "Traceback" not in err
+    assert 1 <= sum(1 for model in current_models().values() if model == "new") < 12
+
+
+def test_help_has_examples_and_exit_codes(dasctl: Any) -> None:
+    run = dasctl("reenroll", "--help")
+    assert run.returncode == 0
+    assert "Examples:" in run.stdout and "dasctl reenroll --model-hash model-2027 --dry-run" in run.stdout
+    assert "Exit codes: 0 every stale speaker re-enrolled" in run.stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_terminal_shows_one_bar_over_the_batch(two_models: Emulator, tmp_path: Path) -> None:
+    seed(8)
+    name = f"dasctl-test-{uuid.uuid4().hex[:8]}"
+    done = tmp_path / "exit-code"
+    env = {**two_models.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"],
+           "TERM": "xterm-256color"}
+    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+    command = (
+        f"cd {shlex.quote(str(ROOT))} && env -u NO_COLOR {exports} {shlex.quote(sys.executable)} -m dasctl "
+        f"reenroll --model-hash new -j 2 --speed 3; echo $? > {shlex.quote(str(done))}; sleep 30"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "20", command],
+                   check=True, timeout=10)
+    try:
+        mid_run = screen = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not mid_run:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True,
+                                    text=True, timeout=10).stdout
+            if re.search(r"done [1-7] ", screen) and "left " in screen:
+                mid_run = screen
+            time.sleep(0.1)
+        assert mid_run, f"no batch bar seen mid-run; last screen:\n{screen}"
+        (bar,) = [line for line in mid_run.splitlines() if "done " in line]
+        assert "re-enroll → new" in bar and "/8" in bar and "failed 0" in bar
+        assert "ETA " in bar and "/s" in bar
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not done.exists():
+            time.sleep(0.2)
+        assert done.read_text().strip() == "0"
+        final = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True,
+                               timeout=10).stdout
+        assert "8/8" in final and "re-enrolled 8 of 8 speaker(s) with new; 0 failed" in final
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
