@@ -25,6 +25,7 @@ from dasctl.config import (
     ENV_CLIENT_SECRET,
     ENV_TOKEN,
     Profile,
+    lock_file,
     private_dir,
     token_cache_dir,
     write_private_file,
@@ -207,7 +208,7 @@ class TokenCache:
         self.client_id = client_id
         key = hashlib.sha256(f"{profile.name}\0{profile.auth_url}\0{client_id}".encode()).hexdigest()[:16]
         self.path: Path = token_cache_dir(env) / f"{profile.name}-{key}.json"
-        self.lock_path = self.path.with_suffix(".lock")
+        self.lock_path = lock_file(f"tokens-{self.path.stem}", env)
 
     def read(self) -> Token | None:
         """The cached token, or None; a corrupt file is discarded with a warning, never a crash."""

@@ -144,6 +144,23 @@ def token_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("dasctl")) / "tokens"
 
 
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Lock files and logs: the platform's state dir, or DASCTL_CONFIG_DIR's sibling `NAME-state` (never
+    inside the config dir, which holds only what the user configured)."""
+    environ = _environ(env)
+    if environ.get(ENV_CONFIG_DIR):
+        directory = config_dir(environ)
+        return directory.parent / f"{directory.name}-state"
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("dasctl"))
+
+
+def lock_file(name: str, env: Mapping[str, str] | None = None) -> Path:
+    """Where the lock guarding `name` (a file of dasctl's) lives: under state_dir()/locks, 0700."""
+    return private_dir(state_dir(env) / "locks") / f"{name}.lock"
+
+
 def private_dir(path: Path) -> Path:
     """Create the directory (and parents) and make it 0700: only the owner may list or enter it."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -227,7 +244,7 @@ def update_config_file(change: Any, env: Mapping[str, str] | None = None) -> Non
 
     path = config_file(env)
     private_dir(path.parent)
-    with filelock.FileLock(str(path) + ".lock", timeout=30):
+    with filelock.FileLock(str(lock_file(path.name, env)), timeout=30, mode=0o600):
         data = read_config_file(env)
         change(data)
         write_private_file(path, tomli_w.dumps(data).encode("utf-8"))

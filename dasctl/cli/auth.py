@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dasctl.cli.common import JsonOption, ProfileOption, profile_name, say, warn
+from dasctl.cli.usage import compose_help
 
 if TYPE_CHECKING:
     from dasctl.auth import Token
@@ -18,7 +19,10 @@ AUTH_STATUS_SCHEMA = "dasctl.auth-status/1"
 
 auth_app = typer.Typer(
     name="auth",
-    help="Show the login state of a profile, or print a token for other tools.",
+    help=compose_help(
+        "Show the login state of a profile, or print a token for other tools.",
+        examples=["dasctl auth status", "dasctl auth token"],
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -271,10 +275,51 @@ def token(profile: ProfileOption = None) -> None:
     print(core.TokenProvider(resolved).token().access_token)
 
 
+LOGIN_HELP = compose_help(
+    "Check client credentials by fetching a token, then store the profile and the secret.",
+    "The secret goes to the system keyring, else a 0600 file; it is never taken from the command line. "
+    "The built-in `local` profile needs no input: it uses the emulator's public demo client.",
+    examples=[
+        "dasctl login   # the local emulator (`dasctl serve`)",
+        "dasctl login --profile prod --client-id my-client --url https://api.eu.veri-das.com \\",
+        "      --audio-url twilio=wss://audio.example.com/twilio",
+        "printf '%s\\n' \"$SECRET\" | dasctl login --profile prod --client-secret-stdin",
+    ],
+    exit_codes="""
+    0 logged in
+    2 usage error (a missing client id or secret, and no terminal to ask)
+    4 the token endpoint refused the credentials
+    6 the token endpoint could not be reached
+    """,
+)
+LOGOUT_HELP = compose_help(
+    "Forget a profile's stored client secret and cached tokens (its URLs stay).",
+    examples=["dasctl logout", "dasctl logout --profile prod"],
+)
+STATUS_HELP = compose_help(
+    "Show the profile, its URLs, client id, where the token comes from and when it expires.",
+    examples=["dasctl auth status", "dasctl auth status --profile prod --json | jq .token.expires_at"],
+    exit_codes="""
+    0 logged in (a valid token)
+    4 not logged in, or the credentials are refused
+    6 the token endpoint could not be reached
+    """,
+)
+TOKEN_HELP = compose_help(
+    "Print a valid access token on stdout (refreshed when needed), for other tools.",
+    examples=['curl -H "Authorization: Bearer $(dasctl auth token)" "$URL"'],
+    exit_codes="""
+    0 a token was printed
+    4 not logged in, or the credentials are refused
+    6 the token endpoint could not be reached
+    """,
+)
+
+
 def install(app: typer.Typer) -> None:
     """Add login, logout and the auth group to the application."""
-    app.command("login")(login)
-    app.command("logout")(logout)
-    auth_app.command("status")(status)
-    auth_app.command("token")(token)
+    app.command("login", help=LOGIN_HELP)(login)
+    app.command("logout", help=LOGOUT_HELP)(logout)
+    auth_app.command("status", help=STATUS_HELP)(status)
+    auth_app.command("token", help=TOKEN_HELP)(token)
     app.add_typer(auth_app, name="auth")

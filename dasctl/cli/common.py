@@ -65,18 +65,27 @@ ProfileOption = Annotated[
     typer.Option(
         "--profile",
         "-p",
+        metavar="NAME",
         help="Profile to use (default: DASCTL_PROFILE, else the file's default_profile, else 'local').",
         show_default=False,
+        autocompletion=lambda incomplete: complete_profile(incomplete),
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 ProtocolOption = Annotated[
-    str, typer.Option("--protocol", help="Audio channel protocol: twilio or audiohook.")
+    str,
+    typer.Option(
+        "--protocol",
+        metavar="twilio|audiohook",
+        help="Audio channel protocol.",
+        autocompletion=lambda incomplete: complete_protocol(incomplete),
+    ),
 ]
 ThresholdOption = Annotated[
     float | None,
     typer.Option(
         "--threshold",
+        metavar="0..1",
         help="Anti-spoofing threshold, 0..1 (profile: authenticity_threshold).",
         show_default=False,
     ),
@@ -85,6 +94,7 @@ DurationOption = Annotated[
     float | None,
     typer.Option(
         "--duration",
+        metavar="SECONDS",
         help="Seconds of voice to collect (profile: audio_total_duration).",
         show_default=False,
     ),
@@ -92,7 +102,10 @@ DurationOption = Annotated[
 ModelHashOption = Annotated[
     str | None,
     typer.Option(
-        "--model-hash", help="Biometric model to enroll with (profile: model_hash).", show_default=False
+        "--model-hash",
+        metavar="HASH",
+        help="Biometric model to enroll with (profile: model_hash).",
+        show_default=False,
     ),
 ]
 
@@ -138,3 +151,24 @@ def load_register_request(
         timeout=timeout,
     )
     return resolved, options
+
+
+# Shell completion callbacks: called on every <Tab>, so cheap (no numpy, socketio or audio imports).
+def complete_profile(incomplete: str) -> list[str]:
+    from dasctl import config
+
+    try:
+        names = config.profile_names()
+    except Exception:  # a broken profiles file must not break the user's shell
+        names = [config.LOCAL_PROFILE]
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def complete_protocol(incomplete: str) -> list[str]:
+    from dasctl.config import AUDIO_PROTOCOLS
+
+    return [name for name in AUDIO_PROTOCOLS if name.startswith(incomplete)]
+
+
+def complete_channel(incomplete: str) -> list[str]:
+    return [name for name in ("mix", "left", "right", "0", "1") if name.startswith(incomplete)]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dasctl.cli.common import JsonOption, ProfileOption, profile_name, say
+from dasctl.cli.usage import compose_help
 
 if TYPE_CHECKING:
     from dasctl.config import Profile
@@ -17,7 +18,10 @@ CONFIG_PATH_SCHEMA = "dasctl.config-path/1"
 
 config_app = typer.Typer(
     name="config",
-    help="Show and set profile values (precedence: flag > environment > profile file > default).",
+    help=compose_help(
+        "Show and set profile values (precedence: flag > environment > profile file > default).",
+        examples=["dasctl config show", "dasctl config set model_hash HASH --profile prod"],
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -183,11 +187,42 @@ def path(json_output: JsonOption = False) -> None:
     print(config.config_file())
 
 
+SHOW_HELP = compose_help(
+    "Show every value of a profile and where it comes from.",
+    examples=["dasctl config show", "dasctl config show --profile prod --json"],
+)
+GET_HELP = compose_help(
+    "Print one value of a profile (with --json, also where it comes from).",
+    examples=["dasctl config get url", "dasctl config get audio_url.twilio --profile prod"],
+    exit_codes="""
+    0 printed
+    1 the key is not set
+    2 usage error (an unknown key)
+    """,
+)
+SET_HELP = compose_help(
+    "Store a value in a profile of the profiles file.",
+    examples=[
+        "dasctl config set model_hash HASH --profile prod",
+        "dasctl config set audio_url.twilio wss://audio.example.com/twilio --profile prod",
+        "dasctl config set default_profile prod",
+    ],
+)
+UNSET_HELP = compose_help(
+    "Remove a value from a profile, so the default applies again.",
+    examples=["dasctl config unset model_hash --profile prod"],
+)
+PATH_HELP = compose_help(
+    "Print the path of the profiles file (with --json, every directory dasctl uses).",
+    examples=["dasctl config path", "dasctl config path --json"],
+)
+
+
 def install(app: typer.Typer) -> None:
     """Add the config group to the application."""
-    config_app.command("show")(show)
-    config_app.command("get")(get)
-    config_app.command("set")(set_value)
-    config_app.command("unset")(unset)
-    config_app.command("path")(path)
+    config_app.command("show", help=SHOW_HELP)(show)
+    config_app.command("get", help=GET_HELP)(get)
+    config_app.command("set", help=SET_HELP)(set_value)
+    config_app.command("unset", help=UNSET_HELP)(unset)
+    config_app.command("path", help=PATH_HELP)(path)
     app.add_typer(config_app, name="config")

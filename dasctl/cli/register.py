@@ -11,6 +11,7 @@ import typer
 
 from dasctl.cli import common
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
+from dasctl.cli.usage import compose_help
 from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
 
 if TYPE_CHECKING:
@@ -22,15 +23,30 @@ PROTOCOLS = ("twilio", "audiohook")
 #: PROTOCOL.md §5: enrollment wants 3..30 s of voice; outside that is allowed, with a warning.
 USUAL_DURATION = (3.0, 30.0)
 
-HELP = """Enroll a speaker in das-Peak Streaming from each recording (FILE, or - for stdin).
-
-Each file is one register session: the audio is converted to 8 kHz mu-law, streamed to the service at
---speed (1 = real time), and the service answers with a credential. Progress goes to stderr (a live bar
-on a terminal, plain lines otherwise); the result goes to stdout (a summary, or JSON with --json).
-
-Exit codes: 0 registered; 2 usage error; 3 audio unusable; 4 authentication; 5 the service said no
-(result-fail-*, error-parameters, error-audio); 6 service unreachable, timed out or failing (retry);
-7 several files and some failed; 130 interrupted."""
+HELP = compose_help(
+    "Enroll a speaker in das-Peak Streaming from each recording (FILE, or - for stdin).",
+    """
+    Each file is one register session: the audio is converted to 8 kHz mu-law, streamed to the service at
+    --speed (1 = real time), and the service answers with a credential. Progress goes to stderr (a live bar
+    on a terminal, plain lines otherwise); the result goes to stdout (a summary, or JSON with --json).
+    """,
+    examples=[
+        "dasctl register call.wav",
+        "dasctl register call.wav --channel right --protocol audiohook --json",
+        "dasctl register calls/*.wav --output credentials/   # one credential file per recording",
+        "sox call.mp3 -t wav - | dasctl register -",
+    ],
+    exit_codes="""
+    0 registered
+    2 usage error
+    3 audio unusable
+    4 authentication
+    5 the service said no (result-fail-*, error-parameters, error-audio)
+    6 service unreachable, timed out or failing (worth retrying)
+    7 several files and some failed
+    130 interrupted
+    """,
+)
 
 
 @dataclass
@@ -190,7 +206,10 @@ async def _register_all(
 
 
 def register(
-    files: Annotated[list[str], typer.Argument(help="Recordings to enroll (WAV, FLAC, ...); - reads stdin.")],
+    files: Annotated[
+        list[str],
+        typer.Argument(metavar="FILE", help="Recordings to enroll (WAV, FLAC, ...); - reads stdin."),
+    ],
     protocol: common.ProtocolOption = "twilio",
     threshold: common.ThresholdOption = None,
     duration: common.DurationOption = None,
@@ -198,7 +217,8 @@ def register(
     call_id: Annotated[
         str | None,
         typer.Option(
-            "--call-id", help="Call id (a UUID) for the session; default: a fresh one.", show_default=False
+            "--call-id", metavar="UUID", help="Call id for the session; default: a fresh one.",
+            show_default=False,
         ),
     ] = None,
     channel: ChannelOption = "mix",
@@ -208,7 +228,8 @@ def register(
         float, typer.Option("--speed", help="Streaming speed: 1 = real time, 0 = as fast as possible.")
     ] = 1.0,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the service at each step.")
+        float,
+        typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the service at each step."),
     ] = 60.0,
     as_json: common.JsonOption = False,
     events: Annotated[
@@ -298,4 +319,4 @@ def register(
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the application."""
-    app.command("register", help=HELP, no_args_is_help=True)(register)
+    app.command("register", help=HELP)(register)
