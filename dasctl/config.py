@@ -306,8 +306,7 @@ class Profile:
         key = _audio_key(protocol)
         raise UsageError(
             f"profile '{self.name}' has no audio URL for protocol '{protocol}'",
-            f"Pass {key.flag}, set {key.env}, or run "
-            f"`dasctl config set --profile {self.name} {key.name} wss://...`.",
+            f"Run `dasctl config set {key.name} wss://HOST/PATH --profile {self.name}`, or set {key.env}.",
         )
 
     def get(self, key: str) -> object:

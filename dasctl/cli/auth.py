@@ -113,7 +113,7 @@ def login(
         secret = core.ClientSecret(env.env[config.ENV_CLIENT_SECRET],
                                    f"environment ({config.ENV_CLIENT_SECRET})")
     elif resolved.is_local and chosen_client_id == config.DEMO_CLIENT_ID:
-        secret = core.ClientSecret(config.DEMO_CLIENT_SECRET, "built-in demo secret")
+        secret = core.ClientSecret(config.DEMO_CLIENT_SECRET, core.BUILT_IN_SECRET)
     elif env.can_prompt():
         value = _ask(f"Client secret for {chosen_client_id} (hidden): ", hidden=True)
         if not value:
@@ -142,7 +142,7 @@ def login(
                                                make_default_if_unset=not resolved.is_local)
 
     store = SecretStore()
-    if secret.source == "built-in demo secret":
+    if secret.source == core.BUILT_IN_SECRET:
         store.delete(resolved.name, CLIENT_SECRET)
     else:
         stored = store.put(resolved.name, CLIENT_SECRET, secret.value)
@@ -173,10 +173,17 @@ def logout(profile: ProfileOption = None) -> None:
     store = SecretStore()
     places = store.delete(resolved.name, CLIENT_SECRET) + store.delete(resolved.name, AUDIOHOOK_SECRET)
     tokens = core.forget_tokens(resolved)
-    if places or tokens:
-        where = ", ".join(sorted(set(places))) or "nowhere"
-        say(f"Logged out of profile '{resolved.name}': removed the stored secret ({where}) "
-             f"and {tokens} cached token(s).")
+    cleared = f"cleared {tokens} cached token{'s' if tokens != 1 else ''}"
+    built_in = core.client_secret(resolved)
+    if built_in is not None and built_in.source == core.BUILT_IN_SECRET:
+        # nothing to remove: the demo secret is part of dasctl, so the profile still works after this
+        say(f"Profile '{resolved.name}' uses the emulator's demo secret, which is built into dasctl and "
+            f"cannot be removed; {cleared}. `dasctl auth status` still works: it fetches a new token.")
+    elif places:
+        where = ", ".join(sorted(set(places)))
+        say(f"Logged out of profile '{resolved.name}': removed the stored secret ({where}); {cleared}.")
+    elif tokens:
+        say(f"Profile '{resolved.name}' had no stored secret; {cleared}.")
     else:
         say(f"Profile '{resolved.name}' had no stored secret or cached token; nothing to forget.")
     for variable in (config.ENV_TOKEN, config.ENV_CLIENT_SECRET):
@@ -220,11 +227,10 @@ def _mask(value: str) -> str:
 
 def status(profile: ProfileOption = None, json_output: JsonOption = False) -> None:
     """Show the profile, its URLs, client id, where the token comes from and when it expires."""
-    import json
-
     from dasctl import auth as core
     from dasctl import config
     from dasctl.errors import DasctlError
+    from dasctl.results import json_line
 
     resolved = config.load_profile(profile_name(profile))
     provider = core.TokenProvider(resolved)
@@ -241,14 +247,15 @@ def status(profile: ProfileOption = None, json_output: JsonOption = False) -> No
     if json_output:
         if problem is not None:
             document["error"] = {"kind": problem.kind, "message": problem.message}
-        print(json.dumps(document, indent=2))
+        print(json_line(document))
     else:
         rows = [
             ("profile", f"{resolved.name} (from {document['profile_source']})"),
             ("url", resolved.url),
             ("auth_url", resolved.auth_url),
             ("client_id", resolved.client_id or "(none)"),
-            ("credentials", credentials or "(none stored)"),
+            ("credentials", (f"{credentials} (part of dasctl: `dasctl logout` cannot remove it)"
+                             if credentials == core.BUILT_IN_SECRET else credentials) or "(none stored)"),
         ]
         if token is not None:
             info = document["token"]

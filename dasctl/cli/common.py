@@ -110,6 +110,36 @@ ModelHashOption = Annotated[
 ]
 
 
+def missing_settings(resolved: Profile, protocol: str) -> None:
+    """Every setting a session with this profile and protocol lacks, named in one UsageError.
+
+    Hints name commands that exist (`dasctl config set`) and carry the profile they are about."""
+    from dasctl.config import config_key
+    from dasctl.errors import UsageError
+
+    missing: list[tuple[str, str]] = []  # (key, example value)
+    if not resolved.model_hash:
+        missing.append(("model_hash", "HASH"))
+    if not resolved.audio_urls.get(protocol):
+        missing.append((f"audio_url.{protocol}", "wss://HOST/PATH"))
+    if protocol == "audiohook" and not resolved.audiohook_api_key:
+        missing.append(("audiohook_api_key", "KEY"))
+    if not missing:
+        return
+    keys = [key for key, _ in missing]
+    listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+    commands = "; ".join(
+        f"`dasctl config set {key} {value} --profile {resolved.name}`" for key, value in missing
+    )
+    variables = ", ".join(config_key(key).env for key in keys)
+    flag = " (or pass --model-hash)" if "model_hash" in keys else ""
+    them = "it" if len(keys) == 1 else "them"
+    raise UsageError(
+        f"profile '{resolved.name}' has no {listed}",
+        f"Set {them} with {commands}{flag}, or in the environment: {variables}.",
+    )
+
+
 def load_register_request(
     profile: str | None,
     *,
@@ -123,7 +153,6 @@ def load_register_request(
 ) -> tuple[Profile, RegisterOptions]:
     """The profile with register's per-request flags applied, and the session options they make."""
     from dasctl.config import load_profile
-    from dasctl.errors import UsageError
     from dasctl.session import RegisterOptions
 
     resolved = load_profile(
@@ -135,12 +164,8 @@ def load_register_request(
         },
         flag_names={"authenticity_threshold": "--threshold", "audio_total_duration": "--duration"},
     )
-    if not resolved.model_hash:
-        raise UsageError(
-            f"profile '{resolved.name}' has no model hash",
-            "Pass --model-hash, set DASCTL_MODEL_HASH, or `dasctl config set model_hash HASH`.",
-        )
-    resolved.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
+    missing_settings(resolved, protocol)  # a usage error now, not after connecting
+    assert resolved.model_hash  # missing_settings checked it
     options = RegisterOptions(
         protocol=protocol,
         authenticity_threshold=resolved.authenticity_threshold,

@@ -66,9 +66,8 @@ def _keys(profile: Profile) -> list[str]:
 
 def show(profile: ProfileOption = None, json_output: JsonOption = False) -> None:
     """Show every value of a profile and where it comes from."""
-    import json
-
     from dasctl import config
+    from dasctl.results import json_line
 
     resolved = config.load_profile(profile_name(profile))
     rows = [(key, resolved.get(key), _origin(resolved, key)) for key in _keys(resolved)]
@@ -82,7 +81,7 @@ def show(profile: ProfileOption = None, json_output: JsonOption = False) -> None
                              else _display(key, value), "source": origin}
                        for key, value, origin in rows},
         }
-        print(json.dumps(document, indent=2))
+        print(json_line(document))
         return
     print(f"profile: {resolved.name} (from {resolved.sources.get('profile')}; "
           f"known: {', '.join(config.profile_names())})")
@@ -95,9 +94,8 @@ def show(profile: ProfileOption = None, json_output: JsonOption = False) -> None
 
 def get(key: KeyArgument, profile: ProfileOption = None, json_output: JsonOption = False) -> None:
     """Print one value of a profile (with --json, also where it comes from)."""
-    import json
-
     from dasctl import config
+    from dasctl.results import json_line
 
     if key == "default_profile":
         name, source = config.resolve_profile_name(None)
@@ -109,7 +107,7 @@ def get(key: KeyArgument, profile: ProfileOption = None, json_output: JsonOption
         value = resolved.get(key)
         origin = _origin(resolved, key)
     if json_output:
-        print(json.dumps({"schema": "dasctl.config-get/1", "key": key, "value": value, "source": origin}))
+        print(json_line({"schema": "dasctl.config-get/1", "key": key, "value": value, "source": origin}))
         return
     if value is None:
         say(f"{key} is not set ({origin}).")
@@ -171,18 +169,18 @@ def unset(key: KeyArgument, profile: ProfileOption = None) -> None:
 
 def path(json_output: JsonOption = False) -> None:
     """Print the path of the profiles file (with --json, every directory dasctl uses)."""
-    import json
-
     from dasctl import config
+    from dasctl.results import json_line
 
     if json_output:
-        print(json.dumps({
+        print(json_line({
             "schema": CONFIG_PATH_SCHEMA,
             "config_file": str(config.config_file()),
             "config_dir": str(config.config_dir()),
             "secrets_dir": str(config.secrets_dir()),
             "token_cache_dir": str(config.token_cache_dir()),
-        }, indent=2))
+            "state_dir": str(config.state_dir()),
+        }))
         return
     print(config.config_file())
 
