@@ -88,3 +88,18 @@ def test_no_lock_files_in_the_config_dir(dasctl, emulator, isolated_config: Path
     assert (state / "locks" / "config.toml.lock").exists()
     paths = json.loads(dasctl("config", "path", "--json").stdout)
     assert paths["state_dir"] == str(state)
+
+
+def test_a_batch_without_json_numbers_every_file_and_talks_about_what_it_printed(dasctl, emulator):
+    tone = str(DATA / "tone-440-8k-mono.wav")
+    result = dasctl("register", SPEECH, tone, "--speed", "0", env=emulator.client_env())
+    assert result.returncode == 7
+    assert result.stdout.startswith(f"[1/2] {SPEECH}: registered")
+    assert f"\n[2/2] {tone}: not registered (result-fail-spoof)" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("dasctl: error:")]
+    assert errors[0].startswith(f"dasctl: error: [2/2] {tone}: the service said no")
+    assert errors[-1] == "dasctl: error: 1 of 2 files failed ([2/2])"
+    assert result.stderr.rstrip().endswith("See each file's error above.")
+    assert "JSON" not in result.stderr
+    as_json = dasctl("register", SPEECH, tone, "--speed", "0", "--json", env=emulator.client_env())
+    assert as_json.returncode == 7 and "Each file's JSON line says what happened" in as_json.stderr

@@ -100,10 +100,10 @@ def _check(files: list[str], speed: float, timeout: float, call_id: str | None) 
             ) from None
 
 
-def _report_failure(environment: Environment, error: DasctlError) -> None:
+def _report_failure(environment: Environment, error: DasctlError, position: str) -> None:
     from dasctl.logs import redact
 
-    environment.stderr.write(f"dasctl: error: {redact(error.message)}\n")
+    environment.stderr.write(f"dasctl: error: {position}{redact(error.message)}\n")
     if error.hint:
         environment.stderr.write(f"  {redact(error.hint)}\n")
     environment.stderr.flush()
@@ -192,13 +192,15 @@ async def _register_all(
             source, name, target, file_options, audio_options, profile, tokens, network, display, environment
         )
         errors.append(error)
+        # in a batch, every file's lines carry [i/n], its failures included
+        position = f"[{index + 1}/{len(files)}] " if len(files) > 1 else ""
         if as_json:
             environment.stdout.write(results.json_line(document) + "\n")
         elif document.get("outcome") is not None:
-            environment.stdout.write(results.human_summary(document) + "\n")
+            environment.stdout.write(position + results.human_summary(document) + "\n")
         environment.stdout.flush()
         if error is not None and len(files) > 1:
-            _report_failure(environment, error)
+            _report_failure(environment, error, position)
             if isinstance(error, AuthError):
                 # the same credentials would fail for every other file: stop here
                 raise error
@@ -311,9 +313,11 @@ def register(
         return
     if len(files) == 1:
         raise failed[0]
+    numbers = ", ".join(f"[{i + 1}/{len(files)}]" for i, error in enumerate(errors) if error is not None)
     raise BatchFailed(
-        f"{len(failed)} of {len(files)} files failed",
-        "See the errors above; each file's JSON line says what happened to it.",
+        f"{len(failed)} of {len(files)} files failed ({numbers})",
+        "Each file's JSON line says what happened to it." if as_json or events
+        else "See each file's error above.",
     )
 
 
