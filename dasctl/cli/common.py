@@ -1,4 +1,16 @@
-"""Global options shared by every command, and the Environment built from them."""
+"""Global options shared by every command, and the Environment built from them.
+
+Writing a command (the convention every command follows; cli/usage.py renders it):
+- help: `app.command("name", help=compose_help(summary, details, examples=[...], exit_codes=...))` from
+  dasctl.cli.usage. The summary is one whole sentence (`dasctl --help` lists it, never cut); examples
+  are command lines without the `$ `; exit_codes one `N meaning` per line, where more than 0 and 2 apply.
+- values: give every option that takes one a `metavar=` saying what it is (SECONDS, URL, FILE, NAME,
+  `a|b` for choices); the help test fails on `<str>`-style placeholders and a missing EXAMPLES.
+- errors: raise dasctl.errors.UsageError(message, hint) for bad input, in plain words; hints name a
+  command that exists and carry `--profile NAME` when they are about a profile. Parser errors are
+  already reworded in one place (usage.usage_error); never print `Error:` yourself.
+- completion: profile, protocol and channel options take `autocompletion=` from the callbacks below.
+"""
 
 from __future__ import annotations
 
