@@ -103,3 +103,22 @@ def test_a_batch_without_json_numbers_every_file_and_talks_about_what_it_printed
     assert "JSON" not in result.stderr
     as_json = dasctl("register", SPEECH, tone, "--speed", "0", "--json", env=emulator.client_env())
     assert as_json.returncode == 7 and "Each file's JSON line says what happened" in as_json.stderr
+
+
+def test_watch_retry_lines_name_the_unreachable_url(dasctl, start_emulator, tmp_path: Path):
+    import shutil
+
+    server = start_emulator()
+    env = server.client_env()
+    assert dasctl("login", env=env).returncode == 0
+    server.stop()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(SPEECH, inbox / "call.wav")
+    result = dasctl("watch", str(inbox), "--once", "--backoff", "0", "--unreachable-budget", "1",
+                    "--speed", "0", env=env, timeout=60)
+    assert result.returncode == 6, result.stderr
+    retries = [line for line in result.stderr.splitlines() if "retrying call.wav" in line]
+    assert retries and all(line.endswith(f"could not reach the signalling service at {server.url}")
+                           for line in retries), result.stderr
+    assert "refused" not in result.stderr
