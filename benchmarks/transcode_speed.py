@@ -1,6 +1,8 @@
-"""Wall time of `dasctl transcode` against ffmpeg and sox on a 17-minute 44.1 kHz stereo call (same run).
+"""Wall time of `dasctl transcode` against ffmpeg and sox on 44.1 kHz stereo calls of 1, 3, 10 and 17 minutes.
 
-Target (DESIGN.md): dasctl's median wall time <= ffmpeg's. Run: .venv/bin/python benchmarks/transcode_speed.py
+One run measures the whole curve (the same load on the machine for every point): dasctl pays Python's
+start-up on every file, so short files show it most. Target (DESIGN.md): dasctl's median wall time <=
+ffmpeg's on the 17-minute call. Run: .venv/bin/python benchmarks/transcode_speed.py [--minutes 1 3 10 17]
 Inputs are made under benchmarks/.work/ (gitignored) from the committed speech fixtures.
 """
 
@@ -54,12 +56,7 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--minutes", type=float, default=17.0)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    source = make_recording(WORK / f"call-{args.minutes:g}m-44k-stereo.wav", args.minutes * 60)
+def commands_for(source: Path) -> dict[str, list[str]]:
     commands = {
         "dasctl": [str(DASCTL), "--quiet", "transcode", str(source), str(WORK / "speed-dasctl.wav")],
         "ffmpeg": ["ffmpeg", "-y", "-v", "error", "-i", str(source), "-ar", "8000", "-ac", "1", "-f", "mulaw",
@@ -67,23 +64,42 @@ def main() -> int:
         "sox": ["sox", str(source), "-r", "8000", "-c", "1", "-e", "u-law", "-t", "ul",
                 str(WORK / "speed-sox.ul")],
     }
-    commands = {name: cmd for name, cmd in commands.items() if shutil.which(cmd[0])}
+    return {name: cmd for name, cmd in commands.items() if shutil.which(cmd[0])}
+
+
+def measure(source: Path, runs: int) -> dict[str, list[float]]:
+    commands = commands_for(source)
     times: dict[str, list[float]] = {name: [] for name in commands}
     for command in commands.values():
         timed(command)  # warm the page cache and the import caches
-    for _ in range(args.runs):
+    for _ in range(runs):
         for name, command in commands.items():  # interleaved, so load on the machine hits all alike
             times[name].append(timed(command))
-    print(f"input: {source.name} ({args.minutes:g} min, 44.1 kHz stereo, 16-bit); median of {args.runs} runs")
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    for name, median in medians.items():
-        spread = f"min {min(times[name]):.3f} max {max(times[name]):.3f}"
-        print(f"  {name:7s} {median:.3f} s  ({spread})")
-    if "ffmpeg" in medians:
-        ratio = medians["dasctl"] / medians["ffmpeg"]
-        print(f"dasctl/ffmpeg wall ratio: {ratio:.2f} (target <= 1.00: {'met' if ratio <= 1 else 'NOT met'})")
-    if "sox" in medians:
-        print(f"dasctl/sox wall ratio: {medians['dasctl'] / medians['sox']:.2f}")
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 3.0, 10.0, 17.0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    print(f"44.1 kHz stereo 16-bit WAV -> 8 kHz mu-law; median wall time of {args.runs} runs per point")
+    print(f"{'minutes':>7}  {'dasctl':>8}  {'ffmpeg':>8}  {'sox':>8}  dasctl/ffmpeg  dasctl/sox")
+    last_ratio = None
+    for minutes in args.minutes:
+        source = make_recording(WORK / f"call-{minutes:g}m-44k-stereo.wav", minutes * 60)
+        medians = {name: statistics.median(values) for name, values in measure(source, args.runs).items()}
+        cells = {name: f"{medians[name]:7.3f}s" if name in medians else f"{'-':>8}"
+                 for name in ("dasctl", "ffmpeg", "sox")}
+        ratios = {name: f"{medians['dasctl'] / medians[name]:.2f}x" if name in medians else "-"
+                  for name in ("ffmpeg", "sox")}
+        print(f"{minutes:7g}  {cells['dasctl']}  {cells['ffmpeg']}  {cells['sox']}  {ratios['ffmpeg']:>13}  "
+              f"{ratios['sox']:>10}", flush=True)
+        if "ffmpeg" in medians:
+            last_ratio = medians["dasctl"] / medians["ffmpeg"]
+    if last_ratio is not None:
+        print(f"longest file: dasctl/ffmpeg wall ratio {last_ratio:.2f} "
+              f"(target <= 1.00: {'met' if last_ratio <= 1 else 'NOT met'})")
     return 0
 
 

@@ -25,6 +25,7 @@ from dasctl.config import (
     ENV_CLIENT_SECRET,
     ENV_TOKEN,
     Profile,
+    lock_file,
     private_dir,
     token_cache_dir,
     write_private_file,
@@ -92,6 +93,10 @@ class ClientSecret:
     source: str
 
 
+#: ClientSecret.source of the local profile's demo secret: part of dasctl, never stored or removed
+BUILT_IN_SECRET = "built-in demo secret"
+
+
 def client_secret(profile: Profile, env: Mapping[str, str] | None = None,
                   store: SecretStore | None = None) -> ClientSecret | None:
     """The profile's client secret: DASCTL_CLIENT_SECRET > keyring/file > the local demo secret."""
@@ -104,7 +109,7 @@ def client_secret(profile: Profile, env: Mapping[str, str] | None = None,
         return ClientSecret(stored.value, stored.location if stored.location == "keyring"
                             else f"file {stored.location}")
     if profile.is_local and profile.client_id == DEMO_CLIENT_ID:
-        return ClientSecret(DEMO_CLIENT_SECRET, "built-in demo secret")
+        return ClientSecret(DEMO_CLIENT_SECRET, BUILT_IN_SECRET)
     return None
 
 
@@ -151,10 +156,11 @@ def request_token(profile: Profile, client_id: str, secret: ClientSecret,
         raise ServiceUnavailable(f"the token endpoint {url} did not answer in time",
                                  "Try again later; check the URL with `dasctl config show`.") from None
     except requests.exceptions.RequestException as error:
+        from dasctl.net import unreachable_hint
+
         raise ServiceUnavailable(
             f"cannot reach the token endpoint {url}: {_reason(error)}",
-            "Is the service running? For the local emulator, start `dasctl serve`."
-            if profile.is_local else "Check the network and the profile's auth_url (`dasctl config show`).",
+            unreachable_hint(profile, "auth_url"),
         ) from None
     finally:
         session.close()
@@ -207,7 +213,7 @@ class TokenCache:
         self.client_id = client_id
         key = hashlib.sha256(f"{profile.name}\0{profile.auth_url}\0{client_id}".encode()).hexdigest()[:16]
         self.path: Path = token_cache_dir(env) / f"{profile.name}-{key}.json"
-        self.lock_path = self.path.with_suffix(".lock")
+        self.lock_path = lock_file(f"tokens-{self.path.stem}", env)
 
     def read(self) -> Token | None:
         """The cached token, or None; a corrupt file is discarded with a warning, never a crash."""

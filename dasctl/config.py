@@ -173,13 +173,25 @@ def store_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def locks_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Lock files dasctl holds while it runs (never inside a user's folder): the platform's state dir."""
+    """Lock files dasctl holds while it runs (never inside a user's folder, nor the config dir)."""
+    return state_dir(env) / "locks"
+
+
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Lock files and logs: the platform's state dir, or DASCTL_CONFIG_DIR's sibling `NAME-state` (never
+    inside the config dir, which holds only what the user configured)."""
     environ = _environ(env)
     if environ.get(ENV_CONFIG_DIR):
-        return config_dir(environ) / "locks"
+        directory = config_dir(environ)
+        return directory.parent / f"{directory.name}-state"
     import platformdirs
 
-    return Path(platformdirs.user_state_dir("dasctl")) / "locks"
+    return Path(platformdirs.user_state_dir("dasctl"))
+
+
+def lock_file(name: str, env: Mapping[str, str] | None = None) -> Path:
+    """Where the lock guarding `name` (a file of dasctl's) lives: under state_dir()/locks, 0700."""
+    return private_dir(state_dir(env) / "locks") / f"{name}.lock"
 
 
 def private_dir(path: Path) -> Path:
@@ -244,7 +256,7 @@ def update_config_file(change: Any, env: Mapping[str, str] | None = None) -> Non
 
     path = config_file(env)
     private_dir(path.parent)
-    with filelock.FileLock(str(path) + ".lock", timeout=30):
+    with filelock.FileLock(str(lock_file(path.name, env)), timeout=30, mode=0o600):
         data = read_config_file(env)
         change(data)
         write_private_file(path, tomli_w.dumps(data).encode("utf-8"))
@@ -308,8 +320,7 @@ class Profile:
         key = _audio_key(protocol)
         raise UsageError(
             f"profile '{self.name}' has no audio URL for protocol '{protocol}'",
-            f"Pass {key.flag}, set {key.env}, or run "
-            f"`dasctl config set --profile {self.name} {key.name} wss://...`.",
+            f"Run `dasctl config set {key.name} wss://HOST/PATH --profile {self.name}`, or set {key.env}.",
         )
 
     def get(self, key: str) -> object:

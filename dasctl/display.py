@@ -7,6 +7,7 @@ here and in the CLI only.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -18,8 +19,9 @@ if TYPE_CHECKING:
 
 #: The live bar redraws at most this often (it is also redrawn on every state change).
 REDRAW_INTERVAL = 0.05
-#: Widest file label in the live bar (the whole line must fit in 100 columns).
-LABEL_WIDTH = 24
+#: Widest file label in the live bar: the whole line (label, bar, voice, position, time left, state)
+#: fits in 90 columns.
+LABEL_WIDTH = 20
 
 _STATE_TEXT = {
     session.CONNECTING: "connecting",
@@ -42,7 +44,7 @@ class RegisterDisplay(Protocol):
 
 
 def voice_text(progress: Progress) -> str:
-    """`voice 2.10/5.0 s  42%`: the figure the bar is about."""
+    """`voice 2.10/5 s  42%`: the figure the bar is about."""
     return f"voice {progress.voice_seconds:.2f}/{progress.target_seconds:g} s {progress.vad_percentage:3d}%"
 
 
@@ -66,6 +68,52 @@ def clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+class Pace:
+    """Where the session is in the file and how long it has left, at the speed audio is going out.
+
+    The session ends when the service has enough voice, often before the file does: the estimate is
+    the sooner of the file's end and the point where, at the voice density heard so far, the voice
+    target would be reached. None until there is a speed to go by."""
+
+    def __init__(self) -> None:
+        self.streaming_since: float | None = None
+
+    def observe(self, progress: Progress) -> None:
+        if self.streaming_since is None and progress.state == session.STREAMING:
+            self.streaming_since = progress.elapsed - progress.audio_seconds_sent
+
+    def position(self, progress: Progress) -> str:
+        """`audio 0:12/0:52` (or `audio 0:12` when the length is unknown, e.g. stdin)."""
+        sent = clock(progress.audio_seconds_sent)
+        if progress.audio_duration:
+            return f"audio {sent}/{clock(progress.audio_duration)}"
+        return f"audio {sent}"
+
+    def remaining(self, progress: Progress) -> float | None:
+        if self.streaming_since is None or progress.state != session.STREAMING:
+            return None
+        streamed_for = progress.elapsed - self.streaming_since
+        sent = progress.audio_seconds_sent
+        if streamed_for <= 0.5 or sent <= 0:
+            return None
+        speed = sent / streamed_for  # audio seconds per wall second (1 at --speed 1)
+        audio_left: float | None = None
+        if progress.audio_duration:
+            audio_left = max(0.0, progress.audio_duration - sent)
+        voice = progress.voice_seconds
+        if voice > 0:
+            voice_left = max(0.0, progress.target_seconds - voice) * sent / voice
+            audio_left = voice_left if audio_left is None else min(audio_left, voice_left)
+        return None if audio_left is None else audio_left / speed
+
+    def eta(self, progress: Progress, words: bool = True) -> str:
+        """`~0:40 left` (the bar, short of room, says `~0:40`)."""
+        left = self.remaining(progress)
+        if left is None or progress.vad_percentage >= 100:
+            return ""
+        return f"~{clock(math.ceil(left))}" + (" left" if words else "")
+
+
 class NoDisplay:
     """--quiet: nothing at all."""
 
@@ -80,13 +128,20 @@ class NoDisplay:
 
 
 class PlainLines:
-    """For logs and pipes: one line per state change and per quarter of the voice target, never `\\r`."""
+    """For logs and pipes: one line per state change, per quarter of the voice target and per quarter
+    of the file, never `\\r`. Lines come in the order things happened: the last voice figure heard
+    while streaming is printed before "waiting for result"."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self.name = ""
         self.state = ""
         self.quarter = -1
+        self.file_quarter = 0
+        self.said_voice = ""
+        self.said_line = ""
+        self.started = time.monotonic()
+        self.pace = Pace()
 
     def say(self, text: str) -> None:
         self.stream.write(f"{self.name}: {text}\n")
@@ -96,31 +151,68 @@ class PlainLines:
         self.name = name if total == 1 else f"[{index + 1}/{total}] {name}"
         self.state = ""
         self.quarter = -1
+        self.file_quarter = 0
+        self.said_voice = ""
+        self.said_line = ""
+        self.started = time.monotonic()
+        self.pace = Pace()
+
+    def progress_line(self, progress: Progress) -> None:
+        text = f"{voice_text(progress)}, {self.pace.position(progress)}"
+        eta = self.pace.eta(progress)
+        line = f"{text}, {eta}" if eta else text
+        if line != self.said_line:  # a voice quarter and a file quarter crossed together: say it once
+            self.say(line)
+        self.said_line = line
+        self.said_voice = voice_text(progress)
 
     def update(self, progress: Progress) -> None:
+        self.pace.observe(progress)
         if progress.state != self.state:
+            leaving_stream = self.state == session.STREAMING
             self.state = progress.state
+            if leaving_stream and progress.vad is not None and voice_text(progress) != self.said_voice:
+                self.progress_line(progress)  # what was heard comes before what happened next
             if progress.state == session.DONE and progress.event is not None:
-                self.say(
-                    f"{progress.event.name} after {progress.elapsed:.1f} s ({voice_text(progress).strip()})"
-                )
+                # the display's own clock too: a session that took time never reads "after 0.0 s"
+                took = max(progress.elapsed, time.monotonic() - self.started)
+                self.say(f"{progress.event.name} after {took:.1f} s ({voice_text(progress).strip()})")
             elif progress.state == session.STREAMING:
                 self.say(f"{_STATE_TEXT[progress.state]} (call id {progress.call_id})")
             else:
                 self.say(_STATE_TEXT.get(progress.state, progress.state))
-        if progress.vad is not None and progress.state != session.DONE:
-            quarter = min(progress.vad_percentage // 25, 4)
-            if quarter > self.quarter:
-                self.quarter = quarter
-                if quarter > 0:
-                    self.say(f"{voice_text(progress)}, audio sent {progress.audio_seconds_sent:.1f} s")
+            return
+        if progress.state != session.STREAMING:
+            if progress.vad is not None and progress.state != session.DONE:
+                self.quarter = max(self.quarter, min(progress.vad_percentage // 25, 4))
+            return
+        quarter = min(progress.vad_percentage // 25, 4) if progress.vad is not None else 0
+        file_quarter = 0
+        if progress.audio_duration:
+            file_quarter = min(int(4 * progress.audio_seconds_sent / progress.audio_duration), 4)
+        if quarter > self.quarter or file_quarter > self.file_quarter:
+            self.quarter = max(self.quarter, quarter)
+            self.file_quarter = max(self.file_quarter, file_quarter)
+            if quarter > 0 or file_quarter > 0:
+                self.progress_line(progress)
 
     def end(self) -> None:
         pass
 
 
+def _terminal_columns(stream: IO[str]) -> int | None:
+    """The terminal's own width: an exported COLUMNS (which rich would take) goes stale on a resize."""
+    import os
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 class LiveBar:
-    """An interactive terminal: a rich bar of voice collected against the target, redrawn in place."""
+    """An interactive terminal: a rich bar of voice collected against the target, with where the file
+    is and how long is left, redrawn in place."""
 
     def __init__(self, stream: IO[str], color: bool) -> None:
         from rich.console import Console
@@ -130,6 +222,7 @@ class LiveBar:
         self.task: Any = None
         self.last_draw = 0.0
         self.state = ""
+        self.pace = Pace()
 
     def begin(self, name: str, index: int, total: int) -> None:
         from rich.progress import BarColumn, Progress, TextColumn
@@ -137,12 +230,16 @@ class LiveBar:
         label = short_name(name)
         if total > 1:
             label = f"[{index + 1}/{total}] {label}"
+        self.pace = Pace()
+        columns = _terminal_columns(self.console.file)
+        if columns:
+            self.console.width = columns
         self.progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(bar_width=20),
+            BarColumn(bar_width=10),
             TextColumn("{task.fields[voice]}"),
-            TextColumn("audio {task.fields[sent]}"),
-            TextColumn("{task.fields[elapsed]}"),
+            TextColumn("{task.fields[position]}"),
+            TextColumn("{task.fields[eta]}"),
             TextColumn("{task.fields[state]}"),
             console=self.console,
             auto_refresh=False,
@@ -150,23 +247,26 @@ class LiveBar:
         )
         self.progress.start()
         self.task = self.progress.add_task(
-            label, total=100, voice="voice 0.00 s   0%", sent="0.0 s", elapsed="0:00", state="connecting"
+            label, total=100, voice="voice 0.0 s   0%", position="audio 0:00", eta="", state="connecting"
         )
         self.progress.refresh()
 
     def update(self, progress: Progress) -> None:
         if self.progress is None:
             return
+        self.pace.observe(progress)
         now = time.monotonic()
         changed = progress.state != self.state
         self.state = progress.state
         state = state_text(progress)
+        eta = self.pace.eta(progress, words=False)
         self.progress.update(
             self.task,
             completed=min(progress.vad_percentage, 100),
-            voice=voice_text(progress),
-            sent=f"{progress.audio_seconds_sent:.1f} s",
-            elapsed=clock(progress.elapsed),
+            voice=f"voice {progress.voice_seconds:.1f}/{progress.target_seconds:g} s "
+            f"{progress.vad_percentage:3d}%",
+            position=self.pace.position(progress),
+            eta=eta or clock(progress.elapsed),
             state=state,
         )
         if changed or progress.event is not None or now - self.last_draw >= REDRAW_INTERVAL:

@@ -22,6 +22,13 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
 
 
+def unreachable_hint(profile: Profile, setting: str) -> str:
+    """What to do when a URL of this profile cannot be reached (token endpoint and signalling alike)."""
+    if profile.is_local:
+        return "Is the service running? For the local emulator, start `dasctl serve`."
+    return f"Check the network and the profile's {setting} (`dasctl config show --profile {profile.name}`)."
+
+
 @dataclass(frozen=True)
 class NetworkSettings:
     """TLS trust and timeouts shared by the token endpoint, the signalling and the audio WebSockets."""

@@ -318,6 +318,12 @@ class RegisterSession:
             ) from None
         except socketio.exceptions.ConnectionError as error:
             await _quietly_disconnect(sio)
+            if _unreachable(error):
+                from dasctl.net import unreachable_hint
+
+                raise ServiceUnavailable(
+                    f"could not reach the signalling service at {url}", unreachable_hint(self.profile, "url")
+                ) from None
             message = _refusal_message(refusals)
             if message == "unauthorized":
                 return None, message
@@ -455,8 +461,9 @@ class RegisterSession:
             api_key = self.profile.audiohook_api_key
             if not api_key:
                 raise AuthError(
-                    "the profile has no AudioHook API key",
-                    "Set one with `dasctl config set audiohook_api_key ...` or DASCTL_AUDIOHOOK_API_KEY.",
+                    f"profile '{self.profile.name}' has no AudioHook API key",
+                    f"Run `dasctl config set audiohook_api_key KEY --profile {self.profile.name}`, "
+                    "or set DASCTL_AUDIOHOOK_API_KEY.",
                 )
             secret = await asyncio.to_thread(audiohook_secret, self.profile)
             from dasctl import logs
@@ -511,6 +518,16 @@ def _socketio_path() -> str:
     from dasctl.config import SOCKETIO_PATH
 
     return SOCKETIO_PATH
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether a Socket.IO connect failed because nothing answered at the URL (not a refusal by the service).
+
+    python-socketio reports both as "Connection error"; the aiohttp error underneath tells them apart."""
+    import aiohttp
+
+    inner = error.__cause__.__context__ if error.__cause__ is not None else None
+    return isinstance(inner, aiohttp.ClientConnectionError)
 
 
 def _refusal_message(refusals: list[Any]) -> str | None:

@@ -1116,7 +1116,9 @@ class WatchRunner:
         if self._stdout_gone:
             return
         try:
-            self.out.write(json.dumps(report, ensure_ascii=False) + "\n")
+            from dasctl.results import json_line
+
+            self.out.write(json_line(report) + "\n")
             self.out.flush()
         except (BrokenPipeError, ValueError, OSError):
             self._stdout_gone = True

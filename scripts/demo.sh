@@ -44,15 +44,33 @@ step "dasctl login --profile local"
 # the built-in local profile knows the emulator's demo client: no input, nothing secret stored
 "$BIN/dasctl" login --profile local </dev/null
 
+# first what a refusal looks like, so that the demo ends on the enrollment
+step "dasctl register tests/data/tone-440-8k-mono.wav --speed 0   # a pure tone is not a live voice"
+set +e
+"$BIN/dasctl" register tests/data/tone-440-8k-mono.wav --profile local --speed 0 --quiet 2>"$DEMO_DIR/spoof.err"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+    echo "-> exit code 5, as expected: the service refused a recording that is not a live voice."
+else
+    echo "demo: expected exit code 5 for the tone, got $status:" >&2
+    cat "$DEMO_DIR/spoof.err" >&2
+    exit 1
+fi
+
 step "dasctl register $RECORDING --profile local --output $DEMO_DIR/credential.json"
 "$BIN/dasctl" register "$RECORDING" --profile local --output "$DEMO_DIR/credential.json" \
     --keep-audio "$DEMO_DIR/collected.wav"
 
-step "the credential record ($DEMO_DIR/credential.json, mode 0600)"
-"$BIN/python" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["credential"]); print("model hash:", r["model_hash"], "| created:", r["created"])' "$DEMO_DIR/credential.json"
-
-step "dasctl register tests/data/tone-440-8k-mono.wav --speed 0 --json   # a tone is not a live voice"
-set +e
-"$BIN/dasctl" register tests/data/tone-440-8k-mono.wav --profile local --speed 0 --json --quiet
-echo "exit code: $?"
-set -e
+step "the credential record"
+"$BIN/python" - "$DEMO_DIR/credential.json" <<'PY'
+import json, sys
+record = json.load(open(sys.argv[1]))
+credential = record["credential"]
+print(f"credential  {credential[:48]}... ({len(credential)} characters)")
+print(f"model hash  {record['model_hash']}")
+print(f"created     {record['created']}")
+PY
+echo
+echo "Done: the speaker is enrolled. The credential is kept in $DEMO_DIR/credential.json (mode 0600),"
+echo "the voice the service heard in $DEMO_DIR/collected.wav."

@@ -48,7 +48,7 @@ def test_help_lists_commands_and_exit_codes(dasctl):
 def test_unknown_command_is_a_usage_error(dasctl):
     result = dasctl("frobnicate")
     assert result.returncode == 2
-    assert "No such command" in result.stderr
+    assert result.stderr.startswith("dasctl: error: unknown command 'frobnicate' for `dasctl`")
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
 

@@ -109,7 +109,8 @@ def test_missing_audio_url_names_every_way_to_set_it(isolated_config: Path) -> N
     profile = config.load_profile("prod", None, {"DASCTL_CONFIG_DIR": str(isolated_config)})
     with pytest.raises(UsageError) as caught:
         profile.audio_url("audiohook")
-    assert "--audio-url audiohook=URL" in (caught.value.hint or "")
+    hint = caught.value.hint or ""
+    assert "`dasctl config set audio_url.audiohook wss://HOST/PATH --profile prod`" in hint
     assert "DASCTL_AUDIO_URL_AUDIOHOOK" in (caught.value.hint or "")
 
 

@@ -27,9 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     from dasctl.logs import redact
 
     try:
-        from dasctl.cli.app import app
+        from dasctl.cli.app import run
 
-        app(args=args, prog_name="dasctl")
+        status = run(args)
+        if status:
+            return status
     except SystemExit as exit_:
         code = exit_.code
         if code is None:

@@ -1,23 +1,41 @@
-"""The Typer application: global options and the command groups, one module each."""
+"""The Typer application: global options, the command groups (one module each), and `run()`."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
 
 from dasctl import __version__
 from dasctl.cli import common
+from dasctl.cli.usage import compose_help
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 success; 1 internal error; 2 usage error; 3 input audio unusable; "
-    "4 authentication; 5 the service said no; 6 service unreachable or failed (worth retrying); "
-    "7 batch finished with some files failed; 130 interrupted."
-)
+EXIT_CODES = """
+    0 success
+    1 internal error (a bug: report it with the -vv output)
+    2 usage error
+    3 input audio unusable
+    4 authentication
+    5 the service said no
+    6 service unreachable or failed (worth retrying)
+    7 batch finished with some files failed
+    130 interrupted
+"""
 
 app = typer.Typer(
     name="dasctl",
-    help="Enroll speakers in das-Peak Streaming from recorded calls.\n\n" + EXIT_CODES_HELP,
+    help=compose_help(
+        "Enroll speakers in das-Peak Streaming from recorded calls.",
+        examples=[
+            "dasctl serve --log-file serve.log &   # the local emulator, quiet in the background",
+            "dasctl login",
+            "dasctl register call.wav",
+            "dasctl watch /data/calls --once",
+        ],
+        exit_codes=EXIT_CODES,
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -36,7 +54,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global_options(
     profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Profile to use (env DASCTL_PROFILE).")
+        str | None,
+        typer.Option("--profile", "-p", metavar="NAME", help="Profile to use (env DASCTL_PROFILE).",
+                     autocompletion=common.complete_profile),
     ] = None,
     verbose: Annotated[
         int, typer.Option(
@@ -48,18 +68,84 @@ def _global_options(
         bool, typer.Option("--no-color", help="No colour (also NO_COLOR, TERM=dumb).")
     ] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print the version and exit (-v: also the libraries', for bug reports).")
     ] = False,
 ) -> None:
     common.OPTIONS.profile = profile
     common.OPTIONS.verbosity = verbose
     common.OPTIONS.quiet = quiet
     common.OPTIONS.no_color = no_color
-    import sys
 
     from dasctl import logs
 
     logs.configure(verbose, sys.stderr)
+
+
+def versions() -> list[tuple[str, str]]:
+    """dasctl's version and those of the libraries a bug report needs (imported only when asked)."""
+    import platform
+    from importlib import metadata
+
+    rows = [("dasctl", __version__), ("Python", f"{platform.python_version()} ({sys.executable})")]
+    try:
+        import soundfile
+
+        rows.append(("libsndfile", str(soundfile.__libsndfile_version__)))
+    except (ImportError, OSError) as error:
+        rows.append(("libsndfile", f"unavailable ({error})"))
+    for label, distribution in (("soundfile", "soundfile"), ("soxr", "soxr"),
+                                ("python-socketio", "python-socketio"), ("typer", "typer")):
+        try:
+            rows.append((label, metadata.version(distribution)))
+        except metadata.PackageNotFoundError:
+            rows.append((label, "not installed"))
+    return rows
+
+
+def version() -> None:
+    """Print the versions of dasctl, Python and the audio and network libraries, for bug reports."""
+    rows = versions()
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+def completion(
+    shell: Annotated[str, typer.Argument(metavar="bash|zsh|fish", help="The shell to complete in.",
+                                         autocompletion=lambda: list(SHELLS))],
+) -> None:
+    """Print the shell completion script for bash, zsh or fish."""
+    from typer._completion_shared import get_completion_script
+
+    from dasctl.errors import UsageError
+
+    if shell not in SHELLS:
+        raise UsageError(f"no completion for shell {shell!r}", f"Use one of: {', '.join(SHELLS)}.")
+    print(get_completion_script(prog_name="dasctl", complete_var=COMPLETE_VAR, shell=shell))
+
+
+COMPLETE_VAR = "_DASCTL_COMPLETE"
+
+COMPLETION_HELP = compose_help(
+    "Print the shell completion script for bash, zsh or fish.",
+    "Commands, options, profile names, protocols and channel names complete. Load the script from your "
+    "shell's startup file, as below; it asks dasctl for the words, so it stays right after an upgrade.",
+    examples=[
+        "dasctl completion bash > ~/.local/share/bash-completion/completions/dasctl",
+        "dasctl completion zsh > \"${fpath[1]}/_dasctl\"",
+        "dasctl completion fish > ~/.config/fish/completions/dasctl.fish",
+        "eval \"$(dasctl completion bash)\"   # this shell only",
+    ],
+)
+
+VERSION_HELP = compose_help(
+    "Print the versions of dasctl, Python and the audio and network libraries, for bug reports.",
+    examples=["dasctl version", "dasctl --version -v   # the same"],
+)
 
 
 def _install_commands() -> None:
@@ -67,6 +153,45 @@ def _install_commands() -> None:
 
     for module in (auth, register, watch, credentials, verify, reenroll, serve, transcode, config):
         module.install(app)
+    app.command("completion", help=COMPLETION_HELP)(completion)
+    app.command("version", help=VERSION_HELP)(version)
 
 
 _install_commands()
+
+
+def _version_only(args: list[str]) -> bool:
+    """`dasctl --version -v`: the flags are only --version and verbosity."""
+    return "--version" in args and all(arg in ("--version", "-v", "-vv", "--verbose") for arg in args)
+
+
+def run(args: list[str]) -> int:
+    """Run the command line; parser errors become dasctl's UsageError (one style, exit 2)."""
+    from typer import _click
+    from typer.exceptions import Abort
+    from typer.main import get_command
+
+    from dasctl.cli import usage
+
+    if _version_only(args) and len(args) > 1:
+        version()
+        return 0
+    command = usage.adopt(get_command(app))
+    try:
+        if os.environ.get(COMPLETE_VAR):
+            from typer.completion import completion_init
+
+            completion_init()
+        result = command.main(args=args, prog_name="dasctl", complete_var=COMPLETE_VAR,
+                              standalone_mode=False)
+    except _click.exceptions.NoArgsIsHelpError as bare:
+        # `dasctl` or `dasctl config` alone: the help is what was asked for (as gh), on stdout
+        print(bare.ctx.get_help())
+        return 0
+    except _click.exceptions.UsageError as error:
+        raise usage.usage_error(error) from None
+    except Abort:
+        from dasctl.errors import Interrupted
+
+        raise Interrupted("aborted") from None
+    return result if isinstance(result, int) else 0

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dasctl.cli.common import JsonOption, ProfileOption, profile_name, say, warn
+from dasctl.cli.usage import compose_help
 
 if TYPE_CHECKING:
     from dasctl.auth import Token
@@ -18,7 +19,10 @@ AUTH_STATUS_SCHEMA = "dasctl.auth-status/1"
 
 auth_app = typer.Typer(
     name="auth",
-    help="Show the login state of a profile, or print a token for other tools.",
+    help=compose_help(
+        "Show the login state of a profile, or print a token for other tools.",
+        examples=["dasctl auth status", "dasctl auth token"],
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -109,7 +113,7 @@ def login(
         secret = core.ClientSecret(env.env[config.ENV_CLIENT_SECRET],
                                    f"environment ({config.ENV_CLIENT_SECRET})")
     elif resolved.is_local and chosen_client_id == config.DEMO_CLIENT_ID:
-        secret = core.ClientSecret(config.DEMO_CLIENT_SECRET, "built-in demo secret")
+        secret = core.ClientSecret(config.DEMO_CLIENT_SECRET, core.BUILT_IN_SECRET)
     elif env.can_prompt():
         value = _ask(f"Client secret for {chosen_client_id} (hidden): ", hidden=True)
         if not value:
@@ -138,7 +142,7 @@ def login(
                                                make_default_if_unset=not resolved.is_local)
 
     store = SecretStore()
-    if secret.source == "built-in demo secret":
+    if secret.source == core.BUILT_IN_SECRET:
         store.delete(resolved.name, CLIENT_SECRET)
     else:
         stored = store.put(resolved.name, CLIENT_SECRET, secret.value)
@@ -169,10 +173,17 @@ def logout(profile: ProfileOption = None) -> None:
     store = SecretStore()
     places = store.delete(resolved.name, CLIENT_SECRET) + store.delete(resolved.name, AUDIOHOOK_SECRET)
     tokens = core.forget_tokens(resolved)
-    if places or tokens:
-        where = ", ".join(sorted(set(places))) or "nowhere"
-        say(f"Logged out of profile '{resolved.name}': removed the stored secret ({where}) "
-             f"and {tokens} cached token(s).")
+    cleared = f"cleared {tokens} cached token{'s' if tokens != 1 else ''}"
+    built_in = core.client_secret(resolved)
+    if built_in is not None and built_in.source == core.BUILT_IN_SECRET:
+        # nothing to remove: the demo secret is part of dasctl, so the profile still works after this
+        say(f"Profile '{resolved.name}' uses the emulator's demo secret, which is built into dasctl and "
+            f"cannot be removed; {cleared}. `dasctl auth status` still works: it fetches a new token.")
+    elif places:
+        where = ", ".join(sorted(set(places)))
+        say(f"Logged out of profile '{resolved.name}': removed the stored secret ({where}); {cleared}.")
+    elif tokens:
+        say(f"Profile '{resolved.name}' had no stored secret; {cleared}.")
     else:
         say(f"Profile '{resolved.name}' had no stored secret or cached token; nothing to forget.")
     for variable in (config.ENV_TOKEN, config.ENV_CLIENT_SECRET):
@@ -216,11 +227,10 @@ def _mask(value: str) -> str:
 
 def status(profile: ProfileOption = None, json_output: JsonOption = False) -> None:
     """Show the profile, its URLs, client id, where the token comes from and when it expires."""
-    import json
-
     from dasctl import auth as core
     from dasctl import config
     from dasctl.errors import DasctlError
+    from dasctl.results import json_line
 
     resolved = config.load_profile(profile_name(profile))
     provider = core.TokenProvider(resolved)
@@ -237,14 +247,15 @@ def status(profile: ProfileOption = None, json_output: JsonOption = False) -> No
     if json_output:
         if problem is not None:
             document["error"] = {"kind": problem.kind, "message": problem.message}
-        print(json.dumps(document, indent=2))
+        print(json_line(document))
     else:
         rows = [
             ("profile", f"{resolved.name} (from {document['profile_source']})"),
             ("url", resolved.url),
             ("auth_url", resolved.auth_url),
             ("client_id", resolved.client_id or "(none)"),
-            ("credentials", credentials or "(none stored)"),
+            ("credentials", (f"{credentials} (part of dasctl: `dasctl logout` cannot remove it)"
+                             if credentials == core.BUILT_IN_SECRET else credentials) or "(none stored)"),
         ]
         if token is not None:
             info = document["token"]
@@ -271,10 +282,51 @@ def token(profile: ProfileOption = None) -> None:
     print(core.TokenProvider(resolved).token().access_token)
 
 
+LOGIN_HELP = compose_help(
+    "Check client credentials by fetching a token, then store the profile and the secret.",
+    "The secret goes to the system keyring, else a 0600 file; it is never taken from the command line. "
+    "The built-in `local` profile needs no input: it uses the emulator's public demo client.",
+    examples=[
+        "dasctl login   # the local emulator (`dasctl serve`)",
+        "dasctl login --profile prod --client-id my-client --url https://api.eu.veri-das.com \\",
+        "      --audio-url twilio=wss://audio.example.com/twilio",
+        "printf '%s\\n' \"$SECRET\" | dasctl login --profile prod --client-secret-stdin",
+    ],
+    exit_codes="""
+    0 logged in
+    2 usage error (a missing client id or secret, and no terminal to ask)
+    4 the token endpoint refused the credentials
+    6 the token endpoint could not be reached
+    """,
+)
+LOGOUT_HELP = compose_help(
+    "Forget a profile's stored client secret and cached tokens (its URLs stay).",
+    examples=["dasctl logout", "dasctl logout --profile prod"],
+)
+STATUS_HELP = compose_help(
+    "Show the profile, its URLs, client id, where the token comes from and when it expires.",
+    examples=["dasctl auth status", "dasctl auth status --profile prod --json | jq .token.expires_at"],
+    exit_codes="""
+    0 logged in (a valid token)
+    4 not logged in, or the credentials are refused
+    6 the token endpoint could not be reached
+    """,
+)
+TOKEN_HELP = compose_help(
+    "Print a valid access token on stdout (refreshed when needed), for other tools.",
+    examples=['curl -H "Authorization: Bearer $(dasctl auth token)" "$URL"'],
+    exit_codes="""
+    0 a token was printed
+    4 not logged in, or the credentials are refused
+    6 the token endpoint could not be reached
+    """,
+)
+
+
 def install(app: typer.Typer) -> None:
     """Add login, logout and the auth group to the application."""
-    app.command("login")(login)
-    app.command("logout")(logout)
-    auth_app.command("status")(status)
-    auth_app.command("token")(token)
+    app.command("login", help=LOGIN_HELP)(login)
+    app.command("logout", help=LOGOUT_HELP)(logout)
+    auth_app.command("status", help=STATUS_HELP)(status)
+    auth_app.command("token", help=TOKEN_HELP)(token)
     app.add_typer(auth_app, name="auth")

@@ -1,4 +1,16 @@
-"""Global options shared by every command, and the Environment built from them."""
+"""Global options shared by every command, and the Environment built from them.
+
+Writing a command (the convention every command follows; cli/usage.py renders it):
+- help: `app.command("name", help=compose_help(summary, details, examples=[...], exit_codes=...))` from
+  dasctl.cli.usage. The summary is one whole sentence (`dasctl --help` lists it, never cut); examples
+  are command lines without the `$ `; exit_codes one `N meaning` per line, where more than 0 and 2 apply.
+- values: give every option that takes one a `metavar=` saying what it is (SECONDS, URL, FILE, NAME,
+  `a|b` for choices); the help test fails on `<str>`-style placeholders and a missing EXAMPLES.
+- errors: raise dasctl.errors.UsageError(message, hint) for bad input, in plain words; hints name a
+  command that exists and carry `--profile NAME` when they are about a profile. Parser errors are
+  already reworded in one place (usage.usage_error); never print `Error:` yourself.
+- completion: profile, protocol and channel options take `autocompletion=` from the callbacks below.
+"""
 
 from __future__ import annotations
 
@@ -66,18 +78,27 @@ ProfileOption = Annotated[
     typer.Option(
         "--profile",
         "-p",
+        metavar="NAME",
         help="Profile to use (default: DASCTL_PROFILE, else the file's default_profile, else 'local').",
         show_default=False,
+        autocompletion=lambda incomplete: complete_profile(incomplete),
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 ProtocolOption = Annotated[
-    str, typer.Option("--protocol", help="Audio channel protocol: twilio or audiohook.")
+    str,
+    typer.Option(
+        "--protocol",
+        metavar="twilio|audiohook",
+        help="Audio channel protocol.",
+        autocompletion=lambda incomplete: complete_protocol(incomplete),
+    ),
 ]
 ThresholdOption = Annotated[
     float | None,
     typer.Option(
         "--threshold",
+        metavar="0..1",
         help="Anti-spoofing threshold, 0..1 (profile: authenticity_threshold).",
         show_default=False,
     ),
@@ -86,6 +107,7 @@ DurationOption = Annotated[
     float | None,
     typer.Option(
         "--duration",
+        metavar="SECONDS",
         help="Seconds of voice to collect (profile: audio_total_duration).",
         show_default=False,
     ),
@@ -93,7 +115,10 @@ DurationOption = Annotated[
 ModelHashOption = Annotated[
     str | None,
     typer.Option(
-        "--model-hash", help="Biometric model to enroll with (profile: model_hash).", show_default=False
+        "--model-hash",
+        metavar="HASH",
+        help="Biometric model to enroll with (profile: model_hash).",
+        show_default=False,
     ),
 ]
 
@@ -128,6 +153,36 @@ def open_store_option(flag: str | None, profile: Profile | None = None) -> Store
     return open_store(None)
 
 
+def missing_settings(resolved: Profile, protocol: str) -> None:
+    """Every setting a session with this profile and protocol lacks, named in one UsageError.
+
+    Hints name commands that exist (`dasctl config set`) and carry the profile they are about."""
+    from dasctl.config import config_key
+    from dasctl.errors import UsageError
+
+    missing: list[tuple[str, str]] = []  # (key, example value)
+    if not resolved.model_hash:
+        missing.append(("model_hash", "HASH"))
+    if not resolved.audio_urls.get(protocol):
+        missing.append((f"audio_url.{protocol}", "wss://HOST/PATH"))
+    if protocol == "audiohook" and not resolved.audiohook_api_key:
+        missing.append(("audiohook_api_key", "KEY"))
+    if not missing:
+        return
+    keys = [key for key, _ in missing]
+    listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+    commands = "; ".join(
+        f"`dasctl config set {key} {value} --profile {resolved.name}`" for key, value in missing
+    )
+    variables = ", ".join(config_key(key).env for key in keys)
+    flag = " (or pass --model-hash)" if "model_hash" in keys else ""
+    them = "it" if len(keys) == 1 else "them"
+    raise UsageError(
+        f"profile '{resolved.name}' has no {listed}",
+        f"Set {them} with {commands}{flag}, or in the environment: {variables}.",
+    )
+
+
 def load_register_request(
     profile: str | None,
     *,
@@ -141,7 +196,6 @@ def load_register_request(
 ) -> tuple[Profile, RegisterOptions]:
     """The profile with register's per-request flags applied, and the session options they make."""
     from dasctl.config import load_profile
-    from dasctl.errors import UsageError
     from dasctl.session import RegisterOptions
 
     resolved = load_profile(
@@ -153,12 +207,8 @@ def load_register_request(
         },
         flag_names={"authenticity_threshold": "--threshold", "audio_total_duration": "--duration"},
     )
-    if not resolved.model_hash:
-        raise UsageError(
-            f"profile '{resolved.name}' has no model hash",
-            "Pass --model-hash, set DASCTL_MODEL_HASH, or `dasctl config set model_hash HASH`.",
-        )
-    resolved.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
+    missing_settings(resolved, protocol)  # a usage error now, not after connecting
+    assert resolved.model_hash  # missing_settings checked it
     options = RegisterOptions(
         protocol=protocol,
         authenticity_threshold=resolved.authenticity_threshold,
@@ -169,3 +219,24 @@ def load_register_request(
         timeout=timeout,
     )
     return resolved, options
+
+
+# Shell completion callbacks: called on every <Tab>, so cheap (no numpy, socketio or audio imports).
+def complete_profile(incomplete: str) -> list[str]:
+    from dasctl import config
+
+    try:
+        names = config.profile_names()
+    except Exception:  # a broken profiles file must not break the user's shell
+        names = [config.LOCAL_PROFILE]
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def complete_protocol(incomplete: str) -> list[str]:
+    from dasctl.config import AUDIO_PROTOCOLS
+
+    return [name for name in AUDIO_PROTOCOLS if name.startswith(incomplete)]
+
+
+def complete_channel(incomplete: str) -> list[str]:
+    return [name for name in ("mix", "left", "right", "0", "1") if name.startswith(incomplete)]

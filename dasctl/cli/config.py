@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dasctl.cli.common import JsonOption, ProfileOption, profile_name, say
+from dasctl.cli.usage import compose_help
 
 if TYPE_CHECKING:
     from dasctl.config import Profile
@@ -17,7 +18,10 @@ CONFIG_PATH_SCHEMA = "dasctl.config-path/1"
 
 config_app = typer.Typer(
     name="config",
-    help="Show and set profile values (precedence: flag > environment > profile file > default).",
+    help=compose_help(
+        "Show and set profile values (precedence: flag > environment > profile file > default).",
+        examples=["dasctl config show", "dasctl config set model_hash HASH --profile prod"],
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -72,9 +76,8 @@ def _keys(profile: Profile) -> list[str]:
 
 def show(profile: ProfileOption = None, json_output: JsonOption = False) -> None:
     """Show every value of a profile and where it comes from."""
-    import json
-
     from dasctl import config
+    from dasctl.results import json_line
 
     resolved = config.load_profile(profile_name(profile))
     rows = [(key, resolved.get(key), _origin(resolved, key)) for key in _keys(resolved)]
@@ -88,7 +91,7 @@ def show(profile: ProfileOption = None, json_output: JsonOption = False) -> None
                              else _display(key, value), "source": origin}
                        for key, value, origin in rows},
         }
-        print(json.dumps(document, indent=2))
+        print(json_line(document))
         return
     print(f"profile: {resolved.name} (from {resolved.sources.get('profile')}; "
           f"known: {', '.join(config.profile_names())})")
@@ -101,9 +104,8 @@ def show(profile: ProfileOption = None, json_output: JsonOption = False) -> None
 
 def get(key: KeyArgument, profile: ProfileOption = None, json_output: JsonOption = False) -> None:
     """Print one value of a profile (with --json, also where it comes from)."""
-    import json
-
     from dasctl import config
+    from dasctl.results import json_line
 
     if key == "default_profile":
         name, source = config.resolve_profile_name(None)
@@ -117,7 +119,7 @@ def get(key: KeyArgument, profile: ProfileOption = None, json_output: JsonOption
         if config.config_key(key).kind == "store" and value is not None:
             value = config.masked_store_url(str(value))  # the password never leaves in output
     if json_output:
-        print(json.dumps({"schema": "dasctl.config-get/1", "key": key, "value": value, "source": origin}))
+        print(json_line({"schema": "dasctl.config-get/1", "key": key, "value": value, "source": origin}))
         return
     if value is None:
         say(f"{key} is not set ({origin}).")
@@ -179,28 +181,59 @@ def unset(key: KeyArgument, profile: ProfileOption = None) -> None:
 
 def path(json_output: JsonOption = False) -> None:
     """Print the path of the profiles file (with --json, every directory dasctl uses)."""
-    import json
-
     from dasctl import config
+    from dasctl.results import json_line
 
     if json_output:
-        print(json.dumps({
+        print(json_line({
             "schema": CONFIG_PATH_SCHEMA,
             "config_file": str(config.config_file()),
             "config_dir": str(config.config_dir()),
             "secrets_dir": str(config.secrets_dir()),
             "token_cache_dir": str(config.token_cache_dir()),
             "store_file": str(config.store_path()),
-        }, indent=2))
+            "state_dir": str(config.state_dir()),
+        }))
         return
     print(config.config_file())
 
 
+SHOW_HELP = compose_help(
+    "Show every value of a profile and where it comes from.",
+    examples=["dasctl config show", "dasctl config show --profile prod --json"],
+)
+GET_HELP = compose_help(
+    "Print one value of a profile (with --json, also where it comes from).",
+    examples=["dasctl config get url", "dasctl config get audio_url.twilio --profile prod"],
+    exit_codes="""
+    0 printed
+    1 the key is not set
+    2 usage error (an unknown key)
+    """,
+)
+SET_HELP = compose_help(
+    "Store a value in a profile of the profiles file.",
+    examples=[
+        "dasctl config set model_hash HASH --profile prod",
+        "dasctl config set audio_url.twilio wss://audio.example.com/twilio --profile prod",
+        "dasctl config set default_profile prod",
+    ],
+)
+UNSET_HELP = compose_help(
+    "Remove a value from a profile, so the default applies again.",
+    examples=["dasctl config unset model_hash --profile prod"],
+)
+PATH_HELP = compose_help(
+    "Print the path of the profiles file (with --json, every directory dasctl uses).",
+    examples=["dasctl config path", "dasctl config path --json"],
+)
+
+
 def install(app: typer.Typer) -> None:
     """Add the config group to the application."""
-    config_app.command("show")(show)
-    config_app.command("get")(get)
-    config_app.command("set")(set_value)
-    config_app.command("unset")(unset)
-    config_app.command("path")(path)
+    config_app.command("show", help=SHOW_HELP)(show)
+    config_app.command("get", help=GET_HELP)(get)
+    config_app.command("set", help=SET_HELP)(set_value)
+    config_app.command("unset", help=UNSET_HELP)(unset)
+    config_app.command("path", help=PATH_HELP)(path)
     app.add_typer(config_app, name="config")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dasctl.cli import common
+from dasctl.cli.usage import compose_help
 from dasctl.errors import BatchFailed, UsageError
 
 if TYPE_CHECKING:
@@ -20,14 +21,21 @@ REMOVED_SCHEMA = "dasctl.credential-removed/1"
 IMPORTED_SCHEMA = "dasctl.credential-import/1"
 AUDIO_SCHEMA = "dasctl.credential-audio/1"
 
-_EXIT_CODES = "Exit codes: 0 done; 2 usage error (unknown speaker, unusable store file); 6 the store " \
-    "could not be reached or written"
+_EXIT_CODES = "0 done; 2 usage error (unknown speaker, unusable store file); 6 the store could not be " \
+    "reached or written"
 
 credentials_app = typer.Typer(
     name="credentials",
-    help="List, show, export, import and remove what the credential store keeps (docs/store.md).\n\n"
-    "Every register and watch attempt is kept under a speaker id; a re-enrollment supersedes the older "
-    "credential, which stays in the speaker's history.",
+    help=compose_help(
+        "List, show, export, import and remove what the credential store keeps (docs/store.md).",
+        "Every register and watch attempt is kept under a speaker id; a re-enrollment supersedes the older "
+        "credential, which stays in the speaker's history.",
+        examples=[
+            "dasctl credentials list",
+            "dasctl credentials history CUST12345",
+            "dasctl credentials export > credentials.ndjson",
+        ],
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -39,8 +47,12 @@ ShowCredentialOption = Annotated[
 
 
 def _help(summary: str, examples: str, exit_codes: str = _EXIT_CODES) -> str:
-    # \b keeps click from rewrapping the examples into one paragraph
-    return f"{summary}\n\n\b\nEXAMPLES\n{examples}\n\n{exit_codes}."
+    """The common help layout (cli/usage.py) from examples one per line and exit codes split on `;`."""
+    return compose_help(
+        summary,
+        examples=[line.strip() for line in examples.splitlines() if line.strip()],
+        exit_codes="\n".join(code.strip() for code in exit_codes.split(";")),
+    )
 
 
 # --- shared pieces ---------------------------------------------------------------------------------
@@ -435,7 +447,7 @@ def install(app: typer.Typer) -> None:
         "  dasctl credentials list\n"
         "  dasctl credentials list --speaker 'CUST*' --json\n"
         "  dasctl credentials list --stale-for NEW-MODEL-HASH   # who must be re-enrolled",
-        "Exit codes: 0 listed (even none); 2 usage error or unusable store file; 6 store unreachable",
+        "0 listed (even none); 2 usage error or unusable store file; 6 store unreachable",
     ))(list_credentials)
     credentials_app.command("show", help=_help(
         "Show a speaker's current credential and where it came from.",
@@ -456,7 +468,7 @@ def install(app: typer.Typer) -> None:
         "Keep the results of register --json, watch or export NDJSON in the store (idempotent).",
         "  dasctl register --json calls/*.wav > results.ndjson; dasctl credentials import results.ndjson\n"
         "  dasctl credentials export | dasctl credentials import --store postgresql://ops@db/creds -",
-        "Exit codes: 0 imported; 2 usage error; 6 store unreachable; 7 some lines were malformed "
+        "0 imported; 2 usage error; 6 store unreachable; 7 some lines were malformed "
         "(each is reported with its line number; the others were imported)",
     ))(import_records)
     credentials_app.command("audio", help=_help(

@@ -8,34 +8,41 @@ import typer
 
 from dasctl.cli import common
 from dasctl.cli.register import PROTOCOLS
+from dasctl.cli.usage import compose_help
 from dasctl.errors import BatchFailed, Interrupted, UsageError
 
 if TYPE_CHECKING:
     from dasctl.environment import Environment
     from dasctl.reenroll import Plan, SpeakerResult
 
-HELP = """Re-enroll every speaker whose current credential was made with another model.
+HELP = compose_help(
+    "Re-enroll every speaker whose current credential was made with another model.",
+    """
+    When the service moves to a new biometric model, credentials made with the old one stop working. For
+    each such speaker in the credential store (or those matching --speaker GLOB), one register session
+    with --model-hash sends the enrollment audio kept in the store (no recording is read, nobody is
+    called); the new credential becomes current and the old one stays in the speaker's history. Several
+    sessions run at once (-j). Interrupted (Ctrl-C, SIGTERM, even kill -9) and run again, it continues
+    where it stopped and never re-enrolls a speaker twice. Speakers with no kept audio are reported with
+    what to do.
 
-When the service moves to a new biometric model, credentials made with the old one stop working. For
-each such speaker in the credential store (or those matching --speaker GLOB), one register session with
---model-hash sends the enrollment audio kept in the store (no recording is read, nobody is called); the
-new credential becomes current and the old one stays in the speaker's history. Several sessions run at
-once (-j). Interrupted (Ctrl-C, SIGTERM, even kill -9) and run again, it continues where it stopped and
-never re-enrolls a speaker twice. Speakers with no kept audio are reported with what to do.
-
-Progress goes to stderr (one bar on a terminal: done, failed, left, rate, ETA; plain lines otherwise);
-with --json, one dasctl.reenroll/1 line per speaker on stdout.
-
-\b
-Examples:
-  dasctl reenroll --model-hash model-2027 --dry-run
-  dasctl reenroll --model-hash model-2027 -j 8 --speed 0
-  dasctl reenroll --model-hash model-2027 --speaker 'team-a-*' --json | jq -c 'select(.ok|not)'
-
-\b
-Exit codes: 0 every stale speaker re-enrolled (or nothing to do, or --dry-run); 2 usage error;
-4 authentication; 6 store or service unreachable; 7 some speakers failed or have no kept audio (listed
-on stderr; run again to retry the failed ones); 130 interrupted (run again to continue)."""
+    Progress goes to stderr (one bar on a terminal: done, failed, left, rate, ETA; plain lines otherwise);
+    with --json, one dasctl.reenroll/1 line per speaker on stdout.
+    """,
+    examples=[
+        "dasctl reenroll --model-hash model-2027 --dry-run",
+        "dasctl reenroll --model-hash model-2027 -j 8 --speed 0",
+        "dasctl reenroll --model-hash model-2027 --speaker 'team-a-*' --json | jq 'select(.ok|not)'",
+    ],
+    exit_codes="""
+    0 every stale speaker re-enrolled (or nothing to do, or --dry-run)
+    2 usage error
+    4 authentication
+    6 store or service unreachable
+    7 some speakers failed or have no kept audio (listed on stderr; run again to retry them)
+    130 interrupted (run again to continue)
+    """,
+)
 
 
 def _print_plan(plan: Plan, environment: Environment, as_json: bool) -> None:

@@ -11,6 +11,7 @@ import typer
 
 from dasctl.cli import common
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
+from dasctl.cli.usage import compose_help
 from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
 
 if TYPE_CHECKING:
@@ -25,19 +26,34 @@ PROTOCOLS = ("twilio", "audiohook")
 #: PROTOCOL.md §5: enrollment wants 3..30 s of voice; outside that is allowed, with a warning.
 USUAL_DURATION = (3.0, 30.0)
 
-HELP = """Enroll a speaker in das-Peak Streaming from each recording (FILE, or - for stdin).
+HELP = compose_help(
+    "Enroll a speaker in das-Peak Streaming from each recording (FILE, or - for stdin).",
+    """
+    Each file is one register session: the audio is converted to 8 kHz mu-law, streamed to the service at
+    --speed (1 = real time), and the service answers with a credential. Progress goes to stderr (a live bar
+    on a terminal, plain lines otherwise); the result goes to stdout (a summary, or JSON with --json).
 
-Each file is one register session: the audio is converted to 8 kHz mu-law, streamed to the service at
---speed (1 = real time), and the service answers with a credential. Progress goes to stderr (a live bar
-on a terminal, plain lines otherwise); the result goes to stdout (a summary, or JSON with --json).
-
-Every attempt, successful or not, is kept in the credential store (docs/store.md) under a speaker id:
---speaker, else the file's name without its extension. --no-store keeps nothing.
-
-Exit codes: 0 registered; 2 usage error; 3 audio unusable; 4 authentication; 5 the service said no
-(result-fail-*, error-parameters, error-audio); 6 service unreachable, timed out or failing (retry), or
-the result could not be kept in the store (it is still printed); 7 several files and some failed;
-130 interrupted."""
+    Every attempt, successful or not, is kept in the credential store (docs/store.md) under a speaker id:
+    --speaker, else the file's name without its extension. --no-store keeps nothing.
+    """,
+    examples=[
+        "dasctl register call.wav --speaker CUST12345",
+        "dasctl register call.wav --channel right --protocol audiohook --json",
+        "dasctl register calls/*.wav --output credentials/   # one credential file per recording",
+        "sox call.mp3 -t wav - | dasctl register -",
+    ],
+    exit_codes="""
+    0 registered
+    2 usage error
+    3 audio unusable
+    4 authentication
+    5 the service said no (result-fail-*, error-parameters, error-audio)
+    6 service unreachable, timed out or failing (worth retrying), or the result could not be kept
+      in the store (it is still printed)
+    7 several files and some failed
+    130 interrupted
+    """,
+)
 
 
 @dataclass
@@ -148,10 +164,10 @@ def _check(files: list[str], speed: float, timeout: float, call_id: str | None) 
             ) from None
 
 
-def _report_failure(environment: Environment, error: DasctlError) -> None:
+def _report_failure(environment: Environment, error: DasctlError, position: str = "") -> None:
     from dasctl.logs import redact
 
-    environment.stderr.write(f"dasctl: error: {redact(error.message)}\n")
+    environment.stderr.write(f"dasctl: error: {position}{redact(error.message)}\n")
     if error.hint:
         environment.stderr.write(f"  {redact(error.hint)}\n")
     environment.stderr.flush()
@@ -276,17 +292,18 @@ async def _register_all(
             keeper,
         )
         errors.append(store_error or error)
+        # in a batch, every file's lines carry [i/n], its failures included
+        position = f"[{index + 1}/{len(files)}] " if len(files) > 1 else ""
         if as_json:
             environment.stdout.write(results.json_line(document) + "\n")
         elif document.get("outcome") is not None:
-            environment.stdout.write(results.human_summary(document) + "\n")
+            environment.stdout.write(position + results.human_summary(document) + "\n")
         environment.stdout.flush()
         if store_error is not None and error is not None:
-            _report_failure(environment, error)  # the outcome's own error still gets its line
-        if store_error is not None and len(files) > 1:
-            _report_failure(environment, store_error)
-        if error is not None and len(files) > 1 and store_error is None:
-            _report_failure(environment, error)
+            _report_failure(environment, error, position)  # the outcome's own error still gets its line
+        failure = store_error or error
+        if len(files) > 1 and failure is not None:
+            _report_failure(environment, failure, position)
             if isinstance(error, AuthError):
                 # the same credentials would fail for every other file: stop here
                 raise error
@@ -294,7 +311,10 @@ async def _register_all(
 
 
 def register(
-    files: Annotated[list[str], typer.Argument(help="Recordings to enroll (WAV, FLAC, ...); - reads stdin.")],
+    files: Annotated[
+        list[str],
+        typer.Argument(metavar="FILE", help="Recordings to enroll (WAV, FLAC, ...); - reads stdin."),
+    ],
     protocol: common.ProtocolOption = "twilio",
     threshold: common.ThresholdOption = None,
     duration: common.DurationOption = None,
@@ -302,7 +322,8 @@ def register(
     call_id: Annotated[
         str | None,
         typer.Option(
-            "--call-id", help="Call id (a UUID) for the session; default: a fresh one.", show_default=False
+            "--call-id", metavar="UUID", help="Call id for the session; default: a fresh one.",
+            show_default=False,
         ),
     ] = None,
     channel: ChannelOption = "mix",
@@ -312,7 +333,8 @@ def register(
         float, typer.Option("--speed", help="Streaming speed: 1 = real time, 0 = as fast as possible.")
     ] = 1.0,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the service at each step.")
+        float,
+        typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the service at each step."),
     ] = 60.0,
     as_json: common.JsonOption = False,
     events: Annotated[
@@ -417,9 +439,11 @@ def register(
         return
     if len(files) == 1:
         raise failed[0]
+    numbers = ", ".join(f"[{i + 1}/{len(files)}]" for i, error in enumerate(errors) if error is not None)
     raise BatchFailed(
-        f"{len(failed)} of {len(files)} files failed",
-        "See the errors above; each file's JSON line says what happened to it.",
+        f"{len(failed)} of {len(files)} files failed ({numbers})",
+        "Each file's JSON line says what happened to it." if as_json or events
+        else "See each file's error above.",
     )
 
 
@@ -438,4 +462,4 @@ def _check_speaker(files: list[str], speaker: str | None, no_store: bool) -> Non
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the application."""
-    app.command("register", help=HELP, no_args_is_help=True)(register)
+    app.command("register", help=HELP)(register)

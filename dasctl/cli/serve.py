@@ -8,11 +8,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
 from dasctl import config
+from dasctl.cli.usage import compose_help
 from dasctl.errors import UsageError
 
 SECRET_ENV = "DASCTL_SERVE_CLIENT_SECRET"
@@ -65,53 +66,105 @@ def _audiohook_secret(secret_file: Path | None) -> bytes | None:
     return key
 
 
+STOP_LINE = "Stop with Ctrl-C."
+
+SERVE_HELP = compose_help(
+    "Run the local das-Peak Streaming emulator (token endpoint, signalling, audio consumers).",
+    "Its biometrics are a stand-in; it follows the wire protocol to the letter. In the foreground it logs "
+    "one line per session on stderr. Started in the background from a terminal (`&`), it prints one line "
+    "and logs to a file, so nothing it says lands in another command's live progress bar.",
+    examples=[
+        "dasctl serve --log-file serve.log &   # then: dasctl login; dasctl register call.wav",
+        "dasctl serve --port 0                 # any free port; the banner says which",
+        "dasctl serve --fault-error-event error-das-Peak   # see how a client copes",
+    ],
+    exit_codes="""
+    0 stopped by Ctrl-C or SIGTERM
+    2 usage error, or the port is taken
+    """,
+)
+
+
+def _in_background(stream: TextIO) -> bool:
+    """Whether we are a background job of the terminal `stream` is (`dasctl serve &`)."""
+    try:
+        return stream.isatty() and os.getpgrp() != os.tcgetpgrp(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _open_log(path: Path) -> TextIO:
+    try:
+        return open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the server
+    except OSError as error:
+        raise UsageError(f"cannot write the log file {path}: {error.strerror}") from None
+
+
 def serve(
     host: Annotated[
-        str, typer.Option(help="Address to bind (only 127.0.0.1 is private).")
+        str, typer.Option(metavar="ADDRESS", help="Address to bind (only 127.0.0.1 is private).")
     ] = config.DEFAULT_EMULATOR_HOST,
     port: Annotated[
-        int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)
+        int, typer.Option(metavar="PORT", help="Port to listen on; 0 picks a free one.", min=0, max=65535)
     ] = config.DEFAULT_EMULATOR_PORT,
     client_id: Annotated[
-        str, typer.Option(help=f"OAuth client id to accept (secret from {SECRET_ENV}).")
+        str, typer.Option(metavar="ID", help=f"OAuth client id to accept (secret from {SECRET_ENV}).")
     ] = config.DEMO_CLIENT_ID,
-    client_secret_file: Annotated[Path | None, typer.Option(help="File holding the client secret.")] = None,
-    token_ttl: Annotated[float, typer.Option(help="Token lifetime in seconds.", min=0.1)] = 3600.0,
+    client_secret_file: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="File holding the client secret.")
+    ] = None,
+    token_ttl: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Token lifetime in seconds.", min=0.1)
+    ] = 3600.0,
     no_expires_in: Annotated[
         bool, typer.Option("--no-expires-in", help="Leave expires_in out of token responses.")
     ] = False,
-    model_hash: Annotated[list[str] | None, typer.Option(help="Accepted model hash (repeatable).")] = None,
+    model_hash: Annotated[
+        list[str] | None, typer.Option(metavar="HASH", help="Accepted model hash (default: the demo one).")
+    ] = None,
     consumer_timeout: Annotated[
-        float, typer.Option(help="Seconds for the audio channel to open after info-consumer-ready.", min=0.1)
+        float,
+        typer.Option(metavar="SECONDS", min=0.1,
+                     help="Seconds for the audio channel to open after info-consumer-ready."),
     ] = 10.0,
     idle_timeout: Annotated[
-        float, typer.Option(help="Seconds without audio before error-audio.", min=0.1)
+        float, typer.Option(metavar="SECONDS", help="Seconds without audio before error-audio.", min=0.1)
     ] = 10.0,
     audiohook_api_key: Annotated[
-        str, typer.Option(help="AudioHook X-API-KEY to accept.")
+        str, typer.Option(metavar="KEY", help="AudioHook X-API-KEY to accept.")
     ] = config.DEMO_AUDIOHOOK_API_KEY,
     audiohook_secret_file: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help=f"File with the AudioHook HMAC secret, base64 (or env {AUDIOHOOK_SECRET_ENV}); "
             "signatures are then required."
         ),
     ] = None,
-    max_frame_bytes: Annotated[int, typer.Option(help="Largest audio frame accepted.", min=160)] = 65536,
+    max_frame_bytes: Annotated[
+        int, typer.Option(metavar="BYTES", help="Largest audio frame accepted.", min=160)
+    ] = 65536,
     handshake_timeout: Annotated[
         float,
         typer.Option(
+            metavar="SECONDS",
             help="Seconds a connection has to send its HTTP request, and an audio socket its first message.",
             min=0.1,
         ),
     ] = 10.0,
     pause_at: Annotated[
         float | None,
-        typer.Option(help="AudioHook: send `pause` once this many seconds of audio arrived.", min=0.0),
+        typer.Option(
+            metavar="SECONDS", help="AudioHook: send `pause` once this many seconds of audio arrived.",
+            min=0.0,
+        ),
     ] = None,
     resume_after: Annotated[
         float,
-        typer.Option(help="AudioHook: send `resume` this many seconds after the client's `paused`.", min=0.0),
+        typer.Option(
+            metavar="SECONDS", help="AudioHook: send `resume` this many seconds after the client's `paused`.",
+            min=0.0,
+        ),
     ] = 2.0,
     fault_refuse_tokens: Annotated[
         bool,
@@ -122,20 +175,32 @@ def serve(
     ] = False,
     fault_drop_signalling_after: Annotated[
         float | None,
-        typer.Option(help="Fault: drop the signalling connection N seconds after connect.", min=0.0),
+        typer.Option(metavar="SECONDS", min=0.0,
+                     help="Fault: drop the signalling connection SECONDS after connect."),
     ] = None,
     fault_reset_audio_after: Annotated[
-        int | None, typer.Option(help="Fault: reset the audio socket after N audio bytes.", min=0)
+        int | None,
+        typer.Option(metavar="BYTES", help="Fault: reset the audio socket after BYTES of audio.", min=0),
     ] = None,
     fault_no_consumer_ready: Annotated[
         bool, typer.Option("--fault-no-consumer-ready", help="Fault: never send info-consumer-ready.")
     ] = False,
     fault_error_event: Annotated[
-        str | None, typer.Option(help="Fault: answer initialize with this error-* (or result-fail-*) event.")
+        str | None,
+        typer.Option(metavar="EVENT",
+                     help="Fault: answer initialize with this error-* (or result-fail-*) event."),
     ] = None,
     fault_delay_events: Annotated[
-        float, typer.Option(help="Fault: wait N seconds before every event.", min=0.0)
+        float, typer.Option(metavar="SECONDS", help="Fault: wait SECONDS before every event.", min=0.0)
     ] = 0.0,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file", metavar="FILE", show_default=False,
+            help="Append the startup banner and the session log to FILE instead of stderr "
+            "(default in the background on a terminal: serve.log in dasctl's state directory).",
+        ),
+    ] = None,
 ) -> None:
     """Run the local das-Peak Streaming emulator (token endpoint, signalling, audio consumers)."""
     import asyncio
@@ -187,10 +252,15 @@ def serve(
         ),
     )
 
-    # one line per session on stderr by default; -v adds detail
+    # one line per session on stderr by default; -v adds detail. Started with `&` from a terminal, the
+    # log goes to a file: it would otherwise print into the live bar of the next command in that terminal.
+    background = _in_background(sys.stderr)
+    if log_file is None and background:
+        log_file = config.private_dir(config.state_dir()) / "serve.log"
+    log_stream = _open_log(log_file) if log_file is not None else sys.stderr
     session_log = logging.getLogger("dasctl.emulator")
     session_log.propagate = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(log_stream)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(message)s", "%H:%M:%S"))
     session_log.handlers[:] = [handler]
     verbosity = common.OPTIONS.verbosity
@@ -199,8 +269,17 @@ def serve(
     )
 
     def ready(lines: list[str]) -> None:
+        stop = STOP_LINE
+        if background:
+            # a background job is not stopped with Ctrl-C, and the terminal belongs to the next command
+            stop = f"Stop with `kill {os.getpid()}` (or `kill %N`, N from `jobs`)."
+        lines = [stop if line.startswith(STOP_LINE) else line for line in lines]
         for line in lines:
-            print(line, file=sys.stderr, flush=True)
+            print(line, file=log_stream, flush=True)
+        if log_stream is not sys.stderr:
+            print(f"{lines[0]}; log in {log_file}", file=sys.stderr, flush=True)
+            if background:
+                print(stop, file=sys.stderr, flush=True)
 
     try:
         asyncio.run(run(options, ready))
@@ -209,9 +288,9 @@ def serve(
             f"cannot listen on {host}:{port}: {error.strerror or error}",
             "Is another emulator running? Pick another --port (0 = any free port).",
         ) from None
-    print("emulator stopped", file=sys.stderr)
+    print("emulator stopped", file=log_stream, flush=True)
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the application."""
-    app.command("serve")(serve)
+    app.command("serve", help=SERVE_HELP)(serve)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dasctl.cli import common
+from dasctl.cli.usage import compose_help
 
 # Shared with `dasctl register` (import these there) so both commands pick audio the same way.
 # Values are checked by dasctl.audio.open_audio (UsageError, exit 2), not by click, so every
@@ -18,6 +19,7 @@ ChannelOption = Annotated[
         "--channel",
         "-c",
         metavar="mix|left|right|N",
+        autocompletion=lambda incomplete: common.complete_channel(incomplete),
         help="Which channel to use: mix (all channels averaged), left, right, or N counted from 0.",
     ),
 ]
@@ -34,6 +36,22 @@ FrameMsOption = Annotated[
     int,
     typer.Option("--frame-ms", metavar="MS", help="Frame length in milliseconds (pacing granularity)."),
 ]
+
+HELP = compose_help(
+    "Write the 8 kHz mu-law stream that `register` would send, to listen to or to debug.",
+    "OUT's name says the format: NAME.wav is a playable mu-law WAV, NAME.ul (.raw, .mulaw) raw mu-law "
+    "bytes, - raw bytes on stdout. The same --channel, --start and --end as `register`.",
+    examples=[
+        "dasctl transcode call.wav call-8k.wav",
+        "dasctl transcode call.wav - --channel left --speed 1 | play -t ul -r 8000 -c 1 -",
+        "dasctl transcode call.flac call.ul --start 30 --end 90",
+    ],
+    exit_codes="""
+    0 written
+    2 usage error
+    3 input audio unusable
+    """,
+)
 
 RAW_SUFFIXES = (".ul", ".raw", ".mulaw", ".ulaw", ".u8")
 
@@ -111,4 +129,4 @@ def transcode(
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the application."""
-    app.command("transcode", no_args_is_help=True)(transcode)
+    app.command("transcode", help=HELP)(transcode)

@@ -12,6 +12,7 @@ import typer
 from dasctl.cli import common
 from dasctl.cli.register import PROTOCOLS, _check, _report_failure
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
+from dasctl.cli.usage import compose_help
 from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
 
 if TYPE_CHECKING:
@@ -22,27 +23,35 @@ if TYPE_CHECKING:
     from dasctl.store import Store
     from dasctl.verify import Target
 
-HELP = """Verify that each recording (FILE, or - for stdin) is the voice of an enrolled speaker.
-
-Each file is one verify session against the speaker's current credential in the credential store
-(--speaker), or against a credential you give (--credential: a record written by `register -o`, a
-`register --json` document, or the bare credential; - reads it from stdin). Progress goes to stderr (a
-live bar of the voice collected, plain lines when not a terminal); the decision goes to stdout: verified
-or not, score, authenticity, voice seconds (JSON with --json: one dasctl.verify/1 document per file).
-Every verification of a stored speaker is kept in the store: `dasctl credentials history SPEAKER`.
-
-\b
-Examples:
-  dasctl verify call.wav --speaker alice
-  dasctl verify call.wav --channel left --speaker alice --json | jq .score
-  dasctl verify call.wav --credential alice.credential.json --score-threshold 0.7
-  jq -r .credential alice.json | dasctl verify call.wav --credential -
-
-\b
-Exit codes: 0 verified; 2 usage error (unknown speaker, bad credential file); 3 audio unusable;
-4 authentication; 5 not verified (result-fail-score, result-fail-spoof) or refused (error-parameters,
-error-audio; a credential of a model the service no longer has: run `dasctl reenroll`); 6 service
-unreachable, timed out or failing (retry); 7 several files and some not verified; 130 interrupted."""
+HELP = compose_help(
+    "Verify that each recording (FILE, or - for stdin) is the voice of an enrolled speaker.",
+    """
+    Each file is one verify session against the speaker's current credential in the credential store
+    (--speaker), or against a credential you give (--credential: a record written by `register -o`, a
+    `register --json` document, or the bare credential; - reads it from stdin). Progress goes to stderr (a
+    live bar of the voice collected, plain lines when not a terminal); the decision goes to stdout:
+    verified or not, score, authenticity, voice seconds (JSON with --json: one dasctl.verify/1 document
+    per file). Every verification of a stored speaker is kept in the store: `dasctl credentials history
+    SPEAKER`.
+    """,
+    examples=[
+        "dasctl verify call.wav --speaker alice",
+        "dasctl verify call.wav --channel left --speaker alice --json | jq .score",
+        "dasctl verify call.wav --credential alice.credential.json --score-threshold 0.7",
+        "jq -r .credential alice.json | dasctl verify call.wav --credential -",
+    ],
+    exit_codes="""
+    0 verified
+    2 usage error (unknown speaker, bad credential file)
+    3 audio unusable
+    4 authentication
+    5 not verified (result-fail-score, result-fail-spoof) or refused (error-parameters, error-audio;
+      a credential of a model the service no longer has: run `dasctl reenroll`)
+    6 service unreachable, timed out or failing (worth retrying)
+    7 several files and some not verified
+    130 interrupted
+    """,
+)
 
 
 def load_target(speaker: str | None, credential: str | None, store: Store | None) -> Target:
@@ -382,4 +391,4 @@ def verify(
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to the application."""
-    app.command("verify", help=HELP, no_args_is_help=True)(verify)
+    app.command("verify", help=HELP)(verify)

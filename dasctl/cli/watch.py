@@ -17,17 +17,29 @@ from dasctl.cli.common import (
     load_register_request,
 )
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
+from dasctl.cli.usage import compose_help
 
-WATCH_HELP = """Enroll every recording in DIR, then each new one as it lands; one JSON line per file.
-
-Files already in DIR are taken first, then new ones once they stop growing (--settle). A journal
-(default DIR/.dasctl-watch.jsonl) records every outcome before it is printed, so a restart resumes
-where the last run stopped and reports every file exactly once. Transient failures (exit-6 class) are
-retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
-
-Exit codes: 0 (--once) every file succeeded; 2 usage error; 4 authentication; 6 service unreachable
-past the budget; 7 (--once) some files failed; 130 stopped by SIGINT or SIGTERM.
-"""
+WATCH_HELP = compose_help(
+    "Enroll every recording in DIR, then each new one as it lands; one JSON line per file.",
+    """
+    Files already in DIR are taken first, then new ones once they stop growing (--settle). A journal
+    (default DIR/.dasctl-watch.jsonl) records every outcome before it is printed, so a restart resumes
+    where the last run stopped and reports every file exactly once. Transient failures (exit-6 class) are
+    retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
+    """,
+    examples=[
+        "dasctl watch /data/backlog --once --concurrency 8 > results.ndjson",
+        "dasctl watch /data/calls --done-dir /data/enrolled --failed-dir /data/rejected",
+    ],
+    exit_codes="""
+    0 (--once) every file succeeded
+    2 usage error
+    4 authentication
+    6 service unreachable past the budget
+    7 (--once) some files failed
+    130 stopped by SIGINT or SIGTERM
+    """,
+)
 
 def watch(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to watch.", show_default=False)],
