@@ -22,6 +22,7 @@ SOURCES = {
     "A": ("speech-a-8k-mono.wav", "mix"),
     "B": ("speech-b-16k-mono.wav", "mix"),
     "C": ("speech-c-22k-mono.wav", "mix"),
+    "D": ("speech-d-16k-mono.wav", "mix"),  # another voice reading A's very words
     "A (stereo left)": ("speech-ab-44k-stereo.wav", "left"),
     "B (stereo right)": ("speech-ab-44k-stereo.wav", "right"),
 }

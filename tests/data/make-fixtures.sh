@@ -12,10 +12,14 @@ espeak-ng -v en-us -s 160 -w "$tmp/a.wav" "$text_a"
 espeak-ng -v en-gb+f3 -s 150 -w "$tmp/b.wav" "$text_b"
 espeak-ng -v de -s 150 -w "$tmp/c.wav" "Guten Tag. Ich rufe wegen meines Kontos an und möchte gerne den Kontostand und die letzten Zahlungen prüfen. Vielen Dank für Ihre Hilfe."
 espeak-ng -v en-us -s 170 -w "$tmp/short.wav" "Hello there."
+# another speaker (a higher, female variant: about 208 Hz against A's 103 Hz) reading A's very words
+espeak-ng -v en-us+f3 -s 160 -w "$tmp/d.wav" "$text_a"
 # speaker A at the telephone rate, mono, 16-bit
 sox "$tmp/a.wav" -r 8000 -b 16 -c 1 speech-a-8k-mono.wav
 # speaker B at 16 kHz, mono, 16-bit
 sox "$tmp/b.wav" -r 16000 -b 16 -c 1 speech-b-16k-mono.wav
+# speaker D at 16 kHz, mono, 16-bit: the impostor who says exactly what A said
+sox "$tmp/d.wav" -r 16000 -b 16 -c 1 speech-d-16k-mono.wav
 # speaker C at 22.05 kHz, mono, 16-bit (espeak's native rate)
 sox "$tmp/c.wav" -r 22050 -b 16 -c 1 speech-c-22k-mono.wav
 # a call: speaker A on the left, speaker B on the right, 44.1 kHz stereo
