@@ -198,7 +198,7 @@ def test_every_command_has_examples_and_exit_codes_in_its_help(dasctl: Run, comm
     done = dasctl("credentials", command, "--help")
     assert done.returncode == 0
     assert "EXAMPLES" in done.stdout and f"dasctl credentials {command}" in done.stdout
-    assert "Exit codes:" in done.stdout and "--store" in done.stdout
+    assert "\nEXIT CODES\n  0 " in done.stdout and "--store" in done.stdout
 
 
 def _in_tmux(command: str, tmp_path: Path, answer: str | None = None, expect: str = "") -> tuple[str, str]:

@@ -261,8 +261,9 @@ def test_sigterm_stops_the_batch_with_130_and_keeps_what_finished(dasctl: Any, t
 def test_help_has_examples_and_exit_codes(dasctl: Any) -> None:
     run = dasctl("reenroll", "--help")
     assert run.returncode == 0
-    assert "Examples:" in run.stdout and "dasctl reenroll --model-hash model-2027 --dry-run" in run.stdout
-    assert "Exit codes: 0 every stale speaker re-enrolled" in run.stdout
+    assert "\nEXAMPLES\n  $ dasctl" in run.stdout
+    assert "dasctl reenroll --model-hash model-2027 --dry-run" in run.stdout
+    assert "\nEXIT CODES\n  0 every stale speaker re-enrolled" in run.stdout
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

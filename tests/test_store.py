@@ -337,10 +337,14 @@ def test_the_sqlite_watch_lock_lives_outside_the_folder_and_is_removed(
     inbox.mkdir()
     store = open_store(str(tmp_path / "c.db"))
     try:
+        from dasctl.config import locks_dir
+
         with store.watch_lock(str(inbox)):
             assert list(inbox.iterdir()) == []
-            assert len(list((isolated_config / "locks").iterdir())) == 1
-        assert list((isolated_config / "locks").iterdir()) == []
+            assert len(list(locks_dir().iterdir())) == 1
+            # not in the folder, and not in the config directory either (issue 13 item 15)
+            assert not (isolated_config / "locks").exists()
+        assert list(locks_dir().iterdir()) == []
     finally:
         store.close()
 

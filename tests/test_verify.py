@@ -273,8 +273,8 @@ def test_a_credential_of_a_model_the_service_no_longer_has_says_to_reenroll(
 def test_help_has_examples_and_exit_codes(dasctl: Any) -> None:
     run = dasctl("verify", "--help")
     assert run.returncode == 0
-    assert "Examples:" in run.stdout and "dasctl verify call.wav --speaker alice" in run.stdout
-    assert "Exit codes: 0 verified" in run.stdout
+    assert "\nEXAMPLES\n  $ dasctl" in run.stdout and "dasctl verify call.wav --speaker alice" in run.stdout
+    assert "\nEXIT CODES\n  0 verified" in run.stdout
 
 
 def test_call_ids_are_fresh_per_file(dasctl: Any, two_models: Emulator, alice: dict[str, Any]) -> None:
