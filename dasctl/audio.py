@@ -23,6 +23,7 @@ import numpy as np
 
 from dasctl.errors import AudioError, UsageError
 from dasctl.mulaw import mulaw_decode, mulaw_encode, mulaw_encode_array
+from dasctl.wav import PLACEHOLDER_SIZES, ByteSource, WavReader, parse_header
 
 if TYPE_CHECKING:
     import soundfile
@@ -60,8 +61,6 @@ _SUPPORTED = (
 _TRUNCATED_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _BYTES_PER_SECOND = re.compile(r"^\s*Bytes/sec\s*:\s*(\d+)", re.MULTILINE)
 _DATA_LENGTH = re.compile(r"^data\s*:\s*(\d+)", re.MULTILINE)
-# Streaming writers (ffmpeg to a pipe) leave the data length at one of these: "unknown length".
-_UNKNOWN_DATA_LENGTHS = (0, 0xFFFFFFFF, 0xFFFFFFFF - 1)
 
 
 def parse_channel(channel: str) -> str | int:
@@ -234,6 +233,9 @@ class AudioStream:
             wanted = block_frames if stop is None else min(block_frames, stop - position)
             try:
                 block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
+            except OSError as error:
+                raise AudioError(f"{self.name}: cannot read at {position / self.input_rate:.1f} s: "
+                                 f"{error.strerror or error}") from None
             except (soundfile.LibsndfileError, RuntimeError) as error:
                 raise AudioError(
                     f"{self.name}: corrupt audio data at {position / self.input_rate:.1f} s: "
@@ -288,9 +290,9 @@ class AudioStream:
             expected = min(expected, self._end_frame)
         if position < expected:
             rate = self.input_rate
+            shown, promised = _two_figures(position, expected, rate)
             raise AudioError(
-                f"{self.name}: truncated: the audio stops at {position / rate:.1f} s "
-                f"but the header announces {expected / rate:.1f} s",
+                f"{self.name}: truncated: the audio stops at {shown} but the header announces {promised}",
                 f"If it is still being written, wait; to use what is there, add --end {position / rate:.1f}.",
             )
 
@@ -404,11 +406,19 @@ def _libsndfile_message(error: BaseException) -> str:
 
 
 def _looks_like_text(head: bytes) -> bool:
-    if not head:
-        return False
-    try:
-        decoded = head.decode("utf-8")
-    except UnicodeDecodeError:
+    """UTF-8 (or ASCII) text, or UTF-16/32 text that starts with its byte-order mark."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        decoded = head[: len(head) // 4 * 4].decode("utf-32", errors="ignore")
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        decoded = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore")
+    else:
+        try:
+            decoded = head.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if error.start < len(head) - 3:  # not merely a character cut off at the end of the sample
+                return False
+            decoded = head[: error.start].decode("utf-8")
+    if not decoded:
         return False
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in decoded)
     return printable >= 0.95 * len(decoded)
@@ -423,6 +433,8 @@ def _unreadable_format(name: str, error: BaseException, head: bytes) -> AudioErr
     hint = f"dasctl reads {_SUPPORTED}."
     if _looks_like_text(head):
         return AudioError(f"{name}: is a text file, not a recording", hint)
+    if "SF_INFO struct incomplete" in message:
+        return AudioError(f"{name}: corrupt header: no usable sample rate, channel count or format", hint)
     if any(text in message for text in _UNKNOWN_FORMAT_MESSAGES):
         return AudioError(f"{name}: not a recording dasctl can read (unknown or unsupported format)", hint)
     return AudioError(f"{name}: corrupt or unsupported audio: {message}", hint)
@@ -431,6 +443,9 @@ def _unreadable_format(name: str, error: BaseException, head: bytes) -> AudioErr
 def _open_sound(target: int | BinaryIO, name: str, head: bytes) -> soundfile.SoundFile:
     import soundfile
 
+    if _looks_like_text(head):
+        # refused before libsndfile sees it: its MP3 decoder (libmpg123) prints noise to fd 2 on text
+        raise AudioError(f"{name}: is a text file, not a recording", f"dasctl reads {_SUPPORTED}.")
     try:
         return soundfile.SoundFile(target, closefd=False)
     except (soundfile.LibsndfileError, RuntimeError) as error:
@@ -447,40 +462,55 @@ def _declared_frames(sound: soundfile.SoundFile, seekable: bool) -> int | None:
     if sound.format not in ("WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "CAF"):
         return None
     match = _DATA_LENGTH.search(sound.extra_info)
-    if match is None or int(match.group(1)) in _UNKNOWN_DATA_LENGTHS:
+    if match is None or int(match.group(1)) in PLACEHOLDER_SIZES:
         return None
     return frames
 
 
+def _two_figures(there: int, announced: int, rate: int) -> tuple[str, str]:
+    """'6.2 s' and '11.7 s'; with the sample counts too when a tenth of a second cannot tell them apart."""
+    first, second = f"{there / rate:.1f} s", f"{announced / rate:.1f} s"
+    if first == second:
+        return f"{first} ({there} samples)", f"{second}, {announced} samples"
+    return first, second
+
+
+def _refuse_truncated(name: str, there: int, announced: int, rate: int, end: float | None) -> None:
+    """A file whose data stops before its header's definite length: an error unless --end stays inside."""
+    if end is not None and end <= there / rate:
+        return
+    if there == 0:
+        raise AudioError(f"{name}: no audio: the file ends right after its header ({announced / rate:.1f} s)",
+                         "The recording was probably cut off while it was being written.")
+    shown, promised = _two_figures(there, announced, rate)
+    usable = math.floor(there / rate * 10) / 10
+    raise AudioError(
+        f"{name}: truncated: the data stops at {shown} but the header announces more ({promised})",
+        f"If it is still being written, wait; to use what is there, add --end {usable:.1f}.",
+    )
+
+
 def _check_truncated_header(sound: soundfile.SoundFile, name: str, end: float | None) -> None:
-    """A file whose data chunk is shorter than its header says: an error unless --end stays inside it."""
+    """libsndfile's log says when a data chunk is shorter than its header says."""
     match = _TRUNCATED_DATA.search(sound.extra_info)
     if match is None:
         return
-    available = sound.frames / sound.samplerate
-    if end is not None and end <= available:
-        return
     rate_match = _BYTES_PER_SECOND.search(sound.extra_info)
-    announced = ""
-    if rate_match and int(rate_match.group(1)) > 0:
-        announced = f" ({int(match.group(1)) / int(rate_match.group(1)):.1f} s)"
-    if sound.frames == 0:
-        raise AudioError(f"{name}: no audio: the file ends right after its header{announced}",
-                         "The recording was probably cut off while it was being written.")
-    usable = math.floor(available * 10) / 10
-    raise AudioError(
-        f"{name}: truncated: the data stops at {available:.1f} s but the header announces more{announced}",
-        f"If it is still being written, wait; to use what is there, add --end {usable:.1f}.",
-    )
+    if not rate_match or int(rate_match.group(1)) <= 0:
+        announced = int(sound.frames) + 1  # more than there is, by an unknown amount
+    else:
+        announced = round(int(match.group(1)) / int(rate_match.group(1)) * sound.samplerate)
+    _refuse_truncated(name, int(sound.frames), announced, int(sound.samplerate), end)
 
 
 class _PipeRelay:
     """Feeds libsndfile a fresh pipe that starts with the bytes we peeked from stdin, then the rest."""
 
-    def __init__(self, source_fd: int, head: bytes) -> None:
+    def __init__(self, source_fd: int, head: bytes, on_finish: Callable[[], None] | None = None) -> None:
         self.read_fd, self._write_fd = os.pipe()
         self._source_fd = source_fd
         self._head = head
+        self._on_finish = on_finish  # runs in the relay thread once it no longer reads source_fd
         self._thread = threading.Thread(target=self._run, name="dasctl-stdin-relay", daemon=True)
         self._thread.start()
 
@@ -497,6 +527,8 @@ class _PipeRelay:
             pass  # the reader closed its end (--end reached, or an error): nothing more to relay
         finally:
             os.close(self._write_fd)
+            if self._on_finish is not None:
+                self._on_finish()
 
     def close(self) -> None:
         try:
@@ -523,40 +555,101 @@ def _open_stdin(channel: str | int, start: float, end: float | None, channel_tex
     if os.isatty(fd):
         raise UsageError("'-' reads a recording from stdin, and stdin is a terminal",
                          "Pipe one in: cat call.wav | dasctl ... -")
-    info = os.fstat(fd)
-    if stat.S_ISREG(info.st_mode):
+    if stat.S_ISREG(os.fstat(fd).st_mode):
         # `< call.wav`: a real file, seekable, opened in place
-        if info.st_size == 0:
-            raise AudioError(f"{STDIN_NAME}: empty input (0 bytes)")
-        os.lseek(fd, 0, os.SEEK_SET)
-        head = os.pread(fd, 512, 0)
-        sound = _open_sound(fd, STDIN_NAME, head)
-        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, channel_text=channel_text)
-    head = _read_head(fd, 512)
-    if not head:
-        raise AudioError(f"{STDIN_NAME}: empty input (0 bytes)")
-    if head.startswith(b"fLaC"):
-        # libsndfile cannot decode FLAC from a pipe (it seeks back); spool to an unlinked temp file (disk)
-        spool = tempfile.TemporaryFile(prefix="dasctl-stdin-")
-        try:
-            spool.write(head)
-            while data := os.read(fd, 1 << 20):
-                spool.write(data)
-            spool.flush()
-            spool.seek(0)
-            sound = _open_sound(spool.fileno(), STDIN_NAME, head)
-        except BaseException:
-            spool.close()
-            raise
-        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, on_close=spool.close,
-                            channel_text=channel_text)
-    relay = _PipeRelay(fd, head)
+        return _open_seekable(fd, STDIN_NAME, channel, start, end, channel_text, on_close=None)
+    return _open_stream(fd, STDIN_NAME, channel, start, end, channel_text, on_close=None)
+
+
+def _open_seekable(
+    fd: int, name: str, channel: str | int, start: float, end: float | None, channel_text: str,
+    on_close: Callable[[], None] | None,
+) -> AudioStream:
+    """A regular file (a path, or stdin redirected from one). on_close runs once, on failure or at close."""
     try:
-        sound = _open_sound(relay.read_fd, STDIN_NAME, head)
+        if os.fstat(fd).st_size == 0:
+            what = "input" if name == STDIN_NAME else "file"
+            raise AudioError(f"{name}: empty {what} (0 bytes)")
+        try:
+            head = os.pread(fd, 512, 0)
+        except OSError as error:
+            raise AudioError(f"{name}: cannot read the file: {error.strerror or error}") from None
+        source = ByteSource(fd, seekable=True)
+        parsed = parse_header(source) if not _looks_like_text(head) else None
+        sound: soundfile.SoundFile | WavReader
+        if parsed is not None:
+            sound = WavReader(source, *parsed)
+        else:
+            os.lseek(fd, 0, os.SEEK_SET)
+            sound = _open_sound(fd, name, head)
+    except BaseException:
+        if on_close is not None:
+            on_close()
+        raise
+    return _finish_open(sound, name, channel, start, end, seekable=True, on_close=on_close,
+                        channel_text=channel_text)
+
+
+def _open_stream(
+    fd: int, name: str, channel: str | int, start: float, end: float | None, channel_text: str,
+    on_close: Callable[[], None] | None,
+) -> AudioStream:
+    """A pipe, a FIFO, `<(...)`, a device: read once, front to back. on_close runs once (failure or close)."""
+    try:
+        try:
+            head = _read_head(fd, 512)
+        except OSError as error:
+            raise AudioError(f"{name}: cannot read: {error.strerror or error}") from None
+        if not head:
+            raise AudioError(f"{name}: empty input (0 bytes)")
+        source = ByteSource(fd, seekable=False, prefix=head)
+        flac = head.startswith(b"fLaC")
+        parsed = parse_header(source) if not flac and not _looks_like_text(head) else None
+    except BaseException:
+        if on_close is not None:
+            on_close()
+        raise
+    if flac:
+        return _open_spooled(fd, head, name, channel, start, end, channel_text, on_close)
+    if parsed is not None:
+        return _finish_open(WavReader(source, *parsed), name, channel, start, end, seekable=False,
+                            on_close=on_close, channel_text=channel_text)
+    # not a WAV we decode: libsndfile gets every byte taken so far, then the rest of the stream; the relay
+    # thread reads fd, so it is the one that calls on_close (never close an fd under a read in progress)
+    relay = _PipeRelay(fd, source.replay(), on_finish=on_close)
+    try:
+        sound = _open_sound(relay.read_fd, name, head)
     except BaseException:
         relay.close()
         raise
-    return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=False, on_close=relay.close,
+    return _finish_open(sound, name, channel, start, end, seekable=False, on_close=relay.close,
+                        channel_text=channel_text)
+
+
+def _open_spooled(
+    fd: int, head: bytes, name: str, channel: str | int, start: float, end: float | None, channel_text: str,
+    on_close: Callable[[], None] | None,
+) -> AudioStream:
+    """FLAC from a pipe: libsndfile seeks back in it, so copy it to an unlinked temporary file (disk)."""
+    spool = tempfile.TemporaryFile(prefix="dasctl-stdin-")
+    try:
+        spool.write(head)
+        while data := os.read(fd, 1 << 20):
+            spool.write(data)
+        spool.flush()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    finally:
+        if on_close is not None:
+            on_close()  # everything is in the spool now (or never will be)
+    try:
+        sound = _open_sound(spool.fileno(), name, head)
+    except BaseException:
+        spool.close()
+        raise
+    return _finish_open(sound, name, channel, start, end, seekable=True, on_close=spool.close,
                         channel_text=channel_text)
 
 
@@ -576,26 +669,24 @@ def _open_path(
     except OSError as error:
         raise AudioError(f"{name}: cannot open the file: {error.strerror or error}") from None
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
             raise AudioError(f"{name}: is a directory, not a recording")
-        if stat.S_ISREG(info.st_mode) and info.st_size == 0:
-            raise AudioError(f"{name}: empty file (0 bytes)")
-        try:
-            head = os.pread(fd, 512, 0)
-        except OSError as error:
-            raise AudioError(f"{name}: cannot read the file: {error.strerror or error}") from None
-        sound = _open_sound(fd, name, head)
     except BaseException:
         os.close(fd)
         raise
-    seekable = stat.S_ISREG(info.st_mode)
-    return _finish_open(sound, name, channel, start, end, seekable=seekable, on_close=lambda: os.close(fd),
-                        channel_text=channel_text)
+
+    def close_fd() -> None:
+        os.close(fd)
+
+    if stat.S_ISREG(mode):
+        return _open_seekable(fd, name, channel, start, end, channel_text, on_close=close_fd)
+    # a named pipe, `<(...)` (/dev/fd/N), a device: a stream, like stdin
+    return _open_stream(fd, name, channel, start, end, channel_text, on_close=close_fd)
 
 
 def _finish_open(
-    sound: soundfile.SoundFile,
+    sound: soundfile.SoundFile | WavReader,
     name: str,
     channel: str | int,
     start: float,
@@ -605,7 +696,7 @@ def _finish_open(
     on_close: Callable[[], None] | None = None,
     channel_text: str = "",
 ) -> AudioStream:
-    """Validate what libsndfile found (rate, channels, truncation, range) and build the stream."""
+    """Validate what the decoder found (rate, channels, truncation, range) and build the stream."""
     try:
         rate, channels = int(sound.samplerate), int(sound.channels)
         if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
@@ -620,9 +711,16 @@ def _finish_open(
             raise UsageError(f"--channel {channel_text or channel}: {name} is {layout}",
                              "Use --channel mix" + (", left or right" if channels == 2 else "")
                              + (f", or a number from 0 to {channels - 1}" if channels > 2 else "") + ".")
-        if seekable:
-            _check_truncated_header(sound, name, end)
-        expected = _declared_frames(sound, seekable)
+        expected: int | None
+        if isinstance(sound, WavReader):
+            if sound.truncated:
+                assert sound.frames is not None and sound.declared_frames is not None
+                _refuse_truncated(name, sound.frames, sound.declared_frames, rate, end)
+            expected = (sound.frames or None) if seekable else sound.declared_frames
+        else:
+            if seekable:
+                _check_truncated_header(sound, name, end)
+            expected = _declared_frames(sound, seekable)
         if seekable and expected is None:
             raise AudioError(f"{name}: no audio (0 samples)", "The file holds a header and no sound.")
         if expected is not None and round(start * rate) >= expected:
