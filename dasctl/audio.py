@@ -6,6 +6,7 @@ length of the recording, and stdin works as well as a file.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -15,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, BinaryIO
@@ -27,6 +29,8 @@ from dasctl.wav import PLACEHOLDER_SIZES, ByteSource, WavReader, parse_header
 
 if TYPE_CHECKING:
     import soundfile
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SAMPLE_RATE",
@@ -225,6 +229,8 @@ class AudioStream:
         block_frames = int(self.input_rate * _BLOCK_SECONDS)
         block_frames = max(1024, min(block_frames, _BLOCK_MAX_BYTES // (4 * channels)))
         buffer = np.empty((block_frames, channels), dtype=dtype)
+        # libmpg123 prints notes on fd 2 as it decodes a damaged MP3: they go to the debug log instead
+        quiet = sound.format == "MP3"
         position = 0
         if self._start_frame:
             position = self._skip_to_start(buffer)
@@ -232,7 +238,11 @@ class AudioStream:
         while stop is None or position < stop:
             wanted = block_frames if stop is None else min(block_frames, stop - position)
             try:
-                block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
+                if quiet:
+                    with _c_library_stderr_to_log():
+                        block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
+                else:
+                    block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
             except OSError as error:
                 raise AudioError(f"{self.name}: cannot read at {position / self.input_rate:.1f} s: "
                                  f"{error.strerror or error}") from None
@@ -440,6 +450,33 @@ def _unreadable_format(name: str, error: BaseException, head: bytes) -> AudioErr
     return AudioError(f"{name}: corrupt or unsupported audio: {message}", hint)
 
 
+# First bytes of the containers libsndfile recognises by their header. Anything else ends in its format
+# guessing, the last step of which is libmpg123, which prints notes on fd 2 ("Trying to resync...").
+_CONTAINER_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b".snd", b"dns.", b"fLaC", b"OggS", b"caff",
+                    b"riff", b"NIST", b"Creative Voice", b"PVF1", b"2BIT", b"MATLAB", b"Extended Instrument",
+                    b"fap ", b" paf", b"ALaw")
+_FD2_LOCK = threading.Lock()
+
+
+@contextmanager
+def _c_library_stderr_to_log() -> Iterator[None]:
+    """Point fd 2 at a temporary file while libsndfile guesses at an input of unknown format; what the C
+    libraries said goes to the debug log (-vv). Only then: a live display on stderr would pause meanwhile."""
+    with _FD2_LOCK, tempfile.TemporaryFile(prefix="dasctl-stderr-") as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said = sink.read(4096).decode(errors="replace").strip()
+            if said:
+                log.debug("libsndfile (and libmpg123) said: %s", said)
+
+
 def _open_sound(target: int | BinaryIO, name: str, head: bytes) -> soundfile.SoundFile:
     import soundfile
 
@@ -447,7 +484,10 @@ def _open_sound(target: int | BinaryIO, name: str, head: bytes) -> soundfile.Sou
         # refused before libsndfile sees it: its MP3 decoder (libmpg123) prints noise to fd 2 on text
         raise AudioError(f"{name}: is a text file, not a recording", f"dasctl reads {_SUPPORTED}.")
     try:
-        return soundfile.SoundFile(target, closefd=False)
+        if head.startswith(_CONTAINER_MAGIC):
+            return soundfile.SoundFile(target, closefd=False)
+        with _c_library_stderr_to_log():
+            return soundfile.SoundFile(target, closefd=False)
     except (soundfile.LibsndfileError, RuntimeError) as error:
         raise _unreadable_format(name, error, head) from None
 

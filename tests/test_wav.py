@@ -268,3 +268,37 @@ def test_sf_info_incomplete_never_reaches_the_user(tmp_path):
     lines = result.stderr.decode().splitlines()
     assert lines[0] == f"dasctl: error: {au}: corrupt header: no usable sample rate, channel count or format"
     assert len(lines) == 2 and b"SF_INFO" not in result.stderr
+
+
+def _mpeg_sync_then_garbage(path: Path) -> Path:
+    """An MPEG frame-sync word, then noise: libsndfile hands it to libmpg123, which prints 'Note: ...'."""
+    rng = np.random.default_rng(1)
+    path.write_bytes(b"\xff\xfb\x90\x00" + rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    return path
+
+
+@pytest.mark.parametrize("how", ["file", "pipe"])
+def test_no_libmpg123_noise_on_garbage_that_looks_like_mp3(how, tmp_path):
+    result = run_transcode(_mpeg_sync_then_garbage(tmp_path / "noise.mp3"), how, tmp_path)
+    assert result.returncode == 3 and result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert 1 <= len(lines) <= 2 and lines[0].startswith("dasctl: error: "), lines
+    assert all(line.startswith(("dasctl: error: ", "  ")) for line in lines), lines
+
+
+def test_what_the_c_libraries_said_is_in_the_debug_log(tmp_path):
+    noise = _mpeg_sync_then_garbage(tmp_path / "noise.mp3")
+    result = subprocess.run([*DASCTL, "-vv", "transcode", str(noise), "-"], capture_output=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 3
+    said = result.stderr.split(b"libsndfile (and libmpg123) said: ", 1)
+    assert len(said) == 2 and said[1].startswith((b"[src/libmpg123/", b"Note: ")), result.stderr
+
+
+@needs_ffmpeg
+def test_a_real_mp3_still_transcodes_quietly(tmp_path):
+    mp3 = tmp_path / "a.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(SOURCE), str(mp3)], check=True, timeout=30)
+    result = run_transcode(mp3, "file", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().startswith("transcode: ") and len(result.stderr.splitlines()) == 1
