@@ -3,6 +3,7 @@ real files, the real emulator; each test checks the exit status, stderr and the 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -130,6 +131,21 @@ def test_register_ends_on_sigterm_and_sighup_like_ctrl_c(emulator: Emulator, tmp
     assert stdout == "" and listing(tmp_path) == []
     # the emulator saw the client leave: the session was closed, not left to time out
     wait_until(lambda: f"{call_id}: client disconnected" in emulator.output(), "the session closed", 15)
+
+
+def test_register_reads_process_substitution_and_fifos(emulator: Emulator, tmp_path: Path):
+    fifo = tmp_path / "call.fifo"
+    os.mkfifo(fifo)
+    dasctl = " ".join(DASCTL)
+    shell = (f"cat {SPEECH} > {fifo} & {dasctl} register <(cat {SPEECH}) {fifo} --speed 0 --json; "
+             "echo status $?")
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **emulator.client_env()}, stdin=subprocess.DEVNULL)
+    *documents, status = result.stdout.splitlines()
+    assert status == "status 0", result.stderr
+    assert [json.loads(line)["ok"] for line in documents] == [True, True]
+    assert json.loads(documents[1])["file"] == str(fifo)
+    assert "Illegal seek" not in result.stderr
 
 
 # --- a closed stdout -------------------------------------------------------------------------------

@@ -189,6 +189,16 @@ def test_stereo_channels_are_picked_from_a_stream(tmp_path):
     assert left.stdout == right.stdout == mix.stdout and len(left.stdout) == 4000
 
 
+@pytest.mark.parametrize("how", ["pipe", "fifo"])
+def test_a_codec_we_leave_to_libsndfile_gets_every_byte_from_a_stream(how, tmp_path):
+    # ima-adpcm.wav: our parser reads the header, gives up at the codec, and replays what it took
+    from_file = run_transcode(HEADERS / "ima-adpcm.wav", "file", tmp_path)
+    streamed = run_transcode(HEADERS / "ima-adpcm.wav", how, tmp_path)
+    assert from_file.returncode == streamed.returncode == 0, streamed.stderr
+    assert b"(WAV IMA_ADPCM, 8000 Hz, 1 ch)" in streamed.stderr
+    assert streamed.stdout == from_file.stdout and len(streamed.stdout) > 3900
+
+
 def test_process_substitution_is_a_stream(tmp_path):
     result = run_transcode(HEADERS / "ffmpeg-pipe.wav", "process-substitution", tmp_path)
     assert result.returncode == 0, result.stderr

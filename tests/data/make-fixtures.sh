@@ -62,5 +62,6 @@ printf 'This is a text file, not a recording.\nSaved by Notepad as "Unicode".\n'
 for codec in u8 s24le s32le f32le f64le mulaw alaw; do ff -c:a "pcm_$codec" -f wav - | cat > "codec-$codec.wav"; done
 ff -ac 2 -f wav - | cat > codec-s16le-stereo.wav
 sox source.wav -e a-law alaw-sox.wav
+sox source.wav -e ima-adpcm ima-adpcm.wav                                # a codec left to libsndfile
 cd ..
 ls -l wav-headers
