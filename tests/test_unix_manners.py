@@ -71,6 +71,26 @@ def test_transcode_ends_on_a_signal_with_130_and_leaves_no_file(tmp_path, signum
     assert listing(tmp_path) == []
 
 
+def test_sigterm_ends_a_transcode_waiting_on_a_stdin_that_stays_open(tmp_path):
+    # an unknown-length WAV whose writer has not finished: dasctl is blocked reading the pipe
+    proc = subprocess.Popen([*DASCTL, "transcode", "-", str(tmp_path / "out.wav")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write((DATA / "wav-headers" / "ffmpeg-pipe.wav").read_bytes())
+        proc.stdin.flush()
+        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert_quiet_stderr(stderr.decode())
+    assert listing(tmp_path) == []
+
+
 def test_sigterm_works_when_sigint_is_ignored(tmp_path):
     out = tmp_path / "out.wav"
     proc = _start_transcode(out, ignore_sigint=True)
