@@ -118,7 +118,7 @@ class WavFormat:
 
 
 @dataclass
-class _Chunk:
+class DataChunk:
     """A data chunk: where it starts and how long it says it is (None: unknown, to the end of the input)."""
 
     offset: int
@@ -150,7 +150,7 @@ def _parse_fmt(body: bytes, container: str) -> WavFormat | None:
     return WavFormat(container, subtype, rate, channels, block_align)
 
 
-def parse_header(source: ByteSource) -> tuple[WavFormat, _Chunk] | None:
+def parse_header(source: ByteSource) -> tuple[WavFormat, DataChunk] | None:
     """Read up to the first data chunk; None when this is not a WAV we decode (libsndfile's turn)."""
     head = source.read(12)
     if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
@@ -183,7 +183,7 @@ def parse_header(source: ByteSource) -> tuple[WavFormat, _Chunk] | None:
         declared = ds64_data or None  # a ds64 size of 0 is ffmpeg's "unknown" on a pipe
     elif size in PLACEHOLDER_SIZES:
         declared = None
-    return found, _Chunk(source.position, declared)
+    return found, DataChunk(source.position, declared)
 
 
 @lru_cache(maxsize=1)
@@ -201,11 +201,13 @@ class WavReader:
     """Reads a WAV's frames the way libsndfile's SoundFile.read does, over every data chunk in turn.
 
     Attributes mirror soundfile.SoundFile's (samplerate, channels, format, subtype, frames) so that
-    dasctl.audio drives both the same way. `frames` is None when the length is unknown (a pipe, or a
-    placeholder size); `declared_frames` is what the header promised (None: nothing definite).
+    dasctl.audio drives both the same way. On a file, `frames` is what the data chunks hold,
+    `declared_frames` what their headers promise (a placeholder promises what is there) and `truncated`
+    whether a definite promise is not kept. On a stream, `frames` is None and `declared_frames` is the
+    first data chunk's definite size, or None when it is a placeholder.
     """
 
-    def __init__(self, source: ByteSource, wav_format: WavFormat, first: _Chunk) -> None:
+    def __init__(self, source: ByteSource, wav_format: WavFormat, first: DataChunk) -> None:
         self._source = source
         self.samplerate = wav_format.rate
         self.channels = wav_format.channels
@@ -213,7 +215,7 @@ class WavReader:
         self.subtype = wav_format.subtype
         self._align = wav_format.block_align
         self._first = first
-        self._chunk: _Chunk | None = first
+        self._chunk: DataChunk | None = first
         self._left: int | None = first.size  # bytes left in the current data chunk (None: to the end)
         self._buffer = bytearray()
         self.declared_frames: int | None = None if first.size is None else first.size // max(1, self._align)
@@ -252,7 +254,7 @@ class WavReader:
             size = _u32(header, 4)
             if header[:4] == b"data":
                 declared = None if size in PLACEHOLDER_SIZES else size
-                self._chunk, self._left = _Chunk(self._source.position, declared), declared
+                self._chunk, self._left = DataChunk(self._source.position, declared), declared
                 return
             if self._source.skip(size + (size & 1)) < size:
                 return
@@ -302,7 +304,7 @@ class WavReader:
         raw = np.frombuffer(self._buffer, dtype=np.uint8, count=got * self._align)
         samples = self._decode(raw, dtype).reshape(got, self.channels)
         if out is None:
-            return samples
+            return samples.copy()  # it may be a view of our buffer, which the next read overwrites
         out[:got] = samples
         return out[:got]
 
