@@ -416,7 +416,10 @@ def _libsndfile_message(error: BaseException) -> str:
 
 
 def _looks_like_text(head: bytes) -> bool:
-    """UTF-8 (or ASCII) text, or UTF-16/32 text that starts with its byte-order mark."""
+    """UTF-8 (or ASCII) text, or UTF-16/32 text that starts with its byte-order mark; never a container
+    libsndfile knows by its first bytes (a NIST SPHERE header is 1024 bytes of text, maybe space-padded)."""
+    if head.startswith(_CONTAINER_MAGIC):
+        return False
     if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
         decoded = head[: len(head) // 4 * 4].decode("utf-32", errors="ignore")
     elif head.startswith((b"\xff\xfe", b"\xfe\xff")):

@@ -312,3 +312,21 @@ def test_a_real_mp3_still_transcodes_quietly(tmp_path):
     result = run_transcode(mp3, "file", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.decode().startswith("transcode: ") and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("how", ["file", "pipe"])
+def test_a_sphere_header_is_text_but_not_a_text_file(how, tmp_path):
+    # NIST SPHERE (TIMIT and other speech corpora) starts with 1024 bytes of ASCII header, padded with
+    # blanks in the corpora (libsndfile pads with NULs: the blanks are patched in)
+    import soundfile as sf
+
+    samples, rate = sf.read(SOURCE, dtype="int16")
+    sphere = tmp_path / "call.sph"
+    sf.write(sphere, samples, rate, format="NIST")
+    data = bytearray(sphere.read_bytes())
+    end = data.index(b"end_head\n") + len(b"end_head\n")
+    data[end:1024] = b" " * (1024 - end)
+    sphere.write_bytes(bytes(data))
+    result = run_transcode(sphere, how, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected_stream()
