@@ -29,6 +29,7 @@ from dasctl.watch import (
     JournalBusy,
     RetryPolicy,
     ServiceHealth,
+    SilentObserver,
     WatchRunner,
     WatchSettings,
 )
@@ -283,6 +284,45 @@ def test_unreported_results_are_printed_on_restart_without_running_again(tmp_pat
     assert code == ExitCode.OK and stand_in.attempts == {}
     assert lines == [{"file": "a.wav", "exit_code": 0, "credential": "kept"}]
     assert run_watch(tmp_path, stand_in)[1] == []  # marked reported
+
+
+class StatusLines(SilentObserver):
+    """Keeps the status lines a display would show."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def status(self, message: str) -> None:
+        self.lines.append(message)
+
+
+def test_lines_replayed_from_the_journal_count_once_in_the_summary(tmp_path: Path) -> None:
+    a, b = make_file(tmp_path / "in" / "a.wav"), make_file(tmp_path / "in" / "b.wav")
+    with Journal(tmp_path / "in" / DEFAULT_JOURNAL_NAME) as journal:  # a run cut short by `| head -n1`
+        for path, reported in ((a, False), (b, True)):
+            identity = FileIdentity(path.name, path.stat().st_size, path.stat().st_mtime_ns)
+            journal.append({**identity.fields(), "state": "done", "attempt": 1,
+                            "report": {"file": path.name, "exit_code": 0}})
+            if reported:
+                journal.append({**identity.fields(), "state": "reported"})
+    status = StatusLines()
+    out = io.StringIO()
+    settings = WatchSettings(root=tmp_path / "in", once=True, settle=0.0)
+    runner = WatchRunner(settings, StandIn(lambda p, c, n: success(c)), out=out, observer=status)
+    code = asyncio.run(runner.run())
+    assert code == ExitCode.OK and [json.loads(x)["file"] for x in out.getvalue().splitlines()] == ["a.wav"]
+    assert status.lines[-1].startswith("finished: 1 done, 0 failed, 1 already reported in "), status.lines
+
+
+def test_once_exits_7_while_a_file_that_failed_earlier_is_still_there(tmp_path: Path) -> None:
+    make_file(tmp_path / "in" / "good.wav")
+    make_file(tmp_path / "in" / "bad.wav")
+    script = lambda p, c, n: AudioError("bad") if p.name == "bad.wav" else success(c)  # noqa: E731
+    assert run_watch(tmp_path, StandIn(script))[0] == ExitCode.BATCH_FAILED
+    code, lines = run_watch(tmp_path, StandIn(script))
+    assert code == ExitCode.BATCH_FAILED and lines == []
+    (tmp_path / "in" / "bad.wav").unlink()  # dealt with: every recording now there is enrolled
+    assert run_watch(tmp_path, StandIn(script)) == (ExitCode.OK, [])
 
 
 def test_retry_failed_runs_failed_files_again(tmp_path: Path) -> None:

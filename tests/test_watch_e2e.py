@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -385,21 +386,108 @@ def test_a_re_recorded_file_with_the_same_name_is_enrolled_again(emulator, dasct
     assert one["credential"] != two["credential"]
 
 
-def test_closing_stdout_stops_watch_and_the_next_run_prints_what_was_not(emulator, tmp_path: Path) -> None:
+def test_closing_stdout_stops_watch_quietly_and_the_next_run_prints_what_was_not(
+    emulator, tmp_path: Path
+) -> None:
     inbox = tmp_path / "calls"
-    fill(inbox, good=4)
-    command = [sys.executable, "-m", "dasctl", "watch", str(inbox), "--once", "-j", "1", *FAST]
+    fill(inbox, good=6)
+    command = [sys.executable, "-m", "dasctl", "watch", str(inbox), "--once", "-j", "3", *FAST]
     env = client_env(emulator)
-    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                              stdin=subprocess.DEVNULL)
-    assert reader.stdout is not None and reader.stderr is not None
-    first = json.loads(reader.stdout.readline())
-    reader.stdout.close()  # like `dasctl watch ... | head -1`
-    assert reader.wait(timeout=30) == 1
-    assert "stdout was closed" in reader.stderr.read().decode()
+    # `dasctl watch DIR --once | head -n1`, through a real pipe and a real head
+    head = subprocess.run(f"{shlex.join(command)} 2> {tmp_path / 'err'} | head -n1; "
+                          f"echo \"${{PIPESTATUS[0]}}\" > {tmp_path / 'status'}",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True, env=env,
+                          timeout=60)
+    [first] = lines_of(head.stdout)
+    stderr = (tmp_path / "err").read_text()
+    assert (tmp_path / "status").read_text().strip() == "0", stderr  # every file it finished succeeded
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr and "error" not in stderr
+    assert stderr.count("stdout was closed") == 1 and "the next run prints them" in stderr
     rest = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
-    files = [first["file"], *(line["file"] for line in lines_of(rest.stdout))]
-    assert sorted(files) == [f"good-{i:02}.wav" for i in range(4)]
+    assert rest.returncode == 0, rest.stderr
+    printed = [line["file"] for line in lines_of(rest.stdout)]
+    # none lost, none twice
+    assert sorted([first["file"], *printed]) == [f"good-{i:02}.wav" for i in range(6)]
+    # the summary counts each file once: what this run printed, and the one line the first run printed
+    assert f"finished: {len(printed)} done, 0 failed, 1 already reported" in rest.stderr, rest.stderr
+
+
+def test_once_over_files_that_failed_earlier_exits_7_and_says_so(emulator, dasctl, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=1, corrupt=2)
+    first = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
+    assert first.returncode == 7
+    again = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
+    assert again.stdout == ""
+    assert again.returncode == 7, again.stderr  # a cron job must not read "nothing new" as "all enrolled"
+    assert "0 done, 0 failed, 3 already reported" in again.stderr
+    assert "2 failed earlier" in again.stderr and "--retry-failed" in again.stderr
+
+
+@pytest.mark.terminal
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_results_on_a_terminal_are_clean_human_lines_above_the_bars(emulator, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=3, tone=1)
+    session = f"dasctl-watch-human-{os.getpid()}"
+    status = tmp_path / "status"
+    variables = {**emulator.client_env(), "DASCTL_CONFIG_DIR": str(tmp_path), "TERM": "xterm-256color"}
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
+    command = (f"env -u NO_COLOR {env} {sys.executable} -m dasctl watch {inbox} --once -j 2 --speed 3 "
+               f"--settle 0; echo $? > {status}; sleep 30")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "30", command], check=True)
+    try:
+        screens = []
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not status.exists():
+            screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                          text=True).stdout)
+            time.sleep(0.1)
+        time.sleep(0.3)
+        final = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                               text=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    assert status.read_text().strip() == "7", final
+    # mid-run: a result line above bars still drawing, and never a result glued onto a bar
+    assert any("━" in screen and "\ndone  " in screen for screen in screens), screens[-1]
+    for screen in [*screens, final]:
+        for line in screen.splitlines():
+            if "done  good" in line or "failed  tone" in line:
+                assert line.startswith(("done  ", "failed  ")) and "━" not in line and "%" not in line, screen
+    lines = final.splitlines()
+    done = sorted(line.split()[1:4] for line in lines if line.startswith("done  "))
+    assert done == [[f"good-{i:02}.wav", f"good-{i:02}", "authenticity"] for i in range(3)], final
+    [failed] = [line for line in lines if line.startswith("failed  ")]
+    assert failed.startswith("failed  tone-00.wav  the service said no"), final
+    assert "{" not in final  # no JSON on a terminal unless --json
+    assert "finished: 3 done, 1 failed" in final
+
+
+@pytest.mark.terminal
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_json_on_a_terminal_prints_ndjson(emulator, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    fill(inbox, good=1)
+    session = f"dasctl-watch-json-{os.getpid()}"
+    status = tmp_path / "status"
+    variables = {**emulator.client_env(), "DASCTL_CONFIG_DIR": str(tmp_path), "TERM": "xterm-256color"}
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
+    command = (f"env {env} {sys.executable} -m dasctl watch {inbox} --once --json --speed 0 --settle 0 "
+               f"2>/dev/null; echo $? > {status}; sleep 30")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "400", "-y", "10", command], check=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not status.exists():
+            time.sleep(0.1)
+        time.sleep(0.3)
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", session], capture_output=True,
+                                text=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    assert status.read_text().strip() == "0", screen
+    [line] = lines_of(screen)
+    assert line["schema"] == "dasctl.watch/1" and line["file"] == "good-00.wav" and line["ok"]
 
 
 @pytest.mark.terminal

@@ -9,6 +9,7 @@ import typer
 
 from dasctl.cli.common import (
     DurationOption,
+    JsonOption,
     ModelHashOption,
     ProfileOption,
     ProtocolOption,
@@ -20,13 +21,17 @@ from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 
 WATCH_HELP = """Enroll every recording in DIR, then each new one as it lands; one JSON line per file.
 
+On a terminal each result is a line for people (done/failed, file, speaker) above the live bars;
+piped, or with --json, one JSON line per file.
+
 Files already in DIR are taken first, then new ones once they stop growing (--settle). A journal
 (default DIR/.dasctl-watch.jsonl) records every outcome before it is printed, so a restart resumes
 where the last run stopped and reports every file exactly once. Transient failures (exit-6 class) are
 retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
 
-Exit codes: 0 (--once) every file succeeded; 2 usage error; 4 authentication; 6 service unreachable
-past the budget; 7 (--once) some files failed; 130 stopped by SIGINT or SIGTERM.
+Exit codes: 0 (--once) every recording in DIR is enrolled; 2 usage error; 4 authentication; 6 service
+unreachable past the budget; 7 (--once) some recording in DIR failed, in this run or an earlier one;
+130 stopped by SIGINT or SIGTERM. A closed stdout (| head -n1) stops watch quietly with 0 or 7.
 """
 
 def watch(
@@ -88,6 +93,7 @@ def watch(
     threshold: ThresholdOption = None,
     duration: DurationOption = None,
     profile: ProfileOption = None,
+    json: JsonOption = False,
 ) -> None:
     import asyncio
 
@@ -97,7 +103,8 @@ def watch(
     from dasctl.config import AUDIO_PROTOCOLS
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
-    from dasctl.watch_display import make_display
+    from dasctl.watch.speakers import SpeakerNaming
+    from dasctl.watch_display import make_display, result_output
 
     root = directory.expanduser().absolute()
     if not root.is_dir():
@@ -106,6 +113,7 @@ def watch(
         raise UsageError(f"--protocol {protocol!r} is not one of {', '.join(AUDIO_PROTOCOLS)}")
     audio.parse_channel(channel)  # a bad --channel is one usage error now, not one failure per file
     audio.check_range(start, end)
+    speakers = SpeakerNaming(None)
     moves = {}
     for flag, value in (("--done-dir", done_dir), ("--failed-dir", failed_dir)):
         if value is not None:
@@ -148,15 +156,36 @@ def watch(
         return await asyncio.to_thread(tokens.token)
 
     env = environment()
+    human = not json and bool(env.stdout_isatty)
+    display = make_display(env, human_results=human)
+    out, render = result_output(env, display, json=json, speaker=speakers.speaker)
     runner = core.WatchRunner(
         settings,
         core.register_file_session(resolved, tokens, network, options, channel=channel, start=start, end=end),
-        out=env.stdout,
-        observer=make_display(env),
+        out=out,
+        render=render,
+        observer=display,
         token_check=token_check,
     )
-    code = asyncio.run(runner.run())
+    try:
+        code = asyncio.run(runner.run())
+    finally:
+        if runner.stdout_closed:
+            _forget_stdout()
     raise typer.Exit(int(code))
+
+
+def _forget_stdout() -> None:
+    """The reader is gone: point stdout at /dev/null so the exit-time flush cannot fail noisily."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def install(app: typer.Typer) -> None:

@@ -29,12 +29,12 @@ from dasctl.watch.journal import (
 from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals
 from dasctl.watch.report import OUTPUT_SCHEMA, build_report
 from dasctl.watch.retries import RetryPolicy, ServiceHealth
-from dasctl.watch.runner import FileSession, TokenCheck, WatchRunner, WatchSettings
+from dasctl.watch.runner import FileSession, TextOut, TokenCheck, WatchRunner, WatchSettings, ndjson_line
 
 __all__ = [
     "ABORTED", "DEFAULT_JOURNAL_NAME", "DEFAULT_PATTERNS", "DONE", "FAILED", "FINAL_STATES", "JOURNAL_SCHEMA",
     "OUTPUT_SCHEMA", "REPORTED", "RETRY", "STARTED", "TEMP_SUFFIXES", "FileIdentity", "FileSession", "Inbox",
     "Journal", "JournalBusy", "JournalEntry", "RetryPolicy", "ServiceHealth", "SettledFile", "SilentObserver",
-    "TokenCheck", "WatchObserver", "WatchRunner", "WatchSettings", "WatchTotals", "build_report",
-    "register_file_session",
+    "TextOut", "TokenCheck", "WatchObserver", "WatchRunner", "WatchSettings", "WatchTotals", "build_report",
+    "ndjson_line", "register_file_session",
 ]

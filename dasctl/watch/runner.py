@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dasctl import events
 from dasctl.errors import (
@@ -51,6 +51,18 @@ if TYPE_CHECKING:
     from dasctl.session import Progress, RegisterOutcome
 
 log = logging.getLogger(__name__)
+
+
+class TextOut(Protocol):
+    """Where result lines go: stdout, or a console that prints above live bars."""
+
+    def write(self, text: str, /) -> object: ...
+    def flush(self) -> None: ...
+
+
+def ndjson_line(report: dict[str, Any]) -> str:
+    """The machine form of a result: one JSON line."""
+    return json.dumps(report, ensure_ascii=False)
 
 #: Runs one register session for a file: (path, call_id, on_progress) -> outcome.
 FileSession = Callable[[Path, str, Callable[["Progress"], None]], Awaitable["RegisterOutcome"]]
@@ -128,7 +140,8 @@ class WatchRunner:
         settings: WatchSettings,
         session: FileSession,
         *,
-        out: IO[str],
+        out: TextOut,
+        render: Callable[[dict[str, Any]], str] = ndjson_line,
         observer: WatchObserver | None = None,
         token_check: TokenCheck | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -136,6 +149,7 @@ class WatchRunner:
         self.settings = settings
         self.session = session
         self.out = out
+        self.render = render
         self.observer: WatchObserver = observer or SilentObserver()
         self.token_check = token_check
         self.clock = clock
@@ -160,7 +174,9 @@ class WatchRunner:
         self._signals = 0
         self._fatal: DasctlError | None = None
         self._any_failed = False
-        self._stdout_gone = False
+        self._failed_earlier = 0  # failed files an earlier run reported, still in the folder
+        self._reported_now: set[FileIdentity] = set()  # lines this run printed (replays included)
+        self.stdout_closed = False
 
     # ---- public entry point
 
@@ -217,16 +233,28 @@ class WatchRunner:
         elapsed = self.clock() - started
         summary = f"{self.totals.done} done, {self.totals.failed} failed"
         if self.totals.skipped:
-            summary += f", {self.totals.skipped} already reported (see the journal)"
+            summary += f", {self.totals.skipped} already reported"
         summary += f" in {elapsed:.1f} s"
+        if self._failed_earlier:
+            summary += f"; {self._failed_earlier} failed earlier ({self._where_failures_are()})"
         if fatal is not None:
             self.observer.status(f"stopped: {summary}")
             raise fatal
+        # What `--once` (and a run its reader cut short) answers: is every recording here enrolled?
+        verdict = ExitCode.BATCH_FAILED if self._any_failed or self._failed_earlier else ExitCode.OK
+        if self.stdout_closed:
+            self.observer.status(f"stopped (stdout closed): {summary}")
+            return verdict
         if self._stop_requested.is_set():
             self.observer.status(f"{self._stop_reason or 'stopped'}: {summary}")
             return ExitCode.INTERRUPTED
         self.observer.status(f"finished: {summary}")
-        return ExitCode.BATCH_FAILED if self._any_failed else ExitCode.OK
+        return verdict
+
+    def _where_failures_are(self) -> str:
+        if self.settings.failed_dir is not None:
+            return f"see {self.settings.failed_dir}; --retry-failed runs them again"
+        return "see the journal; --retry-failed runs them again"
 
     # ---- signals
 
@@ -362,7 +390,10 @@ class WatchRunner:
                 entry.state == FAILED and self.settings.retry_failed and identity not in self._retried
             )
             if not retry:
-                self.totals.skipped += 1
+                if identity not in self._reported_now:  # not the lines this run replayed
+                    self.totals.skipped += 1
+                    if entry.state == FAILED:
+                        self._failed_earlier += 1
                 self._move_finished(settled.path, entry.state)
                 return
             self._retried.add(identity)
@@ -612,15 +643,15 @@ class WatchRunner:
 
     def _report(self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False) -> None:
         """Print the line, then mark it printed: a kill between the two repeats it once, never loses it."""
-        if self._stdout_gone:
+        if self.stdout_closed:
             return
         try:
-            self.out.write(json.dumps(report, ensure_ascii=False) + "\n")
+            self.out.write(self.render(report) + "\n")
             self.out.flush()
         except (BrokenPipeError, ValueError, OSError):
-            self._stdout_gone = True
-            self._fatal_error(DasctlError("stdout was closed; stopping (the journal keeps every result)"))
+            self._stdout_closed()
             return
+        self._reported_now.add(identity)
         self.journal.append({**identity.fields(), "state": REPORTED}, durable=False)
         if report.get("exit_code") == ExitCode.OK:
             self.totals.done += 1
@@ -631,6 +662,19 @@ class WatchRunner:
         if replay:
             self.observer.status(f"{identity.relpath}: reported from the journal (finished by a past run)")
         self._update_totals()
+
+    def _stdout_closed(self) -> None:
+        """The reader went away (`| head -n1`): stop now, quietly; lines not printed stay unreported."""
+        self.stdout_closed = True
+        self.observer.warning(
+            "stdout was closed: stopping; results not printed are kept and the next run prints them"
+        )
+        self._stop_reason = "stdout closed"
+        self._signals = max(self._signals, 1)  # a later signal aborts at once
+        for task in self._in_flight:
+            task.cancel()
+        self._stop_requested.set()
+        self._wakeup.set()
 
     def _move_finished(self, path: Path, state: str) -> None:
         target_dir = self.settings.done_dir if state == DONE else self.settings.failed_dir
