@@ -53,6 +53,12 @@ ENV_CLIENT_ID = "DASCTL_CLIENT_ID"
 ENV_CLIENT_SECRET = "DASCTL_CLIENT_SECRET"
 ENV_TOKEN = "DASCTL_TOKEN"
 ENV_AUDIOHOOK_SECRET = "DASCTL_AUDIOHOOK_SECRET"
+ENV_STORE = "DASCTL_STORE"
+
+# --- the credential store (dasctl/store) ------------------------------------------------------------
+STORE_FILE_NAME = "store.db"
+#: URL schemes that select the PostgreSQL backend; anything else is a SQLite file path
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 SOURCE_FLAG = "flag"
 SOURCE_ENV = "environment"
@@ -142,6 +148,31 @@ def token_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("dasctl")) / "tokens"
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """dasctl's data (the credential store): the platform's data dir, or DASCTL_CONFIG_DIR when set."""
+    environ = _environ(env)
+    if environ.get(ENV_CONFIG_DIR):
+        return config_dir(environ)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("dasctl"))
+
+
+def store_path(env: Mapping[str, str] | None = None) -> Path:
+    """The default credential store: a SQLite file in the data directory."""
+    return data_dir(env) / STORE_FILE_NAME
+
+
+def locks_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Lock files dasctl holds while it runs (never inside a user's folder): the platform's state dir."""
+    environ = _environ(env)
+    if environ.get(ENV_CONFIG_DIR):
+        return config_dir(environ) / "locks"
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("dasctl")) / "locks"
 
 
 def private_dir(path: Path) -> Path:

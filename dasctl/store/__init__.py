@@ -103,7 +103,8 @@ class StoreError(ServiceUnavailable):
 
 
 class StoreUnusable(UsageError):
-    """The store is not ours or cannot be used as it is: a foreign or corrupt file, a newer schema (exit 2)."""
+    """The store is not ours or cannot be used as it is: a foreign or corrupt file, a newer schema
+    (exit 2)."""
 
     kind = "store"
 
@@ -123,7 +124,8 @@ class Store(Protocol):
     # -- enrollments ---------------------------------------------------------------------------
     def record_enrollment(self, record: EnrollmentRecord) -> EnrollmentRecord:
         """Keep one attempt; a success supersedes the speaker's current credential in the same
-        transaction. Idempotent on (speaker, call_id, ok) when call_id is set: the first record is returned."""
+        transaction. Idempotent on (speaker, call_id, ok) when call_id is set: the first record is
+        returned."""
         ...
 
     def current(self, speaker: str, *, with_audio: bool = False) -> EnrollmentRecord | None:
@@ -191,8 +193,35 @@ class Store(Protocol):
 
 def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> Store:
     """Open (creating and migrating as needed) the store at `url`: None or a path for SQLite (default:
-    the data directory), `postgresql://...` for PostgreSQL."""
-    raise NotImplementedError("the store backends are being written")  # replaced by the store work
+    the data directory, or DASCTL_STORE when set), `postgresql://...` for PostgreSQL."""
+    import os
+
+    from dasctl import config
+
+    environ = os.environ if env is None else env
+    url = url or environ.get(config.ENV_STORE) or None
+    if url is None:
+        from dasctl.store.sqlite import SqliteStore
+
+        return SqliteStore(config.store_path(environ), environ)
+    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
+    if scheme in config.POSTGRES_SCHEMES:
+        try:
+            from dasctl.store.postgres import PostgresStore
+        except ImportError:
+            raise UsageError(
+                "a postgresql:// store needs psycopg, which is not installed",
+                "Install it with: pip install 'dasctl[postgres]'",
+            ) from None
+        return PostgresStore(url)
+    if scheme:
+        raise UsageError(f"unsupported store URL scheme {scheme!r}",
+                         "Use a file path (SQLite) or postgresql://USER@HOST/DB.")
+    from pathlib import Path
+
+    from dasctl.store.sqlite import SqliteStore
+
+    return SqliteStore(Path(url), environ)
 
 
 __all__ = [

@@ -1,0 +1,111 @@
+"""The store's schema, as forward migrations (simonw/llm's migrations.py style).
+
+Each migration is a small function registered in order; its name is recorded in `_dasctl_migrations` when
+applied, and every open applies the ones not recorded yet, in one transaction. Never edit or reorder a
+released migration: add a new one. Both backends run the same statements; the few column types that differ
+are written as {placeholders} and filled from the backend's `types` (see sqlite.py, postgres.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: the table that records which migrations a store has had
+MIGRATIONS_TABLE = "_dasctl_migrations"
+
+Migration = Callable[[], list[str]]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(function: Migration) -> Migration:
+    """Register a migration; they run in the order they are defined."""
+    MIGRATIONS.append((function.__name__, function))
+    return function
+
+
+@migration
+def m001_enrollments_and_verifications() -> list[str]:
+    return [
+        """CREATE TABLE enrollments (
+            id {id},
+            speaker TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            origin TEXT NOT NULL,
+            outcome TEXT,
+            error TEXT,
+            credential TEXT,
+            model_hash TEXT,
+            profile TEXT,
+            service_url TEXT,
+            call_id TEXT,
+            protocol TEXT,
+            authenticity {real},
+            voice_seconds {real},
+            source_path TEXT,
+            source_size {bigint},
+            source_sha256 TEXT,
+            document TEXT,
+            created_at TEXT NOT NULL,
+            superseded_at TEXT,
+            audio_size {bigint}
+        )""",
+        "CREATE INDEX enrollments_speaker ON enrollments (speaker, id)",
+        # one current credential per speaker, enforced by the database itself
+        "CREATE UNIQUE INDEX enrollments_current ON enrollments (speaker)"
+        " WHERE ok = 1 AND superseded_at IS NULL",
+        # record_enrollment is idempotent on (speaker, call_id, ok): imports and retries add nothing twice
+        "CREATE UNIQUE INDEX enrollments_call ON enrollments (speaker, call_id, ok)"
+        " WHERE call_id IS NOT NULL",
+        # the audio apart, so that listing thousands of records never reads it
+        """CREATE TABLE enrollment_audio (
+            enrollment_id {bigint} PRIMARY KEY REFERENCES enrollments (id) ON DELETE CASCADE,
+            audio {blob} NOT NULL
+        )""",
+        """CREATE TABLE verifications (
+            id {id},
+            speaker TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            outcome TEXT,
+            error TEXT,
+            score {real},
+            authenticity {real},
+            voice_seconds {real},
+            call_id TEXT,
+            model_hash TEXT,
+            enrollment_id {bigint},
+            profile TEXT,
+            service_url TEXT,
+            protocol TEXT,
+            source_path TEXT,
+            source_sha256 TEXT,
+            document TEXT,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX verifications_speaker ON verifications (speaker, id)",
+    ]
+
+
+@migration
+def m002_watch_state() -> list[str]:
+    # `dasctl watch`'s journal, per watched folder: it used to be a JSON-lines file inside the folder
+    return [
+        """CREATE TABLE watch_files (
+            inbox TEXT NOT NULL,
+            relpath TEXT NOT NULL,
+            size {bigint} NOT NULL,
+            mtime_ns {bigint} NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            call_id TEXT,
+            report TEXT,
+            reported INTEGER NOT NULL DEFAULT 0,
+            final_seq {bigint},
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (inbox, relpath, size, mtime_ns)
+        )""",
+    ]
+
+
+def statements(name: str, function: Migration, types: dict[str, str]) -> list[str]:
+    """A migration's statements with the backend's column types filled in."""
+    return [statement.format(**types) for statement in function()]

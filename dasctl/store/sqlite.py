@@ -1,0 +1,225 @@
+"""The embedded store: one SQLite file (0600, in a 0700 directory), WAL, a generous busy timeout.
+
+Several dasctl processes write at once (eight `register`s, a `watch -j 8`): every write transaction starts
+with BEGIN IMMEDIATE, so a writer waits for the write lock up front (the busy timeout applies) instead of
+failing on a read-to-write upgrade with "database is locked". Commits are synchronous=FULL: a result the
+service returned is on disk before dasctl prints it (watch's exactly-once rests on that).
+
+SQLite dialect, where it differs from PostgreSQL: `IS NOT` for "is distinct from"; the new id comes from
+`cursor.lastrowid`; a write transaction already serialises all writers, so there is no per-speaker lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dasctl.store import StoreBusy, StoreError, StoreUnusable
+from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
+from dasctl.store.sql import SqlStore
+
+#: seconds a writer waits for another's transaction before giving up (never in practice)
+BUSY_TIMEOUT_S = 30.0
+
+SQLITE_TYPES = {
+    "id": "INTEGER PRIMARY KEY AUTOINCREMENT",  # AUTOINCREMENT: a removed record's id is never reused
+    "real": "REAL",
+    "bigint": "INTEGER",
+    "blob": "BLOB",
+}
+
+
+class SqliteStore(SqlStore):
+    """The Store protocol on a SQLite file."""
+
+    types = SQLITE_TYPES
+    IS_DISTINCT = "IS NOT"
+
+    def __init__(self, path: Path, env: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.path = Path(path).expanduser()
+        self.location = str(self.path)
+        self._env = env
+        self._connection = self._open()
+
+    # -- opening ----------------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        from dasctl.config import private_dir
+
+        path = self.path
+        if path.is_dir():
+            raise StoreUnusable(f"the store {path} is a directory, not a dasctl store file",
+                                "Pass --store with a file path, e.g. --store ~/credentials.db.")
+        try:
+            existed = path.exists()
+            if not existed:
+                private_dir(path.parent)
+                # created 0600 before SQLite touches it; SQLite gives its -wal and -shm files the same mode
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as error:
+            raise StoreUnusable(f"cannot create the store {path}: {error.strerror}") from None
+        try:
+            connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                         check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the store {path}: {error}") from None
+        try:
+            self._check_ours(connection)
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            self._connection = connection
+            with self._write() as cursor:
+                cursor.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")
+                self._migrate(cursor, {row[0] for row in cursor.fetchall()})
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _check_ours(self, connection: sqlite3.Connection) -> None:
+        """Refuse, before writing anything, a file that is not a SQLite database or not a dasctl store."""
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = {row[0] for row in rows}
+        except sqlite3.OperationalError as error:
+            raise StoreError(f"cannot read the store {self.path}: {error}") from None
+        except sqlite3.DatabaseError as error:
+            raise StoreUnusable(
+                f"{self.path} is not a dasctl credential store ({error})",
+                "Nothing was changed. Move it away, or pass --store with another file.",
+            ) from None
+        if not tables:
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                               "(name TEXT PRIMARY KEY, applied_at TEXT)")
+            return
+        if MIGRATIONS_TABLE not in tables:
+            raise StoreUnusable(
+                f"{self.path} is a SQLite database but not a dasctl credential store",
+                "Nothing was changed. Move it away, or pass --store with another file.",
+            )
+        known = {name for name, _ in MIGRATIONS}
+        newer = sorted({row[0] for row in connection.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")} - known)
+        if newer:
+            raise StoreUnusable(
+                f"the store {self.path} was written by a newer dasctl (schema {newer[-1]})",
+                "Upgrade dasctl to use it.",
+            )
+
+    # -- the dialect ------------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cursor = self._connection.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise self._failure("write to", error) from None
+            try:
+                yield cursor
+                cursor.execute("COMMIT")
+            except BaseException as error:
+                try:
+                    self._connection.rollback()
+                except sqlite3.Error:
+                    pass
+                if isinstance(error, sqlite3.Error):
+                    raise self._failure("write to", error) from None
+                raise
+            finally:
+                cursor.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cursor = self._connection.cursor()
+            try:
+                cursor.execute("BEGIN")  # one snapshot for every query of the read
+                yield cursor
+            except sqlite3.Error as error:
+                raise self._failure("read", error) from None
+            finally:
+                try:
+                    self._connection.rollback()
+                except sqlite3.Error:
+                    pass
+                cursor.close()
+
+    def _failure(self, action: str, error: sqlite3.Error) -> Exception:
+        if isinstance(error, sqlite3.OperationalError):  # locked, disk full, I/O: worth retrying
+            return StoreError(f"cannot {action} the store {self.path}: {error}")
+        return StoreUnusable(f"cannot {action} the store {self.path}: {error} (is it corrupt?)")
+
+    def _insert_id(self, cursor: Any, sql: str, params: Sequence[Any]) -> int:
+        cursor.execute(sql, params)
+        return int(cursor.lastrowid)
+
+    # -- watch lock -------------------------------------------------------------------------------
+    def watch_lock(self, inbox: str) -> InboxLock:
+        from dasctl.config import locks_dir
+
+        name = hashlib.sha256(f"{self.path.resolve()}\0{inbox}".encode()).hexdigest()[:24]
+        return InboxLock(locks_dir(self._env) / f"watch-{name}.lock", inbox, self.location)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+class InboxLock:
+    """A non-blocking flock on a file outside the watched folder, removed when released.
+
+    Removing a lock file is only safe when a taker checks that the file it locked is still the one at
+    the path (another holder may have removed it between our open and our flock): we check, and retry.
+    """
+
+    def __init__(self, path: Path, inbox: str, location: str) -> None:
+        self.path = path
+        self.inbox = inbox
+        self.location = location
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        from dasctl.config import private_dir
+
+        try:
+            private_dir(self.path.parent)
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise StoreBusy(
+                        f"another dasctl watch is using the watch state of {self.inbox} in {self.location}",
+                        "Stop it first; one watch per folder and store.",
+                    ) from None
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    self._fd = fd
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                    return
+                os.close(fd)  # the holder before us removed it: take the new one
+        except OSError as error:
+            raise StoreError(f"cannot take the watch lock {self.path}: {error.strerror}") from None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)  # while still holding it: a waiter then sees a different inode and retries
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
