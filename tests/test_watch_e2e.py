@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from conftest import DATA, Emulator, free_port, wait_for_port
 
-JOURNAL = ".dasctl-watch.jsonl"
+from dasctl.store import Store, WatchFile, open_store
+
 SPEECH = [
     "speech-a-8k-mono.wav", "speech-b-16k-mono.wav", "speech-c-22k-mono.wav", "speech-ab-44k-stereo.wav",
 ]
@@ -55,17 +56,31 @@ def lines_of(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def journal_records(inbox: Path) -> list[dict[str, Any]]:
-    path = inbox / JOURNAL
-    if not path.exists():
-        return []
-    records = []
-    for raw in path.read_text().splitlines():
-        try:
-            records.append(json.loads(raw))
-        except ValueError:
-            pass
-    return records
+_STORES: dict[str, Store] = {}
+
+
+def the_store() -> Store:
+    """The store the watch processes of this test use (DASCTL_CONFIG_DIR's), opened once per test."""
+    key = os.environ["DASCTL_CONFIG_DIR"]
+    if key not in _STORES:
+        _STORES[key] = open_store()
+    return _STORES[key]
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while _STORES:
+        _STORES.popitem()[1].close()
+
+
+def watch_state(inbox: Path) -> dict[str, WatchFile]:
+    """What the store says about each recording of a watched folder."""
+    return {known.key.relpath: known for known in the_store().watch_files(str(inbox))}
+
+
+def in_state(inbox: Path, state: str) -> int:
+    return sum(known.state == state for known in watch_state(inbox).values())
 
 
 def client_env(emulator: Emulator) -> dict[str, str]:
@@ -165,10 +180,12 @@ def test_fifty_mixed_files_each_get_the_right_outcome_once(dasctl, emulator, tmp
     # stderr is for people: status lines, never a redraw, never a traceback
     assert "\r" not in result.stderr and "Traceback" not in result.stderr
     assert "processing" in result.stderr and "finished: 20 done, 30 failed" in result.stderr
-    # a second run finds everything in the journal
+    # a second run finds everything in the store, and says that 30 of them failed
     again = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
-    assert again.returncode == 0 and again.stdout == ""
-    assert "finished: 0 done, 0 failed, 50 already reported (see the journal)" in again.stderr
+    assert again.returncode == 7 and again.stdout == ""
+    assert "finished: 0 done, 0 failed, 50 already reported" in again.stderr
+    assert "30 failed earlier" in again.stderr
+    assert sorted(p.name for p in inbox.iterdir()) == sorted(expected)  # nothing of dasctl's in the inbox
 
 
 def test_kill_9_at_several_moments_then_restart_reports_each_file_exactly_once(
@@ -180,10 +197,13 @@ def test_kill_9_at_several_moments_then_restart_reports_each_file_exactly_once(
     env = client_env(emulator)
 
     def count(state: str) -> Callable[[int], Callable[[], bool]]:
-        return lambda n: lambda: sum(r["state"] == state for r in journal_records(inbox)) >= n
+        return lambda n: lambda: in_state(inbox, state) >= n
+
+    def reported(n: int) -> Callable[[], bool]:
+        return lambda: sum(known.reported for known in watch_state(inbox).values()) >= n
 
     # kill as the first session starts, between outcomes, and right after an outcome is durable
-    moments = [count("started")(1), count("done")(3), count("done")(6), count("reported")(9)]
+    moments = [count("started")(1), count("done")(3), count("done")(6), reported(9)]
     lines: list[dict[str, Any]] = []
     for i, moment in enumerate(moments):
         process = WatchProcess(args, env, tmp_path, name=f"killed-{i}")
@@ -196,19 +216,25 @@ def test_kill_9_at_several_moments_then_restart_reports_each_file_exactly_once(
     watch_processes.append(final)
     code = final.wait(timeout=90)
     final_lines = lines_of(final.stdout())
-    # --once judges the files it reports itself: 7 when one of them failed
-    assert code == (7 if any(not line["ok"] for line in final_lines) else 0), final.stderr()
+    # --once answers whether every recording there is enrolled: two corrupt files are not
+    assert code == 7, final.stderr()
     lines += final_lines
 
     per_file = Counter(line["file"] for line in lines)
     assert per_file == Counter(expected.keys()), "each file reported exactly once"
-    records = journal_records(inbox)
     for line in lines:
         assert line["exit_code"] == expected[line["file"]]
-    # no credential the service returned is lost: every one the journal holds was printed
-    journalled = {r["file"]: r["report"]["credential"] for r in records if r["state"] == "done"}
+    # no credential the service returned is lost: every one the store holds was printed, and each is
+    # its speaker's current enrollment
+    state = watch_state(inbox)
+    kept = {name: (w.report or {})["credential"] for name, w in state.items() if w.state == "done"}
     printed = {line["file"]: line["credential"] for line in lines if line["credential"]}
-    assert journalled == printed and len(printed) == 14
+    assert kept == printed and len(printed) == 14
+    for name, credential in printed.items():
+        current = the_store().current(Path(name).stem)
+        assert current is not None and current.credential == credential and current.origin == "watch"
+    assert all(known.reported for known in state.values())
+    assert sorted(p.name for p in inbox.iterdir()) == sorted(expected)
 
 
 def test_files_that_grow_while_watched_are_taken_once_complete(
@@ -270,13 +296,13 @@ def test_concurrency_really_overlaps_sessions(emulator, tmp_path: Path, dasctl) 
     inbox = tmp_path / "calls"
     fill(inbox, good=4)
     # real-time x4: each session lasts over a second, long enough to see whether they overlap
-    result = dasctl("watch", str(inbox), "--once", "--concurrency", "4", "--speed", "4", "--settle", "0",
-                    env=emulator.client_env(), timeout=60)
+    result = dasctl("-v", "watch", str(inbox), "--once", "--concurrency", "4", "--speed", "4",
+                    "--settle", "0", env=emulator.client_env(), timeout=60)
     assert result.returncode == 0, result.stderr
-    records = journal_records(inbox)
-    states = [r["state"] for r in records]
-    first_done = states.index("done")
-    assert states[:first_done].count("started") == 4, "all four sessions ran before any finished"
+    events = [line.split("watch: ", 1)[1] for line in result.stderr.splitlines() if "watch: " in line]
+    first_done = next(i for i, event in enumerate(events) if event.startswith("done: "))
+    started = [event for event in events[:first_done] if event.endswith(": started")]
+    assert len(started) == 4, "all four sessions ran before any finished"
 
 
 def test_sigterm_lets_the_session_in_flight_finish_and_takes_no_new_file(
@@ -287,13 +313,13 @@ def test_sigterm_lets_the_session_in_flight_finish_and_takes_no_new_file(
     args = [str(inbox), "--concurrency", "1", "--speed", "4", "--settle", "0", "--grace", "30"]
     process = WatchProcess(args, client_env(emulator), tmp_path)
     watch_processes.append(process)
-    process.wait_until(lambda: any(r["state"] == "started" for r in journal_records(inbox)))
+    process.wait_until(lambda: in_state(inbox, "started") >= 1)
     process.proc.send_signal(signal.SIGTERM)
     assert process.wait(timeout=40) == 130
     lines = lines_of(process.stdout())
     assert len(lines) == 1 and lines[0]["ok"]
     assert "SIGTERM" in process.stderr()
-    assert sum(r["state"] == "started" for r in journal_records(inbox)) == 1
+    assert len(watch_state(inbox)) == 1  # one file was ever started
 
 
 def test_a_second_sigint_aborts_and_the_next_run_finishes_the_file(
@@ -303,13 +329,13 @@ def test_a_second_sigint_aborts_and_the_next_run_finishes_the_file(
     fill(inbox, good=1)
     process = WatchProcess([str(inbox), "--speed", "1", "--settle", "0"], client_env(emulator), tmp_path)
     watch_processes.append(process)
-    process.wait_until(lambda: any(r["state"] == "started" for r in journal_records(inbox)))
+    process.wait_until(lambda: in_state(inbox, "started") >= 1)
     process.proc.send_signal(signal.SIGINT)
     process.wait_until(lambda: "SIGINT" in process.stderr())
     process.proc.send_signal(signal.SIGINT)
     assert process.wait(timeout=15) == 130
     assert process.stdout() == ""
-    assert [r["state"] for r in journal_records(inbox)] == ["started", "aborted"]
+    assert [known.state for known in watch_state(inbox).values()] == ["aborted"]
     again = dasctl("watch", str(inbox), "--once", *FAST, env=emulator.client_env())
     assert again.returncode == 0
     assert [line["ok"] for line in lines_of(again.stdout)] == [True]
@@ -323,7 +349,7 @@ def test_a_service_unreachable_past_the_budget_exits_6(dasctl, tmp_path: Path) -
     assert result.returncode == 6, result.stderr
     assert result.stdout == ""
     assert "unreachable" in result.stderr and "Traceback" not in result.stderr
-    assert not any(r["state"] in ("done", "failed") for r in journal_records(inbox))
+    assert not any(known.state in ("done", "failed") for known in watch_state(inbox).values())
 
 
 def test_refused_tokens_exit_4(start_emulator, dasctl, tmp_path: Path) -> None:
@@ -354,7 +380,7 @@ def test_usage_errors_exit_2_with_one_clear_line(dasctl, tmp_path: Path, args: l
     assert result.stdout == ""
 
 
-def test_two_watches_cannot_share_a_journal(emulator, tmp_path: Path, watch_processes, dasctl) -> None:
+def test_two_watches_cannot_share_a_folder(emulator, tmp_path: Path, watch_processes, dasctl) -> None:
     inbox = tmp_path / "calls"
     inbox.mkdir()
     first = WatchProcess([str(inbox), "--speed", "0"], client_env(emulator), tmp_path)

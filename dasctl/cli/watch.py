@@ -24,9 +24,10 @@ WATCH_HELP = """Enroll every recording in DIR, then each new one as it lands; on
 On a terminal each result is a line for people (done/failed, file, speaker) above the live bars;
 piped, or with --json, one JSON line per file.
 
-Files already in DIR are taken first, then new ones once they stop growing (--settle). A journal
-(default DIR/.dasctl-watch.jsonl) records every outcome before it is printed, so a restart resumes
-where the last run stopped and reports every file exactly once. Transient failures (exit-6 class) are
+Files already in DIR are taken first, then new ones once they stop growing (--settle). Every
+outcome is kept in the credential store (an enrollment record per file, speaker id = the file's stem
+or --speaker-from) before it is printed, so a restart resumes where the last run stopped and reports
+every file exactly once. Nothing is written into DIR. Transient failures (exit-6 class) are
 retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
 
 Exit codes: 0 (--once) every recording in DIR is enrolled; 2 usage error; 4 authentication; 6 service
@@ -55,9 +56,26 @@ def watch(
         Path | None, typer.Option("--failed-dir", help="Move files that finally failed here.")
     ] = None,
     journal: Annotated[
-        Path | None, typer.Option("--journal", help="Journal file. [default: DIR/.dasctl-watch.jsonl]",
-                                  show_default=False)
+        Path | None,
+        typer.Option("--journal", metavar="FILE", show_default=False,
+                     help="An old journal file to import once (watch's state now lives in the store). "
+                          "[default: DIR/.dasctl-watch.jsonl, if there]"),
     ] = None,
+    speaker_from: Annotated[
+        str | None,
+        typer.Option("--speaker-from", metavar="REGEX", show_default=False,
+                     help="Take the speaker id from the file name: the group (?P<speaker>...), else the "
+                          "first group (e.g. '-(?P<speaker>CUST[0-9]+)'). [default: the file's stem]"),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", metavar="URL", show_default=False,
+                     help="Credential store: a SQLite file or postgresql://... (DASCTL_STORE). "
+                          "[default: store.db in dasctl's data directory]"),
+    ] = None,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Keep no enrollment records (watch's own state is still kept).")
+    ] = False,
     settle: Annotated[
         float, typer.Option("--settle", min=0.0, help="Seconds a file must stay unchanged to be taken.")
     ] = 2.0,
@@ -103,6 +121,7 @@ def watch(
     from dasctl.config import AUDIO_PROTOCOLS
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
+    from dasctl.store import open_store
     from dasctl.watch.speakers import SpeakerNaming
     from dasctl.watch_display import make_display, result_output
 
@@ -113,7 +132,7 @@ def watch(
         raise UsageError(f"--protocol {protocol!r} is not one of {', '.join(AUDIO_PROTOCOLS)}")
     audio.parse_channel(channel)  # a bad --channel is one usage error now, not one failure per file
     audio.check_range(start, end)
-    speakers = SpeakerNaming(None)
+    speakers = SpeakerNaming(speaker_from)  # a bad pattern is a usage error before anything starts
     moves = {}
     for flag, value in (("--done-dir", done_dir), ("--failed-dir", failed_dir)):
         if value is not None:
@@ -142,6 +161,10 @@ def watch(
         done_dir=moves.get("--done-dir"),
         failed_dir=moves.get("--failed-dir"),
         journal_path=journal.expanduser().absolute() if journal else None,
+        speakers=speakers,
+        keep_enrollments=not no_store,
+        profile=resolved.name,
+        service_url=resolved.url,
         settle=settle,
         retry=core.RetryPolicy(max_retries=max_retries, base=backoff),
         retry_failed=retry_failed,
@@ -155,6 +178,10 @@ def watch(
     async def token_check() -> object:
         return await asyncio.to_thread(tokens.token)
 
+    if journal is not None and not journal.expanduser().is_file():
+        raise UsageError(f"--journal {journal}: no such file",
+                         "--journal names an old journal to import; watch's state now lives in the store.")
+    kept = open_store(store)  # before any session: a store that cannot be used is one clear error
     env = environment()
     human = not json and bool(env.stdout_isatty)
     display = make_display(env, human_results=human)
@@ -162,6 +189,7 @@ def watch(
     runner = core.WatchRunner(
         settings,
         core.register_file_session(resolved, tokens, network, options, channel=channel, start=start, end=end),
+        store=kept,
         out=out,
         render=render,
         observer=display,
@@ -170,6 +198,7 @@ def watch(
     try:
         code = asyncio.run(runner.run())
     finally:
+        kept.close()
         if runner.stdout_closed:
             _forget_stdout()
     raise typer.Exit(int(code))

@@ -2,11 +2,11 @@
 
 One file per part, each testable alone:
 - `inbox`: which files count (pattern, recursion, exclusions), how each is identified, when one has settled.
-- `journal`: the append-only record of truth (JSON lines, fsynced); replaying it tells what is done.
+- `state`: watch's record of truth, in the store; `journal`: the old journal file, imported once.
 - `retries`: `RetryPolicy` / `ServiceHealth` decide when to try again and when the service counts as gone.
-- `report`: the stdout line for one file.
-- `observer`: what the runner tells a display.
-- `runner`: `WatchRunner` schedules sessions on one asyncio loop and emits one JSON line per file.
+- `report`: the stdout line and the enrollment record of one file; `speakers`: whose voice a file is.
+- `observer`: what the runner tells a display; `settings`: what a run is told.
+- `runner`: `WatchRunner` schedules sessions on one asyncio loop and emits one line per file.
 - `file_session`: the real register session, wired in.
 """
 
@@ -19,22 +19,24 @@ from dasctl.watch.journal import (
     FAILED,
     FINAL_STATES,
     JOURNAL_SCHEMA,
-    REPORTED,
     RETRY,
     STARTED,
-    Journal,
-    JournalBusy,
     JournalEntry,
+    LegacyJournal,
 )
 from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals
-from dasctl.watch.report import OUTPUT_SCHEMA, build_report
+from dasctl.watch.report import OUTPUT_SCHEMA, build_enrollment, build_report
 from dasctl.watch.retries import RetryPolicy, ServiceHealth
-from dasctl.watch.runner import FileSession, TextOut, TokenCheck, WatchRunner, WatchSettings, ndjson_line
+from dasctl.watch.runner import WatchRunner
+from dasctl.watch.settings import FileSession, TextOut, TokenCheck, WatchSettings, ndjson_line
+from dasctl.watch.speakers import SpeakerNaming, SpeakerNotFound
+from dasctl.watch.state import WatchState
 
 __all__ = [
     "ABORTED", "DEFAULT_JOURNAL_NAME", "DEFAULT_PATTERNS", "DONE", "FAILED", "FINAL_STATES", "JOURNAL_SCHEMA",
-    "OUTPUT_SCHEMA", "REPORTED", "RETRY", "STARTED", "TEMP_SUFFIXES", "FileIdentity", "FileSession", "Inbox",
-    "Journal", "JournalBusy", "JournalEntry", "RetryPolicy", "ServiceHealth", "SettledFile", "SilentObserver",
-    "TextOut", "TokenCheck", "WatchObserver", "WatchRunner", "WatchSettings", "WatchTotals", "build_report",
-    "ndjson_line", "register_file_session",
+    "OUTPUT_SCHEMA", "RETRY", "STARTED", "TEMP_SUFFIXES", "FileIdentity", "FileSession", "Inbox",
+    "JournalEntry", "LegacyJournal", "RetryPolicy", "ServiceHealth", "SettledFile", "SilentObserver",
+    "SpeakerNaming", "SpeakerNotFound", "TextOut", "TokenCheck", "WatchObserver", "WatchRunner",
+    "WatchSettings", "WatchState", "WatchTotals", "build_enrollment", "build_report", "ndjson_line",
+    "register_file_session",
 ]

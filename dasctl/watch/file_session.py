@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dasctl.watch.runner import FileSession
+from dasctl.watch.settings import FileSession
 
 if TYPE_CHECKING:
     from dasctl.session import Progress, RegisterOutcome

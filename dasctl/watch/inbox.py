@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -195,3 +196,29 @@ class Inbox:
             return None
         now = self._clock()
         return max(0.0, min(seen.since + self.settle - now for seen in self._watching.values()))
+
+
+def move_out(inbox: Inbox, path: Path, target_dir: Path) -> str | None:
+    """Move a finished recording to target_dir, keeping its sub-folders; a warning when it could not."""
+    if not path.exists():
+        return None
+    rel = inbox.relpath(path) or path.name
+    target = Path(target_dir) / rel
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target = _free_name(target)
+        shutil.move(str(path), str(target))
+    except OSError as error:
+        return f"could not move {rel} to {target_dir}: {error.strerror or error}"
+    return None
+
+
+def _free_name(target: Path) -> Path:
+    """The target itself, or name.1.ext, name.2.ext, ... when it is taken (never overwrite)."""
+    if not target.exists():
+        return target
+    for n in range(1, 10_000):
+        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise OSError(f"no free name for {target}")

@@ -1,24 +1,21 @@
-"""The runner: schedules register sessions for an inbox on one asyncio loop; the journal makes it resumable.
+"""The runner: schedules register sessions for an inbox on one asyncio loop; the store makes it resumable.
 
-The order of durable steps is what makes `kill -9` safe: the outcome (with any credential) is written and
-fsynced to the journal before its stdout line is printed, and the line is marked "reported" right after
-printing. On a restart, final records not yet marked are printed first. See docs/watch.md.
+The order of durable steps is what makes `kill -9` safe: the outcome (with any credential, and its
+enrollment record) is durable in the store before its stdout line is printed, and marked reported right
+after printing. On a restart, final outcomes not yet marked are printed first. See docs/watch.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import shutil
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from dasctl import events
 from dasctl.errors import (
@@ -31,97 +28,28 @@ from dasctl.errors import (
     exit_code_for_event,
     is_retryable,
 )
-from dasctl.watch.inbox import DEFAULT_PATTERNS, FileIdentity, Inbox, SettledFile
-from dasctl.watch.journal import (
-    ABORTED,
-    DEFAULT_JOURNAL_NAME,
-    DONE,
-    FAILED,
-    FINAL_STATES,
-    REPORTED,
-    RETRY,
-    STARTED,
-    Journal,
-)
+from dasctl.watch.inbox import FileIdentity, Inbox, SettledFile, move_out
+from dasctl.watch.journal import DEFAULT_JOURNAL_NAME, DONE, FAILED, FINAL_STATES, LegacyJournal
 from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals
-from dasctl.watch.report import build_report
-from dasctl.watch.retries import RetryPolicy, ServiceHealth
+from dasctl.watch.report import build_enrollment, build_report, file_fingerprint
+from dasctl.watch.retries import ServiceHealth
+from dasctl.watch.settings import (
+    TIMING_FOR_STATE,
+    Attempt,
+    FileSession,
+    TextOut,
+    TokenCheck,
+    WatchSettings,
+    WorkItem,
+    ndjson_line,
+)
+from dasctl.watch.state import WatchState
 
 if TYPE_CHECKING:
-    from dasctl.session import Progress, RegisterOutcome
+    from dasctl.session import Progress
+    from dasctl.store import Store
 
 log = logging.getLogger(__name__)
-
-
-class TextOut(Protocol):
-    """Where result lines go: stdout, or a console that prints above live bars."""
-
-    def write(self, text: str, /) -> object: ...
-    def flush(self) -> None: ...
-
-
-def ndjson_line(report: dict[str, Any]) -> str:
-    """The machine form of a result: one JSON line."""
-    return json.dumps(report, ensure_ascii=False)
-
-#: Runs one register session for a file: (path, call_id, on_progress) -> outcome.
-FileSession = Callable[[Path, str, Callable[["Progress"], None]], Awaitable["RegisterOutcome"]]
-#: Fetches a token (a health check and a warm cache before the first session).
-TokenCheck = Callable[[], Awaitable[object]]
-
-
-@dataclass
-class WatchSettings:
-    root: Path
-    patterns: Sequence[str] = DEFAULT_PATTERNS
-    recursive: bool = False
-    concurrency: int = 4
-    once: bool = False
-    done_dir: Path | None = None
-    failed_dir: Path | None = None
-    journal_path: Path | None = None
-    settle: float = 2.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    retry_failed: bool = False
-    unreachable_budget: float = 120.0
-    grace: float = 10.0
-    rescan_interval: float = 30.0
-    model_hash: str | None = None
-    protocol: str = "twilio"
-    audio_total_duration: float | None = None
-
-    @property
-    def journal_file(self) -> Path:
-        return self.journal_path or (self.root / DEFAULT_JOURNAL_NAME)
-
-
-@dataclass
-class _WorkItem:
-    path: Path
-    identity: FileIdentity
-    attempts: int  # attempts already made
-    unreachable: int = 0  # consecutive failures to reach the service for this file
-
-
-@dataclass
-class _Attempt:
-    """What one attempt saw, filled in by the progress callback."""
-
-    started: float
-    reached_service: bool = False
-    audio_seconds_sent: float = 0.0
-    last_vad: events.VadStatus | None = None
-    marks: dict[str, float] = field(default_factory=dict)
-    report: dict[str, Any] | None = None  # set once the final record is durable
-
-
-# Progress states -> the timing names session.RegisterOutcome uses (seconds since the attempt began).
-_TIMING_FOR_STATE = {
-    "initializing": "connected",
-    "streaming": "consumer_ready",
-    "waiting for result": "audio_done",
-    "done": "finished",
-}
 
 
 class _Stop(Exception):
@@ -133,13 +61,14 @@ class _Stop(Exception):
 
 
 class WatchRunner:
-    """Schedules register sessions for an inbox on one asyncio loop; the journal makes it resumable."""
+    """Schedules register sessions for an inbox on one asyncio loop; the store makes it resumable."""
 
     def __init__(
         self,
         settings: WatchSettings,
         session: FileSession,
         *,
+        store: Store,
         out: TextOut,
         render: Callable[[dict[str, Any]], str] = ndjson_line,
         observer: WatchObserver | None = None,
@@ -154,18 +83,17 @@ class WatchRunner:
         self.token_check = token_check
         self.clock = clock
         root = Path(os.path.abspath(settings.root))
-        excluded = [settings.journal_file, Path(str(settings.journal_file) + ".lock")]
-        excluded += [d for d in (settings.done_dir, settings.failed_dir) if d is not None]
+        excluded = [d for d in (settings.done_dir, settings.failed_dir) if d is not None]
         self.inbox = Inbox(
             root, settings.patterns, recursive=settings.recursive, excluded=excluded, settle=settings.settle,
             clock=clock,
         )
-        self.journal = Journal(settings.journal_file)
+        self.journal = WatchState(store, root)
         self.health = ServiceHealth(settings.unreachable_budget, clock)
         self.totals = WatchTotals()
         self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
         self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
-        self._queue: asyncio.Queue[_WorkItem] = asyncio.Queue()
+        self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._wakeup = asyncio.Event()
@@ -197,11 +125,10 @@ class WatchRunner:
 
     async def _run(self) -> ExitCode:
         started = self.clock()
-        if self.journal.skipped_lines:
-            self.observer.warning(f"journal: skipped {self.journal.skipped_lines} unreadable line(s)")
-        for identity, record in self.journal.unreported():
-            self._report(identity, record.get("report") or {}, replay=True)
         try:
+            self._import_old_journal()
+            for identity, report in self.journal.unreported():
+                self._report(identity, report, replay=True)
             await self._connect()
         except _Stop as stop:
             return self._finish(stop.error, started)
@@ -252,9 +179,24 @@ class WatchRunner:
         return verdict
 
     def _where_failures_are(self) -> str:
-        if self.settings.failed_dir is not None:
-            return f"see {self.settings.failed_dir}; --retry-failed runs them again"
-        return "see the journal; --retry-failed runs them again"
+        where = self.settings.failed_dir or "`dasctl credentials history SPEAKER`"
+        return f"see {where}; --retry-failed runs them again"
+
+    def _import_old_journal(self) -> None:
+        """An old journal file (DIR/.dasctl-watch.jsonl, or --journal) is imported once and left alone."""
+        path = self.settings.journal_path or (self.inbox.root / DEFAULT_JOURNAL_NAME)
+        if not path.is_file() or not self.journal.empty:
+            return
+        old = LegacyJournal.read(path)
+        try:
+            count = self.journal.import_journal(old)
+        except DasctlError as error:
+            raise _Stop(error) from error
+        skipped = f"; {old.skipped_lines} unreadable line(s) skipped" if old.skipped_lines else ""
+        self.observer.warning(
+            f"imported the state of {count} file(s) from {path} into the store {self.journal.location}"
+            f"{skipped}; that file is no longer used (keep or remove it)"
+        )
 
     # ---- signals
 
@@ -401,7 +343,7 @@ class WatchRunner:
         if entry is not None and entry.state in FINAL_STATES:
             attempts = 0  # --retry-failed: a fresh set of retries
         self._active.add(identity)
-        self._queue.put_nowait(_WorkItem(settled.path, identity, attempts))
+        self._queue.put_nowait(WorkItem(settled.path, identity, attempts))
 
     # ---- running sessions
 
@@ -436,16 +378,22 @@ class WatchRunner:
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=30)
 
-    async def _process(self, item: _WorkItem) -> None:
+    async def _process(self, item: WorkItem) -> None:
         attempt_number = item.attempts + 1
         call_id = str(uuid.uuid4())
         name = item.identity.relpath
-        attempt = _Attempt(started=self.clock())
-        self.journal.append(
-            {**item.identity.fields(), "state": STARTED, "attempt": attempt_number, "call_id": call_id},
-            durable=False,
-        )
+        attempt = Attempt(started=self.clock())
+        if not self._write_state(self.journal.started, item.identity, attempt_number, call_id):
+            self._active.discard(item.identity)
+            return
         self.observer.started(name, attempt_number)
+        try:
+            attempt.speaker = self.settings.speakers.speaker(name)
+            if self.settings.keep_enrollments:
+                attempt.source = await asyncio.to_thread(file_fingerprint, item.path)
+        except (DasctlError, OSError) as error:
+            self._after_error(item, attempt, attempt_number, call_id, error)
+            return
 
         def on_progress(progress: Progress) -> None:
             self._on_progress(item, attempt, attempt_number, call_id, progress)
@@ -473,13 +421,13 @@ class WatchRunner:
             self._complete(item, attempt.report)
 
     def _on_progress(
-        self, item: _WorkItem, attempt: _Attempt, attempt_number: int, call_id: str, progress: Progress
+        self, item: WorkItem, attempt: Attempt, attempt_number: int, call_id: str, progress: Progress
     ) -> None:
         state = getattr(progress, "state", "")
         if state and state != "connecting" and not attempt.reached_service:
             attempt.reached_service = True
             self.health.reached()
-        mark = _TIMING_FOR_STATE.get(state)
+        mark = TIMING_FOR_STATE.get(state)
         if mark and mark not in attempt.marks:
             attempt.marks[mark] = self.clock() - attempt.started
         sent = getattr(progress, "audio_seconds_sent", None)
@@ -501,8 +449,8 @@ class WatchRunner:
 
     def _after_event(
         self,
-        item: _WorkItem,
-        attempt: _Attempt,
+        item: WorkItem,
+        attempt: Attempt,
         attempt_number: int,
         call_id: str,
         event: events.SessionResult | events.SessionError,
@@ -518,7 +466,7 @@ class WatchRunner:
         self._complete(item, report)
 
     def _after_error(
-        self, item: _WorkItem, attempt: _Attempt, attempt_number: int, call_id: str, error: Exception
+        self, item: WorkItem, attempt: Attempt, attempt_number: int, call_id: str, error: Exception
     ) -> None:
         if isinstance(error, AuthError):
             # Not this file's fault: every other file would fail the same way.
@@ -559,16 +507,23 @@ class WatchRunner:
             self._fatal = error  # raised at the end: the CLI prints it, once, with its exit code
         self._wakeup.set()
 
-    def _abandon(self, item: _WorkItem, attempt_number: int, call_id: str, reason: str) -> None:
-        self.journal.append(
-            {**item.identity.fields(), "state": ABORTED, "attempt": attempt_number, "call_id": call_id,
-             "reason": reason},
-            durable=False,
-        )
+    def _abandon(self, item: WorkItem, attempt_number: int, call_id: str, reason: str) -> None:
+        log.debug("%s: attempt %d abandoned: %s", item.identity.relpath, attempt_number, reason)
+        self._write_state(self.journal.aborted, item.identity, attempt_number, call_id)
         self._active.discard(item.identity)
 
+    def _write_state(self, step: Callable[[FileIdentity, int, str], None], identity: FileIdentity,
+                     attempt_number: int, call_id: str) -> bool:
+        """A step that no result depends on yet; a store that cannot be written stops watch (exit 6)."""
+        try:
+            step(identity, attempt_number, call_id)
+        except DasctlError as error:
+            self._fatal_error(error)
+            return False
+        return True
+
     def _schedule_retry(
-        self, item: _WorkItem, attempt_number: int, call_id: str, message: str, *, unreachable: bool
+        self, item: WorkItem, attempt_number: int, call_id: str, message: str, *, unreachable: bool
     ) -> None:
         if unreachable:
             item.unreachable += 1
@@ -578,11 +533,9 @@ class WatchRunner:
         else:
             item.unreachable = 0
             delay = self.settings.retry.delay(attempt_number)
-        self.journal.append(
-            {**item.identity.fields(), "state": RETRY, "attempt": attempt_number, "call_id": call_id,
-             "error": message},
-            durable=False,
-        )
+        if not self._write_state(self.journal.retry, item.identity, attempt_number, call_id):
+            self._active.discard(item.identity)
+            return
         item.attempts = attempt_number
         self.observer.status(f"retrying {item.identity.relpath} in {delay:.1f} s: {message}")
         loop = asyncio.get_running_loop()
@@ -599,8 +552,8 @@ class WatchRunner:
 
     def _record_final(
         self,
-        item: _WorkItem,
-        attempt: _Attempt,
+        item: WorkItem,
+        attempt: Attempt,
         attempt_number: int,
         call_id: str,
         *,
@@ -625,15 +578,23 @@ class WatchRunner:
             timings=timings,
         )
         state = DONE if report["exit_code"] == ExitCode.OK else FAILED
-        self.journal.append(
-            {**item.identity.fields(), "state": state, "attempt": attempt_number, "call_id": call_id,
-             "report": report},
-            durable=True,
-        )
+        enrollment = None
+        if self.settings.keep_enrollments and attempt.speaker is not None:
+            enrollment = build_enrollment(
+                report, speaker=attempt.speaker, source=attempt.source, settings=self.settings,
+                audio=getattr(event, "collected_audio", None),
+            )
         attempt.report = report
+        try:
+            self.journal.final(item.identity, state, attempt_number, call_id, report, enrollment)
+        except DasctlError as error:
+            # Not kept: the line is still printed (the credential reaches the user), then watch stops.
+            self._fatal_error(error)
+            self._report(item.identity, report, durable=False)
+            self._active.discard(item.identity)
         return report
 
-    def _complete(self, item: _WorkItem, report: dict[str, Any]) -> None:
+    def _complete(self, item: WorkItem, report: dict[str, Any]) -> None:
         if item.identity not in self._active:
             return  # already completed (the early record, then the session's return)
         self._active.discard(item.identity)
@@ -641,9 +602,11 @@ class WatchRunner:
         state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
         self._move_finished(item.path, state)
 
-    def _report(self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False) -> None:
+    def _report(
+        self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True
+    ) -> None:
         """Print the line, then mark it printed: a kill between the two repeats it once, never loses it."""
-        if self.stdout_closed:
+        if self.stdout_closed or identity in self._reported_now:
             return
         try:
             self.out.write(self.render(report) + "\n")
@@ -652,7 +615,11 @@ class WatchRunner:
             self._stdout_closed()
             return
         self._reported_now.add(identity)
-        self.journal.append({**identity.fields(), "state": REPORTED}, durable=False)
+        if durable:
+            try:
+                self.journal.reported(identity)
+            except DasctlError as error:  # the next run prints this line again: the documented repeat
+                self._fatal_error(error)
         if report.get("exit_code") == ExitCode.OK:
             self.totals.done += 1
         else:
@@ -660,7 +627,7 @@ class WatchRunner:
             self._any_failed = True
         self.observer.finished(identity.relpath, report)
         if replay:
-            self.observer.status(f"{identity.relpath}: reported from the journal (finished by a past run)")
+            self.observer.status(f"{identity.relpath}: reported from the store (finished by a past run)")
         self._update_totals()
 
     def _stdout_closed(self) -> None:
@@ -678,16 +645,10 @@ class WatchRunner:
 
     def _move_finished(self, path: Path, state: str) -> None:
         target_dir = self.settings.done_dir if state == DONE else self.settings.failed_dir
-        if target_dir is None or not path.exists():
-            return
-        rel = self.inbox.relpath(path) or path.name
-        target = Path(target_dir) / rel
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target = _free_name(target)
-            shutil.move(str(path), str(target))
-        except OSError as error:
-            self.observer.warning(f"could not move {rel} to {target_dir}: {error.strerror or error}")
+        if target_dir is not None:
+            problem = move_out(self.inbox, path, target_dir)
+            if problem:
+                self.observer.warning(problem)
 
     def _update_totals(self) -> None:
         self.totals.in_flight = len(self._in_flight)
@@ -696,14 +657,3 @@ class WatchRunner:
         self.totals.waiting = self.inbox.waiting
         self.totals.retrying = len(self._timers)
         self.observer.totals(self.totals)
-
-
-def _free_name(target: Path) -> Path:
-    """The target itself, or name.1.ext, name.2.ext, ... when it is taken (never overwrite)."""
-    if not target.exists():
-        return target
-    for n in range(1, 10_000):
-        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise OSError(f"no free name for {target}")
