@@ -6,6 +6,7 @@ length of the recording, and stdin works as well as a file.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -131,6 +132,11 @@ class AudioStream:
         self._expected_frames = expected_frames
         self._frames_read = 0
         self._read_ahead: _ReadAhead | None = None
+        #: (size, sha256) of the input's bytes, when they can be known (see fingerprint)
+        self._fingerprint: Callable[[], tuple[int, str] | None] | None = None
+        #: a copy of the mu-law frames as they were read (keep_frames), at most _keep_limit bytes
+        self.kept: bytearray | None = None
+        self._keep_limit = 0
         self.duration = None
         if expected_frames is not None:
             stop = expected_frames if self._end_frame is None else min(expected_frames, self._end_frame)
@@ -158,6 +164,18 @@ class AudioStream:
             if self._on_close is not None:
                 self._on_close()
 
+    # --- what the stream was ------------------------------------------------------------------------
+    def fingerprint(self) -> tuple[int, str] | None:
+        """(size in bytes, sha256) of the whole input, never held in memory: a file is read again; a pipe
+        was hashed as it passed (call after close(): the rest of the pipe is drained, up to a bound)."""
+        return self._fingerprint() if self._fingerprint is not None else None
+
+    def keep_frames(self, limit_bytes: int) -> bytearray:
+        """Keep a copy of the mu-law that frames() yields (the audio sent), up to limit_bytes."""
+        self.kept = bytearray()
+        self._keep_limit = limit_bytes
+        return self.kept
+
     # --- the stream ------------------------------------------------------------------------------
     @property
     def seconds_read(self) -> float:
@@ -169,6 +187,20 @@ class AudioStream:
         check_frame_ms(frame_ms)
         frame_bytes = SAMPLE_RATE * frame_ms // 1000
         pending = bytearray()
+        kept = self.kept
+        if kept is not None:  # the tap copies each frame as it is handed to the audio channel
+            yield from self._keeping(self._frames(frame_bytes, pending), kept)
+            return
+        yield from self._frames(frame_bytes, pending)
+
+    def _keeping(self, frames: Iterator[bytes], kept: bytearray) -> Iterator[bytes]:
+        for frame in frames:
+            room = self._keep_limit - len(kept)
+            if room > 0:
+                kept += frame[:room]
+            yield frame
+
+    def _frames(self, frame_bytes: int, pending: bytearray) -> Iterator[bytes]:
         for chunk in self.chunks():
             pending += chunk
             usable = len(pending) - len(pending) % frame_bytes
@@ -481,20 +513,34 @@ class _PipeRelay:
         self.read_fd, self._write_fd = os.pipe()
         self._source_fd = source_fd
         self._head = head
+        # what passed through, so that stdin's sha256 is known without keeping the input
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._complete = False
         self._thread = threading.Thread(target=self._run, name="dasctl-stdin-relay", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             data = self._head
+            forwarding = True
             while data:
+                self._digest.update(data)
+                self._size += len(data)
                 view = memoryview(data)
-                while view:
-                    written = os.write(self._write_fd, view)
+                while view and forwarding:
+                    try:
+                        written = os.write(self._write_fd, view)
+                    except OSError:
+                        # the reader closed its end (--end reached, the session over): the rest of the
+                        # input is only hashed, so that stdin's sha256 is the whole input's
+                        forwarding = False
+                        break
                     view = view[written:]
                 data = os.read(self._source_fd, 1 << 16)
+            self._complete = True
         except OSError:
-            pass  # the reader closed its end (--end reached, or an error): nothing more to relay
+            pass  # stdin itself failed: the input's digest stays unknown
         finally:
             os.close(self._write_fd)
 
@@ -503,6 +549,38 @@ class _PipeRelay:
             os.close(self.read_fd)
         except OSError:
             pass
+
+    def fingerprint(self) -> tuple[int, str] | None:
+        # after close(): the relay drains what is left of stdin; an endless stream gives no digest
+        self._thread.join(timeout=STDIN_DRAIN_TIMEOUT)
+        return (self._size, self._digest.hexdigest()) if self._complete else None
+
+
+#: seconds fingerprint() waits for the rest of a piped stdin to be hashed
+STDIN_DRAIN_TIMEOUT = 30.0
+
+
+def _fd_fingerprint(fd: int) -> tuple[int, str]:
+    """(size, sha256) of a regular file's bytes, read in blocks (a 1-hour WAV is never held whole)."""
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return offset, digest.hexdigest()
+
+
+def _path_fingerprint(path: Path) -> tuple[int, str] | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return _fd_fingerprint(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_head(fd: int, size: int) -> bytes:
@@ -531,33 +609,43 @@ def _open_stdin(channel: str | int, start: float, end: float | None, channel_tex
         os.lseek(fd, 0, os.SEEK_SET)
         head = os.pread(fd, 512, 0)
         sound = _open_sound(fd, STDIN_NAME, head)
-        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, channel_text=channel_text)
+        stream = _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True,
+                              channel_text=channel_text)
+        stream._fingerprint = lambda: _fd_fingerprint(fd)
+        return stream
     head = _read_head(fd, 512)
     if not head:
         raise AudioError(f"{STDIN_NAME}: empty input (0 bytes)")
     if head.startswith(b"fLaC"):
         # libsndfile cannot decode FLAC from a pipe (it seeks back); spool to an unlinked temp file (disk)
         spool = tempfile.TemporaryFile(prefix="dasctl-stdin-")
+        digest, size = hashlib.sha256(head), len(head)
         try:
             spool.write(head)
             while data := os.read(fd, 1 << 20):
                 spool.write(data)
+                digest.update(data)
+                size += len(data)
             spool.flush()
             spool.seek(0)
             sound = _open_sound(spool.fileno(), STDIN_NAME, head)
         except BaseException:
             spool.close()
             raise
-        return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, on_close=spool.close,
-                            channel_text=channel_text)
+        stream = _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, on_close=spool.close,
+                              channel_text=channel_text)
+        stream._fingerprint = lambda: (size, digest.hexdigest())
+        return stream
     relay = _PipeRelay(fd, head)
     try:
         sound = _open_sound(relay.read_fd, STDIN_NAME, head)
     except BaseException:
         relay.close()
         raise
-    return _finish_open(sound, STDIN_NAME, channel, start, end, seekable=False, on_close=relay.close,
-                        channel_text=channel_text)
+    stream = _finish_open(sound, STDIN_NAME, channel, start, end, seekable=False, on_close=relay.close,
+                          channel_text=channel_text)
+    stream._fingerprint = relay.fingerprint
+    return stream
 
 
 def _open_path(
@@ -590,8 +678,11 @@ def _open_path(
         os.close(fd)
         raise
     seekable = stat.S_ISREG(info.st_mode)
-    return _finish_open(sound, name, channel, start, end, seekable=seekable, on_close=lambda: os.close(fd),
-                        channel_text=channel_text)
+    stream = _finish_open(sound, name, channel, start, end, seekable=seekable, on_close=lambda: os.close(fd),
+                          channel_text=channel_text)
+    if seekable:
+        stream._fingerprint = lambda: _path_fingerprint(path)
+    return stream
 
 
 def _finish_open(

@@ -76,7 +76,7 @@ class ConfigKey:
     name: str
     flag: str
     env: str
-    kind: str  # "http-url" | "ws-url" | "text" | "fraction" | "seconds" | "path" | "prefix"
+    kind: str  # "http-url" | "ws-url" | "text" | "fraction" | "seconds" | "path" | "prefix" | "store"
     help: str
     secret: bool = False
 
@@ -109,6 +109,9 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         ConfigKey("ca_bundle", "--ca-bundle", "DASCTL_CA_BUNDLE", "path", "CA bundle for HTTPS and WSS"),
         ConfigKey("audiohook_api_key", "--audiohook-api-key", "DASCTL_AUDIOHOOK_API_KEY", "text",
                   "AudioHook X-API-KEY", secret=True),
+        # not `secret`: only the password inside a postgresql:// URL is (see masked_store_url)
+        ConfigKey("store", "--store", ENV_STORE, "store",
+                  "credential store: a SQLite file, or postgresql://USER@HOST/DB"),
     )
 }
 #: Keys of the file's top level (not of a profile).
@@ -302,6 +305,8 @@ class Profile:
     sources: Mapping[str, str] = field(default_factory=dict)
     #: whether the profiles file has a [profiles.NAME] table for this profile
     stored: bool = False
+    #: the credential store (None: the default SQLite file in the data directory)
+    store: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -370,12 +375,60 @@ def parse_value(key: ConfigKey, raw: object, where: str) -> object:
         return text.rstrip("/") if key.name == "url" else text
     if key.kind == "prefix":
         return "/" + text.strip("/") if text.strip("/") else "/"
+    if key.kind == "store":
+        return parse_store_url(text, where)
     if key.kind == "path":
         path = Path(text).expanduser()
         if not path.is_file():
             raise UsageError(f"{where}: CA bundle {text!r} is not a readable file")
         return str(path.resolve())
     return text
+
+
+def parse_store_url(text: str, where: str) -> str:
+    """A store: a postgresql:// URL as given, or a SQLite file path (~ expanded)."""
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        if scheme not in POSTGRES_SCHEMES:
+            raise UsageError(f"{where}: {masked_store_url(text)!r} is not a store",
+                             "Give a file path (SQLite) or postgresql://USER@HOST/DB.")
+        from dasctl.logs import register_secret
+
+        register_secret(_url_password(text))
+        return text
+    return str(Path(text).expanduser())
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def masked_store_url(url: str) -> str:
+    """A store URL fit to show: the password (in the URL or a password= parameter) masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from dasctl.logs import MASK
+
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":" + MASK
+        netloc = f"{userinfo}@{host}"
+    query = "&".join(
+        f"{item.split('=', 1)[0]}={MASK}" if item.split("=", 1)[0].lower() == "password" else item
+        for item in parts.query.split("&")
+    ) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _file_where(name: str, key: str, env: Mapping[str, str]) -> str:
@@ -493,6 +546,7 @@ def load_profile(
         audiohook_api_key=optional_text("audiohook_api_key"),
         sources=sources,
         stored=stored_table is not None,
+        store=optional_text("store"),
     )
 
 

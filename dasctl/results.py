@@ -181,5 +181,12 @@ def human_summary(document: dict[str, Any]) -> str:
             rows.append(("took", f"{finished:.2f} s"))
     if document.get("call_id"):
         rows.append(("call id", str(document["call_id"])))
+    stored = document.get("stored")
+    if isinstance(stored, dict):
+        if stored.get("id") is not None:
+            where = f"as {stored.get('speaker')} (record {stored['id']}) in {stored.get('store')}"
+            rows.append(("stored", where))
+        else:
+            rows.append(("stored", f"NOT kept in {stored.get('store')}"))
     width = max((len(name) for name, _ in rows), default=0)
     return "\n".join([head, *(f"  {name.ljust(width)}  {value}" for name, value in rows)])

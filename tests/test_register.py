@@ -205,6 +205,8 @@ def test_stdin(emulator: Emulator, dasctl: Any) -> None:
     run = dasctl(
         "register",
         "-",
+        "--speaker",  # stdin has no file name to take the speaker id from
+        "CUST1",
         *FAST,
         "--json",
         env=emulator.client_env(),

@@ -14,6 +14,7 @@ from dasctl.environment import Environment
 if TYPE_CHECKING:
     from dasctl.config import Profile
     from dasctl.session import RegisterOptions
+    from dasctl.store import Store
 
 
 @dataclass
@@ -95,6 +96,29 @@ ModelHashOption = Annotated[
         "--model-hash", help="Biometric model to enroll with (profile: model_hash).", show_default=False
     ),
 ]
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Credential store: a SQLite file or postgresql://USER@HOST/DB (default: DASCTL_STORE, the "
+        "profile's store, else store.db in dasctl's data directory).",
+        show_default=False,
+    ),
+]
+
+
+def open_store_option(flag: str | None, profile: Profile | None = None) -> Store:
+    """The store by precedence: --store > DASCTL_STORE > the profile's `store` > the default file."""
+    from dasctl.config import parse_store_url
+    from dasctl.store import open_store
+
+    if flag is not None:
+        return open_store(parse_store_url(flag, "--store") if flag.strip() else flag)
+    if profile is not None and profile.store:
+        return open_store(profile.store)
+    return open_store(None)
 
 
 def load_register_request(

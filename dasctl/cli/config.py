@@ -46,11 +46,21 @@ def _display(key: str, value: object) -> str:
 
     if value is None:
         return "(unset)"
+    if config.config_key(key).kind == "store":
+        return config.masked_store_url(str(value))
     if config.config_key(key).secret:
         from dasctl.auth import mask
 
         return mask(str(value))
     return str(value)
+
+
+def _masked(key: str) -> bool:
+    """Whether a value is shown masked (a secret, or a store URL that may carry a password)."""
+    from dasctl import config
+
+    spec = config.config_key(key)
+    return spec.secret or spec.kind == "store"
 
 
 def _keys(profile: Profile) -> list[str]:
@@ -74,7 +84,7 @@ def show(profile: ProfileOption = None, json_output: JsonOption = False) -> None
             "profile": resolved.name,
             "profile_source": resolved.sources.get("profile"),
             "config_file": str(config.config_file()),
-            "values": {key: {"value": value if not config.config_key(key).secret or value is None
+            "values": {key: {"value": value if not _masked(key) or value is None
                              else _display(key, value), "source": origin}
                        for key, value, origin in rows},
         }
@@ -104,6 +114,8 @@ def get(key: KeyArgument, profile: ProfileOption = None, json_output: JsonOption
         resolved = config.load_profile(profile_name(profile))
         value = resolved.get(key)
         origin = _origin(resolved, key)
+        if config.config_key(key).kind == "store" and value is not None:
+            value = config.masked_store_url(str(value))  # the password never leaves in output
     if json_output:
         print(json.dumps({"schema": "dasctl.config-get/1", "key": key, "value": value, "source": origin}))
         return
@@ -178,6 +190,7 @@ def path(json_output: JsonOption = False) -> None:
             "config_dir": str(config.config_dir()),
             "secrets_dir": str(config.secrets_dir()),
             "token_cache_dir": str(config.token_cache_dir()),
+            "store_file": str(config.store_path()),
         }, indent=2))
         return
     print(config.config_file())

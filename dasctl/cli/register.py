@@ -14,9 +14,12 @@ from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
 
 if TYPE_CHECKING:
+    from dasctl.audio import AudioStream
+    from dasctl.config import Profile
     from dasctl.display import RegisterDisplay
     from dasctl.environment import Environment
-    from dasctl.session import RegisterOptions
+    from dasctl.session import RegisterOptions, RegisterOutcome
+    from dasctl.store import Store
 
 PROTOCOLS = ("twilio", "audiohook")
 #: PROTOCOL.md §5: enrollment wants 3..30 s of voice; outside that is allowed, with a warning.
@@ -28,9 +31,60 @@ Each file is one register session: the audio is converted to 8 kHz mu-law, strea
 --speed (1 = real time), and the service answers with a credential. Progress goes to stderr (a live bar
 on a terminal, plain lines otherwise); the result goes to stdout (a summary, or JSON with --json).
 
+Every attempt, successful or not, is kept in the credential store (docs/store.md) under a speaker id:
+--speaker, else the file's name without its extension. --no-store keeps nothing.
+
 Exit codes: 0 registered; 2 usage error; 3 audio unusable; 4 authentication; 5 the service said no
-(result-fail-*, error-parameters, error-audio); 6 service unreachable, timed out or failing (retry);
-7 several files and some failed; 130 interrupted."""
+(result-fail-*, error-parameters, error-audio); 6 service unreachable, timed out or failing (retry), or
+the result could not be kept in the store (it is still printed); 7 several files and some failed;
+130 interrupted."""
+
+
+@dataclass
+class Keeper:
+    """Where register keeps each attempt (the credential store), and under which speaker id."""
+
+    store: Store
+    speaker: str | None  # --speaker; None: each file's stem
+    profile: Profile
+
+    def speaker_for(self, name: str) -> str:
+        from dasctl.store.records import speaker_from_file
+
+        return self.speaker or speaker_from_file(name)
+
+    def keep(
+        self,
+        document: dict[str, Any],
+        source: str,
+        name: str,
+        audio: bytes | None,
+        fingerprint: tuple[int, str] | None,
+    ) -> DasctlError | None:
+        """Record the attempt and add `stored` to its document; the store's error, if writing failed."""
+        from dasctl.store import StoreError
+        from dasctl.store.records import enrollment_from_document, stored_fields
+
+        path = None if source == "-" else str(Path(source).resolve())
+        size, sha256 = fingerprint if fingerprint else (None, None)
+        if size is None and path is not None:
+            try:
+                size = Path(path).stat().st_size
+            except OSError:
+                size = None
+        record = enrollment_from_document(
+            document, speaker=self.speaker_for(name), origin="register", profile=self.profile.name,
+            service_url=self.profile.url, source_path=path, source_size=size, source_sha256=sha256,
+            audio=audio,
+        )
+        try:
+            kept = self.store.record_enrollment(record)
+        except DasctlError as error:
+            document["stored"] = {"id": None, "store": self.store.location, "error": error.message}
+            # the store's errors name it; whatever went wrong, this is exit 6 (the result was printed)
+            return error if isinstance(error, StoreError) else StoreError(error.message, error.hint)
+        document["stored"] = stored_fields(kept, self.store.location)
+        return None
 
 
 @dataclass
@@ -41,13 +95,16 @@ class Outputs:
     keep_audio: Path | None
 
 
-def _target(option: str, value: Path | None, name: str, suffix: str, several: bool) -> Path | None:
-    """A file path, or with several inputs (or an existing directory) a file named after the input there."""
+def _target(
+    option: str, value: Path | None, name: str, suffix: str, several: bool, force: bool = True
+) -> Path | None:
+    """A file path, or with several inputs (or an existing directory) a file named after the input there;
+    an existing file is refused unless force."""
     if value is None:
         return None
     if value.is_dir():
         stem = "stdin" if name == "-" else Path(name).stem
-        return value / f"{stem}{suffix}"
+        return _not_existing(option, value / f"{stem}{suffix}", force)
     if several:
         raise UsageError(
             f"{option} {value} must be an existing directory when registering several files",
@@ -55,7 +112,14 @@ def _target(option: str, value: Path | None, name: str, suffix: str, several: bo
         )
     if not value.parent.is_dir():
         raise UsageError(f"{option} {value}: the directory {value.parent} does not exist")
-    return value
+    return _not_existing(option, value, force)
+
+
+def _not_existing(option: str, path: Path, force: bool) -> Path:
+    if not force and path.exists():
+        raise UsageError(f"{option} {path} already exists; not overwriting it",
+                         "Pass --force to replace it, or choose another file.")
+    return path
 
 
 def _check(files: list[str], speed: float, timeout: float, call_id: str | None) -> None:
@@ -104,19 +168,22 @@ async def _register_one(
     network: Any,
     display: RegisterDisplay,
     environment: Environment,
-) -> tuple[dict[str, Any], DasctlError | None]:
-    """One file: (the JSON document, the error that decides the exit code or None)."""
+    keeper: Keeper | None = None,
+) -> tuple[dict[str, Any], DasctlError | None, DasctlError | None]:
+    """One file: (the JSON document, the error that decides the exit code or None, the store's error)."""
     from dasctl import results
-    from dasctl.audio import open_audio, write_mulaw_wav
+    from dasctl.audio import write_mulaw_wav
     from dasctl.errors import AudioError, ServiceUnavailable
-    from dasctl.session import register_audio
 
     try:
-        with open_audio(source, **audio_options) as audio:
-            outcome = await register_audio(audio, options, profile, tokens, network, display.update)
+        outcome, sent, fingerprint = await _run_session(
+            source, options, audio_options, profile, tokens, network, display, keeper is not None
+        )
     except (AudioError, AuthError, ServiceUnavailable, UsageError) as failure:
         display.end()
-        return results.failure_document(name, failure, call_id=options.call_id), failure
+        document = results.failure_document(name, failure, call_id=options.call_id)
+        store_error = keeper.keep(document, source, name, None, None) if keeper else None
+        return document, failure, store_error
     display.end()
     document = results.result_document(
         name, outcome, model_hash=options.model_hash, audio_total_duration=options.audio_total_duration
@@ -135,7 +202,38 @@ async def _register_one(
             common.warn(
                 f"{name}: the service returned no collected audio; nothing to keep", environment.stderr
             )
-    return document, error
+    store_error = None
+    if keeper is not None:
+        # the service's collected voice when it returned it, else what was sent (8 kHz mu-law either way)
+        kept_audio = getattr(result, "collected_audio", None) or (bytes(sent) if sent else None)
+        store_error = keeper.keep(document, source, name, kept_audio, fingerprint)
+    return document, error, store_error
+
+
+async def _run_session(
+    source: str,
+    options: RegisterOptions,
+    audio_options: dict[str, Any],
+    profile: Any,
+    tokens: Any,
+    network: Any,
+    display: RegisterDisplay,
+    keep: bool,
+) -> tuple[RegisterOutcome, bytearray | None, tuple[int, str] | None]:
+    """The session, and for the store: the audio sent and the input's (size, sha256)."""
+    import asyncio
+
+    from dasctl.audio import open_audio
+    from dasctl.session import register_audio
+    from dasctl.store.records import SENT_AUDIO_LIMIT_BYTES
+
+    audio: AudioStream
+    with open_audio(source, **audio_options) as audio:
+        sent = audio.keep_frames(SENT_AUDIO_LIMIT_BYTES) if keep else None
+        outcome = await register_audio(audio, options, profile, tokens, network, display.update)
+    # after closing: a piped stdin's rest is then drained into its digest
+    fingerprint = await asyncio.to_thread(audio.fingerprint) if keep else None
+    return outcome, sent, fingerprint
 
 
 async def _register_all(
@@ -147,6 +245,7 @@ async def _register_all(
     display: RegisterDisplay,
     environment: Environment,
     as_json: bool,
+    keeper: Keeper | None = None,
 ) -> list[DasctlError | None]:
     import asyncio
     import dataclasses
@@ -172,16 +271,21 @@ async def _register_all(
         name = "<stdin>" if source == "-" else source
         display.begin(name, index, len(files))
         file_options = options if options.call_id else dataclasses.replace(options, call_id=str(uuid.uuid4()))
-        document, error = await _register_one(
-            source, name, target, file_options, audio_options, profile, tokens, network, display, environment
+        document, error, store_error = await _register_one(
+            source, name, target, file_options, audio_options, profile, tokens, network, display, environment,
+            keeper,
         )
-        errors.append(error)
+        errors.append(store_error or error)
         if as_json:
             environment.stdout.write(results.json_line(document) + "\n")
         elif document.get("outcome") is not None:
             environment.stdout.write(results.human_summary(document) + "\n")
         environment.stdout.flush()
-        if error is not None and len(files) > 1:
+        if store_error is not None and error is not None:
+            _report_failure(environment, error)  # the outcome's own error still gets its line
+        if store_error is not None and len(files) > 1:
+            _report_failure(environment, store_error)
+        if error is not None and len(files) > 1 and store_error is None:
             _report_failure(environment, error)
             if isinstance(error, AuthError):
                 # the same credentials would fail for every other file: stop here
@@ -231,6 +335,22 @@ def register(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Let --output replace an existing file.")
+    ] = False,
+    speaker: Annotated[
+        str | None,
+        typer.Option(
+            "--speaker",
+            help="Speaker id to keep the credential under (one file; default: the file name without "
+            "its extension; needed for stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Do not keep the result in the credential store.")
+    ] = False,
+    store: common.StoreOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     profile: common.ProfileOption = None,
 ) -> None:
@@ -250,11 +370,12 @@ def register(
     several = len(files) > 1
     outputs = [
         Outputs(
-            _target("--output", output, source, ".credential.json", several),
+            _target("--output", output, source, ".credential.json", several, force),
             _target("--keep-audio", keep_audio, source, ".collected.wav", several),
         )
         for source in files
     ]
+    _check_speaker(files, speaker, no_store)
     profile_obj, options = common.load_register_request(
         profile,
         protocol=protocol,
@@ -273,11 +394,14 @@ def register(
             environment.stderr,
         )
     audio_options = {"channel": channel, "start": start, "end": end}
+    # opened before any session: a store that cannot be used costs no enrollment
+    keeper = None if no_store else Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj)
     display = choose_display(environment, quiet=quiet, events=events)
     try:
         errors = asyncio.run(
             _register_all(
-                files, outputs, options, audio_options, profile_obj, display, environment, as_json or events
+                files, outputs, options, audio_options, profile_obj, display, environment, as_json or events,
+                keeper,
             )
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -285,6 +409,9 @@ def register(
         raise Interrupted(
             "interrupted; the session was closed", "Nothing was registered for that file."
         ) from None
+    finally:
+        if keeper is not None:
+            keeper.store.close()
     failed = [error for error in errors if error is not None]
     if not failed:
         return
@@ -294,6 +421,19 @@ def register(
         f"{len(failed)} of {len(files)} files failed",
         "See the errors above; each file's JSON line says what happened to it.",
     )
+
+
+def _check_speaker(files: list[str], speaker: str | None, no_store: bool) -> None:
+    if speaker is not None:
+        if not speaker.strip():
+            raise UsageError("--speaker is empty",
+                             "Give the id the credential is kept under, e.g. CUST12345.")
+        if len(files) > 1:
+            raise UsageError("--speaker names one speaker, so it takes a single file",
+                             "Register files one at a time, or name each file after its speaker.")
+    elif "-" in files and not no_store:
+        raise UsageError("reading stdin (-) needs --speaker ID: there is no file name to take it from",
+                         "Pass --speaker CUST12345, or --no-store to keep nothing.")
 
 
 def install(app: typer.Typer) -> None:

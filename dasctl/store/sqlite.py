@@ -152,7 +152,7 @@ class SqliteStore(SqlStore):
                 cursor.close()
 
     def _failure(self, action: str, error: sqlite3.Error) -> Exception:
-        if isinstance(error, sqlite3.OperationalError):  # locked, disk full, I/O: worth retrying
+        if isinstance(error, (sqlite3.OperationalError, sqlite3.IntegrityError)):  # locked, full, refused
             return StoreError(f"cannot {action} the store {self.path}: {error}")
         return StoreUnusable(f"cannot {action} the store {self.path}: {error} (is it corrupt?)")
 

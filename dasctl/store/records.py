@@ -1,0 +1,69 @@
+"""From what `register` and `watch` print (dasctl.register/1, dasctl.watch/1) to an EnrollmentRecord.
+
+One mapping for the three writers: `register` and `watch` as they print a result, and `credentials import`
+reading their old output back. No Typer or rich here.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+from dasctl.store import EnrollmentRecord
+
+#: the result documents a record can be made from
+DOCUMENT_SCHEMAS = ("dasctl.register/1", "dasctl.watch/1")
+#: when the service returns no collected audio, the sent mu-law is kept instead: its first 10 minutes
+SENT_AUDIO_LIMIT_BYTES = 8000 * 600
+
+
+def speaker_from_file(name: str) -> str:
+    """The default speaker id: the recording's file name without its extension (calls/CUST1.wav -> CUST1)."""
+    return PurePath(name).stem
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def enrollment_from_document(
+    document: dict[str, Any],
+    *,
+    speaker: str,
+    origin: str,
+    profile: str | None = None,
+    service_url: str | None = None,
+    source_path: str | None = None,
+    source_size: int | None = None,
+    source_sha256: str | None = None,
+    audio: bytes | None = None,
+) -> EnrollmentRecord:
+    """The record of one result document; failed attempts too (their outcome and error kept)."""
+    outcome = document.get("outcome") if isinstance(document.get("outcome"), dict) else None
+    error = document.get("error") if isinstance(document.get("error"), dict) else None
+    ok = bool(document.get("ok")) and bool(document.get("credential"))
+    return EnrollmentRecord(
+        speaker=speaker,
+        ok=ok,
+        origin=origin,
+        outcome=(outcome or {}).get("event") or (error or {}).get("kind"),
+        error=None if ok else (error or {}).get("message"),
+        credential=document.get("credential") if ok else None,
+        model_hash=document.get("model_hash"),
+        profile=profile,
+        service_url=service_url,
+        call_id=document.get("call_id"),
+        protocol=document.get("protocol"),
+        authenticity=_number(document.get("authenticity")),
+        voice_seconds=_number(document.get("voice_seconds")),
+        source_path=source_path,
+        source_size=source_size,
+        source_sha256=source_sha256,
+        audio=audio,
+        document={key: value for key, value in document.items() if key != "stored"},
+    )
+
+
+def stored_fields(record: EnrollmentRecord, location: str) -> dict[str, Any]:
+    """What a result document says about where its record was kept (the `stored` object)."""
+    return {"id": record.id, "speaker": record.speaker, "store": location}
