@@ -29,6 +29,7 @@ from dasctl.watch import (
     Inbox,
     RetryPolicy,
     ServiceHealth,
+    SessionTap,
     SilentObserver,
     WatchRunner,
     WatchSettings,
@@ -215,7 +216,9 @@ class StandIn:
         self.running = 0
         self.max_running = 0
 
-    async def __call__(self, path: Path, call_id: str, on_progress: Callable[[Progress], None]) -> Any:
+    async def __call__(
+        self, path: Path, call_id: str, on_progress: Callable[[Progress], None], tap: SessionTap
+    ) -> Any:
         n = self.attempts[path.name] = self.attempts.get(path.name, 0) + 1
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -468,7 +471,7 @@ def test_a_credential_is_kept_when_it_arrives_even_if_the_session_hangs(tmp_path
     out = io.StringIO()
     arrived: asyncio.Event | None = None  # created inside the loop below
 
-    async def hanging(path: Path, call_id: str, on_progress: Callable[[Progress], None]) -> Any:
+    async def hanging(path: Path, call_id: str, on_progress: Callable[[Progress], None], tap: Any) -> Any:
         result = success(call_id, credential="precious").result
         on_progress(Progress("done", 0.5, 7.0, 5.0, event=result, call_id=call_id))
         assert arrived is not None

@@ -13,9 +13,11 @@ from dasctl.cli.common import (
     ModelHashOption,
     ProfileOption,
     ProtocolOption,
+    StoreOption,
     ThresholdOption,
     environment,
     load_register_request,
+    open_store_option,
 )
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 
@@ -67,12 +69,7 @@ def watch(
                      help="Take the speaker id from the file name: the group (?P<speaker>...), else the "
                           "first group (e.g. '-(?P<speaker>CUST[0-9]+)'). [default: the file's stem]"),
     ] = None,
-    store: Annotated[
-        str | None,
-        typer.Option("--store", metavar="URL", show_default=False,
-                     help="Credential store: a SQLite file or postgresql://... (DASCTL_STORE). "
-                          "[default: store.db in dasctl's data directory]"),
-    ] = None,
+    store: StoreOption = None,
     no_store: Annotated[
         bool, typer.Option("--no-store", help="Keep no enrollment records (watch's own state is still kept).")
     ] = False,
@@ -121,7 +118,6 @@ def watch(
     from dasctl.config import AUDIO_PROTOCOLS
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
-    from dasctl.store import open_store
     from dasctl.watch.speakers import SpeakerNaming
     from dasctl.watch_display import make_display, result_output
 
@@ -181,7 +177,7 @@ def watch(
     if journal is not None and not journal.expanduser().is_file():
         raise UsageError(f"--journal {journal}: no such file",
                          "--journal names an old journal to import; watch's state now lives in the store.")
-    kept = open_store(store)  # before any session: a store that cannot be used is one clear error
+    kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
     env = environment()
     human = not json and bool(env.stdout_isatty)
     display = make_display(env, human_results=human)

@@ -28,14 +28,15 @@ from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals
 from dasctl.watch.report import OUTPUT_SCHEMA, build_enrollment, build_report
 from dasctl.watch.retries import RetryPolicy, ServiceHealth
 from dasctl.watch.runner import WatchRunner
-from dasctl.watch.settings import FileSession, TextOut, TokenCheck, WatchSettings, ndjson_line
+from dasctl.watch.settings import FileSession, SessionTap, TextOut, TokenCheck, WatchSettings, ndjson_line
 from dasctl.watch.speakers import SpeakerNaming, SpeakerNotFound
 from dasctl.watch.state import WatchState
 
 __all__ = [
     "ABORTED", "DEFAULT_JOURNAL_NAME", "DEFAULT_PATTERNS", "DONE", "FAILED", "FINAL_STATES", "JOURNAL_SCHEMA",
     "OUTPUT_SCHEMA", "RETRY", "STARTED", "TEMP_SUFFIXES", "FileIdentity", "FileSession", "Inbox",
-    "JournalEntry", "LegacyJournal", "RetryPolicy", "ServiceHealth", "SettledFile", "SilentObserver",
+    "JournalEntry", "LegacyJournal", "RetryPolicy", "ServiceHealth", "SessionTap", "SettledFile",
+    "SilentObserver",
     "SpeakerNaming", "SpeakerNotFound", "TextOut", "TokenCheck", "WatchObserver", "WatchRunner",
     "WatchSettings", "WatchState", "WatchTotals", "build_enrollment", "build_report", "ndjson_line",
     "register_file_session",

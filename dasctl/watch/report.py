@@ -3,7 +3,6 @@ its enrollment record for the store."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from dasctl.watch.inbox import FileIdentity
 
 if TYPE_CHECKING:
     from dasctl.store import EnrollmentRecord
-    from dasctl.watch.settings import WatchSettings
+    from dasctl.watch.settings import SessionTap, WatchSettings
 
 OUTPUT_SCHEMA = "dasctl.watch/1"
 
@@ -57,50 +56,28 @@ def build_report(
     }
 
 
-def file_fingerprint(path: Path) -> tuple[int, str]:
-    """(size, sha256) of a recording, read in blocks (never whole in memory)."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
 def build_enrollment(
     report: dict[str, Any],
     *,
     speaker: str,
-    source: tuple[int, str] | None,
+    tap: SessionTap,
     settings: WatchSettings,
-    audio: bytes | None,
+    collected_audio: bytes | None,
 ) -> EnrollmentRecord:
-    """The store's record of one final outcome (origin "watch"); failures too, with their error."""
-    from dasctl.store import EnrollmentRecord
+    """The store's record of one final outcome (origin "watch"); failures too, with their error. The
+    enrollment audio is what the service returned with result-success, else the mu-law that was sent."""
+    from dasctl.store.records import enrollment_from_document
 
-    size, sha256 = source if source is not None else (None, None)
-    outcome = report.get("outcome") or {}
-    error = report.get("error") or {}
-    ok = bool(report.get("ok")) and bool(report.get("credential"))
-    authenticity, voice = report.get("authenticity"), report.get("voice_seconds")
-    return EnrollmentRecord(
+    size, sha256 = tap.source if tap.source is not None else (None, None)
+    audio = collected_audio if collected_audio else (bytes(tap.sent) if tap.sent else None)
+    return enrollment_from_document(
+        report,
         speaker=speaker,
-        ok=ok,
         origin="watch",
-        outcome=outcome.get("event") or error.get("kind"),
-        error=None if ok else error.get("message"),
-        credential=report.get("credential") if ok else None,
-        model_hash=report.get("model_hash"),
         profile=settings.profile,
         service_url=settings.service_url,
-        call_id=report.get("call_id"),
-        protocol=report.get("protocol"),
-        authenticity=float(authenticity) if isinstance(authenticity, (int, float)) else None,
-        voice_seconds=float(voice) if isinstance(voice, (int, float)) else None,
         source_path=str(report.get("path") or "") or None,
         source_size=size,
         source_sha256=sha256,
         audio=audio,
-        document=report,
     )

@@ -31,7 +31,7 @@ from dasctl.errors import (
 from dasctl.watch.inbox import FileIdentity, Inbox, SettledFile, move_out
 from dasctl.watch.journal import DEFAULT_JOURNAL_NAME, DONE, FAILED, FINAL_STATES, LegacyJournal
 from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals
-from dasctl.watch.report import build_enrollment, build_report, file_fingerprint
+from dasctl.watch.report import build_enrollment, build_report
 from dasctl.watch.retries import ServiceHealth
 from dasctl.watch.settings import (
     TIMING_FOR_STATE,
@@ -387,11 +387,10 @@ class WatchRunner:
             self._active.discard(item.identity)
             return
         self.observer.started(name, attempt_number)
+        attempt.tap.keep = self.settings.keep_enrollments
         try:
             attempt.speaker = self.settings.speakers.speaker(name)
-            if self.settings.keep_enrollments:
-                attempt.source = await asyncio.to_thread(file_fingerprint, item.path)
-        except (DasctlError, OSError) as error:
+        except DasctlError as error:  # a name --speaker-from does not match: no session for it
             self._after_error(item, attempt, attempt_number, call_id, error)
             return
 
@@ -399,7 +398,7 @@ class WatchRunner:
             self._on_progress(item, attempt, attempt_number, call_id, progress)
 
         try:
-            outcome = await self.session(item.path, call_id, on_progress)
+            outcome = await self.session(item.path, call_id, on_progress, attempt.tap)
         except asyncio.CancelledError:
             if attempt.report is None:
                 self._abandon(item, attempt_number, call_id, "cancelled")
@@ -581,8 +580,8 @@ class WatchRunner:
         enrollment = None
         if self.settings.keep_enrollments and attempt.speaker is not None:
             enrollment = build_enrollment(
-                report, speaker=attempt.speaker, source=attempt.source, settings=self.settings,
-                audio=getattr(event, "collected_audio", None),
+                report, speaker=attempt.speaker, tap=attempt.tap, settings=self.settings,
+                collected_audio=getattr(event, "collected_audio", None),
             )
         attempt.report = report
         try:

@@ -16,8 +16,22 @@ from dasctl.watch.speakers import SpeakerNaming
 if TYPE_CHECKING:
     from dasctl.session import Progress, RegisterOutcome
 
-#: Runs one register session for a file: (path, call_id, on_progress) -> outcome.
-FileSession = Callable[[Path, str, Callable[["Progress"], None]], Awaitable["RegisterOutcome"]]
+@dataclass
+class SessionTap:
+    """What the store keeps of an attempt besides its outcome; the session fills it before streaming."""
+
+    keep: bool = False  # whether to fill it at all (--no-store: no)
+    source: tuple[int, str] | None = None  # (size, sha256) of the recording
+    sent: bytearray | None = None  # the mu-law sent, for when the service returns no enrollment audio
+
+
+class FileSession(Protocol):
+    """Runs one register session for a file: (path, call_id, on_progress, tap) -> outcome."""
+
+    def __call__(
+        self, path: Path, call_id: str, on_progress: Callable[[Progress], None], tap: SessionTap, /
+    ) -> Awaitable[RegisterOutcome]: ...
+
 #: Fetches a token (a health check and a warm cache before the first session).
 TokenCheck = Callable[[], Awaitable[object]]
 
@@ -78,7 +92,7 @@ class Attempt:
     marks: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None  # set once the final record is durable
     speaker: str | None = None
-    source: tuple[int, str] | None = None  # (size, sha256) of the recording
+    tap: SessionTap = field(default_factory=SessionTap)
 
 
 # Progress states -> the timing names session.RegisterOutcome uses (seconds since the attempt began).

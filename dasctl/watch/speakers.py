@@ -6,6 +6,7 @@ import re
 from pathlib import PurePosixPath
 
 from dasctl.errors import UsageError
+from dasctl.store.records import speaker_from_file
 
 SPEAKER_GROUP = "speaker"
 
@@ -39,10 +40,11 @@ class SpeakerNaming:
         self._regex = regex
 
     def speaker(self, relpath: str) -> str:
-        """The speaker id for a file (its path relative to the watched folder); SpeakerNotFound if none."""
+        """The speaker id for a file (its path relative to the watched folder), as `register` names one
+        without --speaker unless a pattern says otherwise; SpeakerNotFound if the pattern does not match."""
         name = PurePosixPath(relpath).name
         if self._regex is None:
-            return PurePosixPath(name).stem
+            return speaker_from_file(name)
         match = self._regex.search(name)
         group = SPEAKER_GROUP if SPEAKER_GROUP in self._regex.groupindex else 1
         found = match.group(group) if match else None
