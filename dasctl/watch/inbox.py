@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import os
@@ -222,3 +223,22 @@ def _free_name(target: Path) -> Path:
         if not candidate.exists():
             return candidate
     raise OSError(f"no free name for {target}")
+
+
+async def follow_changes(inbox: Inbox, stop: asyncio.Event, changed: Callable[[], None]) -> None:
+    """Feed the inbox the folder's change notifications (watchfiles) until `stop`; `changed` after each."""
+    from watchfiles import Change, awatch
+
+    def wanted(change: Change, path: str) -> bool:
+        return inbox.accepts(Path(path))
+
+    async for changes in awatch(
+        inbox.root, watch_filter=wanted, recursive=inbox.recursive, stop_event=stop, debounce=200, step=50,
+        rust_timeout=1000,
+    ):
+        for change, raw in changes:
+            if change == Change.deleted:
+                inbox.forget(Path(raw))
+            else:
+                inbox.observe(Path(raw))
+        changed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -54,3 +55,16 @@ class WatchTotals:
     waiting: int = 0  # seen, not settled
     retrying: int = 0
     skipped: int = 0  # already reported by an earlier run (the journal has their outcome)
+
+
+def summary_line(totals: WatchTotals, elapsed: float, failed_earlier: int, failed_dir: Path | None) -> str:
+    """The closing line's figures: lines this run printed, files an earlier run reported, and whether
+    some of those failed (so that a rerun that prints nothing still says not all is enrolled)."""
+    summary = f"{totals.done} done, {totals.failed} failed"
+    if totals.skipped:
+        summary += f", {totals.skipped} already reported"
+    summary += f" in {elapsed:.1f} s"
+    if failed_earlier:
+        where = failed_dir or "`dasctl credentials history SPEAKER`"
+        summary += f"; {failed_earlier} failed earlier (see {where}; --retry-failed runs them again)"
+    return summary

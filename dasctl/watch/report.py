@@ -12,7 +12,7 @@ from dasctl.watch.inbox import FileIdentity
 
 if TYPE_CHECKING:
     from dasctl.store import EnrollmentRecord
-    from dasctl.watch.settings import SessionTap, WatchSettings
+    from dasctl.watch.settings import Attempt, SessionTap, WatchSettings
 
 OUTPUT_SCHEMA = "dasctl.watch/1"
 
@@ -81,3 +81,37 @@ def build_enrollment(
         source_sha256=sha256,
         audio=audio,
     )
+
+
+def attempt_outcome(
+    identity: FileIdentity,
+    path: Path,
+    call_id: str,
+    attempt_number: int,
+    attempt: Attempt,
+    settings: WatchSettings,
+    *,
+    event: events.SessionResult | events.SessionError | None,
+    error: DasctlError | None,
+    timings: dict[str, float],
+) -> tuple[dict[str, Any], EnrollmentRecord | None]:
+    """A final attempt's line, and its enrollment record unless --no-store (or no speaker id)."""
+    report = build_report(
+        identity,
+        path=path,
+        call_id=call_id,
+        attempts=attempt_number,
+        model_hash=settings.model_hash or "",
+        protocol=settings.protocol,
+        audio_total_duration=settings.audio_total_duration,
+        event=event,
+        error=error,
+        audio_seconds_sent=attempt.audio_seconds_sent,
+        last_vad=attempt.last_vad,
+        timings=timings,
+    )
+    if not settings.keep_enrollments or attempt.speaker is None:
+        return report, None
+    enrollment = build_enrollment(report, speaker=attempt.speaker, tap=attempt.tap, settings=settings,
+                                  collected_audio=getattr(event, "collected_audio", None))
+    return report, enrollment

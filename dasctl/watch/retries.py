@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from dasctl.errors import AudioError, DasctlError, ServiceUnavailable, UsageError
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # retry policy and service health
@@ -56,3 +63,47 @@ class ServiceHealth:
     @property
     def down_for(self) -> float:
         return 0.0 if self.down_since is None else self._clock() - self.down_since
+
+    def outage_error(self, error: DasctlError) -> ServiceUnavailable:
+        """What ends watch when the outage has lasted past the budget (exit 6)."""
+        return ServiceUnavailable(
+            f"service unreachable for {self.down_for:.0f} s: {error.message}",
+            "watch stops so that a supervisor can restart it; unfinished files are kept for the next run.",
+        )
+
+
+async def wait_for_service(
+    check: Callable[[], Awaitable[object]],
+    health: ServiceHealth,
+    retry: RetryPolicy,
+    stop: asyncio.Event,
+    say: Callable[[str], None],
+) -> None:
+    """Run `check` until it passes or `stop` is set, waiting out an outage within the health budget;
+    AuthError at once, ServiceUnavailable once the outage has lasted past the budget."""
+    while not stop.is_set():
+        try:
+            await check()
+        except ServiceUnavailable as error:
+            if health.unreachable(error.message):
+                raise health.outage_error(error) from error
+            delay = retry.delay(health.failures)
+            say(f"service unreachable ({error.message}); retrying in {delay:.1f} s")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+        else:
+            health.reached()
+            return
+
+
+def failure_of(error: Exception, path: Path) -> DasctlError | None:
+    """What an attempt's exception means for its file: None when the file vanished before it could be
+    read (skipped, no line); a bug becomes this file's internal error, and the loop goes on."""
+    if isinstance(error, (AudioError, UsageError, OSError)) and not path.exists():
+        return None
+    if isinstance(error, DasctlError):
+        return error
+    log.error("internal error on %s", path, exc_info=error)
+    return DasctlError(f"internal error: {type(error).__name__}: {error}")

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from dasctl import events
 from dasctl.errors import (
-    AudioError,
     AuthError,
     DasctlError,
     ExitCode,
@@ -28,13 +27,13 @@ from dasctl.errors import (
     exit_code_for_event,
     is_retryable,
 )
-from dasctl.watch.inbox import FileIdentity, Inbox, SettledFile, move_out
-from dasctl.watch.journal import DEFAULT_JOURNAL_NAME, DONE, FAILED, FINAL_STATES, LegacyJournal
-from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals
-from dasctl.watch.report import build_enrollment, build_report
-from dasctl.watch.retries import ServiceHealth
+from dasctl.watch.inbox import FileIdentity, Inbox, SettledFile, follow_changes, move_out
+from dasctl.watch.journal import DEFAULT_JOURNAL_NAME, DONE, FAILED, FINAL_STATES
+from dasctl.watch.lines import ResultLines, StdoutClosed
+from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals, summary_line
+from dasctl.watch.report import attempt_outcome
+from dasctl.watch.retries import ServiceHealth, failure_of, wait_for_service
 from dasctl.watch.settings import (
-    TIMING_FOR_STATE,
     Attempt,
     FileSession,
     TextOut,
@@ -77,8 +76,6 @@ class WatchRunner:
     ) -> None:
         self.settings = settings
         self.session = session
-        self.out = out
-        self.render = render
         self.observer: WatchObserver = observer or SilentObserver()
         self.token_check = token_check
         self.clock = clock
@@ -101,10 +98,12 @@ class WatchRunner:
         self._stop_reason: str | None = None
         self._signals = 0
         self._fatal: DasctlError | None = None
-        self._any_failed = False
         self._failed_earlier = 0  # failed files an earlier run reported, still in the folder
-        self._reported_now: set[FileIdentity] = set()  # lines this run printed (replays included)
-        self.stdout_closed = False
+        self.lines = ResultLines(out, render, self.journal, self.observer, self.totals)
+
+    @property
+    def stdout_closed(self) -> bool:
+        return self.lines.closed
 
     # ---- public entry point
 
@@ -158,17 +157,12 @@ class WatchRunner:
 
     def _finish(self, fatal: DasctlError | None, started: float) -> ExitCode:
         elapsed = self.clock() - started
-        summary = f"{self.totals.done} done, {self.totals.failed} failed"
-        if self.totals.skipped:
-            summary += f", {self.totals.skipped} already reported"
-        summary += f" in {elapsed:.1f} s"
-        if self._failed_earlier:
-            summary += f"; {self._failed_earlier} failed earlier ({self._where_failures_are()})"
+        summary = summary_line(self.totals, elapsed, self._failed_earlier, self.settings.failed_dir)
         if fatal is not None:
             self.observer.status(f"stopped: {summary}")
             raise fatal
         # What `--once` (and a run its reader cut short) answers: is every recording here enrolled?
-        verdict = ExitCode.BATCH_FAILED if self._any_failed or self._failed_earlier else ExitCode.OK
+        verdict = ExitCode.BATCH_FAILED if self.lines.any_failed or self._failed_earlier else ExitCode.OK
         if self.stdout_closed:
             self.observer.status(f"stopped (stdout closed): {summary}")
             return verdict
@@ -178,25 +172,14 @@ class WatchRunner:
         self.observer.status(f"finished: {summary}")
         return verdict
 
-    def _where_failures_are(self) -> str:
-        where = self.settings.failed_dir or "`dasctl credentials history SPEAKER`"
-        return f"see {where}; --retry-failed runs them again"
-
     def _import_old_journal(self) -> None:
-        """An old journal file (DIR/.dasctl-watch.jsonl, or --journal) is imported once and left alone."""
         path = self.settings.journal_path or (self.inbox.root / DEFAULT_JOURNAL_NAME)
-        if not path.is_file() or not self.journal.empty:
-            return
-        old = LegacyJournal.read(path)
         try:
-            count = self.journal.import_journal(old)
+            said = self.journal.import_once(path)
         except DasctlError as error:
             raise _Stop(error) from error
-        skipped = f"; {old.skipped_lines} unreadable line(s) skipped" if old.skipped_lines else ""
-        self.observer.warning(
-            f"imported the state of {count} file(s) from {path} into the store {self.journal.location}"
-            f"{skipped}; that file is no longer used (keep or remove it)"
-        )
+        if said:
+            self.observer.warning(said)
 
     # ---- signals
 
@@ -234,57 +217,17 @@ class WatchRunner:
         if self.token_check is None:
             return
         self.observer.status("connecting")
-        while not self._stop_requested.is_set():
-            try:
-                await self.token_check()
-            except AuthError as error:
-                raise _Stop(error) from error
-            except ServiceUnavailable as error:
-                if self.health.unreachable(error.message):
-                    raise _Stop(self._outage_error(error)) from error
-                delay = self.settings.retry.delay(self.health.failures)
-                self.observer.status(f"service unreachable ({error.message}); retrying in {delay:.1f} s")
-                await self._sleep_unless_stopped(delay)
-            else:
-                self.health.reached()
-                return
-
-    def _outage_error(self, error: DasctlError) -> ServiceUnavailable:
-        return ServiceUnavailable(
-            f"service unreachable for {self.health.down_for:.0f} s: {error.message}",
-            "watch stops so that a supervisor can restart it; unfinished files are kept for the next run.",
-        )
-
-    async def _sleep_unless_stopped(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass
+            await wait_for_service(self.token_check, self.health, self.settings.retry, self._stop_requested,
+                                   self.observer.status)
+        except (AuthError, ServiceUnavailable) as error:
+            raise _Stop(error) from error
 
     # ---- finding files
 
     async def _watch_changes(self, stop: asyncio.Event) -> None:
-        from watchfiles import Change, awatch
-
-        def wanted(change: Change, path: str) -> bool:
-            return self.inbox.accepts(Path(path))
-
         try:
-            async for changes in awatch(
-                self.inbox.root,
-                watch_filter=wanted,
-                recursive=self.settings.recursive,
-                stop_event=stop,
-                debounce=200,
-                step=50,
-                rust_timeout=1000,
-            ):
-                for change, raw in changes:
-                    if change == Change.deleted:
-                        self.inbox.forget(Path(raw))
-                    else:
-                        self.inbox.observe(Path(raw))
-                self._wakeup.set()
+            await follow_changes(self.inbox, stop, self._wakeup.set)
         except Exception as error:  # the periodic rescan still finds new files
             self.observer.warning(f"file notifications stopped ({error}); falling back to rescans")
 
@@ -332,7 +275,7 @@ class WatchRunner:
                 entry.state == FAILED and self.settings.retry_failed and identity not in self._retried
             )
             if not retry:
-                if identity not in self._reported_now:  # not the lines this run replayed
+                if identity not in self.lines.printed:  # not the lines this run replayed
                     self.totals.skipped += 1
                     if entry.state == FAILED:
                         self._failed_earlier += 1
@@ -422,19 +365,8 @@ class WatchRunner:
     def _on_progress(
         self, item: WorkItem, attempt: Attempt, attempt_number: int, call_id: str, progress: Progress
     ) -> None:
-        state = getattr(progress, "state", "")
-        if state and state != "connecting" and not attempt.reached_service:
-            attempt.reached_service = True
+        if attempt.saw(progress, self.clock() - attempt.started):
             self.health.reached()
-        mark = TIMING_FOR_STATE.get(state)
-        if mark and mark not in attempt.marks:
-            attempt.marks[mark] = self.clock() - attempt.started
-        sent = getattr(progress, "audio_seconds_sent", None)
-        if isinstance(sent, (int, float)):
-            attempt.audio_seconds_sent = float(sent)
-        vad = getattr(progress, "vad", None)
-        if isinstance(vad, events.VadStatus):
-            attempt.last_vad = vad
         event = getattr(progress, "event", None)
         # A terminal answer that will not be retried is made durable the moment it arrives: a kill
         # between here and the session's teardown must not lose a credential.
@@ -472,23 +404,15 @@ class WatchRunner:
             self._fatal_error(error)
             self._abandon(item, attempt_number, call_id, error.message)
             return
-        if isinstance(error, (AudioError, UsageError)) and not item.path.exists():
+        known = failure_of(error, item.path)
+        if known is None:
             self.observer.status(f"{item.identity.relpath}: vanished before it could be read; skipped")
             self._abandon(item, attempt_number, call_id, "vanished")
             return
-        if isinstance(error, DasctlError):
-            known = error
-        elif isinstance(error, OSError) and not item.path.exists():
-            self.observer.status(f"{item.identity.relpath}: vanished before it could be read; skipped")
-            self._abandon(item, attempt_number, call_id, "vanished")
-            return
-        else:  # a bug: this file fails, the loop goes on
-            log.error("internal error on %s", item.identity.relpath, exc_info=True)
-            known = DasctlError(f"internal error: {type(error).__name__}: {error}")
         if is_retryable(known.exit_code):
             if not attempt.reached_service:
                 if self.health.unreachable(known.message):
-                    self._fatal_error(self._outage_error(known))
+                    self._fatal_error(self.health.outage_error(known))
                     self._abandon(item, attempt_number, call_id, known.message)
                     return
                 self._schedule_retry(item, attempt_number, call_id, known.message, unreachable=True)
@@ -562,27 +486,9 @@ class WatchRunner:
     ) -> dict[str, Any]:
         timings = dict(timings)
         timings.setdefault("total", self.clock() - attempt.started)
-        report = build_report(
-            item.identity,
-            path=item.path,
-            call_id=call_id,
-            attempts=attempt_number,
-            model_hash=self.settings.model_hash or "",
-            protocol=self.settings.protocol,
-            audio_total_duration=self.settings.audio_total_duration,
-            event=event,
-            error=error,
-            audio_seconds_sent=attempt.audio_seconds_sent,
-            last_vad=attempt.last_vad,
-            timings=timings,
-        )
+        report, enrollment = attempt_outcome(item.identity, item.path, call_id, attempt_number, attempt,
+                                             self.settings, event=event, error=error, timings=timings)
         state = DONE if report["exit_code"] == ExitCode.OK else FAILED
-        enrollment = None
-        if self.settings.keep_enrollments and attempt.speaker is not None:
-            enrollment = build_enrollment(
-                report, speaker=attempt.speaker, tap=attempt.tap, settings=self.settings,
-                collected_audio=getattr(event, "collected_audio", None),
-            )
         attempt.report = report
         try:
             self.journal.final(item.identity, state, attempt_number, call_id, report, enrollment)
@@ -604,34 +510,16 @@ class WatchRunner:
     def _report(
         self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True
     ) -> None:
-        """Print the line, then mark it printed: a kill between the two repeats it once, never loses it."""
-        if self.stdout_closed or identity in self._reported_now:
-            return
         try:
-            self.out.write(self.render(report) + "\n")
-            self.out.flush()
-        except (BrokenPipeError, ValueError, OSError):
+            self.lines.print(identity, report, replay=replay, durable=durable)
+        except StdoutClosed:
             self._stdout_closed()
-            return
-        self._reported_now.add(identity)
-        if durable:
-            try:
-                self.journal.reported(identity)
-            except DasctlError as error:  # the next run prints this line again: the documented repeat
-                self._fatal_error(error)
-        if report.get("exit_code") == ExitCode.OK:
-            self.totals.done += 1
-        else:
-            self.totals.failed += 1
-            self._any_failed = True
-        self.observer.finished(identity.relpath, report)
-        if replay:
-            self.observer.status(f"{identity.relpath}: reported from the store (finished by a past run)")
+        except DasctlError as error:
+            self._fatal_error(error)
         self._update_totals()
 
     def _stdout_closed(self) -> None:
         """The reader went away (`| head -n1`): stop now, quietly; lines not printed stay unreported."""
-        self.stdout_closed = True
         self.observer.warning(
             "stdout was closed: stopping; results not printed are kept and the next run prints them"
         )

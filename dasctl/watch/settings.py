@@ -94,6 +94,22 @@ class Attempt:
     speaker: str | None = None
     tap: SessionTap = field(default_factory=SessionTap)
 
+    def saw(self, progress: Progress, elapsed: float) -> bool:
+        """Take in a progress report; True the first time it shows the service answered."""
+        state = getattr(progress, "state", "")
+        mark = TIMING_FOR_STATE.get(state)
+        if mark and mark not in self.marks:
+            self.marks[mark] = elapsed
+        sent = getattr(progress, "audio_seconds_sent", None)
+        if isinstance(sent, (int, float)):
+            self.audio_seconds_sent = float(sent)
+        vad = getattr(progress, "vad", None)
+        if isinstance(vad, events.VadStatus):
+            self.last_vad = vad
+        first_answer = bool(state) and state != "connecting" and not self.reached_service
+        self.reached_service = self.reached_service or first_answer
+        return first_answer
+
 
 # Progress states -> the timing names session.RegisterOutcome uses (seconds since the attempt began).
 TIMING_FOR_STATE = {

@@ -125,6 +125,17 @@ class WatchState:
             self._unreported[identity] = None
 
     # -- an old journal file
+    def import_once(self, path: Path) -> str | None:
+        """Import an old journal file when the store knows nothing of this folder yet; it is left alone.
+        What to tell the user, or None when there was nothing to import."""
+        if not path.is_file() or not self.empty:
+            return None
+        old = LegacyJournal.read(path)
+        count = self.import_journal(old)
+        skipped = f"; {old.skipped_lines} unreadable line(s) skipped" if old.skipped_lines else ""
+        return (f"imported the state of {count} file(s) from {path} into the store {self.location}{skipped}; "
+                "that file is no longer used (keep or remove it)")
+
     def import_journal(self, journal: LegacyJournal) -> int:
         """Copy an old journal's state into the store (finished files in the order they finished); the
         number of recordings imported."""
