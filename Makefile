@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo 'make: installing dasctl and its extras into $(VENV) (log: $(VENV)/install.log)' >&2
 	@{ $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip \
-		&& $(BIN)/python -m pip install --disable-pip-version-check -e '.[server,dev]'; } \
+		&& $(BIN)/python -m pip install --disable-pip-version-check -e '.[server,dev,postgres]'; } \
 		> $(VENV)/install.log 2>&1 \
 		|| { tail -n 30 $(VENV)/install.log >&2; echo 'make: installing dasctl into $(VENV) failed' >&2; exit 1; }
-	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, pytest' \
+	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, pytest, psycopg' \
 		|| { echo 'make: dasctl is installed but does not import (see $(VENV)/install.log)' >&2; exit 1; }
 	@touch $(STAMP)
 

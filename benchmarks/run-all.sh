@@ -21,6 +21,8 @@ if [ "$quick" = 1 ]; then
   run benchmarks/register_pacing.py --seconds 10
   run benchmarks/emulator_load.py --sessions 20
   run benchmarks/watch_throughput.py --files 40
+  run benchmarks/store_write.py --records 90
+  run benchmarks/store_list.py --records 20000 --runs 3
 else
   run benchmarks/transcode_speed.py
   run benchmarks/transcode_quality.py
@@ -30,5 +32,7 @@ else
   run benchmarks/register_pacing.py
   run benchmarks/emulator_load.py
   run benchmarks/watch_throughput.py
+  run benchmarks/store_write.py
+  run benchmarks/store_list.py
 fi
 exit $status

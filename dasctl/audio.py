@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -766,65 +766,24 @@ WAV_HEADER_BYTES = len(_wav_header(0))
 _MAX_WAV_DATA = 0xFFFFFFFF - WAV_HEADER_BYTES  # RIFF sizes are 32-bit: about 149 hours at 8 kHz
 
 
-class _AtomicOutput:
-    """A temp file beside the target, moved over it only when everything was written; removed otherwise."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        directory = self.path.parent
-        if not directory.is_dir():
-            raise UsageError(f"{self.path}: cannot write there: directory {directory} does not exist")
-        if self.path.is_dir():
-            raise UsageError(f"{self.path}: is a directory; give a file name for the output")
-        for _ in range(100):
-            temp = directory / f".{self.path.name}.{os.urandom(4).hex()}.tmp"
-            try:
-                # 0o666 & ~umask, like any new file (mkstemp would force 0600)
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                break
-            except FileExistsError:
-                continue
-            except OSError as error:
-                raise UsageError(f"{self.path}: cannot write there: {error.strerror or error}") from None
-        else:
-            raise UsageError(f"{self.path}: cannot create a temporary file beside it")
-        self.temp = temp
-        self.file: IO[bytes] = os.fdopen(fd, "wb")
-
-    def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.temp, self.path)
-
-    def discard(self) -> None:
-        try:
-            self.file.close()
-        finally:
-            self.temp.unlink(missing_ok=True)
-
-
 def _write_atomically(path: str | os.PathLike[str], chunks: Iterable[bytes], wav: bool) -> int:
-    output = _AtomicOutput(path)
-    try:
+    from dasctl.atomic_file import PUBLIC, atomic_file
+
+    total = 0
+    with atomic_file(path, PUBLIC) as out:  # a user's file: 0666 & ~umask, like any new file
         if wav:
-            output.file.write(_wav_header(0))
-        total = 0
+            out.write(_wav_header(0))
         for chunk in chunks:
-            output.file.write(chunk)
+            out.write(chunk)
             total += len(chunk)
         if wav:
             if total > _MAX_WAV_DATA:
                 raise UsageError(f"{path}: {total} bytes of audio do not fit a WAV file",
                                  "Write raw mu-law instead (.ul).")
             if total & 1:
-                output.file.write(b"\0")  # RIFF chunks are word-aligned
-            output.file.seek(0)
-            output.file.write(_wav_header(total))
-        output.commit()
-    except BaseException:
-        output.discard()
-        raise
+                out.write(b"\0")  # RIFF chunks are word-aligned
+            out.seek(0)
+            out.write(_wav_header(total))
     return total
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dasctl.atomic_file import write_atomically  # re-exported: callers wrote config.write_atomically
 from dasctl.errors import UsageError
 
 # --- the local emulator (`dasctl serve`) and its documented demo client ----------------------
@@ -189,27 +190,6 @@ def write_private_file(path: Path, data: bytes) -> None:
     """Write one of dasctl's own files: its directory 0700, the file atomic and 0600."""
     private_dir(path.parent)
     write_atomically(path, data)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write atomically (temp file in the same directory, fsync, replace) with mode 0600."""
-    import tempfile
-
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp already creates 0600; fchmod guards against an unusual umask-less platform
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # --- the profiles file ------------------------------------------------------------------------------
@@ -394,12 +374,12 @@ def parse_store_url(text: str, where: str) -> str:
                              "Give a file path (SQLite) or postgresql://USER@HOST/DB.")
         from dasctl.logs import register_secret
 
-        register_secret(_url_password(text))
+        register_secret(store_url_password(text))
         return text
     return str(Path(text).expanduser())
 
 
-def _url_password(url: str) -> str | None:
+def store_url_password(url: str) -> str | None:
     from urllib.parse import unquote, urlsplit
 
     try:

@@ -122,7 +122,7 @@ def credential_record(document: dict[str, Any]) -> dict[str, Any]:
 
 def write_private_json(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file in the same directory, then replace) with mode 0600."""
-    from dasctl.config import write_atomically
+    from dasctl.atomic_file import write_atomically
 
     write_atomically(Path(path), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 

@@ -5,6 +5,8 @@ missing=()
 for tool in tmux ffmpeg sox; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# the store tests start a throwaway PostgreSQL cluster with Debian's server binaries
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: installing ${missing[*]}" >&2

@@ -177,3 +177,16 @@ def test_eight_register_processes_at_once_lose_nothing(emulator: Emulator, tmp_p
         assert sorted(r.speaker for r in opened.list_current()) == [f"C{n}" for n in range(8)]
     finally:
         opened.close()
+
+
+def test_register_keeps_its_record_in_a_postgres_store_with_the_password_masked(
+    dasctl: Run, emulator: Emulator, postgres_store_url: str
+) -> None:
+    done = dasctl("-vv", "register", "--json", "--speed", "0", "--speaker", "PG1",
+                  "--store", postgres_store_url, str(SPEECH), env=emulator.client_env())
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert "pg-test-password" not in done.stdout + done.stderr
+    assert document["stored"]["store"].startswith("postgresql://dasctl:****@127.0.0.1:")
+    kept = _current("PG1", postgres_store_url)
+    assert kept is not None and kept.credential == document["credential"] and kept.audio

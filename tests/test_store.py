@@ -27,7 +27,7 @@ from dasctl.store import (
 AUDIO = bytes(range(256)) * 160  # 5 s of 8 kHz mu-law
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where a fresh, empty store lives, for each backend."""
     if request.param == "sqlite":
@@ -261,6 +261,15 @@ def test_a_new_directory_is_created_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "new" / "dir").stat().st_mode) == 0o700
 
 
+def test_a_store_in_an_existing_directory_leaves_its_mode_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o1777)  # like /tmp
+    open_store(str(shared / "c.db")).close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "c.db").stat().st_mode) == 0o600
+
+
 def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_bytes(b"these are my notes, not a database\n" * 200)
@@ -320,13 +329,13 @@ def test_an_older_schema_is_migrated_forward_and_keeps_its_records(tmp_path: Pat
     assert applied == [n for n, _ in MIGRATIONS]
 
 
-def test_the_watch_lock_lives_outside_the_folder_and_is_removed(store_url: str, tmp_path: Path,
-                                                                 isolated_config: Path) -> None:
-    if store_url.startswith("postgresql"):
-        pytest.skip("the PostgreSQL lock is an advisory lock: no file at all")
+def test_the_sqlite_watch_lock_lives_outside_the_folder_and_is_removed(
+    tmp_path: Path, isolated_config: Path
+) -> None:
+    # (the PostgreSQL lock is an advisory lock: no file at all)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    store = open_store(store_url)
+    store = open_store(str(tmp_path / "c.db"))
     try:
         with store.watch_lock(str(inbox)):
             assert list(inbox.iterdir()) == []
@@ -360,3 +369,43 @@ def test_eight_processes_writing_at_once_lose_nothing(store_url: str) -> None:
         assert len(list(store.list_current())) == 24
     finally:
         store.close()
+
+
+# -- PostgreSQL specifics --------------------------------------------------------------------------------
+def test_the_postgres_password_is_masked_in_the_location(postgres_store_url: str) -> None:
+    store = open_store(postgres_store_url)
+    try:
+        assert "pg-test-password" not in store.location and "dasctl:****@127.0.0.1" in store.location
+    finally:
+        store.close()
+
+
+def test_an_unreachable_postgres_store_is_exit_6_naming_it_without_the_password(
+    dasctl: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    from tests.conftest import free_port
+
+    url = f"postgresql://ops:hunter2secret@127.0.0.1:{free_port()}/creds"
+    done = dasctl("register", "--store", url, str(Path(__file__).parent / "data" / "speech-a-8k-mono.wav"),
+                  env={"DASCTL_URL": "http://127.0.0.1:9"}, timeout=30)
+    assert done.returncode == ExitCode.UNAVAILABLE
+    assert "cannot connect to the store postgresql://ops:****@127.0.0.1" in done.stderr
+    assert "hunter2secret" not in done.stderr + done.stdout
+    shown = dasctl("config", "show", env={"DASCTL_STORE": url})
+    assert "hunter2secret" not in shown.stdout and "ops:****@" in shown.stdout
+
+
+def test_list_current_lines_are_the_credential_documents_compact(store: Store) -> None:
+    import json
+
+    from dasctl.results import json_line
+    from dasctl.store.records import credential_document
+
+    store.record_enrollment(enrollment("CUST1", call_id="a", audio=AUDIO, profile="prôd"))
+    store.record_enrollment(enrollment("CUST2", call_id="b", model_hash="v2", authenticity=None))
+    store.record_enrollment(enrollment("CUST2", call_id="c", model_hash="v2", source_path="/in/ünï.wav"))
+    for filters in ({}, {"speaker_glob": "*2"}, {"stale_for": "v2"}):
+        lines = list(store.list_current_lines(**filters))  # type: ignore[arg-type]
+        expected = [credential_document(r) for r in store.list_current(**filters)]  # type: ignore[arg-type]
+        assert [json.loads(line) for line in lines] == expected
+        assert lines == [json_line(document) for document in expected] or not store.location.endswith(".db")

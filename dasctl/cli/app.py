@@ -63,9 +63,9 @@ def _global_options(
 
 
 def _install_commands() -> None:
-    from dasctl.cli import auth, config, register, serve, transcode, watch
+    from dasctl.cli import auth, config, credentials, register, serve, transcode, watch
 
-    for module in (auth, register, watch, serve, transcode, config):
+    for module in (auth, register, watch, credentials, serve, transcode, config):
         module.install(app)
 
 

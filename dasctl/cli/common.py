@@ -102,6 +102,7 @@ StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
+        metavar="URL",
         help="Credential store: a SQLite file or postgresql://USER@HOST/DB (default: DASCTL_STORE, the "
         "profile's store, else store.db in dasctl's data directory).",
         show_default=False,
@@ -115,7 +116,13 @@ def open_store_option(flag: str | None, profile: Profile | None = None) -> Store
     from dasctl.store import open_store
 
     if flag is not None:
-        return open_store(parse_store_url(flag, "--store") if flag.strip() else flag)
+        url = parse_store_url(flag, "--store") if flag.strip() else flag
+        from dasctl.config import store_url_password
+
+        if store_url_password(url):
+            warn("the --store URL carries a password, which other users can see in the process list; "
+                 "use PGPASSWORD or ~/.pgpass instead")
+        return open_store(url)
     if profile is not None and profile.store:
         return open_store(profile.store)
     return open_store(None)

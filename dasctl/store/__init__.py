@@ -147,6 +147,22 @@ class Store(Protocol):
         a model hash, or stale for one (made with any other model)."""
         ...
 
+    def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
+        """Every enrollment attempt (superseded and failed included; no audio loaded), by speaker then
+        age: what `credentials export` writes."""
+        ...
+
+    def list_current_lines(
+        self,
+        *,
+        speaker_glob: str | None = None,
+        model_hash: str | None = None,
+        stale_for: str | None = None,
+    ) -> Iterator[str]:
+        """list_current as compact dasctl.credential/1 JSON lines (records.credential_document, without
+        the newline): what `credentials list --json` prints, built as fast as the backend can."""
+        ...
+
     def history(self, speaker: str) -> list[EnrollmentRecord | VerificationRecord]:
         """Every enrollment attempt and verification of a speaker, oldest first (no audio loaded)."""
         ...
@@ -203,6 +219,11 @@ def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> 
     if url is None:
         from dasctl.store.sqlite import SqliteStore
 
+        try:
+            config.private_dir(config.data_dir(environ))  # dasctl's own directory: 0700
+        except OSError as error:
+            raise StoreUnusable(f"cannot create the data directory {config.data_dir(environ)}: "
+                                f"{error.strerror}") from None
         return SqliteStore(config.store_path(environ), environ)
     scheme = url.split(":", 1)[0].lower() if "://" in url else ""
     if scheme in config.POSTGRES_SCHEMES:

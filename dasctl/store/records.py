@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
-from dasctl.store import EnrollmentRecord
+from dasctl.store import EnrollmentRecord, VerificationRecord
 
 #: the result documents a record can be made from
 DOCUMENT_SCHEMAS = ("dasctl.register/1", "dasctl.watch/1")
@@ -61,6 +61,51 @@ def enrollment_from_document(
         source_sha256=source_sha256,
         audio=audio,
         document={key: value for key, value in document.items() if key != "stored"},
+    )
+
+
+CREDENTIAL_SCHEMA = "dasctl.credential/1"
+VERIFICATION_SCHEMA = "dasctl.verification/1"
+#: the fields of a dasctl.credential/1 line, in order (export's CSV columns too)
+CREDENTIAL_FIELDS = (
+    "speaker", "id", "ok", "current", "credential", "model_hash", "created_at", "superseded_at", "origin",
+    "outcome", "error", "call_id", "protocol", "profile", "service_url", "authenticity", "voice_seconds",
+    "source_path", "source_size", "source_sha256", "has_audio",
+)
+
+
+def credential_document(record: EnrollmentRecord) -> dict[str, Any]:
+    """One enrollment as `credentials` prints it (schema dasctl.credential/1): the credential whole."""
+    return {
+        "schema": CREDENTIAL_SCHEMA, "speaker": record.speaker, "id": record.id, "ok": record.ok,
+        "current": record.ok and record.superseded_at is None, "credential": record.credential,
+        "model_hash": record.model_hash, "created_at": record.created_at,
+        "superseded_at": record.superseded_at,
+        "origin": record.origin, "outcome": record.outcome, "error": record.error, "call_id": record.call_id,
+        "protocol": record.protocol, "profile": record.profile, "service_url": record.service_url,
+        "authenticity": record.authenticity, "voice_seconds": record.voice_seconds,
+        "source_path": record.source_path, "source_size": record.source_size,
+        "source_sha256": record.source_sha256, "has_audio": record.has_audio,
+    }
+
+
+def verification_document(record: VerificationRecord) -> dict[str, Any]:
+    """One verification as `credentials history` prints it (schema dasctl.verification/1)."""
+    fields = {key: value for key, value in record.__dict__.items() if key != "document"}
+    return {"schema": VERIFICATION_SCHEMA, **fields}
+
+
+def enrollment_from_credential_line(line: dict[str, Any], origin: str = "import") -> EnrollmentRecord:
+    """A dasctl.credential/1 line (from `credentials export`) back into a record to keep."""
+    ok = bool(line.get("ok")) and bool(line.get("credential"))
+    return EnrollmentRecord(
+        speaker=str(line["speaker"]), ok=ok, origin=origin, outcome=line.get("outcome"),
+        error=line.get("error"), credential=line.get("credential") if ok else None,
+        model_hash=line.get("model_hash"), profile=line.get("profile"), service_url=line.get("service_url"),
+        call_id=line.get("call_id"), protocol=line.get("protocol"),
+        authenticity=_number(line.get("authenticity")), voice_seconds=_number(line.get("voice_seconds")),
+        source_path=line.get("source_path"), source_size=line.get("source_size"),
+        source_sha256=line.get("source_sha256"), document=line,
     )
 
 

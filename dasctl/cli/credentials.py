@@ -1,0 +1,472 @@
+"""`dasctl credentials list|show|history|export|import|audio|rm`: what the credential store keeps."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from dasctl.cli import common
+from dasctl.errors import BatchFailed, UsageError
+
+if TYPE_CHECKING:
+    from dasctl.environment import Environment
+    from dasctl.store import EnrollmentRecord, Store, VerificationRecord
+
+REMOVED_SCHEMA = "dasctl.credential-removed/1"
+IMPORTED_SCHEMA = "dasctl.credential-import/1"
+AUDIO_SCHEMA = "dasctl.credential-audio/1"
+
+_EXIT_CODES = "Exit codes: 0 done; 2 usage error (unknown speaker, unusable store file); 6 the store " \
+    "could not be reached or written"
+
+credentials_app = typer.Typer(
+    name="credentials",
+    help="List, show, export, import and remove what the credential store keeps (docs/store.md).\n\n"
+    "Every register and watch attempt is kept under a speaker id; a re-enrollment supersedes the older "
+    "credential, which stays in the speaker's history.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+SpeakerArgument = Annotated[str, typer.Argument(metavar="SPEAKER", help="The speaker id, e.g. CUST12345.")]
+ShowCredentialOption = Annotated[
+    bool, typer.Option("--show-credential", help="Show credentials whole in tables (JSON always does).")
+]
+
+
+def _help(summary: str, examples: str, exit_codes: str = _EXIT_CODES) -> str:
+    # \b keeps click from rewrapping the examples into one paragraph
+    return f"{summary}\n\n\b\nEXAMPLES\n{examples}\n\n{exit_codes}."
+
+
+# --- shared pieces ---------------------------------------------------------------------------------
+def _open(store: str | None) -> Store:
+    from dasctl.config import load_profile
+
+    return common.open_store_option(store, load_profile(common.profile_name(None)))
+
+
+def _unknown(speaker: str) -> UsageError:
+    return UsageError(f"no speaker {speaker!r} in the credential store",
+                      "`dasctl credentials list` shows the speakers kept.")
+
+
+def _mask(credential: str | None, show: bool) -> str:
+    """Masked as tokens are (auth.mask), plus the last characters: credentials share their first ones."""
+    from dasctl.auth import mask
+
+    if not credential:
+        return "-"
+    if show:
+        return credential
+    return mask(credential) + credential[-6:] if len(credential) > 24 else mask(credential)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _write_lines(environment: Environment, documents: Iterable[dict[str, Any]]) -> int:
+    from dasctl.results import json_line
+
+    out = environment.stdout
+    count = 0
+    for document in documents:
+        out.write(json_line(document))
+        out.write("\n")
+        count += 1
+    out.flush()
+    return count
+
+
+def _table(environment: Environment, headers: list[str], rows: Iterable[list[str]]) -> None:
+    """A rich table on a terminal; tab-separated lines (no header) when piped."""
+    out = environment.stdout
+    if not environment.stdout_isatty:
+        for row in rows:
+            out.write("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n")
+        out.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, box=None, header_style="bold", pad_edge=False)
+    for row in rows:
+        table.add_row(*row)
+    Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env).print(table)
+
+
+# --- list ------------------------------------------------------------------------------------------
+def list_credentials(
+    speaker: Annotated[
+        str | None, typer.Option("--speaker", metavar="GLOB", show_default=False,
+                                 help="Only speakers matching this glob (fnmatch).")
+    ] = None,
+    model_hash: Annotated[
+        str | None, typer.Option("--model-hash", metavar="H", help="Only credentials made with this model.",
+                                 show_default=False)
+    ] = None,
+    stale_for: Annotated[
+        str | None, typer.Option("--stale-for", metavar="H",
+                                 help="Only credentials NOT made with this model (to re-enroll).",
+                                 show_default=False)
+    ] = None,
+    show_credential: ShowCredentialOption = False,
+    as_json: common.JsonOption = False,
+    store: common.StoreOption = None,
+) -> None:
+    environment = common.environment()
+    opened = _open(store)
+    try:
+        if as_json:
+            out = environment.stdout
+            for line in opened.list_current_lines(speaker_glob=speaker, model_hash=model_hash,
+                                                  stale_for=stale_for):
+                out.write(line)
+                out.write("\n")
+            out.flush()
+            return
+        records = opened.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for)
+        _table(environment, ["speaker", "model hash", "enrolled", "credential", "audio", "id"], (
+            [r.speaker, _text(r.model_hash), _text(r.created_at), _mask(r.credential, show_credential),
+             _text(r.has_audio), _text(r.id)]
+            for r in records
+        ))
+    finally:
+        opened.close()
+
+
+# --- show / history ------------------------------------------------------------------------------------
+def show(
+    speaker: SpeakerArgument,
+    show_credential: ShowCredentialOption = False,
+    as_json: common.JsonOption = False,
+    store: common.StoreOption = None,
+) -> None:
+    from dasctl.store.records import credential_document
+
+    environment = common.environment()
+    opened = _open(store)
+    try:
+        record = opened.current(speaker)
+        if record is None:
+            if opened.history(speaker):
+                raise UsageError(f"speaker {speaker!r} has no current credential (no attempt succeeded)",
+                                 f"See its attempts: `dasctl credentials history {speaker}`.")
+            raise _unknown(speaker)
+    finally:
+        opened.close()
+    document = credential_document(record)
+    if as_json:
+        _write_lines(environment, [document])
+        return
+    rows = [(key, _mask(value, show_credential) if key == "credential" else _text(value))
+            for key, value in document.items() if key not in ("schema", "error", "superseded_at")]
+    width = max(len(key) for key, _ in rows)
+    lines = (f"{key.replace('_', ' ').ljust(width)}  {value}\n" for key, value in rows)
+    environment.stdout.write("".join(lines))
+
+
+def history(
+    speaker: SpeakerArgument,
+    show_credential: ShowCredentialOption = False,
+    as_json: common.JsonOption = False,
+    store: common.StoreOption = None,
+) -> None:
+    from dasctl.store import EnrollmentRecord
+    from dasctl.store.records import credential_document, verification_document
+
+    environment = common.environment()
+    opened = _open(store)
+    try:
+        entries = opened.history(speaker)
+    finally:
+        opened.close()
+    if not entries:
+        raise _unknown(speaker)
+    if as_json:
+        _write_lines(environment, (
+            credential_document(e) if isinstance(e, EnrollmentRecord) else verification_document(e)
+            for e in entries
+        ))
+        return
+    _table(environment, ["when", "what", "outcome", "model hash", "credential", "id"],
+           (_history_row(entry, show_credential) for entry in entries))
+
+
+def _history_row(entry: EnrollmentRecord | VerificationRecord, show_credential: bool) -> list[str]:
+    from dasctl.store import EnrollmentRecord
+
+    if isinstance(entry, EnrollmentRecord):
+        if entry.ok:
+            what = "superseded" if entry.superseded_at else "current"
+        else:
+            what = "failed"
+        return [_text(entry.created_at), f"enrollment ({what})", _text(entry.outcome),
+                _text(entry.model_hash), _mask(entry.credential, show_credential), _text(entry.id)]
+    score = f" score {entry.score:g}" if entry.score is not None else ""
+    return [_text(entry.created_at), "verification", _text(entry.outcome) + score, _text(entry.model_hash),
+            "-", _text(entry.id)]
+
+
+# --- export / import -----------------------------------------------------------------------------------
+def export(
+    format: Annotated[
+        str, typer.Option("--format", help="ndjson (dasctl.credential/1 lines) or csv.")
+    ] = "ndjson",
+    audio_dir: Annotated[
+        Path | None, typer.Option("--audio-dir", metavar="DIR",
+                                  help="Also write each record's enrollment audio there as SPEAKER-ID.wav.",
+                                  show_default=False)
+    ] = None,
+    speaker: Annotated[
+        str | None, typer.Option("--speaker", metavar="GLOB", help="Only speakers matching this glob.",
+                                 show_default=False)
+    ] = None,
+    store: common.StoreOption = None,
+) -> None:
+    from dasctl.store.records import CREDENTIAL_FIELDS, credential_document
+
+    if format not in ("ndjson", "csv"):
+        raise UsageError(f"--format {format!r} is not one of: ndjson, csv")
+    if audio_dir is not None and not audio_dir.is_dir():
+        raise UsageError(f"--audio-dir {audio_dir} is not an existing directory",
+                         f"Create it first: mkdir -p {audio_dir}")
+    environment = common.environment()
+    opened = _open(store)
+    try:
+        documents = _exported(opened, audio_dir, speaker, credential_document)
+        if format == "ndjson":
+            _write_lines(environment, documents)
+            return
+        import csv
+
+        columns = [*CREDENTIAL_FIELDS, *(["audio_file"] if audio_dir is not None else [])]
+        writer = csv.DictWriter(environment.stdout, fieldnames=columns, extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        for document in documents:
+            writer.writerow({key: "" if value is None else value for key, value in document.items()})
+        environment.stdout.flush()
+    finally:
+        opened.close()
+
+
+def _exported(
+    opened: Store, audio_dir: Path | None, speaker: str | None, to_document: Any
+) -> Iterator[dict[str, Any]]:
+    from dasctl.audio import write_mulaw_wav
+
+    for record in opened.enrollments(speaker_glob=speaker):
+        document = to_document(record)
+        if audio_dir is not None:
+            audio = opened.enrollment_audio(record.id) if record.has_audio and record.id is not None else None
+            document["audio_file"] = None
+            if audio:
+                target = audio_dir / f"{_file_safe(record.speaker)}-{record.id}.wav"
+                write_mulaw_wav(target, [audio])
+                document["audio_file"] = str(target)
+        yield document
+
+
+def _file_safe(speaker: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]", "_", speaker) or "_"
+
+
+def import_records(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE|-", help="register --json, watch or export NDJSON; - for stdin.")
+    ],
+    as_json: common.JsonOption = False,
+    store: common.StoreOption = None,
+) -> None:
+    import json
+
+    from dasctl.store.records import (
+        CREDENTIAL_SCHEMA,
+        DOCUMENT_SCHEMAS,
+        enrollment_from_credential_line,
+        enrollment_from_document,
+        speaker_from_file,
+    )
+
+    environment = common.environment()
+    name = "<stdin>" if file == "-" else file
+    if file == "-":
+        if environment.stdin_isatty:
+            raise UsageError("'-' reads NDJSON from stdin, and stdin is a terminal",
+                             "Pipe it in: dasctl register --json a.wav | dasctl credentials import -")
+        source: Iterable[str] = sys.stdin
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"{file}: no such file")
+        try:
+            source = path.open(encoding="utf-8", errors="replace")
+        except OSError as error:
+            raise UsageError(f"{file}: cannot read it: {error.strerror}") from None
+    opened = _open(store)
+    kept = skipped = malformed = 0
+    try:
+        for number, raw in enumerate(source, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                document = json.loads(line)
+                if not isinstance(document, dict):
+                    raise ValueError("not a JSON object")
+                schema = document.get("schema")
+                if schema == CREDENTIAL_SCHEMA:
+                    record = enrollment_from_credential_line(document)
+                elif schema in DOCUMENT_SCHEMAS:
+                    if not isinstance(document.get("file"), str):
+                        raise ValueError("a result document without its file")
+                    stored = document.get("stored")
+                    speaker = stored.get("speaker") if isinstance(stored, dict) else None
+                    speaker = speaker or speaker_from_file(document["file"])
+                    path_text = document.get("path") if isinstance(document.get("path"), str) else None
+                    record = enrollment_from_document(document, speaker=str(speaker), origin="import",
+                                                      source_path=path_text)
+                else:
+                    skipped += 1  # --events lines, summaries: not results
+                    continue
+            except (ValueError, KeyError, TypeError) as error:
+                malformed += 1
+                common.warn(f"{name}:{number}: not imported: {error}", environment.stderr)
+                continue
+            opened.record_enrollment(record)  # idempotent: a line imported twice is kept once
+            kept += 1
+    finally:
+        opened.close()
+        if file != "-":
+            source.close()  # type: ignore[attr-defined]
+    summary = {"schema": IMPORTED_SCHEMA, "file": name, "kept": kept, "skipped": skipped,
+               "malformed": malformed, "store": opened.location}
+    if as_json:
+        _write_lines(environment, [summary])
+    else:
+        common.say(f"{name}: {kept} record(s) kept in {opened.location} (already kept ones unchanged)"
+                   + (f", {skipped} line(s) that are not results skipped" if skipped else ""))
+    if malformed:
+        raise BatchFailed(f"{malformed} line(s) of {name} could not be imported",
+                          "See the warnings above; every other line was imported.")
+
+
+# --- audio / rm ----------------------------------------------------------------------------------------
+def audio(
+    speaker: SpeakerArgument,
+    out: Annotated[Path, typer.Argument(metavar="OUT.wav", help="Where to write the WAV (8 kHz mu-law).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT.wav if it exists.")] = False,
+    as_json: common.JsonOption = False,
+    store: common.StoreOption = None,
+) -> None:
+    from dasctl.audio import write_mulaw_wav
+
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists; not overwriting it", "Pass --force to replace it.")
+    environment = common.environment()
+    opened = _open(store)
+    try:
+        record = opened.current(speaker, with_audio=True)
+        if record is None:
+            raise _unknown(speaker) if not opened.history(speaker) else UsageError(
+                f"speaker {speaker!r} has no current credential, so no enrollment audio",
+                f"See its attempts: `dasctl credentials history {speaker}`.")
+    finally:
+        opened.close()
+    if not record.audio:
+        raise UsageError(f"no enrollment audio was kept for {speaker!r} (record {record.id})")
+    written = write_mulaw_wav(out, [record.audio])  # atomic: a temp file beside OUT, then renamed
+    seconds = written / 8000
+    if as_json:
+        _write_lines(environment, [{"schema": AUDIO_SCHEMA, "speaker": speaker, "id": record.id,
+                                    "file": str(out), "seconds": round(seconds, 3)}])
+    else:
+        common.say(f"{out}: {seconds:.2f} s of enrollment audio of {speaker} (record {record.id})")
+
+
+def remove(
+    speaker: SpeakerArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (scripts).")] = False,
+    as_json: common.JsonOption = False,
+    store: common.StoreOption = None,
+) -> None:
+    environment = common.environment()
+    if not yes and not environment.stdin_isatty:
+        raise UsageError(f"not removing {speaker!r} without confirmation, and stdin is not a terminal",
+                         "Pass --yes to remove it from a script.")
+    opened = _open(store)
+    try:
+        entries = opened.history(speaker)
+        if not entries:
+            raise _unknown(speaker)
+        if not yes:
+            question = (f"Remove everything kept about {speaker} ({len(entries)} record(s), credentials and "
+                        f"audio included) from {opened.location}?")
+            if not typer.confirm(question, default=False, err=True):
+                raise UsageError(f"{speaker!r} not removed")
+        removed = opened.remove(speaker)
+    finally:
+        opened.close()
+    if as_json:
+        _write_lines(environment, [{"schema": REMOVED_SCHEMA, "speaker": speaker, "removed": removed,
+                                    "store": opened.location}])
+    else:
+        common.say(f"Removed {speaker}: {removed} record(s) from {opened.location}.")
+
+
+def install(app: typer.Typer) -> None:
+    """Add the credentials group to the application."""
+    credentials_app.command("list", help=_help(
+        "List the current credential of each speaker (a table on a terminal, tab-separated when piped).",
+        "  dasctl credentials list\n"
+        "  dasctl credentials list --speaker 'CUST*' --json\n"
+        "  dasctl credentials list --stale-for NEW-MODEL-HASH   # who must be re-enrolled",
+        "Exit codes: 0 listed (even none); 2 usage error or unusable store file; 6 store unreachable",
+    ))(list_credentials)
+    credentials_app.command("show", help=_help(
+        "Show a speaker's current credential and where it came from.",
+        "  dasctl credentials show CUST12345\n"
+        "  dasctl credentials show CUST12345 --json | jq -r .credential",
+    ))(show)
+    credentials_app.command("history", help=_help(
+        "Show every enrollment attempt and verification of a speaker, oldest first.",
+        "  dasctl credentials history CUST12345\n"
+        "  dasctl credentials history CUST12345 --json",
+    ))(history)
+    credentials_app.command("export", help=_help(
+        "Write every enrollment record (history included) as NDJSON or CSV on stdout.",
+        "  dasctl credentials export > credentials.ndjson\n"
+        "  dasctl credentials export --format csv --audio-dir audio/ > credentials.csv",
+    ))(export)
+    credentials_app.command("import", help=_help(
+        "Keep the results of register --json, watch or export NDJSON in the store (idempotent).",
+        "  dasctl register --json calls/*.wav > results.ndjson; dasctl credentials import results.ndjson\n"
+        "  dasctl credentials export | dasctl credentials import --store postgresql://ops@db/creds -",
+        "Exit codes: 0 imported; 2 usage error; 6 store unreachable; 7 some lines were malformed "
+        "(each is reported with its line number; the others were imported)",
+    ))(import_records)
+    credentials_app.command("audio", help=_help(
+        "Write a speaker's kept enrollment audio as a playable WAV (8 kHz mu-law).",
+        "  dasctl credentials audio CUST12345 CUST12345.wav\n"
+        "  dasctl credentials audio CUST12345 /tmp/c.wav --force && play /tmp/c.wav",
+    ))(audio)
+    credentials_app.command("rm", help=_help(
+        "Remove everything kept about a speaker (asks first on a terminal; --yes in scripts).",
+        "  dasctl credentials rm CUST12345\n"
+        "  dasctl credentials rm CUST12345 --yes --json",
+    ))(remove)
+    app.add_typer(credentials_app, name="credentials")
