@@ -33,8 +33,9 @@ every file exactly once. Nothing is written into DIR. Transient failures (exit-6
 retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
 
 Exit codes: 0 (--once) every recording in DIR is enrolled; 2 usage error; 4 authentication; 6 service
-unreachable past the budget; 7 (--once) some recording in DIR failed, in this run or an earlier one;
-130 stopped by SIGINT or SIGTERM. A closed stdout (| head -n1) stops watch quietly with 0 or 7.
+unreachable past the budget, or the store could not be written; 7 (--once) some recording in DIR
+failed, in this run or an earlier one; 130 stopped by SIGINT or SIGTERM. A closed stdout (| head -n1)
+stops watch quietly with 0 or 7.
 """
 
 def watch(
