@@ -105,7 +105,9 @@ def watch(
     ] = 120.0,
     grace: Annotated[
         float,
-        typer.Option("--grace", min=0.0, help="On SIGINT/SIGTERM/SIGHUP, seconds to let sessions in flight finish."),
+        typer.Option(
+            "--grace", min=0.0, help="On SIGINT/SIGTERM/SIGHUP, seconds to let sessions in flight finish."
+        ),
     ] = 10.0,
     protocol: ProtocolOption = "twilio",
     channel: ChannelOption = "mix",
