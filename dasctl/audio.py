@@ -7,6 +7,7 @@ length of the recording, and stdin works as well as a file.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import re
@@ -16,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
@@ -24,9 +26,12 @@ import numpy as np
 
 from dasctl.errors import AudioError, UsageError
 from dasctl.mulaw import mulaw_decode, mulaw_encode, mulaw_encode_array
+from dasctl.wav import PLACEHOLDER_SIZES, ByteSource, WavReader, parse_header
 
 if TYPE_CHECKING:
     import soundfile
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SAMPLE_RATE",
@@ -62,8 +67,6 @@ _SUPPORTED = (
 _TRUNCATED_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _BYTES_PER_SECOND = re.compile(r"^\s*Bytes/sec\s*:\s*(\d+)", re.MULTILINE)
 _DATA_LENGTH = re.compile(r"^data\s*:\s*(\d+)", re.MULTILINE)
-# Streaming writers (ffmpeg to a pipe) leave the data length at one of these: "unknown length".
-_UNKNOWN_DATA_LENGTHS = (0, 0xFFFFFFFF, 0xFFFFFFFF - 1)
 
 
 def parse_channel(channel: str) -> str | int:
@@ -259,6 +262,8 @@ class AudioStream:
         block_frames = int(self.input_rate * _BLOCK_SECONDS)
         block_frames = max(1024, min(block_frames, _BLOCK_MAX_BYTES // (4 * channels)))
         buffer = np.empty((block_frames, channels), dtype=dtype)
+        # libmpg123 prints notes on fd 2 as it decodes a damaged MP3: they go to the debug log instead
+        quiet = sound.format == "MP3"
         position = 0
         if self._start_frame:
             position = self._skip_to_start(buffer)
@@ -266,7 +271,14 @@ class AudioStream:
         while stop is None or position < stop:
             wanted = block_frames if stop is None else min(block_frames, stop - position)
             try:
-                block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
+                if quiet:
+                    with _c_library_stderr_to_log():
+                        block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
+                else:
+                    block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
+            except OSError as error:
+                raise AudioError(f"{self.name}: cannot read at {position / self.input_rate:.1f} s: "
+                                 f"{error.strerror or error}") from None
             except (soundfile.LibsndfileError, RuntimeError) as error:
                 raise AudioError(
                     f"{self.name}: corrupt audio data at {position / self.input_rate:.1f} s: "
@@ -321,9 +333,9 @@ class AudioStream:
             expected = min(expected, self._end_frame)
         if position < expected:
             rate = self.input_rate
+            shown, promised = _two_figures(position, expected, rate)
             raise AudioError(
-                f"{self.name}: truncated: the audio stops at {position / rate:.1f} s "
-                f"but the header announces {expected / rate:.1f} s",
+                f"{self.name}: truncated: the audio stops at {shown} but the header announces {promised}",
                 f"If it is still being written, wait; to use what is there, add --end {position / rate:.1f}.",
             )
 
@@ -437,11 +449,22 @@ def _libsndfile_message(error: BaseException) -> str:
 
 
 def _looks_like_text(head: bytes) -> bool:
-    if not head:
+    """UTF-8 (or ASCII) text, or UTF-16/32 text that starts with its byte-order mark; never a container
+    libsndfile knows by its first bytes (a NIST SPHERE header is 1024 bytes of text, maybe space-padded)."""
+    if head.startswith(_CONTAINER_MAGIC):
         return False
-    try:
-        decoded = head.decode("utf-8")
-    except UnicodeDecodeError:
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        decoded = head[: len(head) // 4 * 4].decode("utf-32", errors="ignore")
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        decoded = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore")
+    else:
+        try:
+            decoded = head.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if error.start < len(head) - 3:  # not merely a character cut off at the end of the sample
+                return False
+            decoded = head[: error.start].decode("utf-8")
+    if not decoded:
         return False
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in decoded)
     return printable >= 0.95 * len(decoded)
@@ -456,16 +479,51 @@ def _unreadable_format(name: str, error: BaseException, head: bytes) -> AudioErr
     hint = f"dasctl reads {_SUPPORTED}."
     if _looks_like_text(head):
         return AudioError(f"{name}: is a text file, not a recording", hint)
+    if "SF_INFO struct incomplete" in message:
+        return AudioError(f"{name}: corrupt header: no usable sample rate, channel count or format", hint)
     if any(text in message for text in _UNKNOWN_FORMAT_MESSAGES):
         return AudioError(f"{name}: not a recording dasctl can read (unknown or unsupported format)", hint)
     return AudioError(f"{name}: corrupt or unsupported audio: {message}", hint)
 
 
+# First bytes of the containers libsndfile recognises by their header. Anything else ends in its format
+# guessing, the last step of which is libmpg123, which prints notes on fd 2 ("Trying to resync...").
+_CONTAINER_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b".snd", b"dns.", b"fLaC", b"OggS", b"caff",
+                    b"riff", b"NIST", b"Creative Voice", b"PVF1", b"2BIT", b"MATLAB", b"Extended Instrument",
+                    b"fap ", b" paf", b"ALaw")
+_FD2_LOCK = threading.Lock()
+
+
+@contextmanager
+def _c_library_stderr_to_log() -> Iterator[None]:
+    """Point fd 2 at a temporary file while libsndfile guesses at an input of unknown format; what the C
+    libraries said goes to the debug log (-vv). Only then: a live display on stderr would pause meanwhile."""
+    with _FD2_LOCK, tempfile.TemporaryFile(prefix="dasctl-stderr-") as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said = sink.read(4096).decode(errors="replace").strip()
+            if said:
+                log.debug("libsndfile (and libmpg123) said: %s", said)
+
+
 def _open_sound(target: int | BinaryIO, name: str, head: bytes) -> soundfile.SoundFile:
     import soundfile
 
+    if _looks_like_text(head):
+        # refused before libsndfile sees it: its MP3 decoder (libmpg123) prints noise to fd 2 on text
+        raise AudioError(f"{name}: is a text file, not a recording", f"dasctl reads {_SUPPORTED}.")
     try:
-        return soundfile.SoundFile(target, closefd=False)
+        if head.startswith(_CONTAINER_MAGIC):
+            return soundfile.SoundFile(target, closefd=False)
+        with _c_library_stderr_to_log():
+            return soundfile.SoundFile(target, closefd=False)
     except (soundfile.LibsndfileError, RuntimeError) as error:
         raise _unreadable_format(name, error, head) from None
 
@@ -480,44 +538,97 @@ def _declared_frames(sound: soundfile.SoundFile, seekable: bool) -> int | None:
     if sound.format not in ("WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "CAF"):
         return None
     match = _DATA_LENGTH.search(sound.extra_info)
-    if match is None or int(match.group(1)) in _UNKNOWN_DATA_LENGTHS:
+    if match is None or int(match.group(1)) in PLACEHOLDER_SIZES:
         return None
     return frames
 
 
+def _two_figures(there: int, announced: int, rate: int) -> tuple[str, str]:
+    """'6.2 s' and '11.7 s'; with the sample counts too when a tenth of a second cannot tell them apart."""
+    first, second = f"{there / rate:.1f} s", f"{announced / rate:.1f} s"
+    if first == second:
+        return f"{first} ({there} samples)", f"{second}, {announced} samples"
+    return first, second
+
+
+def _refuse_truncated(name: str, there: int, announced: int, rate: int, end: float | None) -> None:
+    """A file whose data stops before its header's definite length: an error unless --end stays inside."""
+    if end is not None and end <= there / rate:
+        return
+    if there == 0:
+        raise AudioError(f"{name}: no audio: the file ends right after its header ({announced / rate:.1f} s)",
+                         "The recording was probably cut off while it was being written.")
+    shown, promised = _two_figures(there, announced, rate)
+    usable = math.floor(there / rate * 10) / 10
+    raise AudioError(
+        f"{name}: truncated: the data stops at {shown} but the header announces more ({promised})",
+        f"If it is still being written, wait; to use what is there, add --end {usable:.1f}.",
+    )
+
+
 def _check_truncated_header(sound: soundfile.SoundFile, name: str, end: float | None) -> None:
-    """A file whose data chunk is shorter than its header says: an error unless --end stays inside it."""
+    """libsndfile's log says when a data chunk is shorter than its header says."""
     match = _TRUNCATED_DATA.search(sound.extra_info)
     if match is None:
         return
-    available = sound.frames / sound.samplerate
-    if end is not None and end <= available:
-        return
     rate_match = _BYTES_PER_SECOND.search(sound.extra_info)
-    announced = ""
-    if rate_match and int(rate_match.group(1)) > 0:
-        announced = f" ({int(match.group(1)) / int(rate_match.group(1)):.1f} s)"
-    if sound.frames == 0:
-        raise AudioError(f"{name}: no audio: the file ends right after its header{announced}",
-                         "The recording was probably cut off while it was being written.")
-    usable = math.floor(available * 10) / 10
-    raise AudioError(
-        f"{name}: truncated: the data stops at {available:.1f} s but the header announces more{announced}",
-        f"If it is still being written, wait; to use what is there, add --end {usable:.1f}.",
-    )
+    if not rate_match or int(rate_match.group(1)) <= 0:
+        announced = int(sound.frames) + 1  # more than there is, by an unknown amount
+    else:
+        announced = round(int(match.group(1)) / int(rate_match.group(1)) * sound.samplerate)
+    _refuse_truncated(name, int(sound.frames), announced, int(sound.samplerate), end)
+
+
+class _StreamDigest:
+    """Size and sha256 of every byte taken from a one-pass input (a pipe, a FIFO), so that its digest
+    is known without keeping a copy; `complete` once the input's end was seen."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+        self.complete = False
+        self.readable = True  # False once the fd is closed (a FIFO's, at the stream's close)
+
+    def update(self, data: bytes) -> None:
+        """Count bytes read from the input; b"" marks its end."""
+        if data:
+            self._sha256.update(data)
+            self.size += len(data)
+        else:
+            self.complete = True
+
+    def result(self) -> tuple[int, str] | None:
+        return (self.size, self._sha256.hexdigest()) if self.complete else None
+
+    def drain(self, timeout: float) -> tuple[int, str] | None:
+        """Read and hash what is left of the input (the session may stop before its end), for at most
+        `timeout` seconds: an endless stream gives no digest."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        try:
+            while not self.complete and self.readable:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                    break
+                self.update(os.read(self.fd, 1 << 16))
+        except OSError:
+            pass
+        return self.result()
 
 
 class _PipeRelay:
     """Feeds libsndfile a fresh pipe that starts with the bytes we peeked from stdin, then the rest."""
 
-    def __init__(self, source_fd: int, head: bytes) -> None:
+    def __init__(
+        self, source_fd: int, head: bytes, digest: _StreamDigest, on_finish: Callable[[], None] | None = None
+    ) -> None:
         self.read_fd, self._write_fd = os.pipe()
         self._source_fd = source_fd
-        self._head = head
-        # what passed through, so that stdin's sha256 is known without keeping the input
-        self._digest = hashlib.sha256()
-        self._size = 0
-        self._complete = False
+        self._head = head  # already counted in digest
+        self._digest = digest
+        self._on_finish = on_finish  # runs in the relay thread once it no longer reads source_fd
         self._thread = threading.Thread(target=self._run, name="dasctl-stdin-relay", daemon=True)
         self._thread.start()
 
@@ -526,24 +637,27 @@ class _PipeRelay:
             data = self._head
             forwarding = True
             while data:
-                self._digest.update(data)
-                self._size += len(data)
                 view = memoryview(data)
                 while view and forwarding:
                     try:
                         written = os.write(self._write_fd, view)
                     except OSError:
                         # the reader closed its end (--end reached, the session over): the rest of the
-                        # input is only hashed, so that stdin's sha256 is the whole input's
+                        # input is only hashed, so that its sha256 is the whole input's
                         forwarding = False
+                        os.close(self._write_fd)
+                        self._write_fd = -1
                         break
                     view = view[written:]
                 data = os.read(self._source_fd, 1 << 16)
-            self._complete = True
+                self._digest.update(data)
         except OSError:
-            pass  # stdin itself failed: the input's digest stays unknown
+            pass  # the input itself failed: its digest stays unknown
         finally:
-            os.close(self._write_fd)
+            if self._write_fd >= 0:
+                os.close(self._write_fd)
+            if self._on_finish is not None:
+                self._on_finish()
 
     def close(self) -> None:
         try:
@@ -552,12 +666,12 @@ class _PipeRelay:
             pass
 
     def fingerprint(self) -> tuple[int, str] | None:
-        # after close(): the relay drains what is left of stdin; an endless stream gives no digest
+        # after close(): the relay drains what is left of the input; an endless stream gives no digest
         self._thread.join(timeout=STDIN_DRAIN_TIMEOUT)
-        return (self._size, self._digest.hexdigest()) if self._complete else None
+        return self._digest.result()
 
 
-#: seconds fingerprint() waits for the rest of a piped stdin to be hashed
+#: seconds fingerprint() waits for the rest of a piped input to be hashed
 STDIN_DRAIN_TIMEOUT = 30.0
 
 
@@ -602,50 +716,118 @@ def _open_stdin(channel: str | int, start: float, end: float | None, channel_tex
     if os.isatty(fd):
         raise UsageError("'-' reads a recording from stdin, and stdin is a terminal",
                          "Pipe one in: cat call.wav | dasctl ... -")
-    info = os.fstat(fd)
-    if stat.S_ISREG(info.st_mode):
+    if stat.S_ISREG(os.fstat(fd).st_mode):
         # `< call.wav`: a real file, seekable, opened in place
-        if info.st_size == 0:
-            raise AudioError(f"{STDIN_NAME}: empty input (0 bytes)")
-        os.lseek(fd, 0, os.SEEK_SET)
-        head = os.pread(fd, 512, 0)
-        sound = _open_sound(fd, STDIN_NAME, head)
-        stream = _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True,
-                              channel_text=channel_text)
+        stream = _open_seekable(fd, STDIN_NAME, channel, start, end, channel_text, on_close=None)
         stream._fingerprint = lambda: _fd_fingerprint(fd)
         return stream
-    head = _read_head(fd, 512)
-    if not head:
-        raise AudioError(f"{STDIN_NAME}: empty input (0 bytes)")
-    if head.startswith(b"fLaC"):
-        # libsndfile cannot decode FLAC from a pipe (it seeks back); spool to an unlinked temp file (disk)
-        spool = tempfile.TemporaryFile(prefix="dasctl-stdin-")
-        digest, size = hashlib.sha256(head), len(head)
-        try:
-            spool.write(head)
-            while data := os.read(fd, 1 << 20):
-                spool.write(data)
-                digest.update(data)
-                size += len(data)
-            spool.flush()
-            spool.seek(0)
-            sound = _open_sound(spool.fileno(), STDIN_NAME, head)
-        except BaseException:
-            spool.close()
-            raise
-        stream = _finish_open(sound, STDIN_NAME, channel, start, end, seekable=True, on_close=spool.close,
-                              channel_text=channel_text)
-        stream._fingerprint = lambda: (size, digest.hexdigest())
-        return stream
-    relay = _PipeRelay(fd, head)
+    return _open_stream(fd, STDIN_NAME, channel, start, end, channel_text, on_close=None)
+
+
+def _open_seekable(
+    fd: int, name: str, channel: str | int, start: float, end: float | None, channel_text: str,
+    on_close: Callable[[], None] | None,
+) -> AudioStream:
+    """A regular file (a path, or stdin redirected from one). on_close runs once, on failure or at close."""
     try:
-        sound = _open_sound(relay.read_fd, STDIN_NAME, head)
+        if os.fstat(fd).st_size == 0:
+            what = "input" if name == STDIN_NAME else "file"
+            raise AudioError(f"{name}: empty {what} (0 bytes)")
+        try:
+            head = os.pread(fd, 512, 0)
+        except OSError as error:
+            raise AudioError(f"{name}: cannot read the file: {error.strerror or error}") from None
+        source = ByteSource(fd, seekable=True)
+        parsed = parse_header(source) if not _looks_like_text(head) else None
+        sound: soundfile.SoundFile | WavReader
+        if parsed is not None:
+            sound = WavReader(source, *parsed)
+        else:
+            os.lseek(fd, 0, os.SEEK_SET)
+            sound = _open_sound(fd, name, head)
+    except BaseException:
+        if on_close is not None:
+            on_close()
+        raise
+    return _finish_open(sound, name, channel, start, end, seekable=True, on_close=on_close,
+                        channel_text=channel_text)
+
+
+def _open_stream(
+    fd: int, name: str, channel: str | int, start: float, end: float | None, channel_text: str,
+    on_close: Callable[[], None] | None,
+) -> AudioStream:
+    """A pipe, a FIFO, `<(...)`, a device: read once, front to back. on_close runs once (failure or close)."""
+    digest = _StreamDigest(fd)
+    try:
+        try:
+            head = _read_head(fd, 512)
+        except OSError as error:
+            raise AudioError(f"{name}: cannot read: {error.strerror or error}") from None
+        if not head:
+            raise AudioError(f"{name}: empty input (0 bytes)")
+        digest.update(head)
+        source = ByteSource(fd, seekable=False, prefix=head, on_read=digest.update)
+        flac = head.startswith(b"fLaC")
+        parsed = parse_header(source) if not flac and not _looks_like_text(head) else None
+    except BaseException:
+        if on_close is not None:
+            on_close()
+        raise
+    if flac:
+        return _open_spooled(fd, head, name, channel, start, end, channel_text, on_close, digest)
+    if parsed is not None:
+        def close_input() -> None:
+            digest.readable = on_close is None  # stdin stays open to be drained; a FIFO's fd is closed
+            if on_close is not None:
+                on_close()
+
+        stream = _finish_open(WavReader(source, *parsed), name, channel, start, end, seekable=False,
+                              on_close=close_input, channel_text=channel_text)
+        stream._fingerprint = lambda: digest.drain(STDIN_DRAIN_TIMEOUT)
+        return stream
+    # not a WAV we decode: libsndfile gets every byte taken so far, then the rest of the stream; the relay
+    # thread reads fd, so it is the one that calls on_close (never close an fd under a read in progress)
+    relay = _PipeRelay(fd, source.replay(), digest, on_finish=on_close)
+    try:
+        sound = _open_sound(relay.read_fd, name, head)
     except BaseException:
         relay.close()
         raise
-    stream = _finish_open(sound, STDIN_NAME, channel, start, end, seekable=False, on_close=relay.close,
+    stream = _finish_open(sound, name, channel, start, end, seekable=False, on_close=relay.close,
                           channel_text=channel_text)
     stream._fingerprint = relay.fingerprint
+    return stream
+
+
+def _open_spooled(
+    fd: int, head: bytes, name: str, channel: str | int, start: float, end: float | None, channel_text: str,
+    on_close: Callable[[], None] | None, digest: _StreamDigest,
+) -> AudioStream:
+    """FLAC from a pipe: libsndfile seeks back in it, so copy it to an unlinked temporary file (disk)."""
+    spool = tempfile.TemporaryFile(prefix="dasctl-stdin-")
+    try:
+        spool.write(head)
+        while data := os.read(fd, 1 << 20):
+            spool.write(data)
+            digest.update(data)
+        digest.update(b"")
+        spool.flush()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    finally:
+        if on_close is not None:
+            on_close()  # everything is in the spool now (or never will be)
+    try:
+        sound = _open_sound(spool.fileno(), name, head)
+    except BaseException:
+        spool.close()
+        raise
+    stream = _finish_open(sound, name, channel, start, end, seekable=True, on_close=spool.close,
+                          channel_text=channel_text)
+    stream._fingerprint = digest.result
     return stream
 
 
@@ -665,29 +847,26 @@ def _open_path(
     except OSError as error:
         raise AudioError(f"{name}: cannot open the file: {error.strerror or error}") from None
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
             raise AudioError(f"{name}: is a directory, not a recording")
-        if stat.S_ISREG(info.st_mode) and info.st_size == 0:
-            raise AudioError(f"{name}: empty file (0 bytes)")
-        try:
-            head = os.pread(fd, 512, 0)
-        except OSError as error:
-            raise AudioError(f"{name}: cannot read the file: {error.strerror or error}") from None
-        sound = _open_sound(fd, name, head)
     except BaseException:
         os.close(fd)
         raise
-    seekable = stat.S_ISREG(info.st_mode)
-    stream = _finish_open(sound, name, channel, start, end, seekable=seekable, on_close=lambda: os.close(fd),
-                          channel_text=channel_text)
-    if seekable:
+
+    def close_fd() -> None:
+        os.close(fd)
+
+    if stat.S_ISREG(mode):
+        stream = _open_seekable(fd, name, channel, start, end, channel_text, on_close=close_fd)
         stream._fingerprint = lambda: _path_fingerprint(path)
-    return stream
+        return stream
+    # a named pipe, `<(...)` (/dev/fd/N), a device: a stream, like stdin
+    return _open_stream(fd, name, channel, start, end, channel_text, on_close=close_fd)
 
 
 def _finish_open(
-    sound: soundfile.SoundFile,
+    sound: soundfile.SoundFile | WavReader,
     name: str,
     channel: str | int,
     start: float,
@@ -697,7 +876,7 @@ def _finish_open(
     on_close: Callable[[], None] | None = None,
     channel_text: str = "",
 ) -> AudioStream:
-    """Validate what libsndfile found (rate, channels, truncation, range) and build the stream."""
+    """Validate what the decoder found (rate, channels, truncation, range) and build the stream."""
     try:
         rate, channels = int(sound.samplerate), int(sound.channels)
         if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
@@ -712,9 +891,16 @@ def _finish_open(
             raise UsageError(f"--channel {channel_text or channel}: {name} is {layout}",
                              "Use --channel mix" + (", left or right" if channels == 2 else "")
                              + (f", or a number from 0 to {channels - 1}" if channels > 2 else "") + ".")
-        if seekable:
-            _check_truncated_header(sound, name, end)
-        expected = _declared_frames(sound, seekable)
+        expected: int | None
+        if isinstance(sound, WavReader):
+            if sound.truncated:
+                assert sound.frames is not None and sound.declared_frames is not None
+                _refuse_truncated(name, sound.frames, sound.declared_frames, rate, end)
+            expected = (sound.frames or None) if seekable else sound.declared_frames
+        else:
+            if seekable:
+                _check_truncated_header(sound, name, end)
+            expected = _declared_frames(sound, seekable)
         if seekable and expected is None:
             raise AudioError(f"{name}: no audio (0 samples)", "The file holds a header and no sound.")
         if expected is not None and round(start * rate) >= expected:

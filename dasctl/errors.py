@@ -14,7 +14,8 @@ class ExitCode(IntEnum):
     REJECTED = 5
     UNAVAILABLE = 6
     BATCH_FAILED = 7
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # SIGINT, and SIGTERM/SIGHUP, which end every command the same way
+    STDOUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as `cat` ends there
 
 
 class DasctlError(Exception):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from dasctl.environment import Environment
-from dasctl.watch import WatchObserver, WatchTotals
+from dasctl.watch import TextOut, WatchObserver, WatchTotals, ndjson_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,13 +25,29 @@ def _failure_text(name: str, report: dict[str, Any]) -> str:
     return message if message.startswith(name) else f"{name}: {message}"
 
 
+def human_result_line(report: dict[str, Any], speaker: Callable[[str], str | None]) -> str:
+    """A result for a person: `done  file.wav  speaker  authenticity 0.99` or `failed  file.wav  reason`."""
+    name = str(report.get("file", ""))
+    if report.get("exit_code") == 0:
+        parts = ["done  ", name, speaker(name) or ""]
+        if report.get("authenticity") is not None:
+            parts.append(f"authenticity {report['authenticity']:.2f}")
+        return "  ".join(part for part in parts if part)
+    reason = _failure_text(name, report)
+    reason = reason[len(name) + 2:] if reason.startswith(f"{name}: ") else reason
+    return f"failed  {name}  {reason}"
+
+
 class PlainWatchDisplay:
     """One line per status change, no redraws: fit for log files and supervisors' journals."""
 
-    def __init__(self, stream: IO[str], *, verbosity: int = 0, quiet: bool = False) -> None:
+    def __init__(
+        self, stream: IO[str], *, verbosity: int = 0, quiet: bool = False, results_here: bool = False
+    ) -> None:
         self.stream = stream
         self.verbosity = verbosity
         self.quiet = quiet
+        self.results_here = results_here  # the terminal already shows each result line
 
     def _line(self, text: str) -> None:
         try:
@@ -53,7 +71,7 @@ class PlainWatchDisplay:
         pass
 
     def finished(self, name: str, report: dict[str, Any]) -> None:
-        if self.quiet:
+        if self.quiet or self.results_here:
             return
         if report.get("exit_code") != 0:
             self._line(f"failed: {_failure_text(name, report)}")
@@ -92,7 +110,7 @@ class _TotalsLine:
 class LiveWatchDisplay:
     """One bar per file in flight (voice collected, as a share of what the service wants) plus totals."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, results_here: bool = False) -> None:
         from rich.console import Group
         from rich.live import Live
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -111,6 +129,8 @@ class LiveWatchDisplay:
         self.live = Live(Group(self.bars, self.totals_line), console=console, refresh_per_second=8,
                          transient=True)
         self.tasks: dict[str, TaskID] = {}
+        # Result lines print above the bars (console.print through the Live) instead of a done/failed line.
+        self.results_here = results_here
         self.live.start()
 
     def status(self, message: str) -> None:
@@ -135,6 +155,8 @@ class LiveWatchDisplay:
         task = self.tasks.pop(name, None)
         if task is not None:
             self.bars.remove_task(task)
+        if self.results_here:
+            return
         from rich.markup import escape
 
         if report.get("exit_code") == 0:
@@ -149,11 +171,56 @@ class LiveWatchDisplay:
         self.live.stop()
 
 
-def make_display(environment: Environment) -> WatchObserver:
+class LiveResultLines:
+    """Result lines printed through the Live's console: above the bars, never glued to or under them."""
+
+    def __init__(self, display: LiveWatchDisplay) -> None:
+        self.display = display
+
+    def write(self, text: str, /) -> int:
+        for line in text.splitlines():
+            self.display.live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _same_terminal(a: IO[str], b: IO[str]) -> bool:
+    try:
+        first, second = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (first.st_rdev, first.st_dev, first.st_ino) == (second.st_rdev, second.st_dev, second.st_ino)
+
+
+def make_display(environment: Environment, *, human_results: bool = False) -> WatchObserver:
     """Live bars when stderr is an interactive terminal, else plain lines."""
+    results_here = human_results and _same_terminal(environment.stdout, environment.stderr)
     if environment.live_display:
         from rich.console import Console
 
         console = Console(file=environment.stderr, no_color=not environment.color, highlight=False)
-        return LiveWatchDisplay(console)
-    return PlainWatchDisplay(environment.stderr, verbosity=environment.verbosity, quiet=environment.quiet)
+        return LiveWatchDisplay(console, results_here=results_here)
+    return PlainWatchDisplay(environment.stderr, verbosity=environment.verbosity, quiet=environment.quiet,
+                             results_here=results_here)
+
+
+def result_output(
+    environment: Environment,
+    display: WatchObserver,
+    *,
+    json: bool,
+    speaker: Callable[[str], str | None],
+) -> tuple[TextOut, Callable[[dict[str, Any]], str]]:
+    """Where result lines go and in which form: NDJSON unless stdout is a terminal (as gh does) or --json;
+    on the terminal that shows the live bars, through the bars' console."""
+    if json or not environment.stdout_isatty:
+        return environment.stdout, ndjson_line
+
+    def render(report: dict[str, Any]) -> str:
+        return human_result_line(report, speaker)
+
+    if isinstance(display, LiveWatchDisplay) and display.results_here:
+        return LiveResultLines(display), render
+    return environment.stdout, render

@@ -1,4 +1,4 @@
-"""The parts of `watch` that are its own: inbox, journal, retry policy and the runner's scheduling.
+"""The parts of `watch` that are its own: inbox, state in the store, retry policy and the runner's scheduling.
 
 The runner is driven here by a stand-in for session.register_audio (a unit in isolation); the real
 thing, against the emulator, is in test_watch_e2e.py.
@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,19 @@ import pytest
 from dasctl import events
 from dasctl.errors import AudioError, AuthError, ExitCode, ServiceUnavailable, UsageError
 from dasctl.session import Progress, RegisterOutcome
+from dasctl.store import Store, StoreBusy, WatchFile, open_store
 from dasctl.watch import (
     DEFAULT_JOURNAL_NAME,
     JOURNAL_SCHEMA,
     FileIdentity,
     Inbox,
-    Journal,
-    JournalBusy,
     RetryPolicy,
     ServiceHealth,
+    SessionTap,
+    SilentObserver,
     WatchRunner,
     WatchSettings,
+    WatchState,
 )
 
 OLD = time.time() - 3600  # an mtime that has long settled
@@ -99,37 +102,62 @@ def test_identity_changes_when_a_file_is_re_recorded(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- journal
 
 
-def test_journal_replays_states_skips_a_torn_line_and_appends_on_a_fresh_line(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
-    a, b = FileIdentity("a.wav", 1, 1), FileIdentity("b.wav", 2, 2)
-    with Journal(path) as journal:
-        journal.append({**a.fields(), "state": "started", "attempt": 1})
-        journal.append({**a.fields(), "state": "done", "attempt": 1, "report": {"file": "a.wav"}})
-        journal.append({**a.fields(), "state": "reported"})
-        journal.append({**b.fields(), "state": "started", "attempt": 1})
-    with path.open("ab") as handle:
-        handle.write(b'{"schema": "dasctl.watch-journal/1", "file": "b.wav", "si')  # kill -9 mid-write
-    with Journal(path) as journal:
-        assert journal.skipped_lines == 1
-        assert journal.entry(a).state == "done" and journal.entry(a).reported
-        assert journal.entry(b).state == "started"
-        assert journal.unreported() == []
-        journal.append({**b.fields(), "state": "failed", "attempt": 1, "report": {"file": "b.wav"}})
-    lines = path.read_bytes().splitlines()
-    assert json.loads(lines[-1])["state"] == "failed"  # not glued onto the torn line
-    with Journal(path) as journal:
-        assert [identity for identity, _ in journal.unreported()] == [b]
-        assert journal.entry(b).attempts == 1
+def journal_line(identity: FileIdentity, state: str, **fields: Any) -> str:
+    """One line of the journal file that earlier dasctl versions kept in the watched folder."""
+    return json.dumps({"schema": JOURNAL_SCHEMA, **identity.fields(), "state": state, **fields}) + "\n"
 
 
-def test_journal_is_private_and_one_watch_at_a_time(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
-    with Journal(path):
-        assert path.stat().st_mode & 0o777 == 0o600
-        with pytest.raises(JournalBusy) as busy:
-            Journal(path).open()
-        assert busy.value.exit_code == ExitCode.USAGE
-        assert "another dasctl watch" in busy.value.message
+def watch_files(store: Store, root: Path) -> dict[str, WatchFile]:
+    return {known.key.relpath: known for known in store.watch_files(str(root))}
+
+
+def test_the_state_lives_in_the_store_one_watch_per_folder_and_nothing_in_the_folder(tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    a = FileIdentity("a.wav", 1, 1)
+    with closing(open_store(str(tmp_path / "store.db"))) as store:
+        state = WatchState(store, inbox)
+        state.open()
+        state.started(a, 1, "call-1")
+        state.final(a, "done", 1, "call-1", {"file": "a.wav", "credential": "c"})
+        with pytest.raises(StoreBusy) as busy:
+            WatchState(store, inbox).open()
+        assert busy.value.exit_code == ExitCode.USAGE and "another dasctl watch" in busy.value.message
+        state.close()
+        again = WatchState(store, inbox)
+        again.open()  # the lock went with the first one
+        assert [(i.relpath, r["credential"]) for i, r in again.unreported()] == [("a.wav", "c")]
+        again.reported(a)
+        again.close()
+        assert watch_files(store, inbox)["a.wav"].reported
+    assert list(inbox.iterdir()) == []  # no journal, no lock file
+
+
+def test_an_old_journal_is_imported_once_and_left_alone(tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    for name in ("a.wav", "b.wav", "c.wav"):
+        make_file(inbox / name)
+    a, b, c = (FileIdentity(n, 8, (inbox / n).stat().st_mtime_ns) for n in ("a.wav", "b.wav", "c.wav"))
+    old = inbox / DEFAULT_JOURNAL_NAME
+    old.write_text(
+        journal_line(a, "started", attempt=1) + journal_line(a, "done", attempt=1, report={"file": "a.wav"})
+        + journal_line(a, "reported")
+        + journal_line(b, "failed", attempt=2, report={"file": "b.wav", "exit_code": 3, "ok": False})
+        + journal_line(c, "started", attempt=1)
+        + '{"schema": "dasctl.watch-journal/1", "file": "c.wav", "si'  # torn by a kill -9
+    )
+    before = old.read_bytes()
+    status = StatusLines()
+    stand_in = StandIn(lambda p, c, n: success(c))
+    code, lines = run_watch(tmp_path, stand_in, observer=status)
+    assert code == ExitCode.BATCH_FAILED  # b failed (its line owed, printed now)
+    assert [line["file"] for line in lines] == ["b.wav", "c.wav"] and stand_in.attempts == {"c.wav": 1}
+    [imported] = [w for w in status.warnings if "imported" in w]
+    assert "3 file(s)" in imported and str(old) in imported and "1 unreadable line" in imported
+    assert old.read_bytes() == before  # left alone
+    status = StatusLines()
+    code, lines = run_watch(tmp_path, StandIn(lambda p, c, n: success(c)), observer=status)
+    assert lines == [] and not any("imported" in w for w in status.warnings)  # once
 
 
 # ---------------------------------------------------------------------------------------------- policy
@@ -188,7 +216,9 @@ class StandIn:
         self.running = 0
         self.max_running = 0
 
-    async def __call__(self, path: Path, call_id: str, on_progress: Callable[[Progress], None]) -> Any:
+    async def __call__(
+        self, path: Path, call_id: str, on_progress: Callable[[Progress], None], tap: SessionTap
+    ) -> Any:
         n = self.attempts[path.name] = self.attempts.get(path.name, 0) + 1
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -209,16 +239,50 @@ class StandIn:
 Ran = tuple[ExitCode | BaseException, list[dict]]
 
 
-def run_watch(tmp_path: Path, stand_in: StandIn, **overrides: Any) -> Ran:
-    out = io.StringIO()
+class StatusLines(SilentObserver):
+    """Keeps the status lines and warnings a display would show."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.warnings: list[str] = []
+
+    def status(self, message: str) -> None:
+        self.lines.append(message)
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def store_of(tmp_path: Path) -> Store:
+    """The store every run of a test shares (as the runs of one user share theirs)."""
+    return open_store(str(tmp_path / "store.db"))
+
+
+def run_watch(
+    tmp_path: Path, stand_in: Any, observer: Any = None, out: io.StringIO | None = None, **overrides: Any
+) -> Ran:
+    out = out if out is not None else io.StringIO()
     settings = WatchSettings(root=tmp_path / "in", once=True, settle=0.0,
                              retry=RetryPolicy(max_retries=2, base=0.01), **overrides)
-    runner = WatchRunner(settings, stand_in, out=out)
-    try:
-        code: ExitCode | BaseException = asyncio.run(runner.run())
-    except Exception as error:
-        code = error
+    with closing(store_of(tmp_path)) as store:
+        runner = WatchRunner(settings, stand_in, store=store, out=out, observer=observer)
+        try:
+            code: ExitCode | BaseException = asyncio.run(runner.run())
+        except Exception as error:
+            code = error
     return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def recorded(tmp_path: Path, identity: FileIdentity, state: str, report: dict[str, Any], *,
+             reported: bool = False) -> None:
+    """What a run killed at some moment left in the store."""
+    with closing(store_of(tmp_path)) as store:
+        keeper = WatchState(store, tmp_path / "in")
+        keeper.open()
+        keeper.final(identity, state, 1, "call", report)
+        if reported:
+            keeper.reported(identity)
+        keeper.close()
 
 
 def by_file(lines: list[dict]) -> dict[str, dict]:
@@ -275,14 +339,35 @@ def test_a_restart_skips_what_is_done_and_a_second_run_prints_nothing(tmp_path: 
 def test_unreported_results_are_printed_on_restart_without_running_again(tmp_path: Path) -> None:
     path = make_file(tmp_path / "in" / "a.wav")
     identity = FileIdentity("a.wav", path.stat().st_size, path.stat().st_mtime_ns)
-    with Journal(tmp_path / "in" / DEFAULT_JOURNAL_NAME) as journal:  # killed right after the fsync
-        journal.append({**identity.fields(), "state": "done", "attempt": 1,
-                        "report": {"file": "a.wav", "exit_code": 0, "credential": "kept"}})
+    # killed right after the outcome was durable, before its line was printed
+    recorded(tmp_path, identity, "done", {"file": "a.wav", "exit_code": 0, "credential": "kept"})
     stand_in = StandIn(lambda p, c, n: success(c))
     code, lines = run_watch(tmp_path, stand_in)
     assert code == ExitCode.OK and stand_in.attempts == {}
     assert lines == [{"file": "a.wav", "exit_code": 0, "credential": "kept"}]
     assert run_watch(tmp_path, stand_in)[1] == []  # marked reported
+
+
+def test_lines_replayed_from_the_journal_count_once_in_the_summary(tmp_path: Path) -> None:
+    a, b = make_file(tmp_path / "in" / "a.wav"), make_file(tmp_path / "in" / "b.wav")
+    for path, reported in ((a, False), (b, True)):  # a run cut short by `| head -n1`
+        identity = FileIdentity(path.name, path.stat().st_size, path.stat().st_mtime_ns)
+        recorded(tmp_path, identity, "done", {"file": path.name, "exit_code": 0}, reported=reported)
+    status = StatusLines()
+    code, lines = run_watch(tmp_path, StandIn(lambda p, c, n: success(c)), observer=status)
+    assert code == ExitCode.OK and [line["file"] for line in lines] == ["a.wav"]
+    assert status.lines[-1].startswith("finished: 1 done, 0 failed, 1 already reported in "), status.lines
+
+
+def test_once_exits_7_while_a_file_that_failed_earlier_is_still_there(tmp_path: Path) -> None:
+    make_file(tmp_path / "in" / "good.wav")
+    make_file(tmp_path / "in" / "bad.wav")
+    script = lambda p, c, n: AudioError("bad") if p.name == "bad.wav" else success(c)  # noqa: E731
+    assert run_watch(tmp_path, StandIn(script))[0] == ExitCode.BATCH_FAILED
+    code, lines = run_watch(tmp_path, StandIn(script))
+    assert code == ExitCode.BATCH_FAILED and lines == []
+    (tmp_path / "in" / "bad.wav").unlink()  # dealt with: every recording now there is enrolled
+    assert run_watch(tmp_path, StandIn(script)) == (ExitCode.OK, [])
 
 
 def test_retry_failed_runs_failed_files_again(tmp_path: Path) -> None:
@@ -329,46 +414,48 @@ def test_done_and_failed_files_are_moved_keeping_sub_folders(tmp_path: Path) -> 
     assert not (tmp_path / "in" / "ok.wav").exists()
 
 
-def test_a_stop_request_takes_no_new_files_and_leaves_the_journal_consistent(tmp_path: Path) -> None:
+def test_a_stop_request_takes_no_new_files_and_leaves_the_state_consistent(tmp_path: Path) -> None:
     for i in range(6):
         make_file(tmp_path / "in" / f"{i}.wav")
     out = io.StringIO()
     stand_in = StandIn(lambda p, c, n: success(c), delay=0.3)
     settings = WatchSettings(root=tmp_path / "in", once=True, settle=0.0, concurrency=2, grace=5.0)
-    runner = WatchRunner(settings, stand_in, out=out)
 
-    async def main() -> ExitCode:
+    async def main(runner: WatchRunner) -> ExitCode:
         task = asyncio.create_task(runner.run())
         await asyncio.sleep(0.1)
         runner.request_stop("SIGTERM")
         return await task
 
-    assert asyncio.run(main()) == ExitCode.INTERRUPTED
+    with closing(store_of(tmp_path)) as store:
+        runner = WatchRunner(settings, stand_in, store=store, out=out)
+        assert asyncio.run(main(runner)) == ExitCode.INTERRUPTED
+        known = watch_files(store, tmp_path / "in")
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(lines) == 2  # the two in flight finished; nothing new was started
-    records = [json.loads(line) for line in (tmp_path / "in" / DEFAULT_JOURNAL_NAME).read_text().splitlines()]
-    assert all(r["schema"] == JOURNAL_SCHEMA for r in records)
-    assert sum(r["state"] == "done" for r in records) == 2
+    assert sorted(w.state for w in known.values()) == ["done", "done"]
+    assert all(w.reported for w in known.values())
 
 
 def test_a_second_stop_aborts_in_flight_sessions_which_are_not_done(tmp_path: Path) -> None:
     make_file(tmp_path / "in" / "slow.wav")
     out = io.StringIO()
     stand_in = StandIn(lambda p, c, n: success(c), delay=30)
-    runner = WatchRunner(WatchSettings(root=tmp_path / "in", once=True, settle=0.0), stand_in, out=out)
+    settings = WatchSettings(root=tmp_path / "in", once=True, settle=0.0)
 
-    async def main() -> ExitCode:
+    async def main(runner: WatchRunner) -> ExitCode:
         task = asyncio.create_task(runner.run())
         await asyncio.sleep(0.1)
         runner.request_stop("SIGINT")
         runner.request_stop("SIGINT")
         return await asyncio.wait_for(task, 5)
 
-    assert asyncio.run(main()) == ExitCode.INTERRUPTED
+    with closing(store_of(tmp_path)) as store:
+        runner = WatchRunner(settings, stand_in, store=store, out=out)
+        assert asyncio.run(main(runner)) == ExitCode.INTERRUPTED
+        known = watch_files(store, tmp_path / "in")
     assert out.getvalue() == ""
-    journal = (tmp_path / "in" / DEFAULT_JOURNAL_NAME).read_text().splitlines()
-    states = [json.loads(line)["state"] for line in journal]
-    assert states == ["started", "aborted"]
+    assert known["slow.wav"].state == "aborted" and known["slow.wav"].report is None
     # and the next run does it
     code, lines = run_watch(tmp_path, StandIn(lambda p, c, n: success(c)))
     assert code == ExitCode.OK and len(lines) == 1
@@ -379,12 +466,12 @@ def test_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     assert isinstance(code, UsageError)
 
 
-def test_a_credential_is_journalled_when_it_arrives_even_if_the_session_hangs(tmp_path: Path) -> None:
-    make_file(tmp_path / "in" / "a.wav")
+def test_a_credential_is_kept_when_it_arrives_even_if_the_session_hangs(tmp_path: Path) -> None:
+    make_file(tmp_path / "in" / "CUST1.wav")
     out = io.StringIO()
     arrived: asyncio.Event | None = None  # created inside the loop below
 
-    async def hanging(path: Path, call_id: str, on_progress: Callable[[Progress], None]) -> Any:
+    async def hanging(path: Path, call_id: str, on_progress: Callable[[Progress], None], tap: Any) -> Any:
         result = success(call_id, credential="precious").result
         on_progress(Progress("done", 0.5, 7.0, 5.0, event=result, call_id=call_id))
         assert arrived is not None
@@ -392,18 +479,21 @@ def test_a_credential_is_journalled_when_it_arrives_even_if_the_session_hangs(tm
         await asyncio.sleep(60)  # the teardown never finishes
 
     settings = WatchSettings(root=tmp_path / "in", once=True, settle=0.0, grace=0.1)
-    runner = WatchRunner(settings, hanging, out=out)
 
-    async def main() -> ExitCode:
+    async def main(runner: WatchRunner, store: Store) -> ExitCode:
         nonlocal arrived
         arrived = asyncio.Event()
         task = asyncio.create_task(runner.run())
         await asyncio.wait_for(arrived.wait(), 5)
-        journal = (tmp_path / "in" / DEFAULT_JOURNAL_NAME).read_text()
-        assert '"credential": "precious"' in journal.replace('":"', '": "')  # durable before any return
+        with closing(store_of(tmp_path)) as other:  # durable before any return: another process sees it
+            assert (watch_files(other, tmp_path / "in")["CUST1.wav"].report or {})["credential"] == "precious"
+            current = other.current("CUST1")
+            assert current is not None and current.credential == "precious" and current.origin == "watch"
         runner.request_stop("SIGTERM")
         return await asyncio.wait_for(task, 5)
 
-    assert asyncio.run(main()) == ExitCode.INTERRUPTED
+    with closing(store_of(tmp_path)) as store:
+        runner = WatchRunner(settings, hanging, store=store, out=out)
+        assert asyncio.run(main(runner, store)) == ExitCode.INTERRUPTED
     [line] = [json.loads(x) for x in out.getvalue().splitlines()]
     assert line["credential"] == "precious" and line["outcome"]["event"] == "result-success"

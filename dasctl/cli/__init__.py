@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import sys
 import traceback
+from types import FrameType
 
 
 def _report(message: str, hint: str | None, color: bool) -> None:
@@ -13,9 +17,63 @@ def _report(message: str, hint: str | None, color: bool) -> None:
         print(f"  {hint}", file=sys.stderr)
 
 
+def _like_sigint(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM and SIGHUP take Ctrl-C's path, whoever handles SIGINT at the moment: Python's
+    KeyboardInterrupt, asyncio's runner (cancels the main task, so sessions close), or a command's own
+    loop handler (watch's graceful stop). Temporary files go away in the same `finally` blocks."""
+    handler = signal.getsignal(signal.SIGINT)
+    if handler in (signal.SIG_IGN, signal.SIG_DFL, None):  # e.g. `dasctl ... &` in a script ignores SIGINT
+        raise KeyboardInterrupt
+    signal.raise_signal(signal.SIGINT)
+
+
+def _end_signals_like_sigint() -> None:
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue  # `nohup dasctl ...`: keep ignoring the hangup
+            signal.signal(signum, _like_sigint)
+        except (ValueError, OSError):  # main() called from a thread other than the main one
+            pass
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`dasctl ... | head`): say nothing, as `cat` would, and make sure
+    Python's own flush at exit does not fail a second time (the advice of Python's signal docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+    from dasctl.errors import ExitCode
+
+    return int(ExitCode.STDOUT_CLOSED)
+
+
+def _is_broken_pipe(error: BaseException | None) -> bool:
+    return isinstance(error, OSError) and error.errno == errno.EPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run dasctl; map every outcome to the exit codes of DESIGN.md."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _end_signals_like_sigint()
+    code = _run(args)
+    try:
+        sys.stdout.flush()  # here, not at exit, where a closed stdout would be a traceback and exit 120
+    except BrokenPipeError:
+        closed = _stdout_closed()
+        return closed if code == 0 else code
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _run(args: list[str]) -> int:
     if args == ["--version"]:
         from dasctl import __version__
 
@@ -33,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if status:
             return status
     except SystemExit as exit_:
+        if _is_broken_pipe(exit_.__context__):
+            return _stdout_closed()  # click turns EPIPE into exit 1; it is no bug
         code = exit_.code
         if code is None:
             return 0
@@ -48,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
-        # the reader went away (`dasctl ... | head`): nothing left to say to it
-        sys.stderr.close()
-        return 1
+        return _stdout_closed()
     except Exception as error:  # a bug: say so plainly, traceback only at -vv
         if common.OPTIONS.verbosity >= 2:
             sys.stderr.write(redact(traceback.format_exc()))

@@ -263,22 +263,14 @@ async def _register_all(
     as_json: bool,
     keeper: Keeper | None = None,
 ) -> list[DasctlError | None]:
-    import asyncio
     import dataclasses
-    import signal
 
     from dasctl import results
     from dasctl.auth import TokenProvider
     from dasctl.net import NetworkSettings
 
-    # SIGTERM ends a run like Ctrl-C: the sessions are cancelled and close both channels
-    main_task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    try:
-        if main_task is not None:
-            loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
-    except (NotImplementedError, RuntimeError):
-        pass
+    # SIGTERM and SIGHUP end a run like Ctrl-C (dasctl.cli.main sends them down SIGINT's path): asyncio's
+    # runner cancels this task, and the sessions close both channels on the way out
 
     network = NetworkSettings.from_profile(profile)
     tokens = TokenProvider(profile, network)

@@ -9,12 +9,15 @@ import typer
 
 from dasctl.cli.common import (
     DurationOption,
+    JsonOption,
     ModelHashOption,
     ProfileOption,
     ProtocolOption,
+    StoreOption,
     ThresholdOption,
     environment,
     load_register_request,
+    open_store_option,
 )
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
@@ -22,22 +25,28 @@ from dasctl.cli.usage import compose_help
 WATCH_HELP = compose_help(
     "Enroll every recording in DIR, then each new one as it lands; one JSON line per file.",
     """
-    Files already in DIR are taken first, then new ones once they stop growing (--settle). A journal
-    (default DIR/.dasctl-watch.jsonl) records every outcome before it is printed, so a restart resumes
-    where the last run stopped and reports every file exactly once. Transient failures (exit-6 class) are
+    On a terminal each result is a line for people (done/failed, file, speaker) above the live bars;
+    piped, or with --json, one JSON line per file.
+
+    Files already in DIR are taken first, then new ones once they stop growing (--settle). Every
+    outcome is kept in the credential store (an enrollment record per file, speaker id = the file's stem
+    or --speaker-from) before it is printed, so a restart resumes where the last run stopped and reports
+    every file exactly once. Nothing is written into DIR. Transient failures (exit-6 class) are
     retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
     """,
     examples=[
         "dasctl watch /data/backlog --once --concurrency 8 > results.ndjson",
         "dasctl watch /data/calls --done-dir /data/enrolled --failed-dir /data/rejected",
+        "dasctl watch /data/exports --once --speaker-from '-(?P<speaker>CUST[0-9]+)'   # 0412-CUST12345.wav",
     ],
     exit_codes="""
-    0 (--once) every file succeeded
+    0 (--once) every recording in DIR is enrolled
     2 usage error
     4 authentication
-    6 service unreachable past the budget
-    7 (--once) some files failed
-    130 stopped by SIGINT or SIGTERM
+    6 service unreachable past the budget, or the store could not be written
+    7 (--once) some recording in DIR failed, in this run or an earlier one
+    130 stopped by SIGINT, SIGTERM or SIGHUP
+    A closed stdout (| head -n1) stops watch quietly with 0 or 7.
     """,
 )
 
@@ -62,9 +71,21 @@ def watch(
         Path | None, typer.Option("--failed-dir", help="Move files that finally failed here.")
     ] = None,
     journal: Annotated[
-        Path | None, typer.Option("--journal", help="Journal file. [default: DIR/.dasctl-watch.jsonl]",
-                                  show_default=False)
+        Path | None,
+        typer.Option("--journal", metavar="FILE", show_default=False,
+                     help="An old journal file to import once (watch's state now lives in the store). "
+                          "[default: DIR/.dasctl-watch.jsonl, if there]"),
     ] = None,
+    speaker_from: Annotated[
+        str | None,
+        typer.Option("--speaker-from", metavar="REGEX", show_default=False,
+                     help="Take the speaker id from the file name: the group (?P<speaker>...), else the "
+                          "first group (e.g. '-(?P<speaker>CUST[0-9]+)'). [default: the file's stem]"),
+    ] = None,
+    store: StoreOption = None,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Keep no enrollment records (watch's own state is still kept).")
+    ] = False,
     settle: Annotated[
         float, typer.Option("--settle", min=0.0, help="Seconds a file must stay unchanged to be taken.")
     ] = 2.0,
@@ -84,7 +105,9 @@ def watch(
     ] = 120.0,
     grace: Annotated[
         float,
-        typer.Option("--grace", min=0.0, help="On SIGINT/SIGTERM, seconds to let sessions in flight finish."),
+        typer.Option(
+            "--grace", min=0.0, help="On SIGINT/SIGTERM/SIGHUP, seconds to let sessions in flight finish."
+        ),
     ] = 10.0,
     protocol: ProtocolOption = "twilio",
     channel: ChannelOption = "mix",
@@ -100,6 +123,7 @@ def watch(
     threshold: ThresholdOption = None,
     duration: DurationOption = None,
     profile: ProfileOption = None,
+    json: JsonOption = False,
 ) -> None:
     import asyncio
 
@@ -109,7 +133,8 @@ def watch(
     from dasctl.config import AUDIO_PROTOCOLS
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
-    from dasctl.watch_display import make_display
+    from dasctl.watch.speakers import SpeakerNaming
+    from dasctl.watch_display import make_display, result_output
 
     root = directory.expanduser().absolute()
     if not root.is_dir():
@@ -118,6 +143,7 @@ def watch(
         raise UsageError(f"--protocol {protocol!r} is not one of {', '.join(AUDIO_PROTOCOLS)}")
     audio.parse_channel(channel)  # a bad --channel is one usage error now, not one failure per file
     audio.check_range(start, end)
+    speakers = SpeakerNaming(speaker_from)  # a bad pattern is a usage error before anything starts
     moves = {}
     for flag, value in (("--done-dir", done_dir), ("--failed-dir", failed_dir)):
         if value is not None:
@@ -146,6 +172,10 @@ def watch(
         done_dir=moves.get("--done-dir"),
         failed_dir=moves.get("--failed-dir"),
         journal_path=journal.expanduser().absolute() if journal else None,
+        speakers=speakers,
+        keep_enrollments=not no_store,
+        profile=resolved.name,
+        service_url=resolved.url,
         settle=settle,
         retry=core.RetryPolicy(max_retries=max_retries, base=backoff),
         retry_failed=retry_failed,
@@ -159,16 +189,43 @@ def watch(
     async def token_check() -> object:
         return await asyncio.to_thread(tokens.token)
 
+    if journal is not None and not journal.expanduser().is_file():
+        raise UsageError(f"--journal {journal}: no such file",
+                         "--journal names an old journal to import; watch's state now lives in the store.")
+    kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
     env = environment()
+    human = not json and bool(env.stdout_isatty)
+    display = make_display(env, human_results=human)
+    out, render = result_output(env, display, json=json, speaker=speakers.speaker)
     runner = core.WatchRunner(
         settings,
         core.register_file_session(resolved, tokens, network, options, channel=channel, start=start, end=end),
-        out=env.stdout,
-        observer=make_display(env),
+        store=kept,
+        out=out,
+        render=render,
+        observer=display,
         token_check=token_check,
     )
-    code = asyncio.run(runner.run())
+    try:
+        code = asyncio.run(runner.run())
+    finally:
+        kept.close()
+        if runner.stdout_closed:
+            _forget_stdout()
     raise typer.Exit(int(code))
+
+
+def _forget_stdout() -> None:
+    """The reader is gone: point stdout at /dev/null so the exit-time flush cannot fail noisily."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def install(app: typer.Typer) -> None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dasctl.store import StoreBusy, StoreError, StoreUnusable
+from dasctl.store import StoreBusy, StoreError, StoreUnusable, WatchKey
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from dasctl.store.records import CREDENTIAL_FIELDS, CREDENTIAL_SCHEMA
 from dasctl.store.sql import SqlStore
@@ -196,6 +196,17 @@ class SqliteStore(SqlStore):
     def _insert_id(self, cursor: Any, sql: str, params: Sequence[Any]) -> int:
         cursor.execute(sql, params)
         return int(cursor.lastrowid)
+
+    def watch_reported(self, inbox: str, key: WatchKey) -> None:
+        # The mark lands between watch's stdout line and the next one: a kill -9 there repeats that line.
+        # Without the fsync the window is microseconds, not the ~10 ms of a synced commit; the WAL write
+        # still survives a killed process (only a power loss can cost the mark: one repeated line).
+        with self._lock:
+            self._connection.execute("PRAGMA synchronous = NORMAL")
+            try:
+                super().watch_reported(inbox, key)
+            finally:
+                self._connection.execute("PRAGMA synchronous = FULL")
 
     # -- watch lock -------------------------------------------------------------------------------
     def watch_lock(self, inbox: str) -> InboxLock:

@@ -32,3 +32,40 @@ sox -n -r 8000 -b 16 -c 1 tone-440-8k-mono.wav synth 10 sine 440 vol 0.5
 # silence is valid audio (the service will say there is no voice)
 sox -n -r 8000 -b 16 -c 1 silence-8k-mono.wav trim 0 3
 ls -l *.wav
+
+# --- wav-headers/: what streaming writers and call recorders really write (tests/test_wav.py) --------
+# Each is half a second of speaker A, so all of them together stay small. Pipes (`| cat`) are what make
+# ffmpeg and sox leave their "unknown length" placeholders; where no tool writes a value (data size 0 or
+# 0xFFFFFFFE, a 0 Hz rate) the header of a tool's output is patched, and the comment says so.
+mkdir -p wav-headers; cd wav-headers
+u32() { printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $((($1 >> 8) & 255)) \
+  $((($1 >> 16) & 255)) $((($1 >> 24) & 255)))"; }
+patch_u32() { u32 "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }  # FILE OFFSET VALUE
+data_size_at() { echo $(( $(grep -obUa data "$1" | head -1 | cut -d: -f1) + 4 )); }
+ff() { ffmpeg -v error -nostdin -i source.wav "$@"; }
+sox ../speech-a-8k-mono.wav -b 16 source.wav trim 1 0.5                  # the clean reference (definite size)
+ff -f wav - | cat > ffmpeg-pipe.wav                                      # RIFF and data size 0xFFFFFFFF
+sox source.wav -t wav - trim 0 0.5 | cat > sox-pipe.wav                  # 0x7FFFF024 / 0x7FFFF000
+cp ffmpeg-pipe.wav data-size-0.wav; patch_u32 data-size-0.wav "$(data_size_at data-size-0.wav)" 0
+cp ffmpeg-pipe.wav data-size-fffffffe.wav
+patch_u32 data-size-fffffffe.wav "$(data_size_at data-size-fffffffe.wav)" 0xFFFFFFFE
+cp source.wav riff-size-0.wav; patch_u32 riff-size-0.wav 4 0             # a placeholder RIFF size, data exact
+ff -rf64 always -f wav - | cat > ffmpeg-rf64-pipe.wav                    # RF64 whose ds64 sizes are all 0
+ff -y -rf64 always ffmpeg-rf64.wav                                       # RF64 with its ds64 filled in
+# two data chunks (no tool here writes them; some recorders append one per segment): the two halves
+sox source.wav "$tmp/first.wav" trim 0 0.25; sox source.wav "$tmp/second.wav" trim 0.25
+second_bytes=$(( $(stat -c %s "$tmp/second.wav") - 36 ))
+{ printf 'RIFF'; u32 $(( $(stat -c %s "$tmp/first.wav") - 8 + second_bytes )); printf 'WAVE'
+  tail -c +13 "$tmp/first.wav"; tail -c +37 "$tmp/second.wav"; } > two-data-chunks.wav
+head -c 4044 source.wav > truncated.wav                                  # promises 0.5 s, holds 0.25 s
+head -c -2 source.wav > one-sample-short.wav
+cp source.wav rate-0.wav; patch_u32 rate-0.wav 24 0
+cp source.wav rate-4ghz.wav; patch_u32 rate-4ghz.wav 24 4000000000
+printf 'This is a text file, not a recording.\nSaved by Notepad as "Unicode".\n' | iconv -t UTF-16 > utf16.txt
+# every codec dasctl decodes itself, as ffmpeg streams it (unknown length); sox's A-law has a fact chunk
+for codec in u8 s24le s32le f32le f64le mulaw alaw; do ff -c:a "pcm_$codec" -f wav - | cat > "codec-$codec.wav"; done
+ff -ac 2 -f wav - | cat > codec-s16le-stereo.wav
+sox source.wav -e a-law alaw-sox.wav
+sox source.wav -e ima-adpcm ima-adpcm.wav                                # a codec left to libsndfile
+cd ..
+ls -l wav-headers

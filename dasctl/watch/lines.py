@@ -1,0 +1,69 @@
+"""stdout's half of watch's exactly-once order: print a file's line, then mark it printed in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dasctl.errors import DasctlError, ExitCode
+from dasctl.watch.inbox import FileIdentity
+from dasctl.watch.observer import WatchObserver, WatchTotals
+from dasctl.watch.settings import TextOut
+from dasctl.watch.state import WatchState
+
+
+class StdoutClosed(Exception):
+    """The reader went away (`| head -n1`)."""
+
+
+class ResultLines:
+    """One line per finished file, each printed once per run; a kill between the line and its mark
+    repeats it (identical) on the next run, and nothing else can."""
+
+    def __init__(
+        self,
+        out: TextOut,
+        render: Callable[[dict[str, Any]], str],
+        state: WatchState,
+        observer: WatchObserver,
+        totals: WatchTotals,
+    ) -> None:
+        self.out = out
+        self.render = render
+        self.state = state
+        self.observer = observer
+        self.totals = totals
+        self.closed = False
+        self.printed: set[FileIdentity] = set()  # lines this run printed (replays included)
+        self.any_failed = False
+
+    def print(
+        self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True
+    ) -> None:
+        """Print and mark; StdoutClosed the first time stdout is found closed; a store error (the line
+        was printed, the mark not kept) is raised after the line is counted."""
+        if self.closed or identity in self.printed:
+            return
+        try:
+            self.out.write(self.render(report) + "\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError, OSError) as error:
+            self.closed = True
+            raise StdoutClosed() from error
+        self.printed.add(identity)
+        unmarked: DasctlError | None = None
+        if durable:
+            try:
+                self.state.reported(identity)
+            except DasctlError as error:  # the next run prints this line again: the documented repeat
+                unmarked = error
+        if report.get("exit_code") == ExitCode.OK:
+            self.totals.done += 1
+        else:
+            self.totals.failed += 1
+            self.any_failed = True
+        self.observer.finished(identity.relpath, report)
+        if replay:
+            self.observer.status(f"{identity.relpath}: reported from the store (finished by a past run)")
+        if unmarked is not None:
+            raise unmarked

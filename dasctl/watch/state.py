@@ -1,0 +1,158 @@
+"""watch's record of truth, kept in the store (never in the watched folder): what each recording reached.
+
+The order of durable steps is what makes `kill -9` safe: a final outcome (with its credential, and its
+enrollment record in the same transaction) is durable in the store before its stdout line is printed,
+and marked reported right after printing. On a restart, final outcomes not yet marked are printed first.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dasctl.watch.inbox import FileIdentity
+from dasctl.watch.journal import ABORTED, FINAL_STATES, RETRY, STARTED, JournalEntry, LegacyJournal
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from dasctl.store import EnrollmentRecord, Store
+
+
+class WatchState:
+    """One watched folder's state in a store: held by one watch at a time, mirrored in memory."""
+
+    def __init__(self, store: Store, root: Path) -> None:
+        self.store = store
+        self.inbox = os.path.abspath(root)
+        self.entries: dict[FileIdentity, JournalEntry] = {}
+        self._unreported: dict[FileIdentity, None] = {}  # in the order they finished
+        self._lock: AbstractContextManager[None] | None = None
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    def open(self) -> None:
+        """Take the folder's lock in the store (StoreBusy when another watch has it) and load its state."""
+        lock = self.store.watch_lock(self.inbox)
+        lock.__enter__()
+        self._lock = lock
+        try:
+            for known in self.store.watch_files(self.inbox):
+                key = known.key
+                identity = FileIdentity(key.relpath, key.size, key.mtime_ns)
+                final = known.report if known.state in FINAL_STATES and not known.reported else None
+                self.entries[identity] = JournalEntry(
+                    known.state, known.attempts, final, known.reported, known.call_id
+                )
+                if final is not None:
+                    self._unreported[identity] = None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.__exit__(None, None, None)
+
+    @property
+    def empty(self) -> bool:
+        return not self.entries
+
+    def entry(self, identity: FileIdentity) -> JournalEntry | None:
+        return self.entries.get(identity)
+
+    def unreported(self) -> list[tuple[FileIdentity, dict[str, Any]]]:
+        """Final reports whose stdout line may not have been printed, oldest first."""
+        return [(identity, self.entries[identity].final or {}) for identity in self._unreported]
+
+    # -- the steps of a recording (each one transaction; StoreError when the store cannot be written)
+    def started(self, identity: FileIdentity, attempt: int, call_id: str) -> None:
+        self._update(identity, STARTED, attempt=attempt, call_id=call_id)
+
+    def retry(self, identity: FileIdentity, attempt: int, call_id: str) -> None:
+        self._update(identity, RETRY, attempt=attempt, call_id=call_id)
+
+    def aborted(self, identity: FileIdentity, attempt: int, call_id: str) -> None:
+        self._update(identity, ABORTED, attempt=attempt, call_id=call_id)
+
+    def final(
+        self,
+        identity: FileIdentity,
+        state: str,
+        attempt: int,
+        call_id: str,
+        report: dict[str, Any],
+        enrollment: EnrollmentRecord | None = None,
+    ) -> None:
+        """The outcome, its report line and its enrollment record: one transaction, durable on return."""
+        self._update(identity, state, attempt=attempt, call_id=call_id, report=report, enrollment=enrollment)
+
+    def reported(self, identity: FileIdentity) -> None:
+        """The report line was printed."""
+        self.store.watch_reported(self.inbox, _key(identity))
+        entry = self.entries.get(identity)
+        if entry is not None and entry.final is not None:
+            entry.reported = True
+            entry.final = None  # printed: a long-running watch must not hold every result in memory
+        self._unreported.pop(identity, None)
+
+    def _update(
+        self,
+        identity: FileIdentity,
+        state: str,
+        *,
+        attempt: int,
+        call_id: str | None,
+        report: dict[str, Any] | None = None,
+        enrollment: EnrollmentRecord | None = None,
+    ) -> None:
+        self.store.watch_update(self.inbox, _key(identity), state, attempt=attempt, call_id=call_id,
+                                report=report, enrollment=enrollment)
+        entry = self.entries.get(identity)
+        if entry is None:
+            entry = self.entries[identity] = JournalEntry(state)
+        entry.state = state
+        entry.call_id = call_id
+        if state in (RETRY, *FINAL_STATES):
+            entry.attempts = max(entry.attempts, attempt)
+        if report is not None:
+            entry.final, entry.reported = report, False
+            self._unreported.pop(identity, None)
+            self._unreported[identity] = None
+
+    # -- an old journal file
+    def import_once(self, path: Path) -> str | None:
+        """Import an old journal file when the store knows nothing of this folder yet; it is left alone.
+        What to tell the user, or None when there was nothing to import."""
+        if not path.is_file() or not self.empty:
+            return None
+        old = LegacyJournal.read(path)
+        count = self.import_journal(old)
+        skipped = f"; {old.skipped_lines} unreadable line(s) skipped" if old.skipped_lines else ""
+        return (f"imported the state of {count} file(s) from {path} into the store {self.location}{skipped}; "
+                "that file is no longer used (keep or remove it)")
+
+    def import_journal(self, journal: LegacyJournal) -> int:
+        """Copy an old journal's state into the store (finished files in the order they finished); the
+        number of recordings imported."""
+        for identity, entry in journal.in_order():
+            if entry.state in FINAL_STATES:
+                self._update(identity, entry.state, attempt=entry.attempts, call_id=entry.call_id,
+                             report=entry.final or {})
+                if entry.reported:
+                    self.reported(identity)
+            else:
+                if entry.attempts:  # the retries it has used (only ended attempts count)
+                    self._update(identity, RETRY, attempt=entry.attempts, call_id=entry.call_id)
+                self._update(identity, entry.state, attempt=entry.attempts, call_id=entry.call_id)
+        return len(journal.entries)
+
+
+def _key(identity: FileIdentity) -> Any:
+    from dasctl.store import WatchKey
+
+    return WatchKey(identity.relpath, identity.size, identity.mtime_ns)

@@ -1,0 +1,212 @@
+"""How dasctl ends: SIGTERM and SIGHUP as Ctrl-C does, a closed stdout as `cat` does. Real processes,
+real files, the real emulator; each test checks the exit status, stderr and the directory afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dasctl.errors import ExitCode
+from tests.conftest import DATA, Emulator
+
+SPEECH = DATA / "speech-a-8k-mono.wav"
+STEREO = DATA / "speech-ab-44k-stereo.wav"
+DASCTL = [sys.executable, "-m", "dasctl"]
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll for a state (not a time): the test goes on as soon as the process got there."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+def assert_quiet_stderr(stderr: str) -> None:
+    assert "Traceback" not in stderr and len(stderr.splitlines()) <= 2, stderr
+
+
+# --- signals ---------------------------------------------------------------------------------------
+def _start_transcode(out: Path, ignore_sigint: bool = False) -> subprocess.Popen[str]:
+    def ignore() -> None:  # what a non-interactive shell does to `cmd &`
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return subprocess.Popen(
+        [*DASCTL, "transcode", str(SPEECH), str(out), "--speed", "1"],  # real time: 11.7 s
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=ignore if ignore_sigint else None,
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_transcode_ends_on_a_signal_with_130_and_leaves_no_file(tmp_path, signum):
+    out = tmp_path / "out.wav"
+    proc = _start_transcode(out)
+    try:
+        # the temporary file beside OUT exists: the process is inside the write loop
+        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert stdout == "" and "transcode:" not in stderr
+    assert_quiet_stderr(stderr)
+    assert listing(tmp_path) == []
+
+
+def test_sigterm_ends_a_transcode_waiting_on_a_stdin_that_stays_open(tmp_path):
+    # an unknown-length WAV whose writer has not finished: dasctl is blocked reading the pipe
+    proc = subprocess.Popen([*DASCTL, "transcode", "-", str(tmp_path / "out.wav")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write((DATA / "wav-headers" / "ffmpeg-pipe.wav").read_bytes())
+        proc.stdin.flush()
+        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert_quiet_stderr(stderr.decode())
+    assert listing(tmp_path) == []
+
+
+def test_sigterm_works_when_sigint_is_ignored(tmp_path):
+    out = tmp_path / "out.wav"
+    proc = _start_transcode(out, ignore_sigint=True)
+    try:
+        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert listing(tmp_path) == []
+
+
+def test_sighup_stays_ignored_under_nohup(tmp_path):
+    def ignore_hup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    out = tmp_path / "out.ul"
+    proc = subprocess.Popen([*DASCTL, "transcode", str(SPEECH), str(out), "--speed", "10"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=ignore_hup)
+    try:
+        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+        proc.send_signal(signal.SIGHUP)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert listing(tmp_path) == ["out.ul"] and out.stat().st_size == 93407
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_register_ends_on_sigterm_and_sighup_like_ctrl_c(emulator: Emulator, tmp_path: Path, signum):
+    call_id = str(uuid.uuid4())
+    credential = tmp_path / "credential.json"
+    env = {**os.environ, **emulator.client_env()}
+    proc = subprocess.Popen(
+        [*DASCTL, "register", str(SPEECH), "--call-id", call_id, "--output", str(credential), "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "streaming audio" in line:
+                break
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "dasctl: error: interrupted; the session was closed" in stderr and "Traceback" not in stderr
+    assert stdout == "" and listing(tmp_path) == []
+    # the emulator saw the client leave: the session was closed, not left to time out
+    wait_until(lambda: f"{call_id}: client disconnected" in emulator.output(), "the session closed", 15)
+
+
+def test_register_reads_process_substitution_and_fifos(emulator: Emulator, tmp_path: Path):
+    fifo = tmp_path / "call.fifo"
+    os.mkfifo(fifo)
+    dasctl = " ".join(DASCTL)
+    shell = (f"cat {SPEECH} > {fifo} & {dasctl} register <(cat {SPEECH}) {fifo} --speed 0 --json; "
+             "echo status $?")
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **emulator.client_env()}, stdin=subprocess.DEVNULL)
+    *documents, status = result.stdout.splitlines()
+    assert status == "status 0", result.stderr
+    assert [json.loads(line)["ok"] for line in documents] == [True, True]
+    assert json.loads(documents[1])["file"] == str(fifo)
+    assert "Illegal seek" not in result.stderr
+
+
+# --- a closed stdout -------------------------------------------------------------------------------
+def _run_with_closed_stdout(args: list[str], cwd: Path, env: dict[str, str] | None = None
+                            ) -> subprocess.CompletedProcess[str]:
+    """Run with stdout a pipe whose reader has already gone (`| head -c 0`, deterministically)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([*DASCTL, *args], stdout=write_end, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True, timeout=120, cwd=cwd,
+                              env={**os.environ, **(env or {})})
+    finally:
+        os.close(write_end)
+
+
+def test_transcode_to_a_closed_stdout_ends_quietly_with_141(tmp_path):
+    result = _run_with_closed_stdout(["transcode", str(STEREO), "-"], tmp_path)
+    assert result.returncode == ExitCode.STDOUT_CLOSED == 141
+    assert result.stderr == ""
+    assert listing(tmp_path) == []
+
+
+def test_transcode_into_head_ends_quietly(tmp_path):
+    shell = f"{' '.join(DASCTL)} transcode {STEREO} - | head -c 100 | wc -c; echo status ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            stdin=subprocess.DEVNULL)
+    assert result.stdout.split() == ["100", "status", "141"] and result.stderr == ""
+    assert listing(tmp_path) == []
+
+
+def test_register_json_to_a_closed_stdout_ends_quietly(emulator: Emulator, tmp_path: Path):
+    result = _run_with_closed_stdout(
+        ["register", "--json", "--speed", "0", str(SPEECH), str(DATA / "speech-b-16k-mono.wav")],
+        tmp_path, emulator.client_env())
+    assert result.returncode == ExitCode.STDOUT_CLOSED, result.stderr
+    assert "Traceback" not in result.stderr and "error" not in result.stderr
+    assert listing(tmp_path) == []
+
+
+def test_an_error_is_still_reported_when_stdout_is_closed(tmp_path):
+    result = _run_with_closed_stdout(["transcode", str(tmp_path / "missing.wav"), "-"], tmp_path)
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr.startswith("dasctl: error: ") and "no such file" in result.stderr
