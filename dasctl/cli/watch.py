@@ -37,7 +37,7 @@ WATCH_HELP = compose_help(
     examples=[
         "dasctl watch /data/backlog --once --concurrency 8 > results.ndjson",
         "dasctl watch /data/calls --done-dir /data/enrolled --failed-dir /data/rejected",
-        "dasctl watch /data/exports --once --speaker-from '-(?P<speaker>CUST[0-9]+)'   # 0412-CUST12345.wav",
+        "dasctl watch /data/exports --once --speaker-from '-(?P<speaker>CUST[0-9]+)'   # 0412-CUST1.wav",
     ],
     exit_codes="""
     0 (--once) every recording in DIR is enrolled
