@@ -96,24 +96,34 @@ class Emulator:
                 self.proc.wait()
 
 
+def launch_emulator(log_dir: Path, *args: str) -> Emulator:
+    """Start `dasctl serve` with these flags on a free port of 127.0.0.1, its log in log_dir; ready."""
+    port = free_port()
+    log = log_dir / f"emulator-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    emulator = Emulator(port, proc, log, list(args))
+    try:
+        wait_for_port(port, proc)
+    except BaseException:
+        emulator.stop()
+        raise
+    return emulator
+
+
 @pytest.fixture
 def start_emulator(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
     """Factory: start `dasctl serve` with extra flags (fault injection, TTLs) on a free port."""
     started: list[Emulator] = []
 
     def start(*args: str) -> Emulator:
-        port = free_port()
-        log = tmp_path / f"emulator-{port}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        emulator = Emulator(port, proc, log, list(args))
+        emulator = launch_emulator(tmp_path, *args)
         started.append(emulator)
-        wait_for_port(port, proc)
         return emulator
 
     yield start
@@ -124,17 +134,16 @@ def start_emulator(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """One plain emulator shared by the tests that need no special flags."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    emulator = Emulator(port, proc, log)
-    wait_for_port(port, proc)
+    emulator = launch_emulator(tmp_path_factory.mktemp("emulator"))
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """An emulator that has both an old and a new model (as during a model migration): verify, reenroll."""
+    models = ("--model-hash", "old", "--model-hash", "new")
+    emulator = launch_emulator(tmp_path_factory.mktemp("emulator"), *models)
     yield emulator
     emulator.stop()
 

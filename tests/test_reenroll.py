@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,26 +26,10 @@ import pytest
 from dasctl.audio import open_audio
 from dasctl.errors import ExitCode
 from dasctl.store import EnrollmentRecord, open_store
-from tests.conftest import DATA, ROOT, Emulator, free_port, wait_for_port
+from tests.conftest import DATA, ROOT, Emulator
 
 FIXTURES = ["speech-a-8k-mono.wav", "speech-b-16k-mono.wav", "speech-c-22k-mono.wav"]
 FAST = ("--speed", "0")
-
-
-@pytest.fixture(scope="module")
-def two_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    args = ["--model-hash", "old", "--model-hash", "new"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    emulator = Emulator(port, proc, log, args)
-    wait_for_port(port, proc)
-    yield emulator
-    emulator.stop()
 
 
 @cache

@@ -7,10 +7,7 @@ made), so these tests do not depend on how `register` writes to the store.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,7 @@ import pytest
 
 from dasctl.errors import ExitCode
 from dasctl.store import EnrollmentRecord, VerificationRecord, open_store
-from tests.conftest import DATA, Emulator, free_port, wait_for_port
+from tests.conftest import DATA, Emulator
 
 SPEECH_A = str(DATA / "speech-a-8k-mono.wav")
 SPEECH_B = str(DATA / "speech-b-16k-mono.wav")
@@ -28,23 +25,6 @@ STEREO = str(DATA / "speech-ab-44k-stereo.wav")
 TONE = str(DATA / "tone-440-8k-mono.wav")
 FAST = ("--speed", "0")
 PROTOCOLS = ["twilio", "audiohook"]
-
-
-@pytest.fixture(scope="module")
-def two_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    """An emulator that has both the old and the new model (as during a model migration)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    args = ["--model-hash", "old", "--model-hash", "new"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    emulator = Emulator(port, proc, log, args)
-    wait_for_port(port, proc)
-    yield emulator
-    emulator.stop()
 
 
 def register_record(

@@ -123,6 +123,22 @@ ModelHashOption = Annotated[
 ]
 
 
+# register and verify stream one file at a time and check these themselves (with a hint that says what
+# the values mean), so the declarations carry no range.
+SpeedOption = Annotated[
+    float,
+    typer.Option("--speed", metavar="N", help="Streaming speed: 1 = real time, 0 = as fast as possible."),
+]
+TimeoutOption = Annotated[
+    float,
+    typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the service at each step."),
+]
+EventsOption = Annotated[
+    bool, typer.Option("--events", help="Write every service event as an NDJSON line on stdout.")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
+
+
 StoreOption = Annotated[
     str | None,
     typer.Option(

@@ -94,7 +94,7 @@ def reenroll(
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the service at each step.")
     ] = 60.0,
     as_json: common.JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    quiet: common.QuietOption = False,
     store_url: common.StoreOption = None,
     profile: common.ProfileOption = None,
 ) -> None:

@@ -321,17 +321,10 @@ def register(
     channel: ChannelOption = "mix",
     start: StartOption = 0.0,
     end: EndOption = None,
-    speed: Annotated[
-        float, typer.Option("--speed", help="Streaming speed: 1 = real time, 0 = as fast as possible.")
-    ] = 1.0,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the service at each step."),
-    ] = 60.0,
+    speed: common.SpeedOption = 1.0,
+    timeout: common.TimeoutOption = 60.0,
     as_json: common.JsonOption = False,
-    events: Annotated[
-        bool, typer.Option("--events", help="Write every service event as an NDJSON line on stdout.")
-    ] = False,
+    events: common.EventsOption = False,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -365,7 +358,7 @@ def register(
         bool, typer.Option("--no-store", help="Do not keep the result in the credential store.")
     ] = False,
     store: common.StoreOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    quiet: common.QuietOption = False,
     profile: common.ProfileOption = None,
 ) -> None:
     """Enroll a speaker from each recording; print the credential (or JSON with --json)."""

@@ -287,17 +287,11 @@ def verify(
     channel: ChannelOption = "mix",
     start: StartOption = 0.0,
     end: EndOption = None,
-    speed: Annotated[
-        float, typer.Option("--speed", help="Streaming speed: 1 = real time, 0 = as fast as possible.")
-    ] = 1.0,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the service at each step.")
-    ] = 60.0,
+    speed: common.SpeedOption = 1.0,
+    timeout: common.TimeoutOption = 60.0,
     as_json: common.JsonOption = False,
-    events: Annotated[
-        bool, typer.Option("--events", help="Write every service event as an NDJSON line on stdout.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    events: common.EventsOption = False,
+    quiet: common.QuietOption = False,
     store_url: common.StoreOption = None,
     profile: common.ProfileOption = None,
 ) -> None:
