@@ -162,7 +162,21 @@ def test_a_credential_from_a_register_record_file(
                  "--protocol", protocol, env=two_models.client_env())
     assert run.returncode == 0, run.stderr
     document = json.loads(run.stdout)
-    assert document["verified"] is True and document["model_hash"] == "old" and document["speaker"] is None
+    # the record names the speaker register kept it under: the verification joins that speaker's history
+    assert document["verified"] is True and document["model_hash"] == "old"
+    assert document["speaker"] == "speech-a-8k-mono"
+    assert [v.call_id for v in history("speech-a-8k-mono") if isinstance(v, VerificationRecord)] == [
+        document["call_id"]
+    ]
+    # a record made with --no-store names no speaker: the verification is not kept anywhere
+    unkept = tmp_path / "unkept.credential.json"
+    made = dasctl("register", SPEECH_A, *FAST, "-q", "--model-hash", "old", "--no-store", "-o", str(unkept),
+                  env=two_models.client_env())
+    assert made.returncode == 0, made.stderr
+    run = dasctl("verify", STEREO, "--channel", "left", "--credential", str(unkept), *FAST, "--json",
+                 "--protocol", protocol, env=two_models.client_env())
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["speaker"] is None
 
 
 def test_a_credential_on_stdin_bare_or_as_a_register_json_document(

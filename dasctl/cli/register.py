@@ -206,6 +206,13 @@ async def _register_one(
     )
     error = results.outcome_error(name, outcome)
     result = outcome.result
+    store_error = None
+    if keeper is not None:
+        # first, so that an --output record names the speaker it is kept under (verify --credential
+        # then adds to that speaker's history); the service's collected voice when it returned it, else
+        # what was sent (8 kHz mu-law either way)
+        kept_audio = getattr(result, "collected_audio", None) or (bytes(sent) if sent else None)
+        store_error = keeper.keep(document, source, name, kept_audio, fingerprint)
     if error is None and outputs.output is not None:
         results.write_private_json(outputs.output, results.credential_record(document))
         document["output"] = str(outputs.output)
@@ -218,11 +225,6 @@ async def _register_one(
             common.warn(
                 f"{name}: the service returned no collected audio; nothing to keep", environment.stderr
             )
-    store_error = None
-    if keeper is not None:
-        # the service's collected voice when it returned it, else what was sent (8 kHz mu-law either way)
-        kept_audio = getattr(result, "collected_audio", None) or (bytes(sent) if sent else None)
-        store_error = keeper.keep(document, source, name, kept_audio, fingerprint)
     return document, error, store_error
 
 
