@@ -28,7 +28,7 @@ SELECT = ("SELECT id, speaker, ok, origin, outcome, credential, model_hash, crea
           "FROM enrollments WHERE ok = 1 AND superseded_at IS NULL ORDER BY speaker")
 
 
-def fill(path: Path, records: int) -> None:
+def fill(path: Path, records: int, made_when_kept: bool = True) -> None:
     from dasctl.store import open_store
 
     open_store(str(path)).close()  # dasctl makes the schema
@@ -46,6 +46,18 @@ def fill(path: Path, records: int) -> None:
             "source_sha256, "
             "created_at, audio_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     db.close()
+    if made_when_kept:
+        # what record_enrollment stores with each success (migration m003): its listing line
+        from dasctl.results import json_line
+        from dasctl.store.records import credential_document
+
+        store = open_store(str(path))
+        lines = [(json_line(credential_document(r)), r.id) for r in store.list_current()]
+        store.close()
+        db = sqlite3.connect(path)
+        with db:
+            db.executemany("UPDATE enrollments SET listing = ? WHERE id = ?", lines)
+        db.close()
 
 
 def children_cpu() -> float:
@@ -65,11 +77,13 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--old-rows", action="store_true",
+                        help="rows kept before listing lines were stored (SQLite builds each line)")
     args = parser.parse_args()
     dasctl = str(Path(sys.executable).with_name("dasctl"))
     with tempfile.TemporaryDirectory(prefix="dasctl-bench-list-") as temp:
         path = Path(temp) / "store.db"
-        fill(path, args.records)
+        fill(path, args.records, made_when_kept=not args.old_rows)
         env = {**os.environ, "DASCTL_CONFIG_DIR": temp, "NO_COLOR": "1"}
         ours_command = [dasctl, "credentials", "list", "--json", "--store", str(path)]
         if shutil.which("sqlite3"):

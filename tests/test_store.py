@@ -319,7 +319,13 @@ def test_an_older_schema_is_migrated_forward_and_keeps_its_records(tmp_path: Pat
                    "VALUES ('OLD1', 1, 'register', 'old-cred', '2026-01-01T00:00:00.000Z')")
     store = open_store(str(path))
     try:
-        assert store.current("OLD1").credential == "old-cred"  # type: ignore[union-attr]
+        old = store.current("OLD1")
+        assert old is not None and old.credential == "old-cred"
+        # a row kept before listing lines were made when kept (m003) is listed all the same
+        from dasctl.results import json_line
+        from dasctl.store.records import credential_document
+
+        assert list(store.list_current_lines()) == [json_line(credential_document(old))]
         store.watch_update("/in", WatchKey("a.wav", 1, 1), "started", attempt=1)  # the newer table exists
         assert len(list(store.watch_files("/in"))) == 1
     finally:

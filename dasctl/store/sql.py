@@ -179,10 +179,17 @@ class SqlStore:
         if audio is not None:
             cursor.execute(self._sql("INSERT INTO enrollment_audio (enrollment_id, audio) VALUES (?, ?)"),
                            (new_id, audio))
-        return EnrollmentRecord(
+        kept = EnrollmentRecord(
             **{**record.__dict__, "id": new_id, "created_at": created_at, "superseded_at": None,
                "has_audio": audio is not None},
         )
+        if record.ok:  # its line of `credentials list --json` while it is current (migration m003)
+            from dasctl.results import json_line
+            from dasctl.store.records import credential_document
+
+            cursor.execute(self._sql("UPDATE enrollments SET listing = ? WHERE id = ?"),
+                           (json_line(credential_document(kept)), new_id))
+        return kept
 
     def current(self, speaker: str, *, with_audio: bool = False) -> EnrollmentRecord | None:
         with self._read() as cursor:

@@ -182,16 +182,22 @@ class SqliteStore(SqlStore):
         model_hash: str | None = None,
         stale_for: str | None = None,
     ) -> Iterator[str]:
-        # SQLite's json_object writes the lines in C, 3x faster than Python for 100,000 credentials;
-        # the keys come from records.CREDENTIAL_FIELDS, so the lines are credential_document's.
+        # Each success's line was made when it was kept (`listing`); for rows kept before that, SQLite's
+        # json_object writes it in C, from records.CREDENTIAL_FIELDS, so the lines are credential_document's.
         # (PostgreSQL's json_build_object puts spaces around ':', so that backend builds them in Python.)
-        sql, params = self._current_query(f"SELECT speaker, {_CREDENTIAL_JSON} FROM enrollments",
+        select = f"SELECT speaker, COALESCE(listing, {_CREDENTIAL_JSON}) FROM enrollments"
+        sql, params = self._current_query(select,
                                           speaker_glob, model_hash, stale_for)
+        return self._stream_lines(sql, params, speaker_glob)
+
+    def _stream_lines(self, sql: str, params: list[Any], speaker_glob: str | None) -> Iterator[str]:
+        # streamed in batches: 100,000 lines are 100 MB, never all in memory at once
         with self._read() as cursor:
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        return (line for speaker, line in rows
-                if not speaker_glob or fnmatch.fnmatchcase(speaker, speaker_glob))
+            while rows := cursor.fetchmany(2000):
+                for speaker, line in rows:
+                    if not speaker_glob or fnmatch.fnmatchcase(speaker, speaker_glob):
+                        yield line
 
     def _insert_id(self, cursor: Any, sql: str, params: Sequence[Any]) -> int:
         cursor.execute(sql, params)
