@@ -71,6 +71,16 @@ print(f"credential  {credential[:48]}... ({len(credential)} characters)")
 print(f"model hash  {record['model_hash']}")
 print(f"created     {record['created']}")
 PY
+
+step "dasctl credentials list   # das-Peak keeps no credentials: dasctl's store does"
+"$BIN/dasctl" credentials list
+
+SPEAKER=$(basename "$RECORDING" .wav)
+step "dasctl verify $RECORDING --start 1 --speaker $SPEAKER --speed 0   # a later call, the same voice"
+"$BIN/dasctl" verify "$RECORDING" --start 1 --speaker "$SPEAKER" --speed 0 --quiet
+
 echo
-echo "Done: the speaker is enrolled. The credential is kept in $DEMO_DIR/credential.json (mode 0600),"
-echo "the voice the service heard in $DEMO_DIR/collected.wav."
+echo "Done: speaker $SPEAKER is enrolled and verified. Its credential, model hash and enrollment audio are"
+echo "kept in the credential store ($DEMO_DIR/config/store.db: \`dasctl credentials history $SPEAKER\`),"
+echo "the credential record also in $DEMO_DIR/credential.json (mode 0600), the voice the service heard in"
+echo "$DEMO_DIR/collected.wav."
