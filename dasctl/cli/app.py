@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from typing import Annotated
@@ -165,6 +166,39 @@ def _version_only(args: list[str]) -> bool:
     return "--version" in args and all(arg in ("--version", "-v", "-vv", "--verbose") for arg in args)
 
 
+#: global options that take a value (the next word is not the command's name)
+_GLOBAL_VALUE_OPTIONS = ("--profile", "-p")
+
+
+def _invoked(args: list[str]) -> str | None:
+    """The command's name when the words before it are only global options; None otherwise."""
+    words = iter(args)
+    for word in words:
+        if word in _GLOBAL_VALUE_OPTIONS:
+            next(words, None)  # its value
+        elif not word.startswith("-"):
+            return word
+        elif word in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
+def _only_the_invoked(args: list[str]) -> typer.Typer:
+    """The application with only the invoked command or group: Typer turns every parameter annotation of
+    every command into click options on each run, which is most of a command's start-up. The whole tree
+    when the words name no known command (help, completion, a typo to suggest a fix for)."""
+    name = _invoked(args)
+    if name is None or os.environ.get(COMPLETE_VAR):
+        return app
+    commands = [info for info in app.registered_commands if info.name == name]
+    groups = [info for info in app.registered_groups if info.name == name]
+    if not commands and not groups:
+        return app
+    lean = copy.copy(app)
+    lean.registered_commands, lean.registered_groups = commands, groups
+    return lean
+
+
 def run(args: list[str]) -> int:
     """Run the command line; parser errors become dasctl's UsageError (one style, exit 2)."""
     from typer import _click
@@ -176,7 +210,7 @@ def run(args: list[str]) -> int:
     if _version_only(args) and len(args) > 1:
         version()
         return 0
-    command = usage.adopt(get_command(app))
+    command = usage.adopt(get_command(_only_the_invoked(args)))
     try:
         if os.environ.get(COMPLETE_VAR):
             from typer.completion import completion_init

@@ -142,10 +142,15 @@ def list_credentials(
     try:
         if as_json:
             out = environment.stdout
+            batch: list[str] = []  # a write per thousand lines, not two per line: 100,000 are 100 MB
             for line in opened.list_current_lines(speaker_glob=speaker, model_hash=model_hash,
                                                   stale_for=stale_for):
-                out.write(line)
-                out.write("\n")
+                batch.append(line)
+                if len(batch) == 1000:
+                    out.write("\n".join(batch) + "\n")
+                    batch.clear()
+            if batch:
+                out.write("\n".join(batch) + "\n")
             out.flush()
             return
         records = opened.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for)
