@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,22 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) ->
         time.sleep(0.02)
 
 
+@contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Kill and wait for the process if the test leaves before it ended: no stray dasctl."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for_temporary_file(directory: Path) -> None:
+    """The temporary file beside OUT exists: the process is inside its write loop."""
+    wait_until(lambda: any(name.endswith(".tmp") for name in listing(directory)), "a temporary file")
+
+
 def assert_quiet_stderr(stderr: str) -> None:
     assert "Traceback" not in stderr and len(stderr.splitlines()) <= 2, stderr
 
@@ -56,15 +73,10 @@ def _start_transcode(out: Path, ignore_sigint: bool = False) -> subprocess.Popen
 def test_transcode_ends_on_a_signal_with_130_and_leaves_no_file(tmp_path, signum):
     out = tmp_path / "out.wav"
     proc = _start_transcode(out)
-    try:
-        # the temporary file beside OUT exists: the process is inside the write loop
-        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+    with reaped(proc):
+        wait_for_temporary_file(tmp_path)
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert stdout == "" and "transcode:" not in stderr
     assert_quiet_stderr(stderr)
@@ -76,16 +88,12 @@ def test_sigterm_ends_a_transcode_waiting_on_a_stdin_that_stays_open(tmp_path):
     proc = subprocess.Popen([*DASCTL, "transcode", "-", str(tmp_path / "out.wav")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
-    try:
+    with reaped(proc):
         proc.stdin.write((DATA / "wav-headers" / "ffmpeg-pipe.wav").read_bytes())
         proc.stdin.flush()
-        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+        wait_for_temporary_file(tmp_path)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert_quiet_stderr(stderr.decode())
     assert listing(tmp_path) == []
@@ -94,14 +102,10 @@ def test_sigterm_ends_a_transcode_waiting_on_a_stdin_that_stays_open(tmp_path):
 def test_sigterm_works_when_sigint_is_ignored(tmp_path):
     out = tmp_path / "out.wav"
     proc = _start_transcode(out, ignore_sigint=True)
-    try:
-        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+    with reaped(proc):
+        wait_for_temporary_file(tmp_path)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert listing(tmp_path) == []
 
@@ -114,14 +118,10 @@ def test_sighup_stays_ignored_under_nohup(tmp_path):
     proc = subprocess.Popen([*DASCTL, "transcode", str(SPEECH), str(out), "--speed", "10"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=ignore_hup)
-    try:
-        wait_until(lambda: any(name.endswith(".tmp") for name in listing(tmp_path)), "a temporary file")
+    with reaped(proc):
+        wait_for_temporary_file(tmp_path)
         proc.send_signal(signal.SIGHUP)
         _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     assert listing(tmp_path) == ["out.ul"] and out.stat().st_size == 93407
 
@@ -135,17 +135,13 @@ def test_register_ends_on_sigterm_and_sighup_like_ctrl_c(emulator: Emulator, tmp
         [*DASCTL, "register", str(SPEECH), "--call-id", call_id, "--output", str(credential), "--json"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )
-    try:
+    with reaped(proc):
         assert proc.stderr is not None
         for line in proc.stderr:
             if "streaming audio" in line:
                 break
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert "dasctl: error: interrupted; the session was closed" in stderr and "Traceback" not in stderr
     assert stdout == "" and listing(tmp_path) == []
