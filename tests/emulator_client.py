@@ -10,12 +10,14 @@ import functools
 import json
 import queue
 import select
+import threading
 import time
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
+import engineio
 import numpy as np
 import requests
 import socketio
@@ -101,6 +103,49 @@ def verify_payload(
     return payload
 
 
+class _EngineIOInOrder(engineio.Client):
+    """Engine.IO messages handled one at a time, in the order they arrived, on one worker thread.
+
+    python-socketio's threaded client hands each message to a thread of its own, so a binary event's
+    placeholder and its attachment can be handled out of order: "Unexpected binary attachment" in a
+    thread, and the event is lost (python-socketio#436; it failed a CI run here). The asyncio client
+    that dasctl uses runs them as tasks in arrival order and has no such race. Not on the read thread
+    itself: a server's DISCONNECT packet makes the handler join the read thread.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+
+    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message" and kwargs.get("run_async"):
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._handle_in_order, daemon=True)
+                self._worker.start()
+            self._inbox.put(args)
+            return None
+        if event == "disconnect":
+            self._inbox.put(None)  # the worker ends once the messages before it are handled
+        return super()._trigger_event(event, *args, **kwargs)
+
+    def _handle_in_order(self) -> None:
+        while (args := self._inbox.get()) is not None:
+            super()._trigger_event("message", *args)
+
+
+class InOrderClient(socketio.Client):
+    """socketio.Client whose events arrive in order and whole (see _EngineIOInOrder)."""
+
+    def _engineio_client_class(self) -> type[engineio.Client]:
+        return _EngineIOInOrder
+
+
+def socketio_client() -> socketio.Client:
+    """The Socket.IO client for the emulator tests: no reconnection, events in order."""
+    return InOrderClient(reconnection=False)
+
+
 class Signalling:
     """A Socket.IO client on one namespace that funnels every event into one queue."""
 
@@ -109,7 +154,7 @@ class Signalling:
     ) -> None:
         self.namespace = namespace
         self.events: queue.Queue[tuple[str, tuple[Any, ...]]] = queue.Queue()
-        self.client = socketio.Client(reconnection=False)
+        self.client = socketio_client()
         self.connect_error: Any = None
 
         @self.client.on("*", namespace=namespace)

@@ -19,6 +19,7 @@ from tests.emulator_client import (
     initialize_payload,
     mulaw_of,
     names,
+    socketio_client,
     token,
     twilio_stream,
 )
@@ -30,7 +31,7 @@ def test_refuse_tokens(start_emulator):
     server = start_emulator("--fault-refuse-tokens")
     authorization = token(server)  # the token endpoint still works
     errors = []
-    client = socketio.Client(reconnection=False)
+    client = socketio_client()
     client.on("connect_error", lambda data=None: errors.append(data), namespace="/socket.io/register")
     with pytest.raises(socketio.exceptions.ConnectionError):
         client.connect(

@@ -15,6 +15,7 @@ from tests.emulator_client import (
     initialize_payload,
     mulaw_of,
     names,
+    socketio_client,
     token,
     twilio_stream,
 )
@@ -80,7 +81,7 @@ def test_handshake_refuses_missing_and_wrong_tokens(emulator):
 
     namespace = "/socket.io/register"
     for authorization in (None, "Bearer not-a-token", token(emulator).replace("Bearer ", "Basic ")):
-        client = socketio.Client(reconnection=False)
+        client = socketio_client()
         refusals: list = []
         client.on("connect_error", lambda data=None, seen=refusals: seen.append(data), namespace=namespace)
         headers = {} if authorization is None else {"Authorization": authorization}
@@ -105,7 +106,7 @@ def test_connect_error_says_unauthorized(emulator):
     import socketio
 
     errors = []
-    client = socketio.Client(reconnection=False)
+    client = socketio_client()
 
     @client.on("connect_error", namespace="/socket.io/register")
     def on_error(data=None):

@@ -27,7 +27,9 @@ def accepted(emulator: Emulator, access_token: str) -> bool:
     """Whether the emulator's signalling accepts this token (a Socket.IO connect to /socket.io/alive)."""
     import socketio
 
-    client = socketio.Client(reconnection=False)
+    from tests.emulator_client import socketio_client
+
+    client = socketio_client()
     try:
         client.connect(emulator.url, headers={"Authorization": f"Bearer {access_token}"},
                        namespaces=["/socket.io/alive"], transports=["websocket"], wait_timeout=5)
