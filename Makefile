@@ -12,11 +12,11 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo 'make: installing dasctl and its extras into $(VENV) (log: $(VENV)/install.log)' >&2
 	@{ $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip \
-		&& $(BIN)/python -m pip install --disable-pip-version-check -e '.[server,dev,postgres]'; } \
+		&& $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[server,dev,postgres]'; } \
 		> $(VENV)/install.log 2>&1 \
 		|| { tail -n 30 $(VENV)/install.log >&2; echo 'make: installing dasctl into $(VENV) failed' >&2; exit 1; }
 	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, pytest, psycopg' \
