@@ -979,6 +979,34 @@ def write_mulaw_wav(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> in
     return _write_atomically(path, chunks, wav=True)
 
 
+def read_mulaw_wav(path: str | os.PathLike[str]) -> bytes:
+    """The audio of an 8 kHz mono mu-law WAV (what write_mulaw_wav writes), as the bytes the service hears.
+
+    Raises AudioError for anything else: kept enrollment audio is never transcoded on the way back in.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as error:
+        raise AudioError(f"{path}: cannot read it: {error.strerror}") from None
+    try:
+        source = ByteSource(fd, seekable=True)
+        parsed = parse_header(source)
+        shape = None if parsed is None else (parsed[0].subtype, parsed[0].rate, parsed[0].channels)
+        if parsed is None or shape != ("ULAW", SAMPLE_RATE, 1):
+            raise AudioError(f"{path}: not an 8 kHz mono mu-law WAV (what `credentials export --audio-dir` "
+                             "writes)")
+        chunk = parsed[1]
+        source.position = chunk.offset
+        available = (source.size or 0) - chunk.offset
+        size = available if chunk.size is None else chunk.size
+        if size > available:
+            raise AudioError(f"{path}: truncated: the header announces {size} bytes of audio, "
+                             f"the file holds {available}")
+        return source.read(size)
+    finally:
+        os.close(fd)
+
+
 def write_mulaw_raw(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> int:
     """Write 8 kHz mono mu-law chunks as raw bytes (.ul), atomically; return the bytes written."""
     return _write_atomically(path, chunks, wav=False)

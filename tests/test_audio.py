@@ -510,3 +510,24 @@ def test_closing_mid_stream_stops_the_reader_first():
         with pytest.raises(ValueError):  # the generator may not be read on after close
             for _ in frames:
                 pass
+
+
+def test_read_mulaw_wav_gives_the_bytes_other_readers_decode(tmp_path: Path) -> None:
+    from dasctl.audio import read_mulaw_wav, write_mulaw_wav
+
+    # ffmpeg's streamed mu-law WAV (placeholder sizes): read to its end, samples as libsndfile decodes them
+    made_by_ffmpeg = DATA / "wav-headers" / "codec-mulaw.wav"
+    kept = read_mulaw_wav(made_by_ffmpeg)
+    decoded, rate = sf.read(made_by_ffmpeg, dtype="int16")
+    assert rate == 8000 and len(kept) == len(decoded) > 1000
+    assert np.array_equal(mulaw_decode(kept), decoded)
+    # ours, odd length (a pad byte after the data): back byte for byte
+    ours = tmp_path / "odd.wav"
+    write_mulaw_wav(ours, [kept[:3001]])
+    assert read_mulaw_wav(ours) == kept[:3001]
+    with pytest.raises(AudioError, match="not an 8 kHz mono mu-law WAV"):
+        read_mulaw_wav(DATA / "speech-a-8k-mono.wav")
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(ours.read_bytes()[:2000])
+    with pytest.raises(AudioError, match="truncated"):
+        read_mulaw_wav(truncated)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,73 @@ def test_export_csv_with_audio_files(dasctl: Run, seeded: str, tmp_path: Path) -
     assert len(files) == 2
     info = soundfile.info(files[0])
     assert (info.samplerate, info.channels, info.frames) == (8000, 1, len(AUDIO))
+
+
+def _kept_audio(dasctl: Run, store: str, speaker: str, out: Path) -> bytes:
+    """The current enrollment audio of speaker in store, as `credentials audio` writes it (raw mu-law)."""
+    done = dasctl("credentials", "audio", speaker, str(out), "--store", store)
+    assert done.returncode == 0, done.stderr
+    info = soundfile.info(out)
+    assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "ULAW")
+    return out.read_bytes()[-info.frames:]
+
+
+def test_export_with_audio_piped_into_import_moves_the_store_whole(
+    dasctl: Run, seeded: str, tmp_path: Path
+) -> None:
+    exported = dasctl("credentials", "export", "--with-audio", "--store", seeded)
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [bool(line["audio"]) for line in lines] == [True, False, True, False, False]
+    copy = str(tmp_path / "copy.db")
+    done = dasctl("credentials", "import", "-", "--store", copy, input=exported.stdout)
+    assert done.returncode == 0, done.stderr
+    assert _kept_audio(dasctl, copy, "CUST1", tmp_path / "c1.wav") == AUDIO[:16000]
+    no_audio = dasctl("credentials", "audio", "CUST2", str(tmp_path / "c2.wav"), "--store", copy)
+    assert no_audio.returncode == 2 and "no enrollment audio" in no_audio.stderr
+    refused = dasctl("credentials", "export", "--with-audio", "--format", "csv", "--store", seeded)
+    assert refused.returncode == 2 and "--audio-dir" in refused.stderr and refused.stdout == ""
+
+
+def test_export_audio_dir_then_import_reads_the_files_back_from_beside_the_listing(
+    dasctl: Run, seeded: str, tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup"
+    (backup / "audio").mkdir(parents=True)
+    exported = subprocess.run(
+        [sys.executable, "-m", "dasctl", "credentials", "export", "--audio-dir", "audio", "--store", seeded],
+        cwd=backup, capture_output=True, text=True, timeout=60,
+    )
+    assert exported.returncode == 0, exported.stderr
+    listing = backup / "kept.ndjson"
+    listing.write_text(exported.stdout)
+    assert [json.loads(line)["audio_file"] for line in exported.stdout.splitlines()][0].startswith("audio/")
+    copy = str(tmp_path / "copy.db")
+    done = dasctl("credentials", "import", str(listing), "--store", copy)  # from another directory
+    assert done.returncode == 0, done.stderr
+    assert _kept_audio(dasctl, copy, "CUST1", tmp_path / "c1.wav") == AUDIO[:16000]
+
+    # an audio file gone missing: that line is not kept (exit 7, named by line number), the rest are
+    (current,) = [p for p in (backup / "audio").iterdir() if p.stat().st_size < len(AUDIO)]
+    current.unlink()
+    other = str(tmp_path / "other.db")
+    partial = dasctl("credentials", "import", str(listing), "--store", other)
+    assert partial.returncode == 7
+    assert f"{listing}:3: not imported: " in partial.stderr and current.name in partial.stderr
+    assert "4 record(s) kept" in partial.stderr and "Traceback" not in partial.stderr
+    listed = dasctl("credentials", "list", "--store", other, "--json").stdout
+    assert {json.loads(line)["credential"] for line in listed.splitlines()} == {
+        _cred("CUST1", 1), _cred("CUST2", 1)}  # CUST1's later credential waits for its audio
+
+
+def test_import_refuses_audio_that_is_not_8k_mono_mulaw(dasctl: Run, seeded: str, tmp_path: Path) -> None:
+    line = json.loads(dasctl("credentials", "export", "--store", seeded).stdout.splitlines()[0])
+    line["audio_file"] = str(DATA / "speech-b-16k-mono.wav")
+    listing = tmp_path / "one.ndjson"
+    listing.write_text(json.dumps(line) + "\n")
+    done = dasctl("credentials", "import", str(listing), "--store", str(tmp_path / "copy.db"))
+    assert done.returncode == 7
+    assert "not an 8 kHz mono mu-law WAV" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_import_reports_a_malformed_line_by_number_and_imports_the_rest(

@@ -132,6 +132,31 @@ def test_register_reenroll_verify_the_whole_way(dasctl: Any, two_models: Emulato
     assert len(enrollments()["alice"]) == 2
 
 
+def test_a_store_moved_to_postgresql_can_still_be_reenrolled(
+    dasctl: Any, two_models: Emulator, postgres_store_url: str
+) -> None:
+    """The team's move: a laptop's SQLite store piped into a shared PostgreSQL one, enrollment audio
+    included (export --with-audio), then the model change re-enrolled from the moved audio."""
+    env = two_models.client_env()
+    registered = dasctl("register", str(DATA / "speech-a-8k-mono.wav"), "--speaker", "alice",
+                        "--model-hash", "old", *FAST, "-q", env=env)
+    assert registered.returncode == 0, registered.stderr
+    exported = dasctl("credentials", "export", "--with-audio", env=env)
+    assert exported.returncode == 0, exported.stderr
+    moved = dasctl("credentials", "import", "-", "--store", postgres_store_url, input=exported.stdout,
+                   env=env)
+    assert moved.returncode == 0, moved.stderr
+
+    run = dasctl("reenroll", "--model-hash", "new", *FAST, "--json", "--store", postgres_store_url, env=env)
+    assert run.returncode == 0, run.stderr
+    (line,) = ndjson(run.stdout)
+    assert (line["speaker"], line["status"], line["model_hash"]) == ("alice", "reenrolled", "new")
+    verified = dasctl("verify", str(DATA / "speech-ab-44k-stereo.wav"), "--channel", "left", "--speaker",
+                      "alice", *FAST, "--json", "--store", postgres_store_url, env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["model_hash"] == "new"
+
+
 def test_only_speakers_matching_the_glob(dasctl: Any, two_models: Emulator) -> None:
     seed(2, prefix="team-a")
     seed(2, prefix="team-b")

@@ -11,7 +11,7 @@ import typer
 
 from dasctl.cli import common
 from dasctl.cli.usage import compose_help
-from dasctl.errors import BatchFailed, UsageError
+from dasctl.errors import AudioError, BatchFailed, UsageError
 
 if TYPE_CHECKING:
     from dasctl.environment import Environment
@@ -246,6 +246,11 @@ def export(
                                   help="Also write each record's enrollment audio there as SPEAKER-ID.wav.",
                                   show_default=False)
     ] = None,
+    with_audio: Annotated[
+        bool, typer.Option("--with-audio",
+                           help="Carry each record's enrollment audio in its line (base64 mu-law): "
+                                "export | import moves a store whole.")
+    ] = False,
     speaker: Annotated[
         str | None, typer.Option("--speaker", metavar="GLOB", help="Only speakers matching this glob.",
                                  show_default=False)
@@ -256,13 +261,16 @@ def export(
 
     if format not in ("ndjson", "csv"):
         raise UsageError(f"--format {format!r} is not one of: ndjson, csv")
+    if with_audio and format != "ndjson":
+        raise UsageError("--with-audio puts the audio in NDJSON lines; a CSV cannot carry it",
+                         "Use --audio-dir DIR with --format csv.")
     if audio_dir is not None and not audio_dir.is_dir():
         raise UsageError(f"--audio-dir {audio_dir} is not an existing directory",
                          f"Create it first: mkdir -p {audio_dir}")
     environment = common.environment()
     opened = _open(store)
     try:
-        documents = _exported(opened, audio_dir, speaker, credential_document)
+        documents = _exported(opened, audio_dir, with_audio, speaker, credential_document)
         if format == "ndjson":
             _write_lines(environment, documents)
             return
@@ -280,19 +288,24 @@ def export(
 
 
 def _exported(
-    opened: Store, audio_dir: Path | None, speaker: str | None, to_document: Any
+    opened: Store, audio_dir: Path | None, with_audio: bool, speaker: str | None, to_document: Any
 ) -> Iterator[dict[str, Any]]:
+    import base64
+
     from dasctl.audio import write_mulaw_wav
 
     for record in opened.enrollments(speaker_glob=speaker):
         document = to_document(record)
-        if audio_dir is not None:
+        if audio_dir is not None or with_audio:
             audio = opened.enrollment_audio(record.id) if record.has_audio and record.id is not None else None
-            document["audio_file"] = None
-            if audio:
-                target = audio_dir / f"{_file_safe(record.speaker)}-{record.id}.wav"
-                write_mulaw_wav(target, [audio])
-                document["audio_file"] = str(target)
+            if audio_dir is not None:
+                document["audio_file"] = None
+                if audio:
+                    target = audio_dir / f"{_file_safe(record.speaker)}-{record.id}.wav"
+                    write_mulaw_wav(target, [audio])
+                    document["audio_file"] = str(target)
+            if with_audio:
+                document["audio"] = base64.b64encode(audio).decode("ascii") if audio else None
         yield document
 
 
@@ -302,6 +315,32 @@ def _file_safe(speaker: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", speaker) or "_"
 
 
+def _imported_audio(line: dict[str, Any], listing: Path | None) -> bytes | None:
+    """The enrollment audio an export line carries: inline (--with-audio) or as a file (--audio-dir)."""
+    import base64
+    import binascii
+
+    from dasctl.audio import read_mulaw_wav
+
+    if isinstance(line.get("audio"), str) and line["audio"]:
+        try:
+            return base64.b64decode(line["audio"], validate=True)
+        except binascii.Error:
+            raise ValueError("its audio is not base64") from None
+    if isinstance(line.get("audio_file"), str) and line["audio_file"]:
+        return read_mulaw_wav(_beside(line["audio_file"], listing))
+    return None
+
+
+def _beside(name: str, listing: Path | None) -> Path:
+    """An exported audio_file: as written (relative to where export ran), else beside the imported file."""
+    path = Path(name)
+    if path.is_absolute() or path.exists() or listing is None:
+        return path
+    beside = listing.parent / path
+    return beside if beside.exists() else path
+
+
 def import_records(
     file: Annotated[
         str, typer.Argument(metavar="FILE|-", help="register --json, watch or export NDJSON; - for stdin.")
@@ -309,6 +348,7 @@ def import_records(
     as_json: common.JsonOption = False,
     store: common.StoreOption = None,
 ) -> None:
+    import dataclasses
     import json
 
     from dasctl.store.records import (
@@ -348,6 +388,9 @@ def import_records(
                 schema = document.get("schema")
                 if schema == CREDENTIAL_SCHEMA:
                     record = enrollment_from_credential_line(document)
+                    audio = _imported_audio(document, None if file == "-" else path)
+                    if audio is not None:
+                        record = dataclasses.replace(record, audio=audio)
                 elif schema in DOCUMENT_SCHEMAS:
                     if not isinstance(document.get("file"), str):
                         raise ValueError("a result document without its file")
@@ -360,7 +403,7 @@ def import_records(
                 else:
                     skipped += 1  # --events lines, summaries: not results
                     continue
-            except (ValueError, KeyError, TypeError) as error:
+            except (ValueError, KeyError, TypeError, AudioError) as error:
                 malformed += 1
                 common.warn(f"{name}:{number}: not imported: {error}", environment.stderr)
                 continue
@@ -467,14 +510,16 @@ def install(app: typer.Typer) -> None:
     credentials_app.command("export", help=_help(
         "Write every enrollment record (history included) as NDJSON or CSV on stdout.",
         "  dasctl credentials export > credentials.ndjson\n"
-        "  dasctl credentials export --format csv --audio-dir audio/ > credentials.csv",
+        "  dasctl credentials export --format csv --audio-dir audio/ > credentials.csv\n"
+        "  dasctl credentials export --with-audio | dasctl credentials import --store \"$PG\" -  # all of it",
     ))(export)
     credentials_app.command("import", help=_help(
         "Keep the results of register --json, watch or export NDJSON in the store (idempotent).",
         "  dasctl register --json calls/*.wav > results.ndjson; dasctl credentials import results.ndjson\n"
-        "  dasctl credentials export | dasctl credentials import --store postgresql://ops@db/creds -",
-        "0 imported; 2 usage error; 6 store unreachable; 7 some lines were malformed "
-        "(each is reported with its line number; the others were imported)",
+        "  dasctl credentials export --with-audio | dasctl credentials import --store \"$PG\" -\n"
+        "  dasctl credentials export --audio-dir audio/ > kept.ndjson; dasctl credentials import kept.ndjson",
+        "0 imported; 2 usage error; 6 store unreachable; "
+        "7 a line was malformed or its audio unreadable (named by line number, the rest kept)",
     ))(import_records)
     credentials_app.command("audio", help=_help(
         "Write a speaker's kept enrollment audio as a playable WAV (8 kHz mu-law).",
