@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -307,6 +308,16 @@ def test_on_a_terminal_list_is_a_table_and_rm_asks_first(seeded: str, tmp_path: 
     screen, code = _in_tmux(f"credentials list --store {seeded}", tmp_path)
     assert code == "0" and "speaker" in screen and "model hash" in screen and "CUST2" in screen
     assert _cred("CUST2", 1) not in screen and "…" in screen
+    # times to the second on a terminal (piped lines keep the whole timestamp)
+    assert re.search(r"CUST2 .* \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ ", screen), screen
+    screen, code = _in_tmux(f"credentials history CUST1 --store {seeded}", tmp_path)
+    stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ)  ", screen, re.MULTILINE)
+    assert code == "0" and len(stamps) == 4, screen
+    piped = subprocess.run(
+        [sys.executable, "-m", "dasctl", "credentials", "history", "CUST1", "--store", seeded],
+        capture_output=True, text=True, timeout=60,
+    ).stdout
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\t", piped), piped
     screen, code = _in_tmux(f"credentials rm CUST1 --store {seeded}", tmp_path, "n", "[y/N]")
     assert "Remove everything kept about CUST1" in screen and code == "2"
     store = open_store(seeded)

@@ -101,8 +101,14 @@ def _write_lines(environment: Environment, documents: Iterable[dict[str, Any]]) 
     return count
 
 
-def _table(environment: Environment, headers: list[str], rows: Iterable[list[str]]) -> None:
-    """A rich table on a terminal; tab-separated lines (no header) when piped."""
+def _table(
+    environment: Environment, headers: list[str], rows: Iterable[list[str]], time_column: int | None = None
+) -> None:
+    """A rich table on a terminal; tab-separated lines (no header) when piped.
+
+    The time column keeps its full timestamp when piped; on a terminal it is shown to the second and
+    never wrapped or cut (2026-11-25T20:18:16.488Z -> 2026-11-25 20:18:16Z).
+    """
     out = environment.stdout
     if not environment.stdout_isatty:
         for row in rows:
@@ -112,10 +118,22 @@ def _table(environment: Environment, headers: list[str], rows: Iterable[list[str
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*headers, box=None, header_style="bold", pad_edge=False)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for index, header in enumerate(headers):
+        table.add_column(header, no_wrap=index == time_column)
     for row in rows:
+        if time_column is not None:
+            row = [*row]
+            row[time_column] = _to_the_second(row[time_column])
         table.add_row(*row)
     Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env).print(table)
+
+
+def _to_the_second(stamp: str) -> str:
+    """An ISO-8601 UTC timestamp as a person reads it in a table: 2026-11-25 20:18:16Z."""
+    if len(stamp) >= 19 and stamp[10] == "T":
+        return stamp[:10] + " " + stamp[11:19] + ("Z" if stamp.endswith(("Z", "+00:00")) else "")
+    return stamp
 
 
 # --- list ------------------------------------------------------------------------------------------
@@ -154,11 +172,13 @@ def list_credentials(
             out.flush()
             return
         records = opened.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for)
-        _table(environment, ["speaker", "model hash", "enrolled", "credential", "audio", "id"], (
+        rows = (
             [r.speaker, _text(r.model_hash), _text(r.created_at), _mask(r.credential, show_credential),
              _text(r.has_audio), _text(r.id)]
             for r in records
-        ))
+        )
+        _table(environment, ["speaker", "model hash", "enrolled", "credential", "audio", "id"], rows,
+               time_column=2)
     finally:
         opened.close()
 
@@ -218,7 +238,7 @@ def history(
         ))
         return
     _table(environment, ["when", "what", "outcome", "model hash", "credential", "id"],
-           (_history_row(entry, show_credential) for entry in entries))
+           (_history_row(entry, show_credential) for entry in entries), time_column=0)
 
 
 def _history_row(entry: EnrollmentRecord | VerificationRecord, show_credential: bool) -> list[str]:
