@@ -191,8 +191,9 @@ def request_token(profile: Profile, client_id: str, secret: ClientSecret,
     token_type = body.get("token_type") if isinstance(body.get("token_type"), str) else "Bearer"
     expires_in = body.get("expires_in")
     lifetime = ASSUMED_LIFETIME
-    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
-        lifetime = float(expires_in)
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) \
+            and math.isfinite(expires_in) and expires_in >= 0:
+        lifetime = float(expires_in)  # 0: good for this command only, never taken from the cache
     return Token(access_token, token_type or "Bearer", started + lifetime, SOURCE_ENDPOINT, started)
 
 

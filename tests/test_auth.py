@@ -126,6 +126,17 @@ def test_missing_expires_in_assumes_a_conservative_lifetime(token_server: TokenS
     assert token.expires_at - token.obtained_at == auth.ASSUMED_LIFETIME
 
 
+def test_expires_in_zero_is_used_once_and_never_reused_from_the_cache(
+    token_server: TokenServer, local_env: dict[str, str]
+) -> None:
+    token_server.ttl = 0
+    first = provider(local_env).token()
+    assert first.source == "token endpoint" and first.expires_at == first.obtained_at
+    second = provider(local_env).token()
+    assert second.source == "token endpoint" and second.access_token != first.access_token
+    assert token_server.requests == 2
+
+
 def test_force_refresh_replaces_a_refused_token_once(token_server: TokenServer,
                                                      local_env: dict[str, str]) -> None:
     tokens = provider(local_env)
