@@ -318,6 +318,8 @@ def test_on_a_terminal_list_is_a_table_and_rm_asks_first(seeded: str, tmp_path: 
         capture_output=True, text=True, timeout=60,
     ).stdout
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\t", piped), piped
+    screen, code = _in_tmux(f"credentials export --with-audio --store {seeded}", tmp_path)
+    assert code == "2" and "not for a terminal" in screen and "UklGR" not in screen and "{" not in screen
     screen, code = _in_tmux(f"credentials rm CUST1 --store {seeded}", tmp_path, "n", "[y/N]")
     assert "Remove everything kept about CUST1" in screen and code == "2"
     store = open_store(seeded)

@@ -288,6 +288,10 @@ def export(
         raise UsageError(f"--audio-dir {audio_dir} is not an existing directory",
                          f"Create it first: mkdir -p {audio_dir}")
     environment = common.environment()
+    if with_audio and environment.stdout_isatty:  # as gzip will not write compressed data to a terminal
+        raise UsageError("--with-audio writes base64 audio, not for a terminal",
+                         "Redirect it (dasctl credentials export --with-audio > kept.ndjson) or pipe it "
+                         "into dasctl credentials import --store URL -")
     opened = _open(store)
     try:
         documents = _exported(opened, audio_dir, with_audio, speaker, credential_document)
