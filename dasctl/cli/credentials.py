@@ -541,7 +541,7 @@ def install(app: typer.Typer) -> None:
         "Keep the results of register --json, watch or export NDJSON in the store (idempotent).",
         "  dasctl register --json calls/*.wav > results.ndjson; dasctl credentials import results.ndjson\n"
         "  dasctl credentials export --with-audio | dasctl credentials import --store \"$PG\" -\n"
-        "  dasctl credentials export --audio-dir audio/ > kept.ndjson; dasctl credentials import kept.ndjson",
+        "  dasctl credentials export --audio-dir audio/ > all.ndjson; dasctl credentials import all.ndjson",
         "0 imported; 2 usage error; 6 store unreachable; "
         "7 a line was malformed or its audio unreadable (named by line number, the rest kept)",
     ))(import_records)
