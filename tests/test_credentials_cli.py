@@ -151,6 +151,13 @@ def test_export_with_audio_piped_into_import_moves_the_store_whole(
     done = dasctl("credentials", "import", "-", "--store", copy, input=exported.stdout)
     assert done.returncode == 0, done.stderr
     assert _kept_audio(dasctl, copy, "CUST1", tmp_path / "c1.wav") == AUDIO[:16000]
+    store = open_store(copy)
+    try:  # kept as audio, not a second time as base64 inside the record's document
+        entries = store.history("CUST1")
+        documents = [entry.document for entry in entries if isinstance(entry, EnrollmentRecord)]
+        assert len(documents) == 3 and all(doc and "audio" not in doc for doc in documents)
+    finally:
+        store.close()
     no_audio = dasctl("credentials", "audio", "CUST2", str(tmp_path / "c2.wav"), "--store", copy)
     assert no_audio.returncode == 2 and "no enrollment audio" in no_audio.stderr
     refused = dasctl("credentials", "export", "--with-audio", "--format", "csv", "--store", seeded)

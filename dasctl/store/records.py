@@ -105,7 +105,9 @@ def enrollment_from_credential_line(line: dict[str, Any], origin: str = "import"
         call_id=line.get("call_id"), protocol=line.get("protocol"),
         authenticity=_number(line.get("authenticity")), voice_seconds=_number(line.get("voice_seconds")),
         source_path=line.get("source_path"), source_size=line.get("source_size"),
-        source_sha256=line.get("source_sha256"), document=line,
+        source_sha256=line.get("source_sha256"),
+        # the audio an export carried is kept as audio, not a second time inside the document
+        document={key: value for key, value in line.items() if key not in ("audio", "audio_file")},
     )
 
 
