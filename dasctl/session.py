@@ -7,6 +7,7 @@ No Typer or rich here: `register_audio` is the library entry point that `dasctl 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -47,6 +48,33 @@ STATES = (CONNECTING, INITIALIZING, STREAMING, PAUSED, WAITING, DONE)
 PROGRESS_INTERVAL = 0.1
 #: After the audio channel fails abnormally, how long a terminal event that explains it may take.
 CHANNEL_FAILURE_GRACE = 0.5
+
+
+@functools.cache
+def _async_client_class() -> type:
+    """socketio.AsyncClient, except that a message still in flight when the connection closes is dropped.
+
+    python-socketio hands each Engine.IO message to a task of its own. A binary event (result-success
+    carries the collected audio) is a placeholder message and then an attachment; when the connection
+    closes between the two (a session cancelled by Ctrl-C, or `watch` stopping because its stdout
+    closed), the disconnect throws away the half-built packet and the attachment's task fails to decode
+    the audio as a packet. Nobody awaits that task, so asyncio printed "Task exception was never
+    retrieved" and a traceback on stderr as the command ended (seen once in CI). Once the connection is
+    closing nothing more can come of such a message: it is dropped, and shown at -vv only.
+    """
+    import socketio
+
+    class AsyncClient(socketio.AsyncClient):
+        async def _handle_eio_message(self, data: Any) -> None:
+            try:
+                await super()._handle_eio_message(data)
+            except ValueError:
+                if self.connected and self.eio.state == "connected":
+                    raise
+                log.debug("dropped a Socket.IO message that was in flight as the connection closed",
+                          exc_info=True)
+
+    return AsyncClient
 
 
 class AudioSource(Protocol):
@@ -275,7 +303,7 @@ class RegisterSession:
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.queue = queue
         refusals: list[Any] = []
-        sio = socketio.AsyncClient(
+        sio = _async_client_class()(
             reconnection=False,
             logger=False,
             engineio_logger=False,

@@ -192,3 +192,35 @@ def test_cancelling_closes_both_channels_promptly(emulator: Emulator, protocol: 
             return time.monotonic() - cancelled_at
 
     assert asyncio.run(main()) < 5
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_an_attachment_in_flight_at_disconnect_is_dropped_not_raised(ours: bool) -> None:
+    """A binary event cut by the disconnect (CI once printed this as an unretrieved task's traceback)."""
+    import socketio
+
+    async def scenario() -> None:
+        client = session._async_client_class()() if ours else socketio.AsyncClient()
+        client.connected, client.eio.state = True, "connected"
+        client.namespaces = {"/socket.io/register": "sid"}
+        # result-success as python-socketio sends it: a placeholder packet, then its attachment
+        placeholder = '51-/socket.io/register,["result-success",{"_placeholder":true,"num":0}]'
+        await client._handle_eio_message(placeholder)
+        assert client._binary_packet is not None  # waiting for its attachment
+        client.eio.state = "disconnecting"
+        await client._handle_eio_disconnect("client disconnect")  # what closing the connection does
+        await client._handle_eio_message(b"}\x7f\x7f audio the disconnect cut off")
+
+    if ours:
+        asyncio.run(scenario())  # dropped: nothing raised, nothing for asyncio to print at exit
+    else:
+        with pytest.raises(ValueError):  # python-socketio's own client, as it is
+            asyncio.run(scenario())
+
+    async def connected_garbage() -> None:  # while connected, a bad message still fails loudly
+        client = session._async_client_class()()
+        client.connected, client.eio.state = True, "connected"
+        await client._handle_eio_message(b"}")
+
+    with pytest.raises(ValueError):
+        asyncio.run(connected_garbage())
