@@ -33,6 +33,23 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class OneLineFormatter(RedactingFormatter):
+    """Below -vv a log line stays one line: an exception is named, its traceback kept for -vv.
+
+    Mostly for asyncio's "Task exception was never retrieved" from a library's background task as a
+    command ends: the user gets one line that says where the details are, never a traceback.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not record.exc_info:
+            return super().format(record)
+        error = record.exc_info[1]
+        message = f"{record.getMessage()}: {type(error).__name__}: {error}".replace("\n", " ")
+        line = logging.LogRecord(record.name, record.levelno, record.pathname, record.lineno,
+                                 f"{message} (the traceback with -vv)", None, None)
+        return super().format(line)
+
+
 #: Libraries whose log lines are for debugging dasctl, not for its users ("packet queue is empty,
 #: aborting" at ERROR level): shown under -vv only. python-engineio and python-socketio also add a
 #: raw StreamHandler of their own unless the logger already has a level, so one is always set here.
@@ -47,7 +64,8 @@ def configure(verbosity: int, stream: IO[str]) -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler(stream)
     handler._dasctl = True  # type: ignore[attr-defined]
-    handler.setFormatter(RedactingFormatter("dasctl: %(levelname)s %(name)s: %(message)s"))
+    formatter = RedactingFormatter if verbosity >= 2 else OneLineFormatter
+    handler.setFormatter(formatter("dasctl: %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     if verbosity >= 2:
         root.setLevel(logging.DEBUG)

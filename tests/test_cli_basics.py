@@ -133,6 +133,33 @@ def test_internal_errors_are_one_line_without_traceback():
     assert "Traceback" in loud.stderr
 
 
+def test_a_library_task_failing_unseen_is_one_line_and_its_traceback_only_at_vv() -> None:
+    # asyncio reports an exception nobody retrieved (a library's background task, as a command ends)
+    code = """if True:
+        import asyncio, gc, sys
+        from dasctl.cli import main
+        from dasctl.cli.app import app
+
+        async def job():
+            async def fail():
+                raise ValueError("in flight\\nat disconnect")
+            task = asyncio.ensure_future(fail())
+            await asyncio.sleep(0.01)
+            del task
+            gc.collect()
+
+        app.command("unseen")(lambda: asyncio.run(job()))
+        sys.exit(main(sys.argv[1:]))
+    """
+    quiet = subprocess.run([sys.executable, "-c", code, "unseen"], capture_output=True, text=True)
+    assert quiet.returncode == 0, quiet.stderr
+    (line,) = quiet.stderr.splitlines()
+    assert "Task exception was never retrieved" in line and "ValueError: in flight at disconnect" in line
+    assert line.endswith("(the traceback with -vv)")
+    loud = subprocess.run([sys.executable, "-c", code, "-vv", "unseen"], capture_output=True, text=True)
+    assert "Traceback" in loud.stderr and "ValueError: in flight" in loud.stderr
+
+
 def test_dasctl_errors_print_message_and_hint():
     code = (
         "import sys; from dasctl.cli import main; from dasctl.cli.app import app;"
