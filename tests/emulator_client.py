@@ -48,12 +48,19 @@ def mulaw_of(name: str, channel: int | None = None) -> bytes:
     return audioop.lin2ulaw(pcm, 2)
 
 
-def token(emulator: Any, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_CLIENT_SECRET) -> str:
-    response = requests.post(
+def token_response(
+    emulator: Any, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_CLIENT_SECRET
+) -> requests.Response:
+    """The token endpoint's answer to a client-credentials request (PROTOCOL.md §2)."""
+    return requests.post(
         emulator.auth_url,
         data={"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials"},
         timeout=5,
     )
+
+
+def token(emulator: Any, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_CLIENT_SECRET) -> str:
+    response = token_response(emulator, client_id, secret)
     response.raise_for_status()
     body = response.json()
     return f"{body['token_type']} {body['access_token']}"
@@ -254,6 +261,16 @@ def wait_close(ws: websocket.WebSocket, timeout: float = 10.0) -> int | None:
 
 def names(seen: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
     return [name for name, _ in seen]
+
+
+def start_session(server: Any, protocol: str = "audiohook", duration: float = 2.0) -> tuple[str, Signalling]:
+    """A register session initialized and waiting for audio: (call id, its signalling)."""
+    call_id = str(uuid.uuid4())
+    client = Signalling(server)
+    client.emit("initialize", initialize_payload(call_id, protocol=protocol, duration=duration))
+    assert client.next()[0] == "info-consumer-ready"
+    assert client.next()[0] == "info-vad-status"
+    return call_id, client
 
 
 class AudioHookClient:

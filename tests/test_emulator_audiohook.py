@@ -11,18 +11,14 @@ import uuid
 import pytest
 import websocket
 
-from tests.emulator_client import AudioHookClient, Signalling, initialize_payload, mulaw_of, names
+from tests.emulator_client import (
+    AudioHookClient,
+    mulaw_of,
+    names,
+    start_session,
+)
 
 SPEECH = "speech-a-8k-mono.wav"
-
-
-def start_session(server, protocol="audiohook", duration=2.0):
-    call_id = str(uuid.uuid4())
-    client = Signalling(server)
-    client.emit("initialize", initialize_payload(call_id, protocol=protocol, duration=duration))
-    assert client.next()[0] == "info-consumer-ready"
-    assert client.next()[0] == "info-vad-status"
-    return call_id, client
 
 
 def test_register_over_audiohook_open_opened_disconnect_close_closed(emulator):

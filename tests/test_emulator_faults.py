@@ -21,6 +21,7 @@ from tests.emulator_client import (
     names,
     socketio_client,
     token,
+    token_response,
     twilio_stream,
 )
 
@@ -48,15 +49,7 @@ def test_refuse_tokens(start_emulator):
 
 def test_token_endpoint_5xx(start_emulator):
     server = start_emulator("--fault-token-5xx")
-    response = requests.post(
-        server.auth_url,
-        data={
-            "client_id": "dasctl-demo",
-            "client_secret": "dasctl-demo-secret",
-            "grant_type": "client_credentials",
-        },
-        timeout=5,
-    )
+    response = token_response(server)
     assert response.status_code == 503
 
 

@@ -29,22 +29,13 @@ from tests.emulator_client import (
     initialize_payload,
     mulaw_of,
     names,
+    start_session,
+    token_response,
     wait_close,
 )
 
 SPEECH = "speech-a-8k-mono.wav"
 SECRET = base64.b64encode(b"an audiohook client secret, 32 b").decode()
-
-
-def start_session(
-    server: Emulator, protocol: str = "audiohook", duration: float = 2.0
-) -> tuple[str, Signalling]:
-    call_id = str(uuid.uuid4())
-    client = Signalling(server)
-    client.emit("initialize", initialize_payload(call_id, protocol=protocol, duration=duration))
-    assert client.next()[0] == "info-consumer-ready"
-    assert client.next()[0] == "info-vad-status"
-    return call_id, client
 
 
 # --- 1. the signature is over the request target as sent ---------------------------------------------
@@ -386,15 +377,7 @@ def test_idle_and_half_open_connections_are_closed_after_the_handshake_timeout(s
 # --- 10. token lifetimes ------------------------------------------------------------------------------
 def test_a_half_second_token_ttl_is_announced_as_one_second(start_emulator: Any, dasctl: Any) -> None:
     server = start_emulator("--token-ttl", "0.5")
-    body = requests.post(
-        server.auth_url,
-        data={
-            "client_id": "dasctl-demo",
-            "client_secret": "dasctl-demo-secret",
-            "grant_type": "client_credentials",
-        },
-        timeout=5,
-    ).json()
+    body = token_response(server).json()
     assert body["expires_in"] == 1 and isinstance(body["expires_in"], int)
     run = dasctl("login", env=server.client_env())
     assert run.returncode == 0, run.stderr
@@ -403,13 +386,5 @@ def test_a_half_second_token_ttl_is_announced_as_one_second(start_emulator: Any,
 
 def test_a_fractional_token_ttl_rounds_up(start_emulator: Any) -> None:
     server = start_emulator("--token-ttl", "90.2")
-    body = requests.post(
-        server.auth_url,
-        data={
-            "client_id": "dasctl-demo",
-            "client_secret": "dasctl-demo-secret",
-            "grant_type": "client_credentials",
-        },
-        timeout=5,
-    ).json()
+    body = token_response(server).json()
     assert body["expires_in"] == 91
