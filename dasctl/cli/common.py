@@ -133,6 +133,13 @@ TimeoutOption = Annotated[
     float,
     typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the service at each step."),
 ]
+# watch and reenroll run many sessions and let the parser refuse an out-of-range value before any starts.
+BatchSpeedOption = Annotated[
+    float, typer.Option("--speed", min=0.0, help="Send audio at N x real time (0: as fast as possible).")
+]
+BatchTimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the service at each step.")
+]
 EventsOption = Annotated[
     bool, typer.Option("--events", help="Write every service event as an NDJSON line on stdout.")
 ]
@@ -246,6 +253,15 @@ def complete_profile(incomplete: str) -> list[str]:
     except Exception:  # a broken profiles file must not break the user's shell
         names = [config.LOCAL_PROFILE]
     return [name for name in names if name.startswith(incomplete)]
+
+
+def check_protocol(protocol: str) -> None:
+    """--protocol as every command that opens sessions checks it, before anything starts."""
+    from dasctl.config import AUDIO_PROTOCOLS
+    from dasctl.errors import UsageError
+
+    if protocol not in AUDIO_PROTOCOLS:
+        raise UsageError(f"--protocol {protocol!r} is not one of: {', '.join(AUDIO_PROTOCOLS)}")
 
 
 def complete_protocol(incomplete: str) -> list[str]:

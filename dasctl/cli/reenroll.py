@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dasctl.cli import common
-from dasctl.cli.register import PROTOCOLS
 from dasctl.cli.usage import compose_help
-from dasctl.errors import BatchFailed, Interrupted, UsageError
+from dasctl.errors import BatchFailed, Interrupted
 
 if TYPE_CHECKING:
     from dasctl.environment import Environment
@@ -87,12 +86,8 @@ def reenroll(
     protocol: common.ProtocolOption = "twilio",
     threshold: common.ThresholdOption = None,
     duration: common.DurationOption = None,
-    speed: Annotated[
-        float, typer.Option("--speed", min=0.0, help="Send audio at N x real time (0: as fast as possible).")
-    ] = 1.0,
-    timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the service at each step.")
-    ] = 60.0,
+    speed: common.BatchSpeedOption = 1.0,
+    timeout: common.BatchTimeoutOption = 60.0,
     as_json: common.JsonOption = False,
     quiet: common.QuietOption = False,
     store_url: common.StoreOption = None,
@@ -107,8 +102,7 @@ def reenroll(
     from dasctl.reenroll_display import choose_reenroll_display
 
     environment = common.environment()
-    if protocol not in PROTOCOLS:
-        raise UsageError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    common.check_protocol(protocol)
     profile_obj, options = common.load_register_request(
         profile,
         protocol=protocol,

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from dasctl.session import RegisterOptions, RegisterOutcome
     from dasctl.store import Store
 
-PROTOCOLS = ("twilio", "audiohook")
 #: PROTOCOL.md §5: enrollment wants 3..30 s of voice; outside that is allowed, with a warning.
 USUAL_DURATION = (3.0, 30.0)
 
@@ -369,8 +368,7 @@ def register(
     from dasctl.display import choose_display
 
     environment = common.environment()
-    if protocol not in PROTOCOLS:
-        raise UsageError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    common.check_protocol(protocol)
     _check(files, speed, timeout, call_id)
     from dasctl.audio import check_range, parse_channel
 

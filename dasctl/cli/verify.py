@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dasctl.cli import common
-from dasctl.cli.register import PROTOCOLS, _check, _report_failure
+from dasctl.cli.register import _check, _report_failure
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
 from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
@@ -311,8 +311,7 @@ def verify(
         )
     if credential == "-" and "-" in files:
         raise UsageError("stdin (-) cannot carry both the audio and the credential")
-    if protocol not in PROTOCOLS:
-        raise UsageError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    common.check_protocol(protocol)
     _check(files, speed, timeout, None)
     if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
         raise UsageError(f"--score-threshold {score_threshold:g} must be between 0 and 1")

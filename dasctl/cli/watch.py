@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from dasctl.cli.common import (
+    BatchSpeedOption,
+    BatchTimeoutOption,
     DurationOption,
     JsonOption,
     ModelHashOption,
@@ -15,6 +17,7 @@ from dasctl.cli.common import (
     ProtocolOption,
     StoreOption,
     ThresholdOption,
+    check_protocol,
     environment,
     load_register_request,
     open_store_option,
@@ -111,12 +114,8 @@ def watch(
     ] = 10.0,
     protocol: ProtocolOption = "twilio",
     channel: ChannelOption = "mix",
-    speed: Annotated[
-        float, typer.Option("--speed", min=0.0, help="Send audio at N x real time (0: as fast as possible).")
-    ] = 1.0,
-    timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the service at each step.")
-    ] = 60.0,
+    speed: BatchSpeedOption = 1.0,
+    timeout: BatchTimeoutOption = 60.0,
     start: StartOption = 0.0,
     end: EndOption = None,
     model_hash: ModelHashOption = None,
@@ -130,7 +129,6 @@ def watch(
     from dasctl import audio
     from dasctl import watch as core
     from dasctl.auth import TokenProvider
-    from dasctl.config import AUDIO_PROTOCOLS
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
     from dasctl.watch.speakers import SpeakerNaming
@@ -139,8 +137,7 @@ def watch(
     root = directory.expanduser().absolute()
     if not root.is_dir():
         raise UsageError(f"{directory} is not a directory", "Give the folder to watch (create it first).")
-    if protocol not in AUDIO_PROTOCOLS:
-        raise UsageError(f"--protocol {protocol!r} is not one of {', '.join(AUDIO_PROTOCOLS)}")
+    check_protocol(protocol)
     audio.parse_channel(channel)  # a bad --channel is one usage error now, not one failure per file
     audio.check_range(start, end)
     speakers = SpeakerNaming(speaker_from)  # a bad pattern is a usage error before anything starts
