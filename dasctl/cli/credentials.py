@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, closing, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -156,8 +157,7 @@ def list_credentials(
     store: common.StoreOption = None,
 ) -> None:
     environment = common.environment()
-    opened = _open(store)
-    try:
+    with closing(_open(store)) as opened:
         if as_json:
             out = environment.stdout
             batch: list[str] = []  # a write per thousand lines, not two per line: 100,000 are 100 MB
@@ -179,8 +179,6 @@ def list_credentials(
         )
         _table(environment, ["speaker", "model hash", "enrolled", "credential", "audio", "id"], rows,
                time_column=2)
-    finally:
-        opened.close()
 
 
 # --- show / history ------------------------------------------------------------------------------------
@@ -193,16 +191,13 @@ def show(
     from dasctl.store.records import credential_document
 
     environment = common.environment()
-    opened = _open(store)
-    try:
+    with closing(_open(store)) as opened:
         record = opened.current(speaker)
         if record is None:
             if opened.history(speaker):
                 raise UsageError(f"speaker {speaker!r} has no current credential (no attempt succeeded)",
                                  f"See its attempts: `dasctl credentials history {speaker}`.")
             raise _unknown(speaker)
-    finally:
-        opened.close()
     document = credential_document(record)
     if as_json:
         _write_lines(environment, [document])
@@ -224,11 +219,8 @@ def history(
     from dasctl.store.records import credential_document, verification_document
 
     environment = common.environment()
-    opened = _open(store)
-    try:
+    with closing(_open(store)) as opened:
         entries = opened.history(speaker)
-    finally:
-        opened.close()
     if not entries:
         raise _unknown(speaker)
     if as_json:
@@ -292,8 +284,7 @@ def export(
         raise UsageError("--with-audio writes base64 audio, not for a terminal",
                          "Redirect it (dasctl credentials export --with-audio > kept.ndjson) or pipe it "
                          "into dasctl credentials import --store URL -")
-    opened = _open(store)
-    try:
+    with closing(_open(store)) as opened:
         documents = _exported(opened, audio_dir, with_audio, speaker, credential_document)
         if format == "ndjson":
             _write_lines(environment, documents)
@@ -307,8 +298,6 @@ def export(
         for document in documents:
             writer.writerow({key: "" if value is None else value for key, value in document.items()})
         environment.stdout.flush()
-    finally:
-        opened.close()
 
 
 def _exported(
@@ -389,18 +378,17 @@ def import_records(
         if environment.stdin_isatty:
             raise UsageError("'-' reads NDJSON from stdin, and stdin is a terminal",
                              "Pipe it in: dasctl register --json a.wav | dasctl credentials import -")
-        source: Iterable[str] = sys.stdin
+        lines: AbstractContextManager[Iterable[str]] = nullcontext(sys.stdin)
     else:
         path = Path(file)
         if not path.is_file():
             raise UsageError(f"{file}: no such file")
         try:
-            source = path.open(encoding="utf-8", errors="replace")
+            lines = path.open(encoding="utf-8", errors="replace")
         except OSError as error:
             raise UsageError(f"{file}: cannot read it: {error.strerror}") from None
-    opened = _open(store)
     kept = skipped = malformed = 0
-    try:
+    with lines as source, closing(_open(store)) as opened:
         for number, raw in enumerate(source, 1):
             line = raw.strip()
             if not line:
@@ -433,10 +421,6 @@ def import_records(
                 continue
             opened.record_enrollment(record)  # idempotent: a line imported twice is kept once
             kept += 1
-    finally:
-        opened.close()
-        if file != "-":
-            source.close()  # type: ignore[attr-defined]
     summary = {"schema": IMPORTED_SCHEMA, "file": name, "kept": kept, "skipped": skipped,
                "malformed": malformed, "store": opened.location}
     if as_json:
@@ -462,15 +446,12 @@ def audio(
     if out.exists() and not force:
         raise UsageError(f"{out} already exists; not overwriting it", "Pass --force to replace it.")
     environment = common.environment()
-    opened = _open(store)
-    try:
+    with closing(_open(store)) as opened:
         record = opened.current(speaker, with_audio=True)
         if record is None:
             raise _unknown(speaker) if not opened.history(speaker) else UsageError(
                 f"speaker {speaker!r} has no current credential, so no enrollment audio",
                 f"See its attempts: `dasctl credentials history {speaker}`.")
-    finally:
-        opened.close()
     if not record.audio:
         raise UsageError(f"no enrollment audio was kept for {speaker!r} (record {record.id})")
     written = write_mulaw_wav(out, [record.audio])  # atomic: a temp file beside OUT, then renamed
@@ -492,8 +473,7 @@ def remove(
     if not yes and not environment.stdin_isatty:
         raise UsageError(f"not removing {speaker!r} without confirmation, and stdin is not a terminal",
                          "Pass --yes to remove it from a script.")
-    opened = _open(store)
-    try:
+    with closing(_open(store)) as opened:
         entries = opened.history(speaker)
         if not entries:
             raise _unknown(speaker)
@@ -503,8 +483,6 @@ def remove(
             if not typer.confirm(question, default=False, err=True):
                 raise UsageError(f"{speaker!r} not removed")
         removed = opened.remove(speaker)
-    finally:
-        opened.close()
     if as_json:
         _write_lines(environment, [{"schema": REMOVED_SCHEMA, "speaker": speaker, "removed": removed,
                                     "store": opened.location}])
