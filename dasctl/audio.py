@@ -685,7 +685,8 @@ def _fd_fingerprint(fd: int) -> tuple[int, str]:
     return offset, digest.hexdigest()
 
 
-def _path_fingerprint(path: Path) -> tuple[int, str] | None:
+def path_fingerprint(path: Path) -> tuple[int, str] | None:
+    """(size, sha256) of a file, read in blocks; None when it cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -859,7 +860,7 @@ def _open_path(
 
     if stat.S_ISREG(mode):
         stream = _open_seekable(fd, name, channel, start, end, channel_text, on_close=close_fd)
-        stream._fingerprint = lambda: _path_fingerprint(path)
+        stream._fingerprint = lambda: path_fingerprint(path)
         return stream
     # a named pipe, `<(...)` (/dev/fd/N), a device: a stream, like stdin
     return _open_stream(fd, name, channel, start, end, channel_text, on_close=close_fd)

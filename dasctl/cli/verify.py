@@ -95,18 +95,10 @@ def load_target(speaker: str | None, credential: str | None, store: Store | None
 
 
 def _sha256(source: str) -> str | None:
-    import hashlib
+    from dasctl.audio import path_fingerprint
 
-    if source == "-":
-        return None
-    digest = hashlib.sha256()
-    try:
-        with open(source, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
+    fingerprint = None if source == "-" else path_fingerprint(Path(source))
+    return fingerprint[1] if fingerprint else None
 
 
 async def _verify_one(
