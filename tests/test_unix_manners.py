@@ -126,14 +126,21 @@ def test_sighup_stays_ignored_under_nohup(tmp_path):
     assert listing(tmp_path) == ["out.ul"] and out.stat().st_size == 93407
 
 
+@pytest.mark.parametrize("ignore_sigint", [False, True], ids=["foreground", "background-in-a-script"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_register_ends_on_sigterm_and_sighup_like_ctrl_c(emulator: Emulator, tmp_path: Path, signum):
+def test_register_ends_on_sigterm_and_sighup_like_ctrl_c(
+    emulator: Emulator, tmp_path: Path, signum, ignore_sigint
+):
+    def ignore() -> None:  # what a non-interactive shell does to `cmd &`
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     call_id = str(uuid.uuid4())
     credential = tmp_path / "credential.json"
     env = {**os.environ, **emulator.client_env()}
     proc = subprocess.Popen(
         [*DASCTL, "register", str(SPEECH), "--call-id", call_id, "--output", str(credential), "--json"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        preexec_fn=ignore if ignore_sigint else None,
     )
     with reaped(proc):
         assert proc.stderr is not None
@@ -144,6 +151,7 @@ def test_register_ends_on_sigterm_and_sighup_like_ctrl_c(emulator: Emulator, tmp
         stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert "dasctl: error: interrupted; the session was closed" in stderr and "Traceback" not in stderr
+    assert "Unclosed" not in stderr and "asyncio" not in stderr  # cancelled cleanly, not interrupted anywhere
     assert stdout == "" and listing(tmp_path) == []
     # the emulator saw the client leave: the session was closed, not left to time out
     wait_until(lambda: f"{call_id}: client disconnected" in emulator.output(), "the session closed", 15)

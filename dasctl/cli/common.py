@@ -17,13 +17,15 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from dasctl.environment import Environment
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from dasctl.config import Profile
     from dasctl.session import RegisterOptions
     from dasctl.store import Store
@@ -204,6 +206,45 @@ def missing_settings(resolved: Profile, protocol: str) -> None:
         f"profile '{resolved.name}' has no {listed}",
         f"Set {them} with {commands}{flag}, or in the environment: {variables}.",
     )
+
+
+T = TypeVar("T")
+
+
+def run_sessions(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(main) for commands that hold sessions: SIGTERM and SIGHUP cancel the main task, as
+    asyncio's runner does on Ctrl-C, so every session closes its channels on the way out; the caller
+    sees asyncio.CancelledError. dasctl.cli.main sends them down SIGINT's path, but where SIGINT is
+    ignored (`dasctl register ... &` in a script) that path raises KeyboardInterrupt wherever the loop
+    happens to be, and an HTTP session can be left unclosed. An ignored SIGHUP (nohup) stays ignored;
+    the handlers from before the run come back after it (the loop's own removal leaves SIG_DFL).
+    """
+    import asyncio
+    import signal
+
+    signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    signums = [signum for signum in signums if signal.getsignal(signum) is not signal.SIG_IGN]
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+
+    async def cancellable() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in signums:
+            try:
+                if task is not None:
+                    loop.add_signal_handler(signum, task.cancel)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                pass
+        return await main
+
+    try:
+        return asyncio.run(cancellable())
+    finally:
+        for signum, handler in previous.items():
+            try:
+                signal.signal(signum, handler)
+            except (ValueError, TypeError, OSError):
+                pass
 
 
 def load_register_request(

@@ -95,7 +95,6 @@ def reenroll(
 ) -> None:
     """Re-enroll speakers whose credential was made with another model, from the kept enrollment audio."""
     import asyncio
-    import signal
 
     from dasctl import results
     from dasctl.reenroll import NO_AUDIO, Reenroller, no_audio_result, plan
@@ -132,12 +131,6 @@ def reenroll(
             from dasctl.auth import TokenProvider
             from dasctl.net import NetworkSettings
 
-            main_task = asyncio.current_task()
-            try:
-                if main_task is not None:
-                    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-            except (NotImplementedError, RuntimeError):
-                pass
             network = NetworkSettings.from_profile(profile_obj)
             tokens = TokenProvider(profile_obj, network)
             runner = Reenroller(
@@ -157,7 +150,7 @@ def reenroll(
             report(no_audio_result(record, model_hash))
         try:
             if work.to_do:
-                asyncio.run(run())
+                common.run_sessions(run())
         except (KeyboardInterrupt, asyncio.CancelledError):
             display.end()
             raise Interrupted(

@@ -270,8 +270,8 @@ async def _register_all(
     from dasctl.auth import TokenProvider
     from dasctl.net import NetworkSettings
 
-    # SIGTERM and SIGHUP end a run like Ctrl-C (dasctl.cli.main sends them down SIGINT's path): asyncio's
-    # runner cancels this task, and the sessions close both channels on the way out
+    # SIGTERM and SIGHUP cancel this task as Ctrl-C does (common.run_sessions): the sessions close both
+    # channels on the way out
 
     network = NetworkSettings.from_profile(profile)
     tokens = TokenProvider(profile, network)
@@ -405,7 +405,7 @@ def register(
     keeper = None if no_store else Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj)
     display = choose_display(environment, quiet=quiet, events=events)
     try:
-        errors = asyncio.run(
+        errors = common.run_sessions(
             _register_all(
                 files, outputs, options, audio_options, profile_obj, display, environment, as_json or events,
                 keeper,

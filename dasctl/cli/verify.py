@@ -197,20 +197,11 @@ async def _verify_all(
     as_json: bool,
 ) -> list[DasctlError | None]:
     import asyncio
-    import signal
 
     from dasctl import results
     from dasctl.auth import TokenProvider
     from dasctl.net import NetworkSettings
     from dasctl.store import StoreError
-
-    main_task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    try:
-        if main_task is not None:
-            loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
-    except (NotImplementedError, RuntimeError):
-        pass
 
     network = NetworkSettings.from_profile(profile)
     tokens = TokenProvider(profile, network)
@@ -342,7 +333,7 @@ def verify(
         audio_options = {"channel": channel, "start": start, "end": end}
         display = choose_display(environment, quiet=quiet, events=events)
         try:
-            errors = asyncio.run(
+            errors = common.run_sessions(
                 _verify_all(
                     files,
                     target,
