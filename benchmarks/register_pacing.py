@@ -39,10 +39,11 @@ def make_recording(path: Path, seconds: float) -> None:
 
 
 async def measure(url: str, recording: Path, seconds: float) -> dict[str, float]:
-    from dasctl import display, session
+    from dasctl import session
     from dasctl.audio import open_audio
     from dasctl.auth import TokenProvider
     from dasctl.config import load_profile
+    from dasctl.display import register as display
     from dasctl.net import NetworkSettings
 
     profile = load_profile("local", env={**os.environ, "DASCTL_URL": url})

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from dasctl import auth, config, credentials, net
+from dasctl import auth, config, net
+from dasctl.auth import secrets
 from dasctl.errors import AuthError, ServiceUnavailable, UsageError
 
 
@@ -266,17 +267,17 @@ def test_not_logged_in_profile(isolated_config: Path) -> None:
 # --- secrets -----------------------------------------------------------------------------------------
 @pytest.fixture
 def fresh_keyring_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(credentials, "_keyring_broken", None)
+    monkeypatch.setattr(secrets, "_keyring_broken", None)
 
 
 def test_without_keyring_secrets_go_to_a_0600_file(isolated_config: Path, fresh_keyring_state: None) -> None:
-    store = credentials.SecretStore({"DASCTL_CONFIG_DIR": str(isolated_config)})
-    result = store.put("prod", credentials.CLIENT_SECRET, "s3cret-value")
+    store = secrets.SecretStore({"DASCTL_CONFIG_DIR": str(isolated_config)})
+    result = store.put("prod", secrets.CLIENT_SECRET, "s3cret-value")
     path = isolated_config / "secrets" / "prod.json"
     assert result.location == str(path) and result.keyring_problem
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert store.get("prod") == credentials.StoredSecret("s3cret-value", str(path))
+    assert store.get("prod") == secrets.StoredSecret("s3cret-value", str(path))
     assert store.delete("prod") == [str(path)]
     assert store.get("prod") is None and not path.exists()
 
@@ -304,12 +305,12 @@ def test_a_hanging_keyring_is_abandoned_after_the_timeout(isolated_config: Path,
     previous = keyring.get_keyring()
     keyring.set_keyring(HangingKeyring())
     try:
-        store = credentials.SecretStore({"DASCTL_CONFIG_DIR": str(isolated_config)}, keyring_timeout=0.3)
-        result = store.put("prod", credentials.CLIENT_SECRET, "s3cret-value")
+        store = secrets.SecretStore({"DASCTL_CONFIG_DIR": str(isolated_config)}, keyring_timeout=0.3)
+        result = store.put("prod", secrets.CLIENT_SECRET, "s3cret-value")
         assert result.keyring_problem and "did not answer within 0.3 s" in result.keyring_problem
         assert store.get("prod") is not None
         # the broken keyring is remembered: no second wait in this process
-        assert credentials._keyring_broken is not None
+        assert secrets._keyring_broken is not None
     finally:
         release.set()
         keyring.set_keyring(previous)
@@ -334,16 +335,16 @@ def test_a_working_keyring_is_preferred_and_clears_the_file(isolated_config: Pat
             del self.items[(service, username)]
 
     env = {"DASCTL_CONFIG_DIR": str(isolated_config)}
-    credentials._keyring_broken = "pretend it failed before"
-    credentials.SecretStore(env).put("prod", credentials.CLIENT_SECRET, "old-in-file")
-    credentials._keyring_broken = None
+    secrets._keyring_broken = "pretend it failed before"
+    secrets.SecretStore(env).put("prod", secrets.CLIENT_SECRET, "old-in-file")
+    secrets._keyring_broken = None
     previous = keyring.get_keyring()
     keyring.set_keyring(MemoryKeyring())
     try:
-        store = credentials.SecretStore(env)
-        assert store.put("prod", credentials.CLIENT_SECRET, "new-in-keyring").location == "keyring"
+        store = secrets.SecretStore(env)
+        assert store.put("prod", secrets.CLIENT_SECRET, "new-in-keyring").location == "keyring"
         assert not (isolated_config / "secrets" / "prod.json").exists()
-        assert store.get("prod") == credentials.StoredSecret("new-in-keyring", "keyring")
+        assert store.get("prod") == secrets.StoredSecret("new-in-keyring", "keyring")
         assert store.delete("prod") == ["keyring"]
     finally:
         keyring.set_keyring(previous)

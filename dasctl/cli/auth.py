@@ -81,8 +81,8 @@ def login(
     """Check client credentials by fetching a token, then store the profile and the secret."""
     from dasctl import auth as core
     from dasctl import config
+    from dasctl.auth.secrets import AUDIOHOOK_SECRET, CLIENT_SECRET, SecretStore
     from dasctl.cli.common import environment
-    from dasctl.credentials import AUDIOHOOK_SECRET, CLIENT_SECRET, SecretStore
     from dasctl.errors import UsageError
     from dasctl.logs import register_secret
     from dasctl.net import NetworkSettings
@@ -167,7 +167,7 @@ def logout(profile: ProfileOption = None) -> None:
     """Forget a profile's stored client secret and cached tokens (its URLs stay)."""
     from dasctl import auth as core
     from dasctl import config
-    from dasctl.credentials import AUDIOHOOK_SECRET, CLIENT_SECRET, SecretStore
+    from dasctl.auth.secrets import AUDIOHOOK_SECRET, CLIENT_SECRET, SecretStore
 
     resolved = config.load_profile(profile_name(profile), allow_missing=True)
     store = SecretStore()

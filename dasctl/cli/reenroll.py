@@ -97,8 +97,8 @@ def reenroll(
     import asyncio
 
     from dasctl import results
+    from dasctl.display.reenroll import choose_reenroll_display
     from dasctl.reenroll import NO_AUDIO, Reenroller, no_audio_result, plan
-    from dasctl.reenroll_display import choose_reenroll_display
 
     environment = common.environment()
     common.check_protocol(protocol)

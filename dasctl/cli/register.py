@@ -17,7 +17,7 @@ from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, Usag
 if TYPE_CHECKING:
     from dasctl.audio import AudioStream
     from dasctl.config import Profile
-    from dasctl.display import RegisterDisplay
+    from dasctl.display.register import RegisterDisplay
     from dasctl.environment import Environment
     from dasctl.session import RegisterOptions, RegisterOutcome
     from dasctl.store import Store
@@ -365,7 +365,7 @@ def register(
     """Enroll a speaker from each recording; print the credential (or JSON with --json)."""
     import asyncio
 
-    from dasctl.display import choose_display
+    from dasctl.display.register import choose_display
 
     environment = common.environment()
     common.check_protocol(protocol)

@@ -17,7 +17,7 @@ from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, Usag
 
 if TYPE_CHECKING:
     from dasctl.config import Profile
-    from dasctl.display import RegisterDisplay
+    from dasctl.display.register import RegisterDisplay
     from dasctl.environment import Environment
     from dasctl.session import RegisterOptions
     from dasctl.store import Store
@@ -282,7 +282,7 @@ def verify(
     import asyncio
 
     from dasctl.config import DEFAULT_SCORE_THRESHOLD, DEFAULT_VERIFY_DURATION, load_profile
-    from dasctl.display import choose_display
+    from dasctl.display.register import choose_display
     from dasctl.events import NS_VERIFY
     from dasctl.session import RegisterOptions
 

@@ -129,10 +129,10 @@ def watch(
     from dasctl import audio
     from dasctl import watch as core
     from dasctl.auth import TokenProvider
+    from dasctl.display.watch import make_display, result_output
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
     from dasctl.watch.speakers import SpeakerNaming
-    from dasctl.watch_display import make_display, result_output
 
     root = directory.expanduser().absolute()
     if not root.is_dir():

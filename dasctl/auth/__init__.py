@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dasctl.auth.secrets import AUDIOHOOK_SECRET, CLIENT_SECRET, SecretStore
 from dasctl.config import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
@@ -30,7 +31,6 @@ from dasctl.config import (
     token_cache_dir,
     write_private_file,
 )
-from dasctl.credentials import AUDIOHOOK_SECRET, CLIENT_SECRET, SecretStore
 from dasctl.errors import AuthError, ServiceUnavailable
 from dasctl.logs import register_secret
 
