@@ -11,10 +11,12 @@ from types import FrameType
 
 
 def _report(message: str, hint: str | None, color: bool) -> None:
+    from dasctl.safe_text import line  # messages carry speaker ids, paths and library errors
+
     prefix = "\x1b[1;31merror:\x1b[0m" if color else "error:"
-    print(f"dasctl: {prefix} {message}", file=sys.stderr)
+    print(f"dasctl: {prefix} {line(message)}", file=sys.stderr)
     if hint:
-        print(f"  {hint}", file=sys.stderr)
+        print(f"  {line(hint)}", file=sys.stderr)
 
 
 def _like_sigint(signum: int, frame: FrameType | None) -> None:
@@ -58,6 +60,14 @@ def _is_broken_pipe(error: BaseException | None) -> bool:
     return isinstance(error, OSError) and error.errno == errno.EPIPE
 
 
+def _traceback_text() -> str:
+    """The current exception's traceback for -vv: redacted, and escaped as every other line is."""
+    from dasctl.logs import redact
+    from dasctl.safe_text import line
+
+    return line(redact(traceback.format_exc()), keep_newlines=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run dasctl; map every outcome to the exit codes of DESIGN.md."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -98,11 +108,13 @@ def _run(args: list[str]) -> int:
             return 0
         if isinstance(code, int):
             return code
-        print(code, file=sys.stderr)
+        from dasctl.safe_text import line
+
+        print(line(str(code)), file=sys.stderr)
         return 1
     except DasctlError as error:
         if common.OPTIONS.verbosity >= 2:
-            sys.stderr.write(redact(traceback.format_exc()))
+            sys.stderr.write(_traceback_text())
         _report(redact(error.message), redact(error.hint) if error.hint else None, common.color_stderr())
         return int(error.exit_code)
     except KeyboardInterrupt:
@@ -111,7 +123,7 @@ def _run(args: list[str]) -> int:
         return _stdout_closed()
     except Exception as error:  # a bug: say so plainly, traceback only at -vv
         if common.OPTIONS.verbosity >= 2:
-            sys.stderr.write(redact(traceback.format_exc()))
+            sys.stderr.write(_traceback_text())
             _report(f"internal error: {type(error).__name__}", None, common.color_stderr())
         else:
             _report(

@@ -49,14 +49,18 @@ def environment() -> Environment:
 
 def say(message: str) -> None:
     """A status line for people on stderr; nothing with --quiet."""
+    from dasctl.safe_text import line
+
     if not OPTIONS.quiet:
-        print(message, file=sys.stderr)
+        print(line(message), file=sys.stderr)
 
 
 def warn(message: str, stream: IO[str] | None = None) -> None:
     """A warning on stderr (or the given stream), shown even with --quiet."""
+    from dasctl.safe_text import line
+
     out = stream if stream is not None else sys.stderr
-    out.write(f"dasctl: warning: {message}\n")
+    out.write(f"dasctl: warning: {line(message)}\n")
     out.flush()
 
 

@@ -63,30 +63,34 @@ def _open(store: str | None) -> Store:
     return common.open_store_option(store, load_profile(common.profile_name(None)))
 
 
-def _unknown(speaker: str) -> UsageError:
-    return UsageError(f"no speaker {speaker!r} in the credential store",
-                      "`dasctl credentials list` shows the speakers kept.")
+def _unknown(speaker: str, location: str) -> UsageError:
+    return UsageError(f"no speaker {speaker!r} in the credential store {location}",
+                      "`dasctl credentials list` shows the speakers kept (--store picks another store).")
 
 
 def _mask(credential: str | None, show: bool) -> str:
     """Masked as tokens are (auth.mask), plus the last characters: credentials share their first ones."""
     from dasctl.auth import mask
+    from dasctl.safe_text import quoted
 
     if not credential:
         return "-"
     if show:
-        return credential
-    return mask(credential) + credential[-6:] if len(credential) > 24 else mask(credential)
+        return quoted(credential)
+    return quoted(mask(credential) + credential[-6:] if len(credential) > 24 else mask(credential))
 
 
 def _text(value: object) -> str:
+    """A store value as a table cell or a show line: quoted as git quotes an unusual path (safe_text)."""
+    from dasctl.safe_text import quoted
+
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return quoted(value)
 
 
 def _write_lines(environment: Environment, documents: Iterable[dict[str, Any]]) -> int:
@@ -112,12 +116,13 @@ def _table(
     """
     out = environment.stdout
     if not environment.stdout_isatty:
-        for row in rows:
-            out.write("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n")
+        for row in rows:  # cells come quoted (_text): a tab or a newline in one is shown as \t or \n
+            out.write("\t".join(row) + "\n")
         out.flush()
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for index, header in enumerate(headers):
@@ -126,7 +131,7 @@ def _table(
         if time_column is not None:
             row = [*row]
             row[time_column] = _to_the_second(row[time_column])
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # data: never read as rich markup
     Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env).print(table)
 
 
@@ -197,7 +202,7 @@ def show(
             if opened.history(speaker):
                 raise UsageError(f"speaker {speaker!r} has no current credential (no attempt succeeded)",
                                  f"See its attempts: `dasctl credentials history {speaker}`.")
-            raise _unknown(speaker)
+            raise _unknown(speaker, opened.location)
     document = credential_document(record)
     if as_json:
         _write_lines(environment, [document])
@@ -222,7 +227,7 @@ def history(
     with closing(_open(store)) as opened:
         entries = opened.history(speaker)
     if not entries:
-        raise _unknown(speaker)
+        raise _unknown(speaker, opened.location)
     if as_json:
         _write_lines(environment, (
             credential_document(e) if isinstance(e, EnrollmentRecord) else verification_document(e)
@@ -295,8 +300,11 @@ def export(
         writer = csv.DictWriter(environment.stdout, fieldnames=columns, extrasaction="ignore",
                                 lineterminator="\n")
         writer.writeheader()
-        for document in documents:
-            writer.writerow({key: "" if value is None else value for key, value in document.items()})
+        from dasctl.safe_text import line
+
+        for document in documents:  # for spreadsheets and eyes: control characters escaped (NDJSON is exact)
+            writer.writerow({key: "" if value is None else line(value) if isinstance(value, str) else value
+                             for key, value in document.items()})
         environment.stdout.flush()
 
 
@@ -436,31 +444,51 @@ def import_records(
 # --- audio / rm ----------------------------------------------------------------------------------------
 def audio(
     speaker: SpeakerArgument,
-    out: Annotated[Path, typer.Argument(metavar="OUT.wav", help="Where to write the WAV (8 kHz mu-law).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT.wav|-",
+                                        help="Where to write the WAV (8 kHz mu-law); - for stdout.")],
     force: Annotated[bool, typer.Option("--force", help="Replace OUT.wav if it exists.")] = False,
     as_json: common.JsonOption = False,
     store: common.StoreOption = None,
 ) -> None:
     from dasctl.audio import write_mulaw_wav
 
-    if out.exists() and not force:
-        raise UsageError(f"{out} already exists; not overwriting it", "Pass --force to replace it.")
     environment = common.environment()
+    to_stdout = str(out) == "-"
+    if to_stdout and environment.stdout_isatty:  # as export --with-audio: binary is not for a terminal
+        raise UsageError("'-' writes the WAV to stdout, and stdout is a terminal",
+                         f"Redirect it (dasctl credentials audio {speaker} - > voice.wav) or pipe it into a "
+                         "player (| play -).")
+    if to_stdout and as_json:
+        raise UsageError("--json and '-' both write to stdout", "Write the WAV to a file to get --json.")
+    if not to_stdout and out.exists() and not force:
+        raise UsageError(f"{out} already exists; not overwriting it", "Pass --force to replace it.")
     with closing(_open(store)) as opened:
         record = opened.current(speaker, with_audio=True)
         if record is None:
-            raise _unknown(speaker) if not opened.history(speaker) else UsageError(
+            raise _unknown(speaker, opened.location) if not opened.history(speaker) else UsageError(
                 f"speaker {speaker!r} has no current credential, so no enrollment audio",
                 f"See its attempts: `dasctl credentials history {speaker}`.")
     if not record.audio:
         raise UsageError(f"no enrollment audio was kept for {speaker!r} (record {record.id})")
-    written = write_mulaw_wav(out, [record.audio])  # atomic: a temp file beside OUT, then renamed
+    if to_stdout:
+        from dasctl.audio import mulaw_wav_bytes
+
+        binary = getattr(environment.stdout, "buffer", None)
+        if binary is None:
+            raise UsageError("stdout takes no binary data here", "Write the WAV to a file instead.")
+        environment.stdout.flush()
+        binary.write(mulaw_wav_bytes(record.audio))
+        binary.flush()
+        written = len(record.audio)
+    else:
+        written = write_mulaw_wav(out, [record.audio])  # atomic: a temp file beside OUT, then renamed
     seconds = written / 8000
     if as_json:
         _write_lines(environment, [{"schema": AUDIO_SCHEMA, "speaker": speaker, "id": record.id,
                                     "file": str(out), "seconds": round(seconds, 3)}])
     else:
-        common.say(f"{out}: {seconds:.2f} s of enrollment audio of {speaker} (record {record.id})")
+        where = "stdout" if to_stdout else str(out)
+        common.say(f"{where}: {seconds:.2f} s of enrollment audio of {speaker} (record {record.id})")
 
 
 def remove(
@@ -476,7 +504,7 @@ def remove(
     with closing(_open(store)) as opened:
         entries = opened.history(speaker)
         if not entries:
-            raise _unknown(speaker)
+            raise _unknown(speaker, opened.location)
         if not yes:
             question = (f"Remove everything kept about {speaker} ({len(entries)} record(s), credentials and "
                         f"audio included) from {opened.location}?")

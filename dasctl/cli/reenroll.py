@@ -47,18 +47,18 @@ HELP = compose_help(
 def _print_plan(plan: Plan, environment: Environment, as_json: bool) -> None:
     from dasctl import results
     from dasctl.reenroll import no_audio_hint, planned_document
+    from dasctl.safe_text import line, quoted
 
     for record in [*plan.to_do, *plan.no_audio]:
+        speaker, old = quoted(record.speaker), quoted(record.model_hash)
         if as_json:
             environment.stdout.write(results.json_line(planned_document(record, plan.model_hash)) + "\n")
         elif record.has_audio:
-            environment.stdout.write(
-                f"would re-enroll {record.speaker}: model {record.model_hash} -> {plan.model_hash}\n"
-            )
+            environment.stdout.write(f"would re-enroll {speaker}: model {old} -> {quoted(plan.model_hash)}\n")
         else:
             environment.stdout.write(
-                f"cannot re-enroll {record.speaker} (model {record.model_hash}): no kept audio. "
-                f"{no_audio_hint(record.speaker, plan.model_hash)}\n"
+                f"cannot re-enroll {speaker} (model {old}): no kept audio. "
+                f"{line(no_audio_hint(record.speaker, plan.model_hash))}\n"
             )
     environment.stdout.flush()
     common.say(

@@ -69,9 +69,13 @@ def load_target(speaker: str | None, credential: str | None, store: Store | None
                 )
             return parse_credential(sys.stdin.read(), "<stdin>")
         path = Path(credential)
-        if not path.is_file():
+        if not path.exists():
             raise UsageError(
                 f"--credential {credential}: no such file", "Give a record written by `register -o`."
+            )
+        if path.is_dir():
+            raise UsageError(
+                f"--credential {credential} is a directory", "Give a record written by `register -o`."
             )
         try:
             text = path.read_text(encoding="utf-8")

@@ -15,6 +15,7 @@ from dasctl.cli.common import (
     ModelHashOption,
     ProfileOption,
     ProtocolOption,
+    QuietOption,
     StoreOption,
     ThresholdOption,
     check_protocol,
@@ -123,6 +124,7 @@ def watch(
     duration: DurationOption = None,
     profile: ProfileOption = None,
     json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     import asyncio
 
@@ -191,6 +193,8 @@ def watch(
                          "--journal names an old journal to import; watch's state now lives in the store.")
     kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
     env = environment()
+    if quiet:  # `watch DIR -q` as well as `dasctl -q watch DIR`
+        env.quiet = True
     human = not json and bool(env.stdout_isatty)
     display = make_display(env, human_results=human)
     out, render = result_output(env, display, json=json, speaker=speakers.speaker)
