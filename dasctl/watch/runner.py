@@ -28,7 +28,7 @@ from dasctl.errors import (
     is_retryable,
 )
 from dasctl.watch.inbox import FileIdentity, Inbox, SettledFile, follow_changes, move_out
-from dasctl.watch.journal import DEFAULT_JOURNAL_NAME, DONE, FAILED, FINAL_STATES
+from dasctl.watch.journal import ABORTED, DEFAULT_JOURNAL_NAME, DONE, FAILED, FINAL_STATES, RETRY, STARTED
 from dasctl.watch.lines import ResultLines, StdoutClosed
 from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals, summary_line
 from dasctl.watch.report import attempt_outcome
@@ -43,12 +43,17 @@ from dasctl.watch.settings import (
     ndjson_line,
 )
 from dasctl.watch.state import WatchState
+from dasctl.watch.store_writes import StoreWrites
 
 if TYPE_CHECKING:
     from dasctl.session import Progress
     from dasctl.store import Store
 
 log = logging.getLogger(__name__)
+
+#: how long the marks of the last lines printed may take to reach the store as watch ends (each store
+#: call is bounded by the store itself; a mark given up repeats its line on the next run)
+STORE_BOUND_S = 15.0
 
 
 class _Stop(Exception):
@@ -87,6 +92,9 @@ class WatchRunner:
         )
         self.journal = WatchState(store, root)
         self.health = ServiceHealth(settings.unreachable_budget, clock)
+        self.writes = StoreWrites(settings.unreachable_budget, settings.retry, self._status,
+                                  self._fatal_error, clock)
+        self._keeping: dict[FileIdentity, asyncio.Task[bool]] = {}  # final outcomes not yet durable
         self.totals = WatchTotals()
         self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
         self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
@@ -149,6 +157,8 @@ class WatchRunner:
             for timer in self._timers:
                 timer.cancel()
             await self._drain()
+            await self.writes.settle(0.0 if self._fatal is not None else self.settings.grace)
+            await self.lines.settle(STORE_BOUND_S)
             if watcher is not None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
@@ -209,6 +219,7 @@ class WatchRunner:
             self.observer.status(f"{reason} again: aborting {len(self._in_flight)} in flight")
             for task in self._in_flight:
                 task.cancel()
+            self.writes.cancel()
         self._stop_requested.set()
         self._wakeup.set()
 
@@ -328,7 +339,13 @@ class WatchRunner:
         call_id = str(uuid.uuid4())
         name = item.identity.relpath
         attempt = Attempt(started=self.clock())
-        if not self._write_state(self.journal.started, item.identity, attempt_number, call_id):
+        try:
+            started = await self.writes.keep(
+                name, lambda: self.journal.step(STARTED, item.identity, attempt_number, call_id))
+        except asyncio.CancelledError:
+            self._active.discard(item.identity)
+            raise
+        if not started:
             self._active.discard(item.identity)
             return
         self.observer.started(name, attempt_number)
@@ -427,6 +444,9 @@ class WatchRunner:
         )
         self._complete(item, report)
 
+    def _status(self, message: str) -> None:
+        self.observer.status(message)
+
     def _fatal_error(self, error: DasctlError) -> None:
         if self._fatal is None:
             self._fatal = error  # raised at the end: the CLI prints it, once, with its exit code
@@ -434,18 +454,10 @@ class WatchRunner:
 
     def _abandon(self, item: WorkItem, attempt_number: int, call_id: str, reason: str) -> None:
         log.debug("%s: attempt %d abandoned: %s", item.identity.relpath, attempt_number, reason)
-        self._write_state(self.journal.aborted, item.identity, attempt_number, call_id)
-        self._active.discard(item.identity)
-
-    def _write_state(self, step: Callable[[FileIdentity, int, str], None], identity: FileIdentity,
-                     attempt_number: int, call_id: str) -> bool:
-        """A step that no result depends on yet; a store that cannot be written stops watch (exit 6)."""
-        try:
-            step(identity, attempt_number, call_id)
-        except DasctlError as error:
-            self._fatal_error(error)
-            return False
-        return True
+        identity = item.identity
+        self.writes.spawn(identity.relpath,
+                          lambda: self.journal.step(ABORTED, identity, attempt_number, call_id))
+        self._active.discard(identity)
 
     def _schedule_retry(
         self, item: WorkItem, attempt_number: int, call_id: str, message: str, *, unreachable: bool
@@ -458,9 +470,9 @@ class WatchRunner:
         else:
             item.unreachable = 0
             delay = self.settings.retry.delay(attempt_number)
-        if not self._write_state(self.journal.retry, item.identity, attempt_number, call_id):
-            self._active.discard(item.identity)
-            return
+        ended = attempt_number
+        self.writes.spawn(item.identity.relpath,
+                          lambda: self.journal.step(RETRY, item.identity, ended, call_id))
         item.attempts = attempt_number
         self.observer.status(f"retrying {item.identity.relpath} in {delay:.1f} s: {message}")
         loop = asyncio.get_running_loop()
@@ -492,19 +504,30 @@ class WatchRunner:
                                              self.settings, event=event, error=error, timings=timings)
         state = DONE if report["exit_code"] == ExitCode.OK else FAILED
         attempt.report = report
-        try:
-            self.journal.final(item.identity, state, attempt_number, call_id, report, enrollment)
-        except DasctlError as error:
-            # Not kept: the line is still printed (the credential reaches the user), then watch stops.
-            self._fatal_error(error)
-            self._report(item.identity, report, durable=False)
-            self._active.discard(item.identity)
+        # Durable off the loop (retried while the store is unreachable); _complete reports it once kept.
+        identity = item.identity
+        self._keeping[identity] = self.writes.spawn(
+            identity.relpath,
+            lambda: self.journal.keep_final(identity, state, attempt_number, call_id, report, enrollment),
+        )
         return report
 
     def _complete(self, item: WorkItem, report: dict[str, Any]) -> None:
         if item.identity not in self._active:
             return  # already completed (the early record, then the session's return)
+        keeping = self._keeping.get(item.identity)
+        if keeping is not None:
+            if not keeping.done():
+                keeping.add_done_callback(lambda _: self._complete(item, report))
+                return
+            del self._keeping[item.identity]
+            if keeping.cancelled() or not keeping.result():
+                # never reported unless recorded: the file stays unfinished for the next run
+                self._active.discard(item.identity)
+                self._wakeup.set()
+                return
         self._active.discard(item.identity)
+        self._wakeup.set()
         self._report(item.identity, report)
         state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
         self._move_finished(item.path, state)

@@ -7,9 +7,13 @@ and marked reported right after printing. On a restart, final outcomes not yet m
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dasctl.watch.inbox import FileIdentity
 from dasctl.watch.journal import ABORTED, FINAL_STATES, RETRY, STARTED, JournalEntry, LegacyJournal
@@ -18,6 +22,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from dasctl.store import EnrollmentRecord, Store
+
+T = TypeVar("T")
 
 
 class WatchState:
@@ -29,6 +35,9 @@ class WatchState:
         self.entries: dict[FileIdentity, JournalEntry] = {}
         self._unreported: dict[FileIdentity, None] = {}  # in the order they finished
         self._lock: AbstractContextManager[None] | None = None
+        # Store calls made while sessions run go to this one thread, in order: a store that stops
+        # answering holds that thread (for its bounded wait), never the event loop and its sessions.
+        self._worker: ThreadPoolExecutor | None = None
 
     @property
     def location(self) -> str:
@@ -54,6 +63,9 @@ class WatchState:
             raise
 
     def close(self) -> None:
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            worker.shutdown(wait=True, cancel_futures=True)  # a call under way ends within the store's bound
         if self._lock is not None:
             lock, self._lock = self._lock, None
             lock.__exit__(None, None, None)
@@ -68,6 +80,42 @@ class WatchState:
     def unreported(self) -> list[tuple[FileIdentity, dict[str, Any]]]:
         """Final reports whose stdout line may not have been printed, oldest first."""
         return [(identity, self.entries[identity].final or {}) for identity in self._unreported]
+
+    async def off_loop(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one store call on the store's own thread, in the order asked."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dasctl-store")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(call, *args, **kwargs))
+
+    async def step(self, state: str, identity: FileIdentity, attempt: int, call_id: str) -> None:
+        """started / retry / aborted, written off the event loop."""
+        await self.off_loop(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
+                            call_id=call_id)
+        self._remember(identity, state, attempt=attempt, call_id=call_id)
+
+    async def keep_final(
+        self,
+        identity: FileIdentity,
+        state: str,
+        attempt: int,
+        call_id: str,
+        report: dict[str, Any],
+        enrollment: EnrollmentRecord | None = None,
+    ) -> None:
+        """`final`, written off the event loop: durable when it returns."""
+        await self.off_loop(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
+                            call_id=call_id, report=report, enrollment=enrollment)
+        self._remember(identity, state, attempt=attempt, call_id=call_id, report=report)
+
+    def mark_reported(self, identity: FileIdentity) -> asyncio.Future[None]:
+        """`reported` for a running watch: remembered now, written off the loop (a mark that does not
+        reach the store repeats the line on the next run, as a kill between line and mark does)."""
+        self._forget_printed(identity)
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dasctl-store")
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._worker, self.store.watch_reported, self.inbox, _key(identity))
 
     # -- the steps of a recording (each one transaction; StoreError when the store cannot be written)
     def started(self, identity: FileIdentity, attempt: int, call_id: str) -> None:
@@ -94,6 +142,9 @@ class WatchState:
     def reported(self, identity: FileIdentity) -> None:
         """The report line was printed."""
         self.store.watch_reported(self.inbox, _key(identity))
+        self._forget_printed(identity)
+
+    def _forget_printed(self, identity: FileIdentity) -> None:
         entry = self.entries.get(identity)
         if entry is not None and entry.final is not None:
             entry.reported = True
@@ -112,6 +163,13 @@ class WatchState:
     ) -> None:
         self.store.watch_update(self.inbox, _key(identity), state, attempt=attempt, call_id=call_id,
                                 report=report, enrollment=enrollment)
+        self._remember(identity, state, attempt=attempt, call_id=call_id, report=report)
+
+    def _remember(
+        self, identity: FileIdentity, state: str, *, attempt: int, call_id: str | None,
+        report: dict[str, Any] | None = None,
+    ) -> None:
+        """The in-memory mirror of a write that reached the store (on the event loop's thread)."""
         entry = self.entries.get(identity)
         if entry is None:
             entry = self.entries[identity] = JournalEntry(state)
