@@ -8,6 +8,7 @@ import signal
 import sys
 import traceback
 from types import FrameType
+from typing import Any
 
 
 def _report(message: str, hint: str | None, color: bool) -> None:
@@ -68,11 +69,64 @@ def _traceback_text() -> str:
     return line(redact(traceback.format_exc()), keep_newlines=True)
 
 
+#: signals that arrived once the command's work was over (the last flush, the interpreter's exit)
+_late_signals: list[int] = []
+
+
+def _note_late_signal(signum: int, frame: FrameType | None) -> None:
+    _late_signals.append(signum)
+
+
+def _finishing() -> None:
+    """From here on a signal is only noted (the exit code says so): raised as KeyboardInterrupt while the
+    last line is flushed, or while the interpreter exits, it would be a traceback, or a death by SIGINT."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, _note_late_signal)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run dasctl; map every outcome to the exit codes of DESIGN.md."""
+    """Run dasctl; map every outcome to the exit codes of DESIGN.md. A signal at any moment is exit 130
+    (141 when stdout was closed), never a traceback or a death by the signal."""
+    from dasctl.errors import ExitCode
+
+    _late_signals.clear()
+    before = _handlers() if argv is not None else {}  # called in a process that goes on: give them back
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:  # a signal between the command's own handlers and _finishing
+        _finishing()
+        code = int(ExitCode.INTERRUPTED)
+    for signum, handler in before.items():
+        try:
+            signal.signal(signum, handler)
+        except (ValueError, TypeError, OSError):  # not the main thread, or a handler from C
+            pass
+    if _late_signals and code != ExitCode.STDOUT_CLOSED:
+        return int(ExitCode.INTERRUPTED)
+    return code
+
+
+def _handlers() -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            found[signum] = signal.getsignal(signum)
+    return found
+
+
+def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     _end_signals_like_sigint()
     code = _run(args)
+    _finishing()
     try:
         sys.stdout.flush()  # here, not at exit, where a closed stdout would be a traceback and exit 120
     except BrokenPipeError:

@@ -125,8 +125,11 @@ class WatchRunner:
             self.journal.open()
             return await self._run()
         finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
+            for signum, previous in installed.items():
+                try:
+                    signal.signal(signum, previous)
+                except (ValueError, TypeError, OSError):
+                    pass
             self.journal.close()
             self.observer.close()
 
@@ -193,15 +196,26 @@ class WatchRunner:
 
     # ---- signals
 
-    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        installed: list[int] = []
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> dict[int, Any]:
+        """SIGINT, SIGTERM, SIGHUP ask for a stop; the handlers from before come back after the run.
+        Plain signal.signal handlers (as asyncio's runner uses): the loop's remove_signal_handler would
+        leave SIG_DFL behind, and a SIGTERM while watch prints its summary would kill it (143)."""
+        installed: dict[int, Any] = {}
+
+        def stop(signum: int, frame: object) -> None:
+            try:
+                loop.call_soon_threadsafe(self.request_stop, signal.Signals(signum).name)
+            except RuntimeError:  # the loop is closing: the run is over, nothing left to stop
+                pass
+
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(signum) is signal.SIG_IGN and signum != signal.SIGINT:
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN and signum != signal.SIGINT:
                 continue  # `nohup dasctl watch ...`: the hangup stays ignored
             try:
-                loop.add_signal_handler(signum, self.request_stop, signal.Signals(signum).name)
-                installed.append(signum)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                signal.signal(signum, stop)
+                installed[signum] = previous
+            except (ValueError, OSError):  # not the main thread
                 pass
         return installed
 
