@@ -109,8 +109,23 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, TypeError, OSError):  # not the main thread, or a handler from C
             pass
     if _late_signals and code != ExitCode.STDOUT_CLOSED:
-        return int(ExitCode.INTERRUPTED)
+        code = int(ExitCode.INTERRUPTED)
+    if code == ExitCode.INTERRUPTED and argv is None:
+        _exit_now(code)
     return code
+
+
+def _exit_now(code: int) -> None:
+    """End the interrupted program here, with its exit code. CPython remembers a KeyboardInterrupt that
+    passed through some of its C frames even when dasctl caught it, and then ends the process by SIGINT
+    at exit (a shell sees 130, a supervisor a death by signal, -2): every cleanup has run by now, so only
+    the buffers are left to flush."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _handlers() -> dict[int, Any]:
