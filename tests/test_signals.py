@@ -103,7 +103,8 @@ def _seed_store(path: Path, model: str) -> None:
 
 @pytest.fixture(scope="module")
 def two_model_service(tmp_path_factory: pytest.TempPathFactory) -> Emulator:
-    emulator = launch_emulator(tmp_path_factory.mktemp("emulator"), "--model-hash", "old", "--model-hash", "new")
+    models = ("--model-hash", "old", "--model-hash", "new")
+    emulator = launch_emulator(tmp_path_factory.mktemp("emulator"), *models)
     yield emulator  # type: ignore[misc]
     emulator.stop()
 
@@ -119,8 +120,9 @@ def command(name: str, base: Path) -> Command:
     out = base / "out"
     out.mkdir()
     return {
-        "register": Command("register", ["register", str(calls / "CUST0.wav"), "--speed", "0", "--json", "--model-hash", "old",
-                                         "--store", "{store}", "--output", str(out), "--force"],
+        "register": Command("register", ["register", str(calls / "CUST0.wav"), "--speed", "0", "--json",
+                                         "--model-hash", "old", "--store", "{store}", "--output", str(out),
+                                         "--force"],
                             fresh=seeded, outputs=out),
         "verify": Command("verify", ["verify", str(calls / "CUST1.wav"), "--speaker", "CUST1", "--speed", "0",
                                      "--store", "{store}"], fresh=seeded),
@@ -128,9 +130,9 @@ def command(name: str, base: Path) -> Command:
                                          "--store", "{store}"], fresh=seeded),
         "watch": Command("watch", ["watch", str(calls), "--once", "--speed", "0", "--settle", "0", "-j", "2",
                                    "--grace", "1", "--store", "{store}"], fresh=seeded),
-        "credentials export": Command("credentials export", ["credentials", "export", "--format", "csv",
-                                                             "--audio-dir", "{audio}", "--store", str(seeded)],
-                                      outputs=out),
+        "credentials export": Command("credentials export",
+                                      ["credentials", "export", "--format", "csv", "--audio-dir", "{audio}",
+                                       "--store", str(seeded)], outputs=out),
     }[name]
 
 

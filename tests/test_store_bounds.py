@@ -36,8 +36,8 @@ def dasctl_backends(url: str) -> list[int]:
     """The server processes of dasctl's connections to this test's database."""
     database = url.rsplit("/", 1)[1]
     with psycopg.connect(url, autocommit=True) as admin:
-        rows = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'dasctl'",
-                             (database,)).fetchall()
+        rows = admin.execute("SELECT pid FROM pg_stat_activity "
+                             "WHERE datname = %s AND application_name = 'dasctl'", (database,)).fetchall()
     return [int(row[0]) for row in rows]
 
 
@@ -84,7 +84,8 @@ class Lines:
 
 def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], Lines, Lines]:
     proc = subprocess.Popen([sys.executable, "-m", "dasctl", *args], env={**os.environ, **env},
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     assert proc.stdout is not None and proc.stderr is not None
     return proc, Lines(proc.stdout), Lines(proc.stderr)
 
@@ -173,8 +174,9 @@ def test_a_running_watch_rides_out_a_stopped_store_backend_and_reports_each_file
     assert sorted(report["file"] for report in reports) == names  # each once, none lost
     assert all(report["ok"] for report in reports)
     # once the old backends run again: every file kept once, and a rerun has nothing left to do
-    rerun = subprocess.run([sys.executable, "-m", "dasctl", *args], env={**os.environ, **emulator.client_env()},
-                           capture_output=True, text=True, timeout=ENOUGH)
+    rerun = subprocess.run([sys.executable, "-m", "dasctl", *args],
+                           env={**os.environ, **emulator.client_env()}, capture_output=True, text=True,
+                           timeout=ENOUGH)
     assert rerun.returncode == 0 and rerun.stdout == "", rerun.stderr
     with closing(open_store(postgres_store_url)) as store:
         for report in reports:

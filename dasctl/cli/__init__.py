@@ -152,6 +152,19 @@ def _main(argv: list[str] | None) -> int:
     return code
 
 
+def _caused_by_interrupt(error: BaseException) -> bool:
+    """A KeyboardInterrupt that Python wrapped on its way (a signal while a class was being made becomes
+    "RuntimeError: Error calling __set_name__"): an interruption, not a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _run(args: list[str]) -> int:
     if args == ["--version"]:
         from dasctl import __version__
@@ -191,6 +204,8 @@ def _run(args: list[str]) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except Exception as error:  # a bug: say so plainly, traceback only at -vv
+        if _caused_by_interrupt(error):
+            return int(ExitCode.INTERRUPTED)
         if common.OPTIONS.verbosity >= 2:
             sys.stderr.write(_traceback_text())
             _report(f"internal error: {type(error).__name__}", None, common.color_stderr())
