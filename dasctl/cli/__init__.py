@@ -24,6 +24,7 @@ def _like_sigint(signum: int, frame: FrameType | None) -> None:
     """SIGTERM and SIGHUP take Ctrl-C's path, whoever handles SIGINT at the moment: Python's
     KeyboardInterrupt, asyncio's runner (cancels the main task, so sessions close), or a command's own
     loop handler (watch's graceful stop). Temporary files go away in the same `finally` blocks."""
+    note_signal(signum)
     handler = signal.getsignal(signal.SIGINT)
     if handler in (signal.SIG_IGN, signal.SIG_DFL, None):  # e.g. `dasctl ... &` in a script ignores SIGINT
         raise KeyboardInterrupt
@@ -69,12 +70,31 @@ def _traceback_text() -> str:
     return line(redact(traceback.format_exc()), keep_newlines=True)
 
 
-#: signals that arrived once the command's work was over (the last flush, the interpreter's exit)
+#: signals dasctl's handlers saw: the exit is 130 even when the KeyboardInterrupt they raised was swallowed
+#: (raised inside a weakref callback or a __del__, Python only prints it), or came once the work was over
 _late_signals: list[int] = []
 
 
-def _note_late_signal(signum: int, frame: FrameType | None) -> None:
+def note_signal(signum: int) -> None:
+    """Remember that a signal asked this run to end (every handler of dasctl's calls it)."""
+    import warnings
+
     _late_signals.append(signum)
+    # sessions cut short on purpose leave coroutines never awaited: not worth a warning on the way out
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
+
+
+def _note_late_signal(signum: int, frame: FrameType | None) -> None:
+    note_signal(signum)
+
+
+def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Errors Python can only print (in a __del__, a weakref callback), mostly objects half made when a
+    signal landed: a traceback only at -vv, as for every other error."""
+    from dasctl.cli import common
+
+    if common.OPTIONS.verbosity >= 2:
+        sys.__unraisablehook__(unraisable)
 
 
 def _finishing() -> None:
@@ -140,6 +160,8 @@ def _handlers() -> dict[int, Any]:
 def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     _end_signals_like_sigint()
+    if argv is None:  # the program itself, not a caller's process
+        sys.unraisablehook = _quiet_unraisable
     code = _run(args)
     _finishing()
     try:

@@ -237,6 +237,9 @@ def run_sessions(main: Coroutine[Any, Any, T]) -> T:
         loop = asyncio.get_running_loop()
 
         def cancel(signum: int, frame: object) -> None:
+            from dasctl.cli import note_signal
+
+            note_signal(signum)
             if task is None or task.done():
                 raise KeyboardInterrupt  # the sessions are over: end as Ctrl-C ends the rest
             try:

@@ -178,7 +178,7 @@ def list_credentials(
             return
         records = opened.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for)
         rows = (
-            [r.speaker, _text(r.model_hash), _text(r.created_at), _mask(r.credential, show_credential),
+            [_text(r.speaker), _text(r.model_hash), _text(r.created_at), _mask(r.credential, show_credential),
              _text(r.has_audio), _text(r.id)]
             for r in records
         )
