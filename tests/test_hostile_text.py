@@ -79,7 +79,7 @@ def on_terminal(words: list[str], env: dict[str, str], tmp_path: Path, rows: int
     name = f"w{uuid.uuid4().hex[:8]}"
     done = tmp_path / f"{name}.rc"
     exports = " ".join(f"{key}={ansi_c(value)}" for key, value in env.items())
-    script = (f"cd {ROOT} && echo MARKER-BEFORE && env {exports} TERM=xterm-256color {sys.executable} -m dasctl "
+    script = (f"cd {ROOT} && echo MARKER-BEFORE && env -u COLUMNS -u LINES {exports} TERM=xterm-256color {sys.executable} -m dasctl "
               + " ".join(ansi_c(word) for word in words) + f"; echo $? > {done}; sleep 60")
     subprocess.run(["tmux", "-L", SERVER, "new-session", "-d", "-s", name, "-x", "250", "-y", str(rows),
                     "bash", "-c", script], check=True, timeout=10)
