@@ -37,6 +37,8 @@ CORPUS = [
     ("ten-kilobytes", "K" * 10_000 + "\x1b]0;pwned-long\x07T10"),
 ]
 NUL_ID = "nul\x00byte-T11"  # storable in SQLite, never an argument
+#: file names: no '/' in them, so the markup there closes nothing, but still styles and links
+FILE_MARKUP = ("[bold red]RICH-F1", "[link=mailto:a@b]click-F2")
 RAW = ("\x1b", "\x07", "\r", "\b", "\x00", "\u202e")
 MARKUP = ("[/x]T7", "[bold red]RICH[/bold red]T8", "[link=file:///etc/passwd]click[/link]T9")
 SERVER = f"dasctl-hostile-{uuid.uuid4().hex[:8]}"
@@ -172,7 +174,7 @@ def test_register_verify_and_watch_with_hostile_names(
     env = {**emulator.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"]}
     calls = tmp_path / "calls"
     calls.mkdir()
-    names = [f"{speaker[:200]}.wav" for _, speaker in CORPUS[:9]]
+    names = [f"{speaker[:200]}.wav" for _, speaker in CORPUS[:6]] + [f"{text}.wav" for text in FILE_MARKUP]
     for name in names:
         shutil.copy(SPEECH, calls / name)
     store = str(tmp_path / "store.db")
@@ -186,10 +188,10 @@ def test_register_verify_and_watch_with_hostile_names(
     exact = dasctl("register", str(clear), "--speed", "0", "--json", "--store", store, env=env)
     assert json.loads(exact.stdout)["stored"]["speaker"] == CORPUS[1][1]
     # register and verify on a terminal, the live bar included
-    screen = on_terminal(["register", str(calls / names[8]), "--speed", "0", "--store", store], env, tmp_path)
+    screen = on_terminal(["register", str(calls / names[7]), "--speed", "0", "--store", store], env, tmp_path)
     assert screen.code == "0", screen.text[-2000:]
     assert_nothing_acted_on(screen)
-    assert MARKUP[2] in screen.text
+    assert FILE_MARKUP[1] in screen.text
     screen = on_terminal(["register", str(clear), "--speed", "0", "--speaker", CORPUS[0][1], "--store", store],
                          env, tmp_path)
     assert screen.code == "0" and "\\033]0;pwned\\aT1" in screen.text, screen.text[-2000:]
@@ -203,16 +205,16 @@ def test_register_verify_and_watch_with_hostile_names(
     assert_safe_bytes(verified.stdout)
     assert_safe_bytes(verified.stderr)
     # watch, piped: NDJSON exact; on a terminal: human lines and live bars act on nothing
-    piped = dasctl("watch", str(calls), "--once", "--speed", "0", "--settle", "0", "-v", "--store",
+    piped = dasctl("-v", "watch", str(calls), "--once", "--speed", "0", "--settle", "0", "--store",
                    str(tmp_path / "w1.db"), env=env)
     assert piped.returncode == 0, piped.stderr
     assert_safe_bytes(piped.stderr)
     assert sorted(json.loads(line)["file"] for line in piped.stdout.decode().splitlines()) == sorted(names)
-    screen = on_terminal(["watch", str(calls), "--once", "--speed", "0", "--settle", "0", "-v", "--store",
+    screen = on_terminal(["-v", "watch", str(calls), "--once", "--speed", "0", "--settle", "0", "--store",
                           str(tmp_path / "w2.db")], env, tmp_path)
     assert screen.code == "0", screen.text[-2000:]
     assert_nothing_acted_on(screen)
-    assert "\\033]0;pwned\\aT1" in screen.text and MARKUP[1] in screen.text
+    assert "\\033]0;pwned\\aT1" in screen.text and FILE_MARKUP[0] in screen.text
 
 
 def test_reenroll_failure_lines_act_on_nothing(
