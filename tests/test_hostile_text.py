@@ -81,7 +81,8 @@ def on_terminal(words: list[str], env: dict[str, str], tmp_path: Path, rows: int
     name = f"w{uuid.uuid4().hex[:8]}"
     done = tmp_path / f"{name}.rc"
     exports = " ".join(f"{key}={ansi_c(value)}" for key, value in env.items())
-    script = (f"cd {ROOT} && echo MARKER-BEFORE && env -u COLUMNS -u LINES {exports} TERM=xterm-256color {sys.executable} -m dasctl "
+    script = (f"cd {ROOT} && echo MARKER-BEFORE && env -u COLUMNS -u LINES {exports} TERM=xterm-256color "
+              f"{sys.executable} -m dasctl "
               + " ".join(ansi_c(word) for word in words) + f"; echo $? > {done}; sleep 60")
     subprocess.run(["tmux", "-L", SERVER, "new-session", "-d", "-s", name, "-x", "250", "-y", str(rows),
                     "bash", "-c", script], check=True, timeout=10)
@@ -101,7 +102,8 @@ def on_terminal(words: list[str], env: dict[str, str], tmp_path: Path, rows: int
 def assert_nothing_acted_on(screen: Screen) -> None:
     assert "pwned" not in screen.title, screen.title  # no OSC title change
     assert "MARKER-BEFORE" in screen.text, screen.text[:2000]  # no clear
-    assert "MarkupError" not in screen.text and "internal error" not in screen.text and "Traceback" not in screen.text
+    for failure in ("MarkupError", "internal error", "Traceback"):
+        assert failure not in screen.text, screen.text[-2000:]
 
 
 def assert_safe_bytes(data: bytes) -> None:
@@ -152,7 +154,9 @@ def test_credentials_piped_carry_no_control_bytes_and_json_keeps_exact_values(ho
     assert_safe_bytes(unknown.stderr)
 
 
-def test_credentials_on_a_terminal_act_on_nothing(hostile_store: Path, tmp_path: Path, tmux_server: str) -> None:
+def test_credentials_on_a_terminal_act_on_nothing(
+    hostile_store: Path, tmp_path: Path, tmux_server: str
+) -> None:
     env = {"DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"]}
     store = str(hostile_store)
     screen = on_terminal(["credentials", "list", "--store", store], env, tmp_path, rows=200)
@@ -192,15 +196,16 @@ def test_register_verify_and_watch_with_hostile_names(
     assert screen.code == "0", screen.text[-2000:]
     assert_nothing_acted_on(screen)
     assert FILE_MARKUP[1] in screen.text
-    screen = on_terminal(["register", str(clear), "--speed", "0", "--speaker", CORPUS[0][1], "--store", store],
-                         env, tmp_path)
+    screen = on_terminal(["register", str(clear), "--speed", "0", "--speaker", CORPUS[0][1],
+                          "--store", store], env, tmp_path)
     assert screen.code == "0" and "\\033]0;pwned\\aT1" in screen.text, screen.text[-2000:]
     assert_nothing_acted_on(screen)
     screen = on_terminal(["verify", str(title), "--speaker", CORPUS[0][1], "--speed", "0", "--store", store],
                          env, tmp_path)
     assert screen.code in ("0", "5"), screen.text[-2000:]
     assert_nothing_acted_on(screen)
-    verified = dasctl("verify", str(clear), "--speaker", CORPUS[1][1], "--speed", "0", "--store", store, env=env)
+    verified = dasctl("verify", str(clear), "--speaker", CORPUS[1][1], "--speed", "0", "--store", store,
+                      env=env)
     assert verified.returncode in (0, 5), verified.stderr
     assert_safe_bytes(verified.stdout)
     assert_safe_bytes(verified.stderr)

@@ -179,6 +179,16 @@ def reenroll(
             common.warn(
                 f"{result.speaker}: not re-enrolled: {error.get('message', 'failed')}", environment.stderr
             )
+    from dasctl.errors import ExitCode, ServiceUnavailable
+
+    unreachable = [result.error for result in failed
+                   if result.error is not None and result.error.exit_code == ExitCode.UNAVAILABLE]
+    if unreachable:  # not the speakers' fault: the whole batch is worth running again (exit 6, as documented)
+        raise ServiceUnavailable(
+            f"{len(failed)} of {work.total} speaker(s) not re-enrolled; for {len(unreachable)} the service "
+            f"was unreachable or failing: {unreachable[0].message}",
+            "Run the same command again once the service answers; it continues where it stopped.",
+        )
     raise BatchFailed(
         f"{len(failed)} of {work.total} speaker(s) not re-enrolled: "
         + ", ".join(result.speaker for result in failed[:10])
