@@ -102,6 +102,10 @@ class Keeper:
         return None
 
 
+#: `--output -`, `--keep-audio -`: stdout, which then carries nothing else (the summary goes to stderr)
+STDOUT = Path("-")
+
+
 @dataclass
 class Outputs:
     """Where --output and --keep-audio put things for one input."""
@@ -109,14 +113,18 @@ class Outputs:
     output: Path | None
     keep_audio: Path | None
 
+    @property
+    def takes_stdout(self) -> bool:
+        return STDOUT in (self.output, self.keep_audio)
+
 
 def _target(
     option: str, value: Path | None, name: str, suffix: str, several: bool, force: bool = True
 ) -> Path | None:
     """A file path, or with several inputs (or an existing directory) a file named after the input there;
     an existing file is refused unless force."""
-    if value is None:
-        return None
+    if value is None or value == STDOUT:
+        return value
     if value.is_dir():
         stem = "stdin" if name == "-" else Path(name).stem
         return _not_existing(option, value / f"{stem}{suffix}", force)
@@ -214,11 +222,25 @@ async def _register_one(
         kept_audio = getattr(result, "collected_audio", None) or (bytes(sent) if sent else None)
         store_error = keeper.keep(document, source, name, kept_audio, fingerprint)
     if error is None and outputs.output is not None:
-        results.write_private_json(outputs.output, results.credential_record(document))
+        if outputs.output == STDOUT:
+            import json
+
+            environment.stdout.write(json.dumps(results.credential_record(document), indent=2) + "\n")
+            environment.stdout.flush()
+        else:
+            results.write_private_json(outputs.output, results.credential_record(document))
         document["output"] = str(outputs.output)
     if outputs.keep_audio is not None:
         audio_bytes = getattr(result, "collected_audio", None)
-        if audio_bytes:
+        if audio_bytes and outputs.keep_audio == STDOUT:
+            from dasctl.audio import mulaw_wav_bytes
+
+            environment.stdout.flush()
+            binary = environment.stdout.buffer  # type: ignore[attr-defined]  # a real stdout has one
+            binary.write(mulaw_wav_bytes(audio_bytes))
+            binary.flush()
+            document["kept_audio"] = "-"
+        elif audio_bytes:
             write_mulaw_wav(outputs.keep_audio, [audio_bytes])
             document["kept_audio"] = str(outputs.keep_audio)
         elif error is None:
@@ -291,7 +313,9 @@ async def _register_all(
         if as_json:
             environment.stdout.write(results.json_line(document) + "\n")
         elif document.get("outcome") is not None:
-            environment.stdout.write(position + results.human_summary(document) + "\n")
+            # `--output -` / `--keep-audio -` took stdout: the summary is for the person, on stderr
+            summary_to = environment.stderr if target.takes_stdout else environment.stdout
+            summary_to.write(position + results.human_summary(document) + "\n")
         environment.stdout.flush()
         if store_error is not None and error is not None:
             _report_failure(environment, error, position)  # the outcome's own error still gets its line
@@ -376,6 +400,7 @@ def register(
     parse_channel(channel)  # a bad --channel or range is a usage error now, not after connecting
     check_range(start, end)
     several = len(files) > 1
+    _check_stdout_outputs(environment, output, keep_audio, several, as_json or events)
     outputs = [
         Outputs(
             _target("--output", output, source, ".credential.json", several, force),
@@ -431,6 +456,23 @@ def register(
         "Each file's JSON line says what happened to it." if as_json or events
         else "See each file's error above.",
     )
+
+
+def _check_stdout_outputs(
+    environment: Environment, output: Path | None, keep_audio: Path | None, several: bool, machine: bool
+) -> None:
+    """`-` means stdout for --output and --keep-audio: one file, one of them, nothing else on stdout."""
+    flags = (("--output", output), ("--keep-audio", keep_audio))
+    to_stdout = [flag for flag, value in flags if value == STDOUT]
+    if not to_stdout:
+        return
+    if several or len(to_stdout) > 1 or machine:
+        raise UsageError(f"{to_stdout[0]} - writes to stdout, which then carries nothing else",
+                         "Give one file and one of --output -/--keep-audio -, without --json or --events; "
+                         "or write to a file.")
+    if keep_audio == STDOUT and environment.stdout_isatty:  # binary is not for a terminal
+        raise UsageError("--keep-audio - writes a WAV to stdout, and stdout is a terminal",
+                         "Redirect it (--keep-audio - > voice.wav) or pipe it into a player (| play -).")
 
 
 def _check_speaker(files: list[str], speaker: str | None, no_store: bool) -> None:
