@@ -506,8 +506,10 @@ def remove(
         if not entries:
             raise _unknown(speaker, opened.location)
         if not yes:
-            question = (f"Remove everything kept about {speaker} ({len(entries)} record(s), credentials and "
-                        f"audio included) from {opened.location}?")
+            from dasctl.safe_text import quoted
+
+            question = (f"Remove everything kept about {quoted(speaker)} ({len(entries)} record(s), "
+                        f"credentials and audio included) from {quoted(opened.location)}?")
             if not typer.confirm(question, default=False, err=True):
                 raise UsageError(f"{speaker!r} not removed")
         removed = opened.remove(speaker)
