@@ -335,17 +335,3 @@ def test_a_service_that_dies_mid_reenroll_is_exit_6(
     errors = [line for line in err.splitlines() if line.startswith("dasctl: error:")]
     assert len(errors) == 1 and "unreachable or failing" in errors[0] and "Traceback" not in err
 
-
-def test_register_output_and_keep_audio_take_dash_for_stdout(emulator: Emulator, tmp_path: Path) -> None:
-    call = tmp_path / "CUST1.wav"
-    call.write_bytes((DATA / "speech-a-8k-mono.wav").read_bytes())
-    env = emulator.client_env()
-    record = _dasctl("register", str(call), "--speed", "0", "--output", "-", "--no-store", env=env)
-    assert record.returncode == 0, record.stderr
-    assert json.loads(record.stdout)["credential"] and not (tmp_path / "-").exists()
-    assert b"registered" in record.stderr  # the summary, for the person, on stderr
-    voice = _dasctl("register", str(call), "--speed", "0", "--keep-audio", "-", "--no-store", env=env)
-    assert voice.returncode == 0, voice.stderr
-    assert voice.stdout[:4] == b"RIFF" and voice.stdout[8:12] == b"WAVE"
-    both = _dasctl("register", str(call), "--output", "-", "--json", "--no-store", env=env)
-    assert both.returncode == ExitCode.USAGE and b"carries nothing else" in both.stderr
