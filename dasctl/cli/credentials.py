@@ -122,7 +122,8 @@ def _table(
         return
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
+
+    from dasctl.display.safe import data_text
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for index, header in enumerate(headers):
@@ -131,7 +132,7 @@ def _table(
         if time_column is not None:
             row = [*row]
             row[time_column] = _to_the_second(row[time_column])
-        table.add_row(*(Text(cell) for cell in row))  # data: never read as rich markup
+        table.add_row(*(data_text(cell) for cell in row))  # data: never read as rich markup
     Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env).print(table)
 
 

@@ -163,11 +163,13 @@ class LiveWatchDisplay:
             return
         from rich.text import Text
 
+        from dasctl.display.safe import data_text, line_text
+
         if report.get("exit_code") == 0:
-            self.live.console.print(Text.assemble(("done", "green"), " ", quoted(name)), highlight=False)
+            self.live.console.print(Text.assemble(("done", "green"), " ", data_text(name)), highlight=False)
         else:
-            self.live.console.print(Text.assemble(("failed", "red"), " ", line(_failure_text(name, report))),
-                                    highlight=False)
+            reason = line_text(_failure_text(name, report))
+            self.live.console.print(Text.assemble(("failed", "red"), " ", reason), highlight=False)
 
     def totals(self, totals: WatchTotals) -> None:
         self.totals_line.totals = totals
