@@ -123,7 +123,8 @@ def test_a_store_that_stops_answering_during_register_is_exit_6_and_nothing_is_d
     finally:
         if proc.poll() is None:
             proc.kill()
-    print(f"\nregister with a stopped store backend: exit {code} {took:.1f} s after the stop")
+    print(f"\nregister with a stopped store backend: exit {code} {took:.1f} s after the stop (the rest of "
+          "the session, then the store's bound on its write)")
     stderr = err.text
     assert code == 6, stderr
     assert "Traceback" not in stderr and "127.0.0.1" in stderr and "pg-test-password" not in stderr
@@ -165,8 +166,8 @@ def test_a_running_watch_rides_out_a_stopped_store_backend_and_reports_each_file
     finally:
         if proc.poll() is None:
             proc.kill()
-    print(f"\nwatch with stopped store backends {backends}: a write given up after {noticed:.1f} s, "
-          f"then retried; exit {code}")
+    print(f"\nwatch with stopped store backends {backends}: the first write after the stop given up "
+          f"{noticed:.1f} s after the stop (it began when a session ended), then retried; exit {code}")
     stderr = err.text
     assert code == 0, stderr
     assert "Traceback" not in stderr
