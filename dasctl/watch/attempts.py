@@ -235,7 +235,8 @@ class AttemptSteps:
         identity = item.identity
         self._keeping[identity] = self.writes.spawn(
             identity.relpath,
-            lambda: self.journal.keep_final(identity, state, attempt_number, call_id, report, enrollment),
+            lambda: self.journal.step(state, identity, attempt_number, call_id, report=report,
+                                      enrollment=enrollment),
         )
         return report
 

@@ -88,22 +88,11 @@ class WatchState:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, functools.partial(call, *args, **kwargs))
 
-    async def step(self, state: str, identity: FileIdentity, attempt: int, call_id: str) -> None:
-        """started / retry / aborted, written off the event loop."""
-        await self.off_loop(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
-                            call_id=call_id)
-        self._remember(identity, state, attempt=attempt, call_id=call_id)
-
-    async def keep_final(
-        self,
-        identity: FileIdentity,
-        state: str,
-        attempt: int,
-        call_id: str,
-        report: dict[str, Any],
-        enrollment: EnrollmentRecord | None = None,
+    async def step(
+        self, state: str, identity: FileIdentity, attempt: int, call_id: str, *,
+        report: dict[str, Any] | None = None, enrollment: EnrollmentRecord | None = None,
     ) -> None:
-        """`final`, written off the event loop: durable when it returns."""
+        """A recording's new state written off the event loop (with a final report: durable on return)."""
         await self.off_loop(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
                             call_id=call_id, report=report, enrollment=enrollment)
         self._remember(identity, state, attempt=attempt, call_id=call_id, report=report)
