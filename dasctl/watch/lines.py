@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +36,6 @@ class ResultLines:
         self.closed = False
         self.printed: set[FileIdentity] = set()  # lines this run printed (replays included)
         self.any_failed = False
-        self.marking: set[asyncio.Future[None]] = set()  # marks on their way to the store
 
     def print(
         self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True
@@ -56,16 +54,9 @@ class ResultLines:
         unmarked: DasctlError | None = None
         if durable:
             try:
-                asyncio.get_running_loop()
-            except RuntimeError:  # no loop (a tool replaying lines): the mark is written here and now
-                try:
-                    self.state.reported(identity)
-                except DasctlError as error:  # the next run prints this line again: the documented repeat
-                    unmarked = error
-            else:  # off the loop, as every store call of a running watch
-                marking = self.state.mark_reported(identity)
-                self.marking.add(marking)
-                marking.add_done_callback(lambda marked: self._unmarked(identity, marked))
+                self.state.reported(identity)
+            except DasctlError as error:  # the next run prints this line again: the documented repeat
+                unmarked = error
         if report.get("exit_code") == ExitCode.OK:
             self.totals.done += 1
         else:
@@ -76,15 +67,3 @@ class ResultLines:
             self.observer.status(f"{identity.relpath}: reported from the store (finished by a past run)")
         if unmarked is not None:
             raise unmarked
-
-    async def settle(self, timeout: float) -> None:
-        """Let the marks under way reach the store (a mark given up repeats its line on the next run)."""
-        if self.marking:
-            await asyncio.wait(set(self.marking), timeout=timeout)
-
-    def _unmarked(self, identity: FileIdentity, marked: asyncio.Future[None]) -> None:
-        self.marking.discard(marked)
-        error = None if marked.cancelled() else marked.exception()
-        if isinstance(error, DasctlError):  # the next run prints this line again: the documented repeat
-            self.observer.warning(f"{identity.relpath}: printed, but not marked as printed in the store "
-                                  f"({error.message}); the next run prints it again")

@@ -42,9 +42,6 @@ from dasctl.watch.store_writes import StoreWrites
 if TYPE_CHECKING:
     from dasctl.store import Store
 
-#: how long the marks of the last lines printed may take to reach the store as watch ends (each store
-#: call is bounded by the store itself; a mark given up repeats its line on the next run)
-STORE_BOUND_S = 15.0
 
 
 class _Stop(Exception):
@@ -152,7 +149,6 @@ class WatchRunner(AttemptSteps):
                 timer.cancel()
             await self._drain()
             await self.writes.settle(0.0 if self._fatal is not None else self.settings.grace)
-            await self.lines.settle(STORE_BOUND_S)
             if watcher is not None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)

@@ -97,15 +97,6 @@ class WatchState:
                             call_id=call_id, report=report, enrollment=enrollment)
         self._remember(identity, state, attempt=attempt, call_id=call_id, report=report)
 
-    def mark_reported(self, identity: FileIdentity) -> asyncio.Future[None]:
-        """`reported` for a running watch: remembered now, written off the loop (a mark that does not
-        reach the store repeats the line on the next run, as a kill between line and mark does)."""
-        self._forget_printed(identity)
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dasctl-store")
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._worker, self.store.watch_reported, self.inbox, _key(identity))
-
     # -- the steps of a recording (each one transaction; StoreError when the store cannot be written)
     def started(self, identity: FileIdentity, attempt: int, call_id: str) -> None:
         self._update(identity, STARTED, attempt=attempt, call_id=call_id)
@@ -130,10 +121,9 @@ class WatchState:
 
     def reported(self, identity: FileIdentity) -> None:
         """The report line was printed."""
+        # on the event loop, between one line and the next (the order exactly-once rests on); bounded by
+        # the store itself, and a tiny write
         self.store.watch_reported(self.inbox, _key(identity))
-        self._forget_printed(identity)
-
-    def _forget_printed(self, identity: FileIdentity) -> None:
         entry = self.entries.get(identity)
         if entry is not None and entry.final is not None:
             entry.reported = True
