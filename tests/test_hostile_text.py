@@ -61,6 +61,10 @@ def ansi_c(text: str) -> str:
 def tmux_server() -> Iterator[str]:
     if shutil.which("tmux") is None:
         pytest.fail("tmux is not installed (make system-deps)")
+    # a session that outlives the others: a server whose last session ends exits, and a new session
+    # started at that moment fails
+    subprocess.run(["tmux", "-L", SERVER, "new-session", "-d", "-s", "keep", "sleep 3600"], check=True,
+                   timeout=10)
     yield SERVER
     subprocess.run(["tmux", "-L", SERVER, "kill-server"], capture_output=True, timeout=10)
 
