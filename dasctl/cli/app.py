@@ -150,9 +150,20 @@ VERSION_HELP = compose_help(
 
 
 def _install_commands() -> None:
-    from dasctl.cli import auth, config, credentials, reenroll, register, serve, transcode, verify, watch
+    from dasctl.cli import (
+        auth,
+        config,
+        credentials,
+        reenroll,
+        register,
+        serve,
+        stream,
+        transcode,
+        verify,
+        watch,
+    )
 
-    for module in (auth, register, watch, credentials, verify, reenroll, serve, transcode, config):
+    for module in (auth, register, watch, credentials, verify, reenroll, serve, transcode, config, stream):
         module.install(app)
     app.command("completion", help=COMPLETION_HELP)(completion)
     app.command("version", help=VERSION_HELP)(version)

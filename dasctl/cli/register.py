@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dasctl.cli import common
+from dasctl.cli.stream import AttachOption, AttachWaitOption
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
 from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
@@ -77,10 +78,11 @@ class Keeper:
         fingerprint: tuple[int, str] | None,
     ) -> DasctlError | None:
         """Record the attempt and add `stored` to its document; the store's error, if writing failed."""
+        from dasctl.session import ATTACH_SOURCE
         from dasctl.store import StoreError
         from dasctl.store.records import enrollment_from_document, stored_fields
 
-        path = None if source == "-" else str(Path(source).resolve())
+        path = None if source in ("-", ATTACH_SOURCE) else str(Path(source).resolve())
         size, sha256 = fingerprint if fingerprint else (None, None)
         if size is None and path is not None:
             try:
@@ -89,7 +91,8 @@ class Keeper:
                 size = None
         record = enrollment_from_document(
             document, speaker=self.speaker_for(name), origin="register", profile=self.profile.name,
-            service_url=self.profile.url, source_path=path, source_size=size, source_sha256=sha256,
+            service_url=self.profile.url, source_path=ATTACH_SOURCE if source == ATTACH_SOURCE else path,
+            source_size=size, source_sha256=sha256,
             audio=audio,
         )
         try:
@@ -241,9 +244,11 @@ async def _run_session(
     import asyncio
 
     from dasctl.audio import open_audio
-    from dasctl.session import register_audio
+    from dasctl.session import attach_call, register_audio
     from dasctl.store.records import SENT_AUDIO_LIMIT_BYTES
 
+    if options.attach:  # a live call: the platform sends the audio, the service returns what it kept
+        return await attach_call(options, profile, tokens, network, display.update), None, None
     audio: AudioStream
     with open_audio(source, **audio_options) as audio:
         sent = audio.keep_frames(SENT_AUDIO_LIMIT_BYTES) if keep else None
@@ -305,9 +310,10 @@ async def _register_all(
 
 def register(
     files: Annotated[
-        list[str],
-        typer.Argument(metavar="FILE", help="Recordings to enroll (WAV, FLAC, ...); - reads stdin."),
-    ],
+        list[str] | None,
+        typer.Argument(metavar="FILE", help="Recordings to enroll (WAV, FLAC, ...); - reads stdin.",
+                       show_default=False),
+    ] = None,
     protocol: common.ProtocolOption = "twilio",
     threshold: common.ThresholdOption = None,
     duration: common.DurationOption = None,
@@ -361,15 +367,21 @@ def register(
     store: common.StoreOption = None,
     quiet: common.QuietOption = False,
     profile: common.ProfileOption = None,
+    attach: AttachOption = None,
+    wait: AttachWaitOption = 60.0,
 ) -> None:
     """Enroll a speaker from each recording; print the credential (or JSON with --json)."""
     import asyncio
+    import dataclasses
 
     from dasctl.display.register import choose_display
 
     environment = common.environment()
     common.check_protocol(protocol)
-    _check(files, speed, timeout, call_id)
+    _check(files or [], speed, timeout, call_id)
+    from dasctl.session.attach import attach_sources, waiting_line
+
+    files, call_id = attach_sources(files or [], attach, call_id, speaker, not no_store, wait)
     from dasctl.audio import check_range, parse_channel
 
     parse_channel(channel)  # a bad --channel or range is a usage error now, not after connecting
@@ -393,6 +405,10 @@ def register(
         timeout=timeout,
         call_id=call_id,
     )
+    if attach is not None:
+        options = dataclasses.replace(options, attach=True, audio_wait=wait)
+        if not (quiet or environment.quiet):
+            common.say(waiting_line(call_id or "", protocol, profile_obj))
     low, high = USUAL_DURATION
     if not low <= profile_obj.audio_total_duration <= high:
         common.warn(

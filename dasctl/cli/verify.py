@@ -11,6 +11,7 @@ import typer
 
 from dasctl.cli import common
 from dasctl.cli.register import _check, _report_failure
+from dasctl.cli.stream import AttachOption, AttachWaitOption
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
 from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
@@ -96,8 +97,9 @@ def load_target(speaker: str | None, credential: str | None, store: Store | None
 
 def _sha256(source: str) -> str | None:
     from dasctl.audio import path_fingerprint
+    from dasctl.session import ATTACH_SOURCE
 
-    fingerprint = None if source == "-" else path_fingerprint(Path(source))
+    fingerprint = None if source in ("-", ATTACH_SOURCE) else path_fingerprint(Path(source))
     return fingerprint[1] if fingerprint else None
 
 
@@ -116,12 +118,15 @@ async def _verify_one(
     from dasctl import results
     from dasctl.audio import open_audio
     from dasctl.errors import AudioError, ServiceUnavailable
-    from dasctl.session import register_audio
+    from dasctl.session import attach_call, register_audio
     from dasctl.verify import VERIFY_HINTS, is_credential_refusal, stale_model_error
 
     try:
-        with open_audio(source, **audio_options) as audio:
-            outcome = await register_audio(audio, options, profile, tokens, network, display.update)
+        if options.attach:  # a live call: the platform sends the audio
+            outcome = await attach_call(options, profile, tokens, network, display.update)
+        else:
+            with open_audio(source, **audio_options) as audio:
+                outcome = await register_audio(audio, options, profile, tokens, network, display.update)
     except (AudioError, AuthError, ServiceUnavailable, UsageError) as failure:
         display.end()
         document = results.failure_document(
@@ -158,6 +163,7 @@ def _record(
     store: Store, target: Target, source: str, document: dict[str, Any], profile: Profile, protocol: str
 ) -> None:
     """Keep the verification in the store: the audit trail of `credentials history`."""
+    from dasctl.session import ATTACH_SOURCE
     from dasctl.store import VerificationRecord
 
     assert target.speaker is not None
@@ -178,7 +184,9 @@ def _record(
             profile=profile.name,
             service_url=profile.url,
             protocol=protocol,
-            source_path=None if source == "-" else str(Path(source).resolve()),
+            source_path=(
+                None if source == "-" else source if source == ATTACH_SOURCE else str(Path(source).resolve())
+            ),
             source_sha256=_sha256(source),
             document=document,
         )
@@ -236,7 +244,10 @@ async def _verify_all(
 
 
 def verify(
-    files: Annotated[list[str], typer.Argument(help="Recordings to verify (WAV, FLAC, ...); - reads stdin.")],
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(help="Recordings to verify (WAV, FLAC, ...); - reads stdin.", show_default=False),
+    ] = None,
     speaker: Annotated[
         str | None,
         typer.Option(
@@ -277,6 +288,8 @@ def verify(
     quiet: common.QuietOption = False,
     store_url: common.StoreOption = None,
     profile: common.ProfileOption = None,
+    attach: AttachOption = None,
+    wait: AttachWaitOption = 60.0,
 ) -> None:
     """Verify each recording against a speaker's credential; print the decision (or JSON with --json)."""
     import asyncio
@@ -292,10 +305,13 @@ def verify(
             "give exactly one of --speaker ID and --credential FILE",
             "--speaker uses the store's current credential; --credential a record from `register -o`.",
         )
-    if credential == "-" and "-" in files:
+    if credential == "-" and "-" in (files or []):
         raise UsageError("stdin (-) cannot carry both the audio and the credential")
     common.check_protocol(protocol)
-    _check(files, speed, timeout, None)
+    _check(files or [], speed, timeout, None)
+    from dasctl.session.attach import attach_sources, waiting_line
+
+    files, call_id = attach_sources(files or [], attach, None, speaker, False, wait)
     if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
         raise UsageError(f"--score-threshold {score_threshold:g} must be between 0 and 1")
     from dasctl.audio import check_range, parse_channel
@@ -329,7 +345,12 @@ def verify(
             kind=NS_VERIFY,
             credential=target.credential,
             score_threshold=DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold,
+            call_id=call_id,
+            attach=attach is not None,
+            audio_wait=wait,
         )
+        if attach is not None and not (quiet or environment.quiet):
+            common.say(waiting_line(call_id or "", protocol, profile_obj))
         audio_options = {"channel": channel, "start": start, "end": end}
         display = choose_display(environment, quiet=quiet, events=events)
         try:

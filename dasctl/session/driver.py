@@ -17,9 +17,11 @@ from dasctl import events
 from dasctl.errors import AudioError, AuthError, DasctlError, ServiceUnavailable
 from dasctl.session import signalling
 from dasctl.session.records import (
+    AWAITING_AUDIO,
     CHANNEL_FAILURE_GRACE,
     CONNECTING,
     DONE,
+    HEARING,
     INITIALIZING,
     PAUSED,
     PROGRESS_INTERVAL,
@@ -59,11 +61,11 @@ async def register_audio(
 
 
 class RegisterSession:
-    """One session's state; `register_audio` is the public way in."""
+    """One session's state; `register_audio` is the public way in (and `attach_call`, with no audio)."""
 
     def __init__(
         self,
-        audio: AudioSource,
+        audio: AudioSource | None,
         options: RegisterOptions,
         profile: Profile,
         tokens: TokenProvider,
@@ -203,6 +205,9 @@ class RegisterSession:
                         )
                     if isinstance(event, events.VadStatus):
                         self.last_vad = event
+                    if self.audio is None:
+                        deadline = self.on_attached_event(event, deadline)
+                        continue
                     if isinstance(event, events.ConsumerReady) and stream_task is None:
                         self.mark("consumer_ready")
                         stream_task = asyncio.create_task(self.stream(http))
@@ -253,8 +258,37 @@ class RegisterSession:
             elif stream_task is not None and stream_task.done() and not stream_task.cancelled():
                 stream_task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
+    def on_attached_event(self, event: events.ServiceEvent, deadline: float) -> float:
+        """An attached session's clock: consumer-ready starts the wait for the platform's audio (--wait),
+        the first voice the service reports ends it; then any word from the service is a sign of life."""
+        now = time.monotonic()
+        if isinstance(event, events.ConsumerReady) and self.state == INITIALIZING:
+            self.mark("consumer_ready")
+            self.set_state(AWAITING_AUDIO, event)
+            return now + self.options.audio_wait
+        if self.state == AWAITING_AUDIO and isinstance(event, events.VadStatus) and (
+            event.audio_seconds > 0 or event.vad_percentage > 0
+        ):
+            self.mark("audio_arrived")
+            self.set_state(HEARING, event)
+            return now + self.options.timeout
+        self.report(event)
+        return now + self.options.timeout if self.state == HEARING else deadline
+
     def timeout_error(self) -> ServiceUnavailable:
         timeout = self.options.timeout
+        if self.state == AWAITING_AUDIO:
+            wait = self.options.audio_wait
+            return ServiceUnavailable(
+                f"no audio for call {self.call_id} reached the service within {wait:g} s",
+                "Start the call's AudioHook/Media Stream right after `--attach` (or feed it with "
+                f"`dasctl stream FILE --call-id {self.call_id}`), or give it longer with --wait.",
+            )
+        if self.state == HEARING:
+            return ServiceUnavailable(
+                f"no word from the service for {timeout:g} s while the call's audio was arriving",
+                "The service is slow or stalled, or the call went silent; try again, or raise --timeout.",
+            )
         if self.state == INITIALIZING:
             return ServiceUnavailable(
                 f"the service did not get its audio consumer ready within {timeout:g} s",
@@ -276,6 +310,7 @@ class RegisterSession:
             if self.state in (STREAMING, PAUSED):
                 self.set_state(PAUSED if paused else STREAMING)
 
+        assert self.audio is not None  # an attached session never opens the audio channel
         return await send_audio(http, self.profile, self.options, self.call_id, self.audio, on_sent, on_pause)
 
     async def close(self, sio: Any, http: aiohttp.ClientSession) -> None:

@@ -17,7 +17,10 @@ STREAMING = "streaming"
 PAUSED = "paused"  # the service paused the audio (AudioHook `pause`) and has not resumed it yet
 WAITING = "waiting for result"
 DONE = "done"
-STATES = (CONNECTING, INITIALIZING, STREAMING, PAUSED, WAITING, DONE)
+# an attached session (register --attach): the platform sends the audio, the service reports on it
+AWAITING_AUDIO = "waiting for the platform's audio"
+HEARING = "hearing the call's audio"
+STATES = (CONNECTING, INITIALIZING, STREAMING, PAUSED, WAITING, AWAITING_AUDIO, HEARING, DONE)
 
 #: Progress is reported at least this often while audio is being sent (DESIGN.md: >= 5 updates/s).
 PROGRESS_INTERVAL = 0.1
@@ -51,6 +54,9 @@ class RegisterOptions:
     kind: str = events.NS_REGISTER  # or events.NS_VERIFY
     credential: str = ""  # verify: the credential to check the voice against
     score_threshold: float = DEFAULT_SCORE_THRESHOLD  # verify: the lowest score that verifies
+    # signalling only (register --attach): the platform streams the call's audio to the service itself
+    attach: bool = False
+    audio_wait: float = 60.0  # attach: how long the first audio may take to show (after consumer-ready)
 
 
 @dataclass(frozen=True)
