@@ -13,6 +13,7 @@ from dasctl.cli import common
 from dasctl.cli.transcode import ChannelOption
 from dasctl.cli.usage import compose_help
 from dasctl.errors import Interrupted, UsageError
+from dasctl.stream import STREAMING
 
 if TYPE_CHECKING:
     from dasctl.stream import StreamOutcome, StreamProgress
@@ -110,7 +111,7 @@ class ProgressLine:
                 self.stream.write("\r" + line + " " * max(0, len(self.last) - len(line)))
                 self.stream.flush()
                 self.last = line
-        elif changed and progress.state != "done" and (progress.attempts == 1 or progress.state == "streaming"):
+        elif changed and progress.state != "done" and (progress.attempts == 1 or progress.state == STREAMING):
             # while waiting for the session, the first refusal says it all: no line per try
             self.stream.write(self.text(progress) + "\n")
             self.stream.flush()

@@ -217,6 +217,8 @@ class AudioHookConnection:
         if self.options.discard_to is not None and self.opened:
             # --discard-to: the client's accounting is checked exactly (audio received + discarded)
             expected = self.audio_bytes + self.discarded
+            if kind == "discarded" and isinstance(message.get("parameters"), dict):
+                expected += _samples(message["parameters"].get("discarded")) or 0  # its own, included
             if _samples(position) != expected:
                 raise AudioHookProtocolError(
                     f"{kind}.position {position} should be {_duration(expected)} "
