@@ -15,7 +15,7 @@ Everything callers use is importable from `dasctl.session` itself.
 
 from __future__ import annotations
 
-from dasctl.session.attach import ATTACH_SOURCE, attach_call, parse_call_id
+from dasctl.session.attach import ATTACH_SOURCE, CallAudio, attach_call, parse_call_id
 from dasctl.session.driver import RegisterSession, register_audio
 from dasctl.session.records import (
     AWAITING_AUDIO,
@@ -38,6 +38,7 @@ from dasctl.session.signalling import _async_client_class
 
 __all__ = [
     "ATTACH_SOURCE",
+    "CallAudio",
     "AWAITING_AUDIO",
     "HEARING",
     "attach_call",

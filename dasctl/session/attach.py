@@ -9,11 +9,13 @@ follows the service's info-vad-status events until the result: the same outcome 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from dasctl.errors import UsageError
-from dasctl.session.driver import RegisterSession
+from dasctl.recording import Opened, Recording
 
 if TYPE_CHECKING:
     from dasctl.auth import TokenProvider
@@ -45,23 +47,23 @@ def parse_call_id(value: str, option: str = "--attach") -> str:
         ) from None
 
 
-def attach_sources(
+def recordings_of(
     files: list[str],
     attach: str | None,
     call_id: str | None,
     speaker: str | None,
     store: bool,
     wait: float,
-) -> tuple[list[str], str | None]:
-    """The sources and call id of a register or verify command line: unchanged without --attach (where
-    a missing FILE is a usage error); with it, [ATTACH_SOURCE] and the call's id, after checking the
-    rest of the line against it."""
+) -> tuple[list[Recording], str | None]:
+    """The recordings and call id of a register or verify command line: its files without --attach
+    (where none is a usage error); with it, the live call alone, after checking the rest of the line
+    against it."""
     if attach is None:
         if not files:
             raise UsageError(
                 "missing FILE...", "Give the recordings (- reads stdin), or --attach CALL_ID for a live call."
             )
-        return files, call_id
+        return [Recording.from_argument(name) for name in files], call_id
     if files:
         raise UsageError(
             f"--attach takes no FILE (got {files[0]}): the platform sends the call's audio",
@@ -76,7 +78,7 @@ def attach_sources(
             "--attach needs --speaker ID: there is no file name to take the speaker id from",
             "Pass --speaker CUST12345, or --no-store to keep nothing.",
         )
-    return [ATTACH_SOURCE], parse_call_id(attach)
+    return [LiveCall()], parse_call_id(attach)
 
 
 def waiting_line(call_id: str, protocol: str, profile: Profile | None = None) -> str:
@@ -94,6 +96,51 @@ def stream_command(call_id: str, protocol: str, file: str = "call.wav") -> str:
     return f"dasctl stream {file} --call-id {call_id}{flag} --wait 30"
 
 
+class CallAudio:
+    """What a live call offers where a recording's stream would be: no frames to send (the platform sends
+    them), nothing sent to keep, no input to fingerprint. A session given it opens no audio channel."""
+
+    attached = True  # what register_audio looks at
+    duration: float | None = None
+    name = ATTACH_SOURCE
+
+    def frames(self, frame_ms: int = 20) -> Iterator[bytes]:
+        raise AssertionError("a live call's audio goes from the platform to the service, never through us")
+
+    def keep_frames(self, limit_bytes: int) -> bytearray:
+        return bytearray()  # the store keeps the enrollment audio the service returns instead
+
+    def fingerprint(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class LiveCall(Recording):
+    """The live call as the one "recording" of a register or verify run: named `attach` in documents and
+    in the store's source fields; opening it gives CallAudio."""
+
+    name: str = ATTACH_SOURCE
+
+    @property
+    def is_stdin(self) -> bool:
+        return False
+
+    @property
+    def source_path(self) -> str:
+        return ATTACH_SOURCE
+
+    @property
+    def stem(self) -> str:
+        return ATTACH_SOURCE
+
+    def check_exists(self) -> None:
+        return None
+
+    @contextmanager
+    def open(self, **audio_options: Any) -> Iterator[Opened]:
+        yield Opened(cast(Any, CallAudio()), None)
+
+
 async def attach_call(
     options: RegisterOptions,
     profile: Profile,
@@ -107,6 +154,7 @@ async def attach_call(
     info-consumer-ready. Returns the terminal event as register_audio does (the collected audio rides
     on result-success); raises ServiceUnavailable when nothing comes.
     """
+    from dasctl.session.driver import register_audio
+
     assert options.call_id, "an attached session needs the call's id"
-    session = RegisterSession(None, options, profile, tokens, network, on_progress)
-    return await session.run()
+    return await register_audio(CallAudio(), options, profile, tokens, network, on_progress)

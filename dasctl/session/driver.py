@@ -53,10 +53,14 @@ async def register_audio(
 ) -> RegisterOutcome:
     """Run one register session (or verify, with options.kind) for this audio and return its terminal event.
 
+    Given a live call's CallAudio (dasctl.session.attach), the session drives the signalling only.
+
     Terminal service events are returned (even error-*); failures with no terminal event raise
     AuthError / ServiceUnavailable / AudioError. Cancellation closes both channels before propagating.
     """
-    session = RegisterSession(audio, options, profile, tokens, network, on_progress)
+    # a live call's CallAudio (register --attach): the platform sends the audio, no channel is ours
+    attached = getattr(audio, "attached", False) is True
+    session = RegisterSession(None if attached else audio, options, profile, tokens, network, on_progress)
     return await session.run()
 
 

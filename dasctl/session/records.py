@@ -54,9 +54,9 @@ class RegisterOptions:
     kind: str = events.NS_REGISTER  # or events.NS_VERIFY
     credential: str = ""  # verify: the credential to check the voice against
     score_threshold: float = DEFAULT_SCORE_THRESHOLD  # verify: the lowest score that verifies
-    # signalling only (register --attach): the platform streams the call's audio to the service itself
-    attach: bool = False
-    audio_wait: float = 60.0  # attach: how long the first audio may take to show (after consumer-ready)
+    # a live call (register --attach: the platform streams the audio): how long its first audio may
+    # take to show after consumer-ready
+    audio_wait: float = 60.0
 
 
 @dataclass(frozen=True)
