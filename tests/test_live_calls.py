@@ -261,3 +261,32 @@ def test_call_id_prints_a_uuid_and_the_two_command_lines(dasctl: Any) -> None:
     assert str(uuid.UUID(call_id)) == call_id
     assert f"dasctl register --attach {call_id}" in run.stderr
     assert f"dasctl stream call.wav --call-id {call_id}" in run.stderr
+
+
+def test_stream_exit_codes_for_bad_audio_and_a_refused_handshake(
+    emulator: Emulator, dasctl: Any, tmp_path: Any
+) -> None:
+    call_id = str(uuid.uuid4())
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("these are not samples\n")
+    bad = dasctl("stream", str(not_audio), "--call-id", call_id, env=emulator.client_env())
+    assert bad.returncode == 3 and "notes.wav" in bad.stderr
+    refused = dasctl(
+        "stream", str(SPEECH), "--call-id", call_id, "--protocol", "audiohook",
+        env={**emulator.client_env(), "DASCTL_AUDIOHOOK_API_KEY": "not-the-key"},
+    )
+    assert refused.returncode == 4, refused.stderr
+    assert "refused the connection (HTTP 401)" in refused.stderr
+
+
+def test_sigterm_while_waiting_for_the_session_is_exit_130(emulator: Emulator, background: Any) -> None:
+    import signal
+
+    feeder = background(
+        "stream", str(SPEECH), "--call-id", str(uuid.uuid4()), "--wait", "60", env=emulator.client_env()
+    )
+    feeder.wait_for("refused, trying again")
+    feeder.proc.send_signal(signal.SIGTERM)
+    code, stdout, stderr = feeder.finish()
+    assert code == 130, stderr
+    assert "interrupted" in stderr and stdout == "" and "Traceback" not in stderr
