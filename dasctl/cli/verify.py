@@ -34,6 +34,7 @@ HELP = compose_help(
         "dasctl verify call.wav --channel left --speaker alice --json | jq .score",
         "dasctl verify call.wav --credential alice.credential.json --score-threshold 0.7",
         "jq -r .credential alice.json | dasctl verify call.wav --credential -",
+        "dasctl verify --attach $CALL_ID --speaker alice   # a live call: the platform sends the audio",
     ],
     exit_codes="""
     0 verified
