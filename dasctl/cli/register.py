@@ -33,7 +33,7 @@ HELP = compose_help(
         "dasctl register call.wav --channel right --protocol audiohook --json",
         "dasctl register calls/*.wav --output credentials/   # one credential file per recording",
         "sox call.mp3 -t wav - | dasctl register -",
-        "dasctl register --attach $CALL_ID --speaker CUST12345   # a live call: the platform sends the audio",
+        "dasctl register --attach $CALL_ID --speaker CUST12345   # a live call: the platform streams",
     ],
     exit_codes="""
     0 registered
