@@ -6,8 +6,9 @@ do (AudioHook signatures, pings, pause/resume, startPaused, discardTo, the close
 process drives the signalling for that call id (`dasctl register --attach`, or the integration itself).
 
 A platform does not wait for the integration: its audio may come before the session exists, and the
-service refuses it then (PROTOCOL.md §3.3). With `wait`, a refused open is tried again until the session
-appears or the wait runs out; the audio sent in a refused attempt is sent again from its start.
+service refuses it then (docs/protocol.md, the session timeline). With `wait`, a refused open is tried
+again until the session appears or the wait runs out; the audio sent in a refused attempt is sent again
+from its start.
 No Typer or rich here.
 """
 

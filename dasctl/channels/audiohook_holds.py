@@ -1,4 +1,4 @@
-"""What an AudioHook server may ask of the stream (PROTOCOL.md §4.2): hold it, and skip part of it.
+"""What an AudioHook server may ask of the stream (docs/protocol.md, AudioHook): hold it, and skip part of it.
 
 `pause` (or `opened` with `startPaused`): say `paused`, send nothing, keep pinging, and on `resume` say
 `resumed` (the recording is held in place: `discarded` PT0S). `opened` with `discardTo`: skip whole frames

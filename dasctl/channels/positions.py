@@ -1,4 +1,4 @@
-"""AudioHook stream time (PROTOCOL.md §4.2): exact `PT<seconds>S` text from a sample count, and back.
+"""AudioHook stream time (docs/protocol.md, AudioHook): exact `PT<seconds>S` from a sample count, and back.
 
 mu-law at 8 kHz is one byte per sample, so a position is a byte count; integer and Decimal arithmetic keep
 it exact (PT11.675875S, never rounded, never in exponent form).

@@ -1,4 +1,4 @@
-"""The AudioHook upgrade request (PROTOCOL.md §4.2): the three UUID headers, the API key, the signature."""
+"""The AudioHook upgrade request (docs/protocol.md, AudioHook): UUID headers, API key, signature."""
 
 from __future__ import annotations
 

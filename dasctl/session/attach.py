@@ -1,9 +1,10 @@
 """A live call (`register --attach`, `verify --attach`): dasctl drives the signalling, the platform the audio.
 
 In production the contact-centre platform (Genesys Cloud through AudioHook, Twilio through Media Streams)
-streams the call's audio straight to the service, tagged with the call id (PROTOCOL.md §3.3, §4.2 "who
-opens the audio channel"). An attached session initializes with that call id, opens no audio channel, and
-follows the service's info-vad-status events until the result: the same outcome as a session from a file.
+streams the call's audio straight to the service, tagged with the call id (docs/protocol.md: the session
+timeline, and "who opens the audio channel"). An attached session initializes with that call id, opens no
+audio channel, and follows the service's info-vad-status events until the result: the same outcome as a
+session from a file.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The session driver: one register or verify session (signalling + audio channel) turned into one outcome.
 
 No Typer or rich here: `register_audio` is the library entry point that `dasctl register` and
-`dasctl watch` both call. PROTOCOL.md §3 is the contract it follows.
+`dasctl watch` both call. docs/protocol.md is the contract it follows.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class RegisterSession:
             await self.close(sio, http)
 
     def initialize_payload(self) -> dict[str, Any]:
-        """PROTOCOL.md §3.1, field for field (sample_rate and channels are strings on Socket.IO)."""
+        """docs/protocol.md `initialize`, field for field (sample_rate and channels: strings on Socket.IO)."""
         request: dict[str, Any]
         if self.options.kind == events.NS_VERIFY:
             request = {

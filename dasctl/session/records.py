@@ -22,7 +22,7 @@ AWAITING_AUDIO = "waiting for the platform's audio"
 HEARING = "hearing the call's audio"
 STATES = (CONNECTING, INITIALIZING, STREAMING, PAUSED, WAITING, AWAITING_AUDIO, HEARING, DONE)
 
-#: Progress is reported at least this often while audio is being sent (DESIGN.md: >= 5 updates/s).
+#: Progress is reported at least this often while audio is being sent (at least 5 updates a second).
 PROGRESS_INTERVAL = 0.1
 #: After the audio channel fails abnormally, how long a terminal event that explains it may take.
 CHANNEL_FAILURE_GRACE = 0.5
@@ -50,7 +50,7 @@ class RegisterOptions:
     # bound on waiting for the service (connect, consumer-ready, result after the audio ends)
     timeout: float = 60.0
     audiohook_frame_ms: int = 200  # AudioHook binary frame (the reference client sends 200 ms)
-    # a verify session (PROTOCOL.md §3.1) speaks the same driver: namespace verify, verify_request
+    # a verify session (docs/protocol.md `initialize`) speaks the same driver: verify namespace and request
     kind: str = events.NS_REGISTER  # or events.NS_VERIFY
     credential: str = ""  # verify: the credential to check the voice against
     score_threshold: float = DEFAULT_SCORE_THRESHOLD  # verify: the lowest score that verifies
