@@ -151,9 +151,11 @@ VERSION_HELP = compose_help(
 
 def _install_commands() -> None:
     from dasctl.cli import auth, config, credentials, reenroll, register, serve, transcode, verify, watch
+    from dasctl.cli import stream as live_call_commands
 
     for module in (auth, register, watch, credentials, verify, reenroll, serve, transcode, config):
         module.install(app)
+    live_call_commands.install(app)  # stream, call-id
     app.command("completion", help=COMPLETION_HELP)(completion)
     app.command("version", help=VERSION_HELP)(version)
 

@@ -84,6 +84,8 @@ class Pace:
 
     def position(self, progress: Progress) -> str:
         """`audio 0:12/0:52` (or `audio 0:12` when the length is unknown, e.g. stdin)."""
+        if progress.state in (session.AWAITING_AUDIO, session.HEARING):
+            return "live call"  # the platform sends the audio (--attach): none of it is ours to count
         sent = clock(progress.audio_seconds_sent)
         if progress.audio_duration:
             return f"audio {sent}/{clock(progress.audio_duration)}"
@@ -182,7 +184,7 @@ class PlainLines:
             else:
                 self.say(_STATE_TEXT.get(progress.state, progress.state))
             return
-        if progress.state != session.STREAMING:
+        if progress.state not in (session.STREAMING, session.HEARING):
             if progress.vad is not None and progress.state != session.DONE:
                 self.quarter = max(self.quarter, min(progress.vad_percentage // 25, 4))
             return

@@ -1,7 +1,8 @@
 """The audio side of a session: open the profile's audio channel for the protocol and send the audio, paced.
 
-PROTOCOL.md §4: `twilio` (Media Streams JSON frames) or `audiohook` (Genesys AudioHook v2, API key and
-optional signature). The channels themselves live in dasctl.channels; this picks one and feeds it.
+docs/protocol.md, the audio channel: `twilio` (Media Streams JSON frames) or `audiohook` (Genesys
+AudioHook v2, API key and optional signature). The channels themselves live in dasctl.channels; this
+picks one and feeds it.
 """
 
 from __future__ import annotations
