@@ -9,10 +9,11 @@ imported before a session starts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from dasctl.batch import CallbackProgress, check_inputs
 from dasctl.errors import UsageError
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dasctl")
 
 R = TypeVar("R", bound="SessionReport")
-T = TypeVar("T")
+P = ParamSpec("P")
 
 #: How the API's keyword arguments are named in messages (the command line names its flags).
 _NAMES = {"speed": "speed", "timeout": "timeout", "call_id": "call_id"}
@@ -292,6 +293,25 @@ class AsyncClient:
             return None
 
 
+def _blocking(
+    method: Callable[Concatenate[AsyncClient, P], Run[R]],
+) -> Callable[Concatenate[Client, P], R]:
+    """A Client method: the AsyncClient method of the same name and arguments, run to its result."""
+
+    @functools.wraps(method)
+    def blocking(self: Client, *args: P.args, **kwargs: P.kwargs) -> R:
+        _no_running_loop(method.__name__)  # before the Run exists: no coroutine is left never awaited
+        run = method(self.client, *args, **kwargs)
+
+        async def main() -> R:
+            return await run
+
+        return asyncio.run(main())
+
+    blocking.__doc__ = f"AsyncClient.{method.__name__}, blocking until its result.\n\n{method.__doc__}"
+    return blocking
+
+
 class Client:
     """The blocking form of AsyncClient, for scripts, tasks and web back offices that have no event loop
     running: the same arguments, and methods that return the result itself.
@@ -312,22 +332,8 @@ class Client:
         self.client = AsyncClient(profile, url=url, env=env, store=store, on_warning=on_warning)
         self.store = StoreReader(self.client._open_store)
 
-    def register(self, audio: AudioInput, **options: Any) -> RegisterResult:
-        """AsyncClient.register, blocking until the result (the same keyword arguments)."""
-        _no_running_loop("register")
-        return _run(self.client.register(audio, **options))
-
-    def verify(self, audio: AudioInput, **options: Any) -> VerifyResult:
-        """AsyncClient.verify, blocking until the result (the same keyword arguments)."""
-        _no_running_loop("verify")
-        return _run(self.client.verify(audio, **options))
-
-
-def _run(run: Run[R]) -> R:
-    async def main() -> R:
-        return await run
-
-    return asyncio.run(main())
+    register = _blocking(AsyncClient.register)
+    verify = _blocking(AsyncClient.verify)
 
 
 def _no_running_loop(method: str) -> None:
