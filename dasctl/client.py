@@ -104,8 +104,8 @@ class Run(Generic[R]):
             self._task.cancel()
 
 
-class AsyncClient:
-    """Register and verify recordings from async code (asyncio), with a profile's settings.
+class ClientSettings:
+    """What a client holds: which profile, service and store its sessions use.
 
     `profile` is a profile name (default: DASCTL_PROFILE, else the profiles file's default, else `local`,
     the emulator of `dasctl serve`); `url` overrides its service URL; `env` replaces os.environ as the
@@ -128,7 +128,30 @@ class AsyncClient:
         self.env = env
         self.store_url = store
         self.warn = on_warning or log.warning
-        self.store = AsyncStoreReader(self._open_store)
+
+    def _open_store(self, profile: Profile | None = None) -> Store:
+        """The store by precedence: the client's `store` > the profile's (DASCTL_STORE or its file) >
+        the default file in dasctl's data directory."""
+        from dasctl.store import open_store
+
+        if self.store_url is not None:
+            return open_store(self.store_url, self.env)
+        if profile is None:
+            from dasctl.config import load_profile
+
+            profile = load_profile(self.profile, flags={"url": self.url}, env=self.env,
+                                   flag_names=_FLAG_NAMES)
+        return open_store(profile.store, self.env)
+
+
+class AsyncClient(ClientSettings):
+    """Register and verify recordings from async code (asyncio), with a profile's settings (see
+    ClientSettings for the arguments). `register` and `verify` return a Run to await (or iterate)."""
+
+    @property
+    def store(self) -> AsyncStoreReader:
+        """The credential store this client uses, to read (awaited)."""
+        return AsyncStoreReader(self._open_store)
 
     # --- register ----------------------------------------------------------------------------------
     def register(
@@ -268,21 +291,6 @@ class AsyncClient:
 
         return Run(work, on_progress)
 
-    # --- the store ---------------------------------------------------------------------------------
-    def _open_store(self, profile: Profile | None = None) -> Store:
-        """The store by precedence: the client's `store` > the profile's (DASCTL_STORE or its file) >
-        the default file in dasctl's data directory."""
-        from dasctl.store import open_store
-
-        if self.store_url is not None:
-            return open_store(self.store_url, self.env)
-        if profile is None:
-            from dasctl.config import load_profile
-
-            profile = load_profile(self.profile, flags={"url": self.url}, env=self.env,
-                                   flag_names=_FLAG_NAMES)
-        return open_store(profile.store, self.env)
-
     async def _try_store(self, profile: Profile) -> Store | None:
         from dasctl.errors import DasctlError
 
@@ -312,25 +320,24 @@ def _blocking(
     return blocking
 
 
-class Client:
+class Client(ClientSettings):
     """The blocking form of AsyncClient, for scripts, tasks and web back offices that have no event loop
-    running: the same arguments, and methods that return the result itself.
+    running: the same arguments (see ClientSettings), and methods that return the result itself.
 
     Each call runs its own event loop (asyncio.run); called where a loop is already running (a notebook
     cell, an async view) it raises RunningLoopError: use AsyncClient and `await` there.
     """
 
-    def __init__(
-        self,
-        profile: str | None = None,
-        *,
-        url: str | None = None,
-        env: Mapping[str, str] | None = None,
-        store: str | None = None,
-        on_warning: Callable[[str], None] | None = None,
-    ) -> None:
-        self.client = AsyncClient(profile, url=url, env=env, store=store, on_warning=on_warning)
-        self.store = StoreReader(self.client._open_store)
+    @property
+    def store(self) -> StoreReader:
+        """The credential store this client uses, to read."""
+        return StoreReader(self._open_store)
+
+    @functools.cached_property
+    def client(self) -> AsyncClient:
+        """The AsyncClient of the same settings, which runs each call."""
+        return AsyncClient(self.profile, url=self.url, env=self.env, store=self.store_url,
+                           on_warning=self.warn)
 
     register = _blocking(AsyncClient.register)
     verify = _blocking(AsyncClient.verify)
@@ -369,5 +376,6 @@ def _path(value: str | os.PathLike[str] | None) -> Path | None:
 
 def _checked(result: R, check: bool) -> R:
     if check and result.failure is not None:
+        result.failure.result = result  # the call id, the document, a credential that could not be kept
         raise result.failure
     return result

@@ -128,6 +128,9 @@ def test_verify_by_speaker_and_the_history_it_leaves(client: dasctl.Client, tmp_
     with pytest.raises(dasctl.ServiceRejected) as refused:
         client.verify(SPEECH_B, speaker="alice", **FAST)
     assert refused.value.exit_code == 5 and "result-fail-score" in refused.value.message
+    # the raised error carries the session's result all the same
+    assert isinstance(refused.value.result, dasctl.VerifyResult) and refused.value.result.verified is False
+    assert refused.value.result.score is not None and refused.value.result.call_id
     # against the credential itself (no store lookup): the RegisterResult is a credential
     again = client.verify(STEREO, credential=enrolled, channel="left", start=2, **FAST)
     assert again.verified and again.speaker == "alice"
@@ -187,6 +190,7 @@ def test_failures_of_the_service_and_the_store_carry_their_exit_codes(
     # the attempt is kept all the same (as `dasctl register` keeps it): failed, no credential
     [attempt] = nowhere.store.history("alice")
     assert not attempt.ok and attempt.outcome == "unavailable"
+    assert unreachable.value.result.stored_id == attempt.id and unreachable.value.result.credential is None
 
     not_a_store = tmp_path / "not-a-store.db"
     not_a_store.write_text("hello")
