@@ -273,3 +273,31 @@ def test_the_examples_in_docs_python_md_run(emulator: Emulator) -> None:
     assert outputs[1].startswith("5 ") and "result-fail-score" in outputs[1]
     assert "5 s of voice" in outputs[2]
     assert "registered" in outputs[3] and "voice 5.0/5 s" in outputs[3]
+
+
+def test_cancelling_a_run_closes_its_session(emulator: Emulator) -> None:
+    """run.cancel() ends the session as Ctrl-C ends `dasctl register`: the service sees the client leave."""
+    import re
+    import time
+
+    async def main() -> str:
+        client = dasctl.AsyncClient(profile="local", url=emulator.url)
+        run = client.register(SPEECH_A, speaker="alice", speed=1)  # real time: about 5 s to stream
+        async for progress in run:
+            if progress.state == "streaming" and progress.audio_seconds_sent > 0:
+                run.cancel()
+                break
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        return progress.call_id
+
+    call_id = asyncio.run(main())
+    # the emulator logs a session's end: the client's audio channel said `stop` (the service then ends it
+    # with error-audio) or the client left; a session left open would say nothing until its timeout
+    deadline = time.monotonic() + 15
+    while not re.search(rf"session register \S* ?{call_id}: (error-audio|client disconnected)",
+                        emulator.output()):
+        assert time.monotonic() < deadline, f"the emulator never saw {call_id} end:\n{emulator.output()}"
+        time.sleep(0.05)
+    # the attempt was never finished, so nothing was kept
+    assert dasctl.Client(profile="local", url=emulator.url).store.history("alice") == []
