@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dasctl.audio.channels import to_mono
+from dasctl.audio.ffmpeg import FfmpegReader
 from dasctl.audio.frames import SAMPLE_RATE, check_frame_ms
 from dasctl.audio.resample import resampler, to_int16
 from dasctl.audio.sndfile import INT16_EXACT_SUBTYPES, c_library_stderr_to_log, libsndfile_message
@@ -20,6 +21,8 @@ from dasctl.mulaw import mulaw_encode_array
 
 if TYPE_CHECKING:
     import soundfile
+
+    from dasctl.wav import WavReader
 
 _BLOCK_SECONDS = 2.0
 _BLOCK_MAX_BYTES = 8 << 20  # bounds a block when a file has very many channels
@@ -47,7 +50,7 @@ class AudioStream:
 
     def __init__(
         self,
-        sound: soundfile.SoundFile,
+        sound: soundfile.SoundFile | WavReader | FfmpegReader,
         name: str,
         *,
         channel: str | int,
@@ -199,7 +202,7 @@ class AudioStream:
         block_frames = max(1024, min(block_frames, _BLOCK_MAX_BYTES // (4 * channels)))
         buffer = np.empty((block_frames, channels), dtype=dtype)
         # libmpg123 prints notes on fd 2 as it decodes a damaged MP3: they go to the debug log instead
-        quiet = sound.format == "MP3"
+        quiet = sound.format == "MP3" and not isinstance(sound, FfmpegReader)
         position = 0
         if self._start_frame:
             position = self._skip_to_start(buffer)
