@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dasctl.audio.channels import parse_channel
+from dasctl.audio.channels import ChannelChoice, resolve_channel
 from dasctl.audio.ffmpeg import FfmpegReader, is_ffmpeg_only, is_mp4, open_ffmpeg
 from dasctl.audio.fingerprint import STDIN_DRAIN_TIMEOUT, StreamDigest, fd_fingerprint, path_fingerprint
 from dasctl.audio.pipes import PipeRelay, read_head
@@ -277,12 +277,26 @@ def _finish_open(
 
 
 def open_audio(
-    source: str | os.PathLike[str], *, channel: str = "mix", start: float = 0.0, end: float | None = None
+    source: str | os.PathLike[str], *, channel: str | ChannelChoice | None = "mix", start: float = 0.0,
+    end: float | None = None,
 ) -> AudioStream:
-    """Open a recording ('-' = stdin) for streaming; AudioError (exit 3) names the file and the problem."""
-    choice = parse_channel(channel)
+    """Open a recording ('-' = stdin) for streaming; AudioError (exit 3) names the file and the problem.
+
+    `channel` is --channel's text (None: nothing chosen, the mix), or a ChannelChoice (channels.py) that
+    names the side by role and says once when a multi-channel recording is mixed."""
+    choice = channel if isinstance(channel, ChannelChoice) else resolve_channel(channel)
     check_range(start, end)
     if str(source) == "-":
-        return _open_stdin(choice, start, end, channel)
-    return _open_path(Path(source), choice, start, end, channel)
+        stream = _open_stdin(choice.index, start, end, choice.text)
+    else:
+        stream = _open_path(Path(source), choice.index, start, end, choice.text)
+    if choice.side == "agent" and stream.input_channels != 2:
+        stream.close()
+        raise UsageError(f"--channel {choice.text}: {stream.name} has {stream.input_channels} channels; the "
+                         "agent is the other side of a 2-channel recording only",
+                         "Name the agent's channel by its number instead (--channel N).")
+    stream.side = choice.side
+    if not choice.chosen and choice.mixed is not None and stream.input_channels > 1:
+        choice.mixed(stream.input_channels)
+    return stream
 
