@@ -67,6 +67,17 @@ def make_compressed(wav: Path, suffix: str) -> Path:
     return path
 
 
+def cpu_seconds(command: list[str]) -> float:
+    """User + system CPU time of one run: what a busy machine (others' load) cannot bend as it bends wall
+    time; dasctl decodes on a second thread, so on an idle machine its wall time is below its CPU time."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -125,14 +136,19 @@ def main() -> int:
         minutes = max(args.minutes)
         wav = make_recording(WORK / f"call-{minutes:g}m-44k-stereo.wav", minutes * 60)
         print(f"\n{minutes:g} min compressed (64 kbit/s) -> 8 kHz mu-law; median of {args.runs} runs")
-        print(f"{'input':>7}  {'dasctl':>8}  {'ffmpeg':>8}  dasctl/ffmpeg")
+        print(f"{'input':>7}  {'dasctl':>8}  {'ffmpeg':>8}  dasctl/ffmpeg  (CPU: dasctl, ffmpeg, ratio)")
         for suffix in args.formats:
             source = make_compressed(wav, suffix)
             times = measure(source, args.runs, ("dasctl", "ffmpeg"))  # sox reads neither
             dasctl, ffmpeg = statistics.median(times["dasctl"]), statistics.median(times["ffmpeg"])
             ratio = dasctl / ffmpeg
+            commands = commands_for(source)
+            cpu = {name: statistics.median(cpu_seconds(commands[name]) for _ in range(args.runs))
+                   for name in ("dasctl", "ffmpeg")}
             print(f"{suffix:>7}  {dasctl:7.3f}s  {ffmpeg:7.3f}s  {ratio:12.2f}x "
-                  f"(target <= 1.00: {'met' if ratio <= 1 else 'NOT met'})", flush=True)
+                  f"(target <= 1.00: {'met' if ratio <= 1 else 'NOT met'})  "
+                  f"(CPU {cpu['dasctl']:.2f} s, {cpu['ffmpeg']:.2f} s, {cpu['dasctl'] / cpu['ffmpeg']:.2f}x)",
+                  flush=True)
     return 0
 
 
