@@ -233,7 +233,7 @@ class Registration:
         from dasctl.audio import write_mulaw_wav
 
         try:
-            outcome, sent, fingerprint = await self._session(recording, options)
+            outcome, sent, fingerprint, channel = await self._session(recording, options)
         except (AudioError, AuthError, ServiceUnavailable, UsageError) as failure:
             self.sink.end()
             document = results.failure_document(recording.name, failure, call_id=options.call_id)
@@ -244,6 +244,7 @@ class Registration:
             recording.name, outcome, model_hash=options.model_hash,
             audio_total_duration=options.audio_total_duration,
         )
+        document.update(channel)  # which channel was sent: "channel" (and "side" when named by role)
         error = results.outcome_error(recording.name, outcome)
         result = outcome.result
         store_error = None
@@ -267,8 +268,9 @@ class Registration:
 
     async def _session(
         self, recording: Recording, options: RegisterOptions
-    ) -> tuple[Any, bytearray | None, tuple[int, str] | None]:
-        """The session's outcome, and for the store: the audio sent and the input's (size, sha256)."""
+    ) -> tuple[Any, bytearray | None, tuple[int, str] | None, dict[str, Any]]:
+        """The session's outcome, and for the store: the audio sent and the input's (size, sha256); the
+        channel sent."""
         import asyncio
 
         from dasctl.session import register_audio
@@ -282,7 +284,7 @@ class Registration:
             )
         # after closing: a piped stdin's rest is then drained into its digest
         fingerprint = await asyncio.to_thread(opened.fingerprint) if keep else None
-        return outcome, sent, fingerprint
+        return outcome, sent, fingerprint, opened.stream.channel_fields()
 
 
 async def register_each(

@@ -95,7 +95,7 @@ def register(
             show_default=False,
         ),
     ] = None,
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     start: StartOption = 0.0,
     end: EndOption = None,
     speed: common.SpeedOption = 1.0,
@@ -183,7 +183,11 @@ def register(
     unusual = enroll.duration_warning(profile_obj.audio_total_duration)
     if unusual:
         common.warn(unusual, environment.stderr)
-    audio_options = {"channel": channel, "start": start, "end": end}
+    from dasctl.audio import MixWarning, choose_channel
+
+    # --channel > DASCTL_CHANNEL > the profile's channel; nothing chosen on a stereo call: said once
+    audio_options = {"channel": choose_channel(channel, profile_obj, MixWarning(common.warn)),
+                     "start": start, "end": end}
     # opened before any session: a store that cannot be used costs no enrollment
     keeper = (None if no_store
               else enroll.Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj))
