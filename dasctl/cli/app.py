@@ -211,6 +211,10 @@ def run(args: list[str]) -> int:
         version()
         return 0
     command = usage.adopt(get_command(_only_the_invoked(args)))
+    if not os.environ.get(COMPLETE_VAR):
+        from dasctl.cli.global_options import hoist
+
+        args = hoist(command, args)  # `dasctl credentials list --profile team` as `dasctl -p team credentials list`
     try:
         if os.environ.get(COMPLETE_VAR):
             from typer.completion import completion_init
