@@ -77,8 +77,10 @@ class Environment:
     @property
     def live_display(self) -> bool:
         """Redrawn progress (rich bars): see live_display_allowed."""
-        return live_display_allowed(stderr_isatty=bool(self.stderr_isatty), stdout_piped=bool(self.stdout_piped),
-                                    dumb_terminal=self.dumb_terminal, quiet=self.quiet)
+        return live_display_allowed(
+            stderr_isatty=bool(self.stderr_isatty), stdout_piped=bool(self.stdout_piped),
+            dumb_terminal=self.dumb_terminal, quiet=self.quiet,
+        )
 
     def can_prompt(self) -> bool:
         """Prompts only when a person is there to answer: stdin is a terminal."""

@@ -61,7 +61,7 @@ def test_a_typo_in_the_profile_is_an_error_whatever_the_environment(dasctl: Any,
                  ("register", str(DATA / "speech-a-8k-mono.wav"), "-p", "tema")):
         done = dasctl(*args, env=env)
         assert done.returncode == 2, (args, done.stderr)
-        assert done.stderr.startswith("dasctl: error: no profile named 'tema' (known: local, team)"), done.stderr
+        assert done.stderr.startswith("dasctl: error: no profile named 'tema' (known: local, team)")
         assert done.stdout == ""
     from_env = dasctl("credentials", "list", env={**env, "DASCTL_PROFILE": "tema"})
     assert from_env.returncode == 2

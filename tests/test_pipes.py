@@ -80,7 +80,7 @@ def _json_lines(screen: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in screen.splitlines() if line.startswith("{")]
 
 
-def test_register_piped_into_jq_leaves_jq_line_whole_on_the_screen(emulator: Emulator, terminal: Terminal) -> None:
+def test_register_piped_into_jq_leaves_jq_line_whole(emulator: Emulator, terminal: Terminal) -> None:
     code, screen = terminal.run(f"dasctl register {shlex.quote(SPEECH)} --speed 2 --json | jq -c .",
                                 _env(emulator))
     assert code == "0", screen
@@ -102,7 +102,8 @@ def test_reenroll_piped_into_cat_leaves_every_line_readable(two_models: Emulator
     assert "re-enrolled 6 of 6 speaker(s) with new; 0 failed" in screen
 
 
-def test_stdout_into_a_file_keeps_the_live_bar(emulator: Emulator, terminal: Terminal, tmp_path: Path) -> None:
+def test_stdout_into_a_file_keeps_the_live_bar(emulator: Emulator, terminal: Terminal,
+                                               tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     code, screen = terminal.run(
         f"dasctl register {shlex.quote(SPEECH)} --speed 0 --json > {shlex.quote(str(out))}", _env(emulator))
@@ -121,7 +122,8 @@ def test_stdout_into_a_file_keeps_the_live_bar(emulator: Emulator, terminal: Ter
         (True, False, False, True, False),  # --quiet
     ],
 )
-def test_the_one_rule_for_live_bars(stderr_tty: bool, piped: bool, dumb: bool, quiet: bool, live: bool) -> None:
+def test_the_one_rule_for_live_bars(stderr_tty: bool, piped: bool, dumb: bool, quiet: bool,
+                                    live: bool) -> None:
     assert live_display_allowed(stderr_isatty=stderr_tty, stdout_piped=piped, dumb_terminal=dumb,
                                 quiet=quiet) is live
 

@@ -214,7 +214,8 @@ def run(args: list[str]) -> int:
     if not os.environ.get(COMPLETE_VAR):
         from dasctl.cli.global_options import hoist
 
-        args = hoist(command, args)  # `dasctl credentials list --profile team` as `dasctl -p team credentials list`
+        # `dasctl credentials list --profile team` is read as `dasctl -p team credentials list`
+        args = hoist(command, args)
     try:
         if os.environ.get(COMPLETE_VAR):
             from typer.completion import completion_init
