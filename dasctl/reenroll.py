@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from dasctl.errors import AudioError, AuthError, DasctlError, ServiceUnavailable, UsageError
+from dasctl.errors import AudioError, AuthError, DasctlError, ServiceRejected, ServiceUnavailable, UsageError
 
 if TYPE_CHECKING:
     from dasctl.auth import TokenProvider
@@ -130,6 +131,72 @@ def no_audio_result(record: EnrollmentRecord, model_hash: str) -> SpeakerResult:
         f"{record.speaker}: no kept enrollment audio", no_audio_hint(record.speaker, model_hash)
     )
     return SpeakerResult(record.speaker, NO_AUDIO, record.model_hash, model_hash, document, error)
+
+
+#: the emulator's wording of a refused model (`... is not a model this service has (available: a, b)`);
+#: the real service names the field only (error-parameters naming the field), so the list is optional
+_AVAILABLE = re.compile(r"available:\s*([^)]*)\)?")
+
+
+def model_refusal(
+    model_hash: str, content: str, known: Sequence[str] = ()
+) -> ServiceRejected:
+    """The one error for a model the service does not have: the models it names (else those the store
+    knows) and the closest one to what was typed."""
+    import difflib
+
+    match = _AVAILABLE.search(content)
+    offered = [name.strip() for name in match.group(1).split(",") if name.strip()] if match else []
+    candidates = offered or sorted({name for name in known if name and name != model_hash})
+    close = difflib.get_close_matches(model_hash, candidates, n=1, cutoff=0.5)
+    where = "the service has" if offered else "credentials in the store were made with"
+    listed = f"Models {where}: {', '.join(candidates)}." if candidates else ""
+    suggestion = f" Did you mean --model-hash {close[0]}?" if close else ""
+    return ServiceRejected(
+        f"the service has no model {model_hash!r}: nothing was re-enrolled",
+        (listed + suggestion).strip() or "Check the model hash with the service's administrator.",
+        event="error-parameters",
+    )
+
+
+async def check_model(
+    options: RegisterOptions, profile: Profile, tokens: TokenProvider, network: NetworkSettings,
+    known: Sequence[str] = (),
+) -> None:
+    """Ask the service whether it has the target model, before the first speaker's session.
+
+    The protocol has no call that lists models: the check is a register session's `initialize` with the
+    new model and no audio. The service answers error-parameters naming model_hash when it has no such
+    model, else gets its audio consumer ready; either way the session is closed at once, having sent no
+    audio and made no credential. Other refusals are left to the sessions themselves."""
+    from dasctl import events
+    from dasctl.audio import MulawAudio
+    from dasctl.session import RegisterSession
+
+    session = RegisterSession(MulawAudio(b"", "model check"), replace(options, call_id=None), profile, tokens,
+                              network, None)
+    http = network.aiohttp_session()
+    sio: Any = None
+    try:
+        sio = await session.connect(http)
+        await sio.emit(events.INITIALIZE, session.initialize_payload(), namespace=session.namespace)
+        deadline = asyncio.get_running_loop().time() + options.timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                kind, payload = await asyncio.wait_for(session.queue.get(), max(0.0, left))
+            except asyncio.TimeoutError:
+                return  # no answer to the check: the sessions will report whatever is wrong
+            if kind == "disconnect":
+                return
+            event = events.parse_event(payload[0], payload[1])
+            if isinstance(event, events.ConsumerReady) or event.terminal:
+                break
+    finally:
+        await session.close(sio, http)
+    if event.name == events.ERROR_PARAMETERS and "model_hash" in event.content:
+        log.debug("the service refused model %s: %s", options.model_hash, event.content)
+        raise model_refusal(options.model_hash, event.content, known)
 
 
 class Reenroller:
