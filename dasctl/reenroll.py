@@ -88,6 +88,32 @@ def plan(store: Store, model_hash: str, speaker_glob: str | None = None) -> Plan
     return result
 
 
+def profile_model_warning(store: Store, profile: Profile) -> str | None:
+    """A warning when the profile's model (not a --model-hash flag) holds no current credential while
+    another model holds most of them: the store was re-enrolled and the profile was left behind, so new
+    enrollments would be made with the model everyone else moved away from."""
+    from dasctl.config import SOURCE_ENV, SOURCE_FLAG, config_key
+
+    model = profile.model_hash
+    if not model or profile.sources.get("model_hash") == SOURCE_FLAG:
+        return None
+    counts = store.current_models()
+    total = sum(counts.values())
+    if not total or counts.get(model):
+        return None
+    top, held = max(((name, count) for name, count in counts.items() if name), key=lambda item: item[1],
+                    default=("", 0))
+    if 2 * held <= total:
+        return None
+    if profile.sources.get("model_hash") == SOURCE_ENV:
+        fix = f"export {config_key('model_hash').env}={top}"
+    else:
+        fix = f"dasctl config set model_hash {top} --profile {profile.name}"
+    return (f"profile '{profile.name}' enrolls with model {model}, but no speaker in the store has a "
+            f"credential of it, and {held} of {total} have model {top} (re-enrolled?); to enroll with "
+            f"{top}: {fix}")
+
+
 def call_id_for(enrollment_id: int | None, model_hash: str) -> str:
     """The call id of re-enrolling one enrollment with one model: the same on every run."""
     return str(uuid.uuid5(CALL_ID_NAMESPACE, f"{enrollment_id}/{model_hash}"))

@@ -349,3 +349,42 @@ def test_a_terminal_shows_one_bar_over_the_batch(two_models: Emulator, tmp_path:
         assert "8/8" in final and "re-enrolled 8 of 8 speaker(s) with new; 0 failed" in final
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+
+
+def test_register_and_watch_warn_when_the_profile_was_left_on_the_old_model(
+    dasctl: Any, two_models: Emulator, tmp_path: Path
+) -> None:
+    seed(3, model="new")  # the store was moved to `new`...
+    env = two_models.client_env()
+    assert dasctl("config", "set", "model_hash", "old", "--profile", "local", env=env).returncode == 0
+    warning = ("dasctl: warning: profile 'local' enrolls with model old, but no speaker in the store has a "
+               "credential of it, and 3 of 3 have model new (re-enrolled?); to enroll with new: "
+               "dasctl config set model_hash new --profile local")
+    tone = str(DATA / "tone-440-8k-mono.wav")  # refused (exit 5): keeps the store as it is
+    run = dasctl("register", tone, "--speaker", "CUST1", *FAST, env=env)
+    assert run.returncode == ExitCode.REJECTED, run.stderr
+    assert warning in run.stderr.splitlines()
+    chosen = dasctl("register", tone, "--speaker", "CUST1", "--model-hash", "old", *FAST, env=env)
+    assert chosen.returncode == ExitCode.REJECTED and "warning: profile" not in chosen.stderr
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(DATA / "speech-b-16k-mono.wav", inbox / "CUST3.wav")
+    watched = dasctl("watch", str(inbox), "--once", *FAST, env=env)
+    assert watched.returncode == 0, watched.stderr
+    assert warning in watched.stderr
+    # the profile's model now holds a speaker (CUST3): no more warning
+    again = dasctl("register", tone, "--speaker", "CUST1", *FAST, env=env)
+    assert again.returncode == ExitCode.REJECTED and "warning: profile" not in again.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_store_counts_current_credentials_by_model(backend: str, tmp_path: Path, request: Any) -> None:
+    url = str(tmp_path / "s.db") if backend == "sqlite" else request.getfixturevalue("postgres_store_url")
+    store = open_store(url)
+    try:
+        for speaker, model in (("a", "m1"), ("b", "m1"), ("c", "m2"), ("a", "m2")):  # a moves from m1 to m2
+            store.record_enrollment(EnrollmentRecord(speaker, True, credential="c", model_hash=model))
+        store.record_enrollment(EnrollmentRecord("d", False, model_hash="m3"))  # failed: no credential
+        assert store.current_models() == {"m1": 1, "m2": 2}
+    finally:
+        store.close()

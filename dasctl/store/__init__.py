@@ -147,6 +147,10 @@ class Store(Protocol):
         a model hash, or stale for one (made with any other model)."""
         ...
 
+    def current_models(self) -> dict[str, int]:
+        """How many speakers' current credential each model hash made ("" for none recorded)."""
+        ...
+
     def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
         """Every enrollment attempt (superseded and failed included; no audio loaded), by speaker then
         age: what `credentials export` writes."""

@@ -231,6 +231,12 @@ class SqlStore:
                 continue
             yield enrollment_from_row(row)
 
+    def current_models(self) -> dict[str, int]:
+        with self._read() as cursor:
+            cursor.execute("SELECT model_hash, COUNT(*) FROM enrollments"
+                           " WHERE ok = 1 AND superseded_at IS NULL GROUP BY model_hash")
+            return {str(model or ""): int(count) for model, count in cursor.fetchall()}
+
     def list_current_lines(
         self,
         *,
