@@ -139,3 +139,24 @@ def test_a_pipe_on_stdout_is_seen_as_one() -> None:
     with open(os.devnull, "w") as devnull:
         environment = Environment(stdout=devnull, stderr_isatty=True, env={"TERM": "xterm"})
         assert environment.stdout_piped is False and environment.live_display is True
+
+
+LONG_NAME = "20261201-0915-CUST000123-inbound-queue-sales.wav"
+
+
+@pytest.mark.parametrize("width", [100, 160])
+def test_names_in_the_bar_are_cut_only_as_far_as_the_width_demands(
+    emulator: Emulator, terminal: Terminal, tmp_path: Path, width: int
+) -> None:
+    recording = tmp_path / LONG_NAME
+    shutil.copy(SPEECH, recording)
+    code, screen = terminal.run(f"dasctl register {shlex.quote(str(recording))} --speed 0 > /dev/null",
+                                _env(emulator), width=width)
+    assert code == "0", screen
+    unjoined = terminal.tmux("capture-pane", "-p", "-S", "-", "-E", "-")
+    (bar,) = [line for line in unjoined.splitlines() if "━" in line]
+    assert "voice " in bar and "result-success" in bar  # the whole bar on one line: nothing wrapped
+    if width == 160:
+        assert LONG_NAME in bar
+    else:
+        assert "…" in bar and bar.split()[0].endswith("sales.wav") and len(bar.rstrip()) <= width
