@@ -47,7 +47,9 @@ class Terminal:
         exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
         dasctl = f"{shlex.quote(sys.executable)} -m dasctl"
         script = (
-            f"cd {shlex.quote(str(ROOT))}; export {exports}; unset NO_COLOR; "
+            # the pane starts at tmux's default size and is resized after: wait for the asked one (bounded)
+            f"for i in $(seq 100); do [ \"$(stty size)\" = '{height} {width}' ] && break; sleep 0.05; done; "
+            f"cd {shlex.quote(str(ROOT))}; export {exports}; unset NO_COLOR COLUMNS LINES; "
             f"{pipeline.replace('dasctl ', dasctl + ' ', 1)}; "
             f"echo ${{PIPESTATUS[0]}} > {shlex.quote(str(done))}; sleep 60"
         )
