@@ -188,3 +188,28 @@ def test_completion_does_not_import_audio_or_network_libraries(isolated_config):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert "twilio" in result.stdout
     assert "HEAVY []" in result.stderr, result.stderr
+
+
+def test_register_shows_the_credential_masked_and_keeps_it_whole_in_json_and_output(
+    dasctl, emulator, tmp_path: Path
+) -> None:
+    import json
+
+    from dasctl.store import open_store
+
+    speech = str(Path(__file__).parent / "data" / "speech-a-8k-mono.wav")
+    env = emulator.client_env()
+    human = dasctl("register", speech, "--speaker", "CUST1", "--speed", "0", "-o", str(tmp_path / "c.json"),
+                   env=env)
+    assert human.returncode == 0, human.stderr
+    whole = json.loads((tmp_path / "c.json").read_text())["credential"]
+    assert len(whole) > 24 and whole not in human.stdout
+    (row,) = [line.split() for line in human.stdout.splitlines() if line.split()[:1] == ["credential"]]
+    assert row == ["credential", whole[:4] + "…" + whole[-6:]]  # as `credentials list` masks it
+    as_json = dasctl("register", speech, "--speaker", "CUST2", "--speed", "0", "--json", env=env)
+    document = json.loads(as_json.stdout)
+    store = open_store()
+    try:
+        assert document["credential"] == store.current("CUST2").credential
+    finally:
+        store.close()

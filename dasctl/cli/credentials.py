@@ -70,13 +70,13 @@ def _unknown(speaker: str) -> UsageError:
 
 def _mask(credential: str | None, show: bool) -> str:
     """Masked as tokens are (auth.mask), plus the last characters: credentials share their first ones."""
-    from dasctl.auth import mask
+    from dasctl.results import masked_credential
 
     if not credential:
         return "-"
     if show:
         return credential
-    return mask(credential) + credential[-6:] if len(credential) > 24 else mask(credential)
+    return masked_credential(credential)
 
 
 def _text(value: object) -> str:
