@@ -147,6 +147,10 @@ class Store(Protocol):
         a model hash, or stale for one (made with any other model)."""
         ...
 
+    def speaker_ids(self, prefix: str = "", limit: int = 200) -> list[str]:
+        """Up to `limit` speaker ids starting with `prefix`, in order (shell completion)."""
+        ...
+
     def current_models(self) -> dict[str, int]:
         """How many speakers' current credential each model hash made ("" for none recorded)."""
         ...

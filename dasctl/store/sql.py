@@ -231,6 +231,18 @@ class SqlStore:
                 continue
             yield enrollment_from_row(row)
 
+    def speaker_ids(self, prefix: str = "", limit: int = 200) -> list[str]:
+        sql = "SELECT DISTINCT speaker FROM enrollments"
+        params: list[Any] = []
+        if prefix:  # a range on the speaker index, as list_current's glob prefix
+            sql += " WHERE speaker >= ? AND speaker < ?"
+            params += [prefix, prefix + "\U0010ffff"]
+        sql += " ORDER BY speaker LIMIT ?"
+        params.append(int(limit))
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), params)
+            return [str(row[0]) for row in cursor.fetchall()]
+
     def current_models(self) -> dict[str, int]:
         with self._read() as cursor:
             cursor.execute("SELECT model_hash, COUNT(*) FROM enrollments"
