@@ -97,6 +97,8 @@ def profile_model_warning(store: Store, profile: Profile) -> str | None:
     model = profile.model_hash
     if not model or profile.sources.get("model_hash") == SOURCE_FLAG:
         return None
+    if store.holds_model(model):  # the usual case, answered at the first row: no count of the whole store
+        return None
     counts = store.current_models()
     total = sum(counts.values())
     if not total or counts.get(model):

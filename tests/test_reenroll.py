@@ -386,5 +386,7 @@ def test_the_store_counts_current_credentials_by_model(backend: str, tmp_path: P
             store.record_enrollment(EnrollmentRecord(speaker, True, credential="c", model_hash=model))
         store.record_enrollment(EnrollmentRecord("d", False, model_hash="m3"))  # failed: no credential
         assert store.current_models() == {"m1": 1, "m2": 2}
+        assert store.holds_model("m1") and store.holds_model("m2") and not store.holds_model("m3")
+        assert store.speaker_ids("", 2) == ["a", "b"] and store.speaker_ids("c") == ["c"]
     finally:
         store.close()

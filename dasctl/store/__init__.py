@@ -151,6 +151,10 @@ class Store(Protocol):
         """Up to `limit` speaker ids starting with `prefix`, in order (shell completion)."""
         ...
 
+    def holds_model(self, model_hash: str) -> bool:
+        """Whether any speaker's current credential was made with this model (stops at the first)."""
+        ...
+
     def current_models(self) -> dict[str, int]:
         """How many speakers' current credential each model hash made ("" for none recorded)."""
         ...

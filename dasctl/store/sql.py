@@ -243,6 +243,12 @@ class SqlStore:
             cursor.execute(self._sql(sql), params)
             return [str(row[0]) for row in cursor.fetchall()]
 
+    def holds_model(self, model_hash: str) -> bool:
+        with self._read() as cursor:
+            cursor.execute(self._sql("SELECT 1 FROM enrollments WHERE ok = 1 AND superseded_at IS NULL"
+                                     " AND model_hash = ? LIMIT 1"), [model_hash])
+            return cursor.fetchone() is not None
+
     def current_models(self) -> dict[str, int]:
         with self._read() as cursor:
             cursor.execute("SELECT model_hash, COUNT(*) FROM enrollments"
