@@ -199,14 +199,15 @@ async def check_model(
     audio and made no credential. Other refusals are left to the sessions themselves."""
     from dasctl import events
     from dasctl.audio import MulawAudio
-    from dasctl.session import RegisterSession
+    from dasctl.session import RegisterSession, signalling
 
     session = RegisterSession(MulawAudio(b"", "model check"), replace(options, call_id=None), profile, tokens,
                               network, None)
     http = network.aiohttp_session()
     sio: Any = None
     try:
-        sio = await session.connect(http)
+        sio, session.queue = await signalling.connect(http, profile, session.namespace, tokens,
+                                                      options.timeout)
         await sio.emit(events.INITIALIZE, session.initialize_payload(), namespace=session.namespace)
         deadline = asyncio.get_running_loop().time() + options.timeout
         while True:
