@@ -94,22 +94,6 @@ def test_an_unreachable_store_completes_nothing_and_says_nothing(isolated_config
     assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr == ""
 
 
-def test_completion_module_imports_nothing_heavy(isolated_config: Path) -> None:
-    _seed(None, ["CUST1"])
-    env = {**os.environ, "_DASCTL_COMPLETE": "complete_bash", "COMP_WORDS": "dasctl credentials show C",
-           "COMP_CWORD": "3"}
-    code = (
-        "import sys\n"
-        "from dasctl.cli import main\n"
-        "main([])\n"
-        "heavy = [m for m in ('numpy', 'socketio', 'soundfile', 'soxr', 'rich') if m in sys.modules]\n"
-        "print('HEAVY', heavy, file=sys.stderr)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert "CUST1" in result.stdout
-    assert "HEAVY []" in result.stderr, result.stderr
-
-
 def test_the_readme_install_lines_create_the_directory(tmp_path: Path) -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     lines = [line.strip().removeprefix("$ ") for line in readme.splitlines()

@@ -162,3 +162,19 @@ def test_names_in_the_bar_are_cut_only_as_far_as_the_width_demands(
         assert LONG_NAME in bar
     else:
         assert "…" in bar and bar.split()[0].endswith("sales.wav") and len(bar.rstrip()) <= width
+
+
+def test_watch_piped_into_jq_leaves_every_jq_line_whole(
+    emulator: Emulator, terminal: Terminal, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    fixtures = ["speech-a-8k-mono.wav", "speech-b-16k-mono.wav", "speech-c-22k-mono.wav"]
+    for index, fixture in enumerate(fixtures):
+        shutil.copy(DATA / fixture, inbox / f"CUST{index:03d}.wav")
+    code, screen = terminal.run(f"dasctl watch {shlex.quote(str(inbox))} --once --speed 2 -j 2 | jq -c .",
+                                _env(emulator))
+    assert code == "0", screen
+    files = sorted(str(d["file"]) for d in _json_lines(screen) if "file" in d)
+    assert files == ["CUST000.wav", "CUST001.wav", "CUST002.wav"], screen
+    assert "━" not in screen
