@@ -13,6 +13,7 @@ from typer.main import get_command
 from dasctl.cli import app, main
 from dasctl.cli.global_options import hoist
 from dasctl.cli.usage import walk
+from dasctl.errors import UsageError
 from dasctl.store import EnrollmentRecord, open_store
 from tests.conftest import DATA, Emulator
 
@@ -97,5 +98,7 @@ def test_what_moves_and_what_stays() -> None:
     assert hoist(root, ["reenroll", "--model-hash", "m", "--speaker", "-v"]) == [
         "reenroll", "--model-hash", "m", "--speaker", "-v"]
     assert hoist(root, ["watch", "DIR", "--", "-v"]) == ["watch", "DIR", "--", "-v"]
+    with pytest.raises(UsageError, match="--profile needs a value"):
+        hoist(root, ["credentials", "list", "--profile"])
     # unknown commands are left to the parser, which suggests the right one
     assert hoist(root, ["credentals", "list", "-v"]) == ["credentals", "list", "-v"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typer import _click
 from typer.core import TyperGroup
 
+from dasctl.errors import UsageError
+
 #: global flags (no value) and global options that take one value
 FLAGS = ("-v", "--verbose", "-q", "--quiet", "--no-color")
 VALUED = ("-p", "--profile")
@@ -88,6 +90,8 @@ def hoist(root: _click.Command, args: list[str]) -> list[str]:
         found = _global(word)
         if found is not None and found[0] not in own and word not in own:
             take = 2 if found[1] else 1
+            if position + take > len(rest):
+                raise UsageError(f"{word} needs a value", "Give the profile's name, e.g. --profile prod.")
             front += rest[position:position + take]
             position += take
             continue
