@@ -126,8 +126,9 @@ def finished_screen(emulator: Emulator, tmp_path: Path, args: str, env: dict[str
         (f"register {SPEECH} --speed 0", {"TERM": "xterm-256color"}, True),
         (f"--no-color register {SPEECH} --speed 0", {"TERM": "xterm-256color"}, False),
         (f"register {SPEECH} --speed 0", {"TERM": "xterm-256color", "NO_COLOR": "1"}, False),
+        (f"register {SPEECH} --speed 0 --no-color", {"TERM": "xterm-256color"}, False),
     ],
-    ids=["default", "--no-color", "NO_COLOR"],
+    ids=["default", "--no-color", "NO_COLOR", "--no-color-after-the-command"],
 )
 def test_colour_on_a_terminal_unless_asked_not_to(
     emulator: Emulator, tmp_path: Path, args: str, env: dict[str, str], coloured: bool
