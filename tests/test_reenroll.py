@@ -195,6 +195,13 @@ def test_a_model_the_service_does_not_have_is_one_error_before_any_session(
     ]
     assert run.stdout == ""
     assert enrollments() == before  # no session ran: no failed attempt recorded for anyone
+    dry = dasctl("reenroll", "--model-hash", "nwe", "--dry-run", env=two_models.client_env())
+    assert dry.returncode == ExitCode.REJECTED and "Did you mean --model-hash new?" in dry.stderr
+    assert dry.stdout == ""
+    offline = dasctl("reenroll", "--model-hash", "nwe", "--dry-run", env={"DASCTL_URL": "http://127.0.0.1:9"})
+    assert offline.returncode == 0, offline.stderr  # a dry run without the service still plans
+    assert "dasctl: warning: could not check that the service has model nwe" in offline.stderr
+    assert "would re-enroll spk-000: model old -> nwe" in offline.stdout
 
 
 def test_each_failure_is_printed_once(dasctl: Any, two_models: Emulator) -> None:

@@ -114,10 +114,8 @@ def reenroll(
     store = common.open_store_option(store_url, profile_obj)
     try:
         work = plan(store, model_hash, speaker)
-        if dry_run:
-            _print_plan(work, environment, as_json)
-            return
         from dasctl.auth import TokenProvider
+        from dasctl.errors import DasctlError, ServiceRejected
         from dasctl.net import NetworkSettings
 
         network = NetworkSettings.from_profile(profile_obj)
@@ -125,7 +123,19 @@ def reenroll(
         if work.to_do:
             # one clear error before any speaker's session, not the same refusal once per speaker
             known = [r.model_hash or "" for r in [*work.to_do, *work.no_audio]]
-            common.run_sessions(check_model(options, profile_obj, tokens, network, known))
+            try:
+                common.run_sessions(check_model(options, profile_obj, tokens, network, known))
+            except ServiceRejected:
+                raise
+            except DasctlError as error:
+                if not dry_run:
+                    raise
+                # a dry run works offline too: it only could not check the model
+                common.warn(f"could not check that the service has model {model_hash}: {error.message}",
+                            environment.stderr)
+        if dry_run:
+            _print_plan(work, environment, as_json)
+            return
         display = choose_reenroll_display(environment, quiet=quiet)
         outcomes: list[SpeakerResult] = []
 
