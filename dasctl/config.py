@@ -462,8 +462,8 @@ def load_profile(
 
     `flags` uses the field names (url, auth_url, ...; audio_urls as a dict protocol -> url), None = not
     given; `flag_names` spells a key's flag where a command names it differently (errors quote what the
-    user typed). An unknown profile is a UsageError unless it is `local`, a URL comes from a flag or the
-    environment, or `allow_missing` (login creates it).
+    user typed). An unknown profile is a UsageError unless it is `local` or `allow_missing` (login
+    creates it), whatever the flags and the environment say.
     """
     environ = _environ(env)
     flags = dict(flags or {})
@@ -501,10 +501,13 @@ def load_profile(
                 break
 
     local = profile_name == LOCAL_PROFILE
-    if stored_table is None and not local and not allow_missing and "url" not in values:
+    # the environment fills a profile's values; it never invents a profile (`-p tema` with DASCTL_URL set
+    # would otherwise enroll against the URL with the default store, silently)
+    if stored_table is None and not local and not allow_missing:
         known = ", ".join(sorted(set(data.get("profiles", {})) | {LOCAL_PROFILE}))
+        named = f"from {ENV_PROFILE}; " if profile_source == SOURCE_ENV else ""
         raise UsageError(
-            f"no profile named '{profile_name}' (known: {known})",
+            f"no profile named '{profile_name}' ({named}known: {known})",
             f"Create it with `dasctl login --profile {profile_name} --url URL`, or choose another --profile.",
         )
 

@@ -133,11 +133,14 @@ COMPLETE_VAR = "_DASCTL_COMPLETE"
 
 COMPLETION_HELP = compose_help(
     "Print the shell completion script for bash, zsh or fish.",
-    "Commands, options, profile names, protocols and channel names complete. Load the script from your "
-    "shell's startup file, as below; it asks dasctl for the words, so it stays right after an upgrade.",
+    "Commands, options, every choice, profile names, and speaker ids and model hashes from the credential "
+    "store complete. Install the script as below; it asks dasctl for the words, so it stays right after an "
+    "upgrade.",
     examples=[
+        "mkdir -p ~/.local/share/bash-completion/completions",
         "dasctl completion bash > ~/.local/share/bash-completion/completions/dasctl",
-        "dasctl completion zsh > \"${fpath[1]}/_dasctl\"",
+        "mkdir -p ~/.zfunc && dasctl completion zsh > ~/.zfunc/_dasctl   # and fpath=(~/.zfunc $fpath)",
+        "mkdir -p ~/.config/fish/completions",
         "dasctl completion fish > ~/.config/fish/completions/dasctl.fish",
         "eval \"$(dasctl completion bash)\"   # this shell only",
     ],
@@ -213,11 +216,19 @@ def run(args: list[str]) -> int:
         version()
         return 0
     command = usage.adopt(get_command(_only_the_invoked(args)))
+    if not os.environ.get(COMPLETE_VAR):
+        from dasctl.cli.global_options import hoist
+
+        # `dasctl credentials list --profile team` is read as `dasctl -p team credentials list`
+        args = hoist(command, args)
     try:
         if os.environ.get(COMPLETE_VAR):
             from typer.completion import completion_init
 
+            from dasctl.cli.completion import attach
+
             completion_init()
+            attach(command)  # values: choices, speaker ids and model hashes from the store
         result = command.main(args=args, prog_name="dasctl", complete_var=COMPLETE_VAR,
                               standalone_mode=False)
     except _click.exceptions.NoArgsIsHelpError as bare:

@@ -178,6 +178,15 @@ def open_store_option(flag: str | None, profile: Profile | None = None) -> Store
     return open_store(None)
 
 
+def warn_of_stale_profile_model(store: Store, profile: Profile, stream: IO[str] | None = None) -> None:
+    """register and watch: warn when the profile names a model the store's speakers were moved away from."""
+    from dasctl.reenroll import profile_model_warning
+
+    message = profile_model_warning(store, profile)
+    if message:
+        warn(message, stream)
+
+
 T = TypeVar("T")
 
 

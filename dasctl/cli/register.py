@@ -191,6 +191,8 @@ def register(
     # opened before any session: a store that cannot be used costs no enrollment
     keeper = (None if no_store
               else enroll.Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj))
+    if keeper is not None:
+        common.warn_of_stale_profile_model(keeper.store, profile_obj, environment.stderr)
     display = choose_display(environment, quiet=quiet, events=events)
     try:
         results = common.run_sessions(

@@ -193,6 +193,9 @@ def watch(
                          "--journal names an old journal to import; watch's state now lives in the store.")
     kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
     env = environment()
+    from dasctl.cli.common import warn_of_stale_profile_model
+
+    warn_of_stale_profile_model(kept, resolved, env.stderr)
     human = not json and bool(env.stdout_isatty)
     display = make_display(env, human_results=human)
     out, render = result_output(env, display, json=json, speaker=speakers.speaker)
