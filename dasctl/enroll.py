@@ -36,18 +36,19 @@ def duration_warning(seconds: float, option: str = "--duration") -> str | None:
             "the service may refuse it")
 
 
-def missing_settings(resolved: Profile, protocol: str) -> None:
+def missing_settings(resolved: Profile, protocol: str, *, sends_audio: bool = True) -> None:
     """Every setting a session with this profile and protocol lacks, named in one UsageError.
 
+    A live call (`--attach`) opens no audio channel, so it needs no audio URL nor AudioHook key.
     Hints name commands that exist (`dasctl config set`) and carry the profile they are about."""
     from dasctl.config import config_key
 
     missing: list[tuple[str, str]] = []  # (key, example value)
     if not resolved.model_hash:
         missing.append(("model_hash", "HASH"))
-    if not resolved.audio_urls.get(protocol):
+    if sends_audio and not resolved.audio_urls.get(protocol):
         missing.append((f"audio_url.{protocol}", "wss://HOST/PATH"))
-    if protocol == "audiohook" and not resolved.audiohook_api_key:
+    if sends_audio and protocol == "audiohook" and not resolved.audiohook_api_key:
         missing.append(("audiohook_api_key", "KEY"))
     if not missing:
         return
@@ -78,6 +79,7 @@ def register_request(
     url: str | None = None,
     env: Mapping[str, str] | None = None,
     flag_names: Mapping[str, str] | None = None,
+    sends_audio: bool = True,
 ) -> tuple[Profile, RegisterOptions]:
     """The profile with a request's own values applied (they win over the environment and the profile
     file), and the session options they make; a usage error for whatever a session would lack."""
@@ -96,7 +98,7 @@ def register_request(
         flag_names=flag_names
         or {"authenticity_threshold": "--threshold", "audio_total_duration": "--duration"},
     )
-    missing_settings(resolved, protocol)  # a usage error now, not after connecting
+    missing_settings(resolved, protocol, sends_audio=sends_audio)  # a usage error now, not after connecting
     assert resolved.model_hash  # missing_settings checked it
     options = RegisterOptions(
         protocol=protocol,

@@ -138,6 +138,7 @@ def test_attach_and_stream_end_as_a_file_register_does(
     assert vads == reference_vads and len(vads) > 3
     assert result["credential"] == reference_result["credential"] and result["credential"]
     assert (result["ok"], result["file"], result["call_id"]) == (True, "attach", call_id)
+    assert result["channel"] == "platform"
     assert result["voice_seconds"] == reference_result["voice_seconds"]
     assert f"waiting for the platform's audio for call {call_id}" in stderr
 
@@ -290,3 +291,26 @@ def test_sigterm_while_waiting_for_the_session_is_exit_130(emulator: Emulator, b
     code, stdout, stderr = feeder.finish()
     assert code == 130, stderr
     assert "interrupted" in stderr and stdout == "" and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("protocol", ["twilio", "audiohook"])
+def test_attach_needs_no_audio_url_in_the_profile(
+    emulator: Emulator, dasctl: Any, background: Any, protocol: str
+) -> None:
+    """The integration's profile names only signalling: the platform, not dasctl, holds the audio URL."""
+    from dasctl.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_MODEL_HASH
+
+    login = dasctl("login", "--profile", "crm", "--client-id", DEMO_CLIENT_ID, "--url", emulator.url,
+                   "--client-secret-stdin", input=DEMO_CLIENT_SECRET + "\n")
+    assert login.returncode == 0, login.stderr
+    assert dasctl("config", "set", "model_hash", DEMO_MODEL_HASH, "--profile", "crm").returncode == 0
+    from_file = dasctl("register", str(SPEECH), "--profile", "crm", "--protocol", protocol, "--no-store")
+    assert from_file.returncode == 2 and f"audio_url.{protocol}" in from_file.stderr  # sending needs it
+    call_id = str(uuid.uuid4())
+    feeder = background("stream", str(SPEECH), "--call-id", call_id, "--protocol", protocol, "--speed", "0",
+                        "--wait", "30", env=emulator.client_env())
+    attached = dasctl("register", "--attach", call_id, "--profile", "crm", "--protocol", protocol,
+                      "--no-store", "--json")
+    assert attached.returncode == 0, attached.stderr
+    assert json.loads(attached.stdout)["credential"]
+    assert feeder.finish()[0] == 0

@@ -236,6 +236,7 @@ def load_register_request(
     speed: float,
     timeout: float,
     call_id: str | None = None,
+    sends_audio: bool = True,
 ) -> tuple[Profile, RegisterOptions]:
     """The profile with register's per-request flags applied, and the session options they make."""
     from dasctl.enroll import register_request
@@ -249,6 +250,7 @@ def load_register_request(
         speed=speed,
         timeout=timeout,
         call_id=call_id,
+        sends_audio=sends_audio,
     )
 
 

@@ -175,6 +175,7 @@ def register(
         speed=speed,
         timeout=timeout,
         call_id=call_id,
+        sends_audio=attach is None,
     )
     if attach is not None:  # a live call: the platform sends the audio
         options = dataclasses.replace(options, audio_wait=wait)

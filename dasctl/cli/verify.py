@@ -148,7 +148,8 @@ def verify(
     verify_duration = DEFAULT_VERIFY_DURATION if duration is None else duration
     if verify_duration <= 0:
         raise UsageError(f"--duration {verify_duration:g} must be positive")
-    profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
+    if attach is None:  # a live call opens no audio channel: the platform does
+        profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
     store = common.open_store_option(store_url, profile_obj) if speaker is not None else None
     try:
         target = load_target(speaker, credential, store)

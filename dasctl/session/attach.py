@@ -114,6 +114,10 @@ class CallAudio:
     def fingerprint(self) -> None:
         return None
 
+    def channel_fields(self) -> dict[str, str | int]:
+        """The document's channel: whatever the platform streamed for the call, chosen there, not here."""
+        return {"channel": "platform"}
+
 
 @dataclass(frozen=True)
 class LiveCall(Recording):
