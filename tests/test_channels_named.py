@@ -181,3 +181,17 @@ def test_on_a_terminal_the_warning_is_a_whole_line_above_the_bar(emulator: Emula
         assert "voice 3.0/3 s" in bar and "result-success" in bar, screen
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_verify_takes_the_customers_side_from_the_profile(dasctl: Run, emulator: Emulator,
+                                                          tmp_path: Path) -> None:
+    store = str(tmp_path / "store.db")
+    assert dasctl("config", "set", "customer_channel", "right", "--profile", "local").returncode == 0
+    enrolled = dasctl("register", "--speed", "0", "-q", "--channel", "customer", str(STEREO),
+                      "--speaker", "cust", "--store", store, env=emulator.client_env())
+    assert enrolled.returncode == 0, enrolled.stderr
+    verified = dasctl("verify", str(STEREO), "--channel", "customer", "--speaker", "cust", "--store", store,
+                      "--speed", "0", "--json", env=emulator.client_env())
+    assert verified.returncode in (0, 5), verified.stderr  # the stand-in judges; the side must resolve
+    assert "customer_channel" not in verified.stderr and "warning" not in verified.stderr
+    assert json.loads(verified.stdout)["schema"] == "dasctl.verify/1"

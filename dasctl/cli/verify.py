@@ -100,7 +100,7 @@ def verify(
         float | None,
         typer.Option("--duration", help="Seconds of voice to collect (default 3).", show_default=False),
     ] = None,
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     start: StartOption = 0.0,
     end: EndOption = None,
     speed: common.SpeedOption = 1.0,
@@ -167,7 +167,11 @@ def verify(
             options = dataclasses.replace(options, call_id=call_id, audio_wait=wait)
             if not (quiet or environment.quiet):
                 common.say(waiting_line(call_id or "", protocol, profile_obj))
-        audio_options = {"channel": channel, "start": start, "end": end}
+        from dasctl.audio import MixWarning, choose_channel
+
+        # --channel customer|agent resolves through the profile's customer_channel, as register's does
+        audio_options = {"channel": choose_channel(channel, profile_obj, MixWarning(common.warn)),
+                         "start": start, "end": end}
         display = choose_display(environment, quiet=quiet, events=events)
         try:
             results = common.run_sessions(
