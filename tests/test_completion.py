@@ -40,6 +40,7 @@ def test_format_and_every_listed_choice_complete(isolated_config: Path) -> None:
         "audio_url.twilio", "audio_url.audiohook", "audio_total_duration"]
     assert "default_profile" in _bash_complete("dasctl config get ", isolated_config)
     assert _bash_complete("dasctl serve --fault-error-event error-a", isolated_config) == ["error-audio"]
+    assert _bash_complete("dasctl register a.wav --channel c", isolated_config) == ["customer"]
 
 
 def test_every_choice_in_the_tree_completes() -> None:

@@ -281,4 +281,5 @@ def complete_protocol(incomplete: str) -> list[str]:
 
 
 def complete_channel(incomplete: str) -> list[str]:
-    return [name for name in ("mix", "left", "right", "0", "1") if name.startswith(incomplete)]
+    names = ("mix", "left", "right", "customer", "agent", "0", "1")
+    return [name for name in names if name.startswith(incomplete)]
