@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -301,3 +302,18 @@ def test_cancelling_a_run_closes_its_session(emulator: Emulator) -> None:
         time.sleep(0.05)
     # the attempt was never finished, so nothing was kept
     assert dasctl.Client(profile="local", url=emulator.url).store.history("alice") == []
+
+
+def test_env_carries_the_audiohook_secret_too(start_emulator: Any, tmp_path: Path) -> None:
+    """`env=` is read instead of os.environ for every setting, the AudioHook signing secret included."""
+    secret = "YW4gYXVkaW9ob29rIGNsaWVudCBzZWNyZXQsIDMyIGI="
+    secret_file = tmp_path / "audiohook-secret"
+    secret_file.write_text(secret + "\n")
+    server = start_emulator("--audiohook-secret-file", str(secret_file))
+    signed = dasctl.Client(env={**os.environ, **server.client_env(), "DASCTL_AUDIOHOOK_SECRET": secret})
+    result = signed.register(SPEECH_A, protocol="audiohook", store=False, **FAST)
+    assert result.credential
+    unsigned = dasctl.Client(env={**os.environ, **server.client_env()})
+    with pytest.raises(dasctl.DasctlError) as refused:
+        unsigned.register(SPEECH_A, protocol="audiohook", store=False, **FAST)
+    assert refused.value.exit_code == 4

@@ -8,7 +8,7 @@ picks one and feeds it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from dasctl.errors import AuthError
@@ -28,6 +28,7 @@ async def send_audio(
     audio: AudioSource,
     on_sent: Callable[[float], None],
     on_pause: Callable[[bool], None],
+    env: Mapping[str, str] | None = None,
 ) -> bool:
     """Open the profile's audio channel for the chosen protocol and send the audio, paced.
 
@@ -48,7 +49,7 @@ async def send_audio(
                 f"Run `dasctl config set audiohook_api_key KEY --profile {profile.name}`, "
                 "or set DASCTL_AUDIOHOOK_API_KEY.",
             )
-        secret = await asyncio.to_thread(audiohook_secret, profile)
+        secret = await asyncio.to_thread(audiohook_secret, profile, env)
         from dasctl import logs
 
         logs.register_secret(api_key)
