@@ -114,7 +114,7 @@ def watch(
         ),
     ] = 10.0,
     protocol: ProtocolOption = "twilio",
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     speed: BatchSpeedOption = 1.0,
     timeout: BatchTimeoutOption = 60.0,
     start: StartOption = 0.0,
@@ -160,6 +160,8 @@ def watch(
         speed=speed,
         timeout=timeout,
     )
+    # --channel > DASCTL_CHANNEL > the profile's channel; nothing chosen on a stereo call: said once
+    choice = audio.choose_channel(channel, resolved, audio.MixWarning(lambda text: display.warning(text)))
     network = NetworkSettings.from_profile(resolved)
     tokens = TokenProvider(resolved, network)
     settings = core.WatchSettings(
@@ -195,12 +197,15 @@ def watch(
     env = environment()
     if quiet:  # `watch DIR -q` as well as `dasctl -q watch DIR`
         env.quiet = True
+    from dasctl.cli.common import warn_of_stale_profile_model
+
+    warn_of_stale_profile_model(kept, resolved, env.stderr)
     human = not json and bool(env.stdout_isatty)
     display = make_display(env, human_results=human)
     out, render = result_output(env, display, json=json, speaker=speakers.speaker)
     runner = core.WatchRunner(
         settings,
-        core.register_file_session(resolved, tokens, network, options, channel=channel, start=start, end=end),
+        core.register_file_session(resolved, tokens, network, options, channel=choice, start=start, end=end),
         store=kept,
         out=out,
         render=render,
