@@ -52,7 +52,7 @@ def say(message: str) -> None:
     from dasctl.safe_text import line
 
     if not OPTIONS.quiet:
-        print(line(message), file=sys.stderr)
+        print(line(message, keep_newlines=True), file=sys.stderr)  # dasctl's own lines stay lines
 
 
 def warn(message: str, stream: IO[str] | None = None) -> None:
@@ -60,7 +60,7 @@ def warn(message: str, stream: IO[str] | None = None) -> None:
     from dasctl.safe_text import line
 
     out = stream if stream is not None else sys.stderr
-    out.write(f"dasctl: warning: {line(message)}\n")
+    out.write(f"dasctl: warning: {line(message, keep_newlines=True)}\n")
     out.flush()
 
 
