@@ -238,4 +238,10 @@ def _run(args: list[str]) -> int:
                 common.color_stderr(),
             )
         return int(ExitCode.INTERNAL)
+    except BaseException as error:
+        # asyncio.CancelledError out of a command's event loop: a signal cancelled it where the command had
+        # no handler of its own (asyncio is not imported here: `dasctl --version` stays fast)
+        if type(error).__name__ == "CancelledError" or _caused_by_interrupt(error):
+            return int(ExitCode.INTERRUPTED)
+        raise
     return 0
