@@ -1,7 +1,7 @@
 """The socket driver: one register session (signalling + audio channel) turned into one typed outcome.
 
 No Typer or rich here: `register_audio` is the library entry point that `dasctl register` and
-`dasctl watch` both call. PROTOCOL.md §3 is the contract it follows.
+`dasctl watch` both call. docs/protocol.md §3 is the contract it follows.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ WAITING = "waiting for result"
 DONE = "done"
 STATES = (CONNECTING, INITIALIZING, STREAMING, PAUSED, WAITING, DONE)
 
-#: Progress is reported at least this often while audio is being sent (DESIGN.md: >= 5 updates/s).
+#: Progress is reported at least this often while audio is being sent (docs/contributing.md: >= 5 updates/s).
 PROGRESS_INTERVAL = 0.1
 #: After the audio channel fails abnormally, how long a terminal event that explains it may take.
 CHANNEL_FAILURE_GRACE = 0.5
@@ -99,7 +99,7 @@ class RegisterOptions:
     # bound on waiting for the service (connect, consumer-ready, result after the audio ends)
     timeout: float = 60.0
     audiohook_frame_ms: int = 200  # AudioHook binary frame (the reference client sends 200 ms)
-    # a verify session (PROTOCOL.md §3.1) speaks the same driver: namespace verify, verify_request
+    # a verify session (docs/protocol.md §3.1) speaks the same driver: namespace verify, verify_request
     kind: str = events.NS_REGISTER  # or events.NS_VERIFY
     credential: str = ""  # verify: the credential to check the voice against
     score_threshold: float = DEFAULT_SCORE_THRESHOLD  # verify: the lowest score that verifies
@@ -237,7 +237,7 @@ class RegisterSession:
             await self.close(sio, http)
 
     def initialize_payload(self) -> dict[str, Any]:
-        """PROTOCOL.md §3.1, field for field (sample_rate and channels are strings on Socket.IO)."""
+        """docs/protocol.md §3.1, field for field (sample_rate and channels are strings on Socket.IO)."""
         request: dict[str, Any]
         if self.options.kind == events.NS_VERIFY:
             request = {

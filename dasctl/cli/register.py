@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from dasctl.session import RegisterOptions, RegisterOutcome
     from dasctl.store import Store
 
-#: PROTOCOL.md §5: enrollment wants 3..30 s of voice; outside that is allowed, with a warning.
+#: docs/protocol.md §5: enrollment wants 3..30 s of voice; outside that is allowed, with a warning.
 USUAL_DURATION = (3.0, 30.0)
 
 HELP = compose_help(
