@@ -13,7 +13,8 @@ ROOT = Path(__file__).parent.parent
 
 # Built from pieces so that this file does not trip its own check.
 OUTSIDE_DOCUMENTS = [name + ".md" for name in ("PROTOCOL", "DESIGN", "STYLE")]
-OUTSIDE_PATHS = [".." + "/shared", "/" + "work/", str(ROOT.parent) + "/"]
+# the shared design documents, the development machine's workspace, and this checkout's own absolute path
+OUTSIDE_PATHS = [".." + "/shared", "/" + "work/", str(ROOT) + "/"]
 
 
 def repository_files() -> list[Path]:
