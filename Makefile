@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # Workers for `make test` (pytest-xdist). Most of the suite's time is real-time audio paced to the
 # emulator, not CPU, so more workers than cores pays (measured in docs/contributing.md); 0 = no xdist.
-PYTEST_WORKERS ?= 6
+PYTEST_WORKERS ?= 8
 
 .PHONY: install system-deps test demo bench lint clean fixtures
 
