@@ -105,3 +105,36 @@ def test_the_core_never_imports_typer_or_rich() -> None:
         if {"typer", "rich", "click"} & imported_modules(path.read_text())
     ]
     assert not offenders, f"only dasctl/cli/ and dasctl/display/ may import typer or rich: {offenders}"
+
+
+def dasctl_imports(source: str) -> set[str]:
+    """The dasctl modules a source imports: `from dasctl import config` -> dasctl.config."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "dasctl":
+                found.update(f"dasctl.{alias.name}" for alias in node.names)
+            elif node.module.startswith("dasctl."):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("dasctl."))
+    return found
+
+
+def test_the_emulator_and_the_client_share_constants_never_protocol_code() -> None:
+    """docs/architecture.md §1: the emulator must catch the client's mistakes, so it cannot reuse them."""
+    shared = {"dasctl.config", "dasctl.events", "dasctl.logs"}
+    emulator = sorted((ROOT / "dasctl" / "emulator").rglob("*.py"))
+    assert emulator
+    borrowed = {
+        f"{path.relative_to(ROOT)}: {name}" for path in emulator for name in dasctl_imports(path.read_text())
+        if name not in shared and not name.startswith("dasctl.emulator")
+    }
+    assert not borrowed, borrowed
+    client = [
+        path for path in (ROOT / "dasctl").rglob("*.py")
+        if "emulator" not in path.relative_to(ROOT).parts and path.name != "serve.py"
+    ]
+    reaching_in = [str(path.relative_to(ROOT)) for path in client
+                   if any(name.startswith("dasctl.emulator") for name in dasctl_imports(path.read_text()))]
+    assert not reaching_in, reaching_in
