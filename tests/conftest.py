@@ -366,6 +366,16 @@ def _signals_as_on_a_terminal() -> Iterator[None]:
         signal.signal(signum, handler)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_terminal_size_from_the_runner() -> Iterator[None]:
+    """pytest-xdist's workers run with COLUMNS=80, and a developer's shell may export COLUMNS and LINES:
+    help text would wrap at the runner's width, and rich in a tmux pane would believe them over the pane's
+    real size. Tests see no such variables; one that wants a width sets it."""
+    saved = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES") if name in os.environ}
+    yield
+    os.environ.update(saved)
+
+
 def _processes_of_this_run(marker: str) -> list[tuple[int, str]]:
     """(pid, command line) of live dasctl processes that carry this run's marker or descend from us."""
     me = os.getpid()
