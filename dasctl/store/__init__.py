@@ -185,6 +185,10 @@ class Store(Protocol):
         """What the store knows about every recording of this folder."""
         ...
 
+    def watch_file(self, inbox: str, key: WatchKey) -> WatchFile | None:
+        """What the store says now about one recording of this folder, or None."""
+        ...
+
     def watch_update(
         self,
         inbox: str,

@@ -325,6 +325,22 @@ class SqlStore:
                 call_id=call_id, report=_unjson(report), reported=bool(reported), updated_at=updated_at,
             )
 
+    def watch_file(self, inbox: str, key: WatchKey) -> WatchFile | None:
+        """What the store says now about one recording (several watchers share an inbox: the memory of
+        one of them is not the truth)."""
+        where = "inbox = ? AND relpath = ? AND size = ? AND mtime_ns = ?"
+        with self._read() as cursor:
+            cursor.execute(self._sql(f"SELECT {', '.join(WATCH_COLUMNS)} FROM watch_files WHERE {where}"),
+                           (inbox, key.relpath, key.size, key.mtime_ns))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        relpath, size, mtime_ns, state, attempts, call_id, report, reported, updated_at = row
+        return WatchFile(
+            key=WatchKey(relpath, int(size), int(mtime_ns)), state=state, attempts=int(attempts),
+            call_id=call_id, report=_unjson(report), reported=bool(reported), updated_at=updated_at,
+        )
+
     def watch_update(
         self,
         inbox: str,

@@ -36,6 +36,7 @@ from dasctl.watch.settings import (
     WorkItem,
     ndjson_line,
 )
+from dasctl.watch.sharing import InboxSharing
 from dasctl.watch.state import WatchState
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class _Stop(Exception):
         self.error = error
 
 
-class WatchRunner(AttemptSteps):
+class WatchRunner(InboxSharing, AttemptSteps):
     """Schedules register sessions for an inbox on one asyncio loop; the store makes it resumable."""
 
     def __init__(
@@ -91,6 +92,9 @@ class WatchRunner(AttemptSteps):
         self._signals = 0
         self._fatal: DasctlError | None = None
         self._failed_earlier = 0  # failed files an earlier run reported, still in the folder
+        # settled files another watcher holds (a shared PostgreSQL store): looked at again when one is let go
+        self._elsewhere: dict[FileIdentity, Path] = {}
+        self._looked_elsewhere = 0.0
         self.lines = ResultLines(out, render, self.journal, self.observer, self.totals)
 
     @property
@@ -118,8 +122,7 @@ class WatchRunner(AttemptSteps):
         started = self.clock()
         try:
             self._import_old_journal()
-            for identity, report in self.journal.unreported():
-                self._report(identity, report, replay=True)
+            self._replay_unreported()
             await self._connect()
         except _Stop as stop:
             return self._finish(stop.error, started)
@@ -133,9 +136,11 @@ class WatchRunner(AttemptSteps):
         self._rescan()
         self.observer.status(self._watching_line())
         dispatcher = asyncio.create_task(self._dispatch())
+        stop_following = self._follow_nudges(asyncio.get_running_loop())
         try:
             await self._coordinate()
         finally:
+            stop_following()
             stop_watching.set()
             dispatcher.cancel()
             for timer in self._timers:
@@ -241,6 +246,7 @@ class WatchRunner(AttemptSteps):
         while not self._stop_requested.is_set() and self._fatal is None:
             for settled in self.inbox.take_settled():
                 self._consider(settled)
+            self._look_elsewhere()
             if not self.settings.once and self.clock() - last_rescan >= self.settings.rescan_interval:
                 last_rescan = self.clock()
                 self._rescan()
@@ -256,8 +262,9 @@ class WatchRunner(AttemptSteps):
                 pass
 
     def _idle(self) -> bool:
-        # _active covers queued, held by the dispatcher, in flight and waiting to retry
-        return self.inbox.waiting == 0 and not self._active and not self._in_flight
+        # _active covers queued, held by the dispatcher, in flight and waiting to retry; --once also waits
+        # for the files other watchers hold: if one of them dies, its files are ours to finish
+        return self.inbox.waiting == 0 and not self._active and not self._in_flight and not self._elsewhere
 
     def _consider(self, settled: SettledFile) -> None:
         identity = settled.identity
@@ -292,6 +299,10 @@ class WatchRunner(AttemptSteps):
             if self._stop_requested.is_set() or self._fatal is not None:
                 slots.release()
                 return
+            if not self._claim(item):
+                slots.release()
+                self._wakeup.set()
+                continue
             task = asyncio.create_task(self._process(item))
             self._in_flight.add(task)
 

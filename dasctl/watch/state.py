@@ -11,34 +11,33 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dasctl.watch.claims import Claims, claims_for
 from dasctl.watch.inbox import FileIdentity
 from dasctl.watch.journal import ABORTED, FINAL_STATES, RETRY, STARTED, JournalEntry, LegacyJournal
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
     from dasctl.store import EnrollmentRecord, Store
 
 
 class WatchState:
-    """One watched folder's state in a store: held by one watch at a time, mirrored in memory."""
+    """One watched folder's state in a store, mirrored in memory. Several watchers may share it (a
+    PostgreSQL store): then a recording's entry is read again from the store once it is claimed."""
 
-    def __init__(self, store: Store, root: Path) -> None:
+    def __init__(self, store: Store, root: Path, claims: Claims | None = None) -> None:
         self.store = store
         self.inbox = os.path.abspath(root)
+        self.claims = claims if claims is not None else claims_for(store, self.inbox)
         self.entries: dict[FileIdentity, JournalEntry] = {}
         self._unreported: dict[FileIdentity, None] = {}  # in the order they finished
-        self._lock: AbstractContextManager[None] | None = None
 
     @property
     def location(self) -> str:
         return self.store.location
 
     def open(self) -> None:
-        """Take the folder's lock in the store (StoreBusy when another watch has it) and load its state."""
-        lock = self.store.watch_lock(self.inbox)
-        lock.__enter__()
-        self._lock = lock
+        """Join the folder's watchers (SQLite: take its lock, StoreBusy when another watch has it) and
+        load its state."""
+        self.claims.open()
         try:
             for known in self.store.watch_files(self.inbox):
                 key = known.key
@@ -54,9 +53,22 @@ class WatchState:
             raise
 
     def close(self) -> None:
-        if self._lock is not None:
-            lock, self._lock = self._lock, None
-            lock.__exit__(None, None, None)
+        self.claims.close()
+
+    def refresh(self, identity: FileIdentity) -> JournalEntry | None:
+        """The entry as the store has it now (another watcher may have moved it on); the memory alone
+        when no other watcher can share this folder."""
+        if not self.claims.shared:
+            return self.entries.get(identity)
+        known = self.store.watch_file(self.inbox, _key(identity))
+        if known is None:
+            return self.entries.get(identity)
+        final = known.report if known.state in FINAL_STATES and not known.reported else None
+        entry = JournalEntry(known.state, known.attempts, final, known.reported, known.call_id)
+        self.entries[identity] = entry
+        if final is None:
+            self._unreported.pop(identity, None)
+        return entry
 
     @property
     def empty(self) -> bool:

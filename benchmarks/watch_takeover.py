@@ -1,0 +1,245 @@
+"""Several `dasctl watch` processes on one inbox and one PostgreSQL store, one killed with SIGKILL at a
+random moment of each trial: is every recording enrolled exactly once, in the store and at the service?
+
+Usage: python benchmarks/watch_takeover.py --store-server postgresql://USER@HOST:PORT [--files 300]
+       [--trials 20] [--watchers 3] [--concurrency 4] [--seed N]
+
+Each trial: a fresh database on the server, an inbox of FILES recordings (speaker id = file stem), WATCHERS
+`dasctl watch DIR --once --speed 0 --store URL` started together against one emulator, one of them
+killed with SIGKILL at a random moment while work is left; the others must finish the inbox. Checked:
+- the store: one `done` watch state and exactly one successful enrollment per recording (no more, none
+  missing), every line marked printed;
+- the service (the emulator's log): no call id with two sessions, and exactly FILES successful
+  enrollments in the trial: none twice, none lost;
+- every recording has its line on some watcher's stdout; the watchers left alive exit 0.
+Prints one line per trial and a summary; exits 1 when a trial breaks a rule. The test suite runs a smaller
+version of the same trials (tests/test_watch_shared.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEECH = ROOT / "tests" / "data" / "speech-a-8k-mono.wav"
+#: the emulator's line for a session's terminal event: "session register twilio CALL: result-success, ..."
+RESULT_LINE = re.compile(r"session register \S+ (\S+): (result-[a-z-]+)")
+
+
+@dataclass
+class Trial:
+    files: int
+    killed_after: float
+    killed_pid: int = 0
+    problems: list[str] = field(default_factory=list)
+    wall: float = 0.0
+    done_by: list[int] = field(default_factory=list)  # lines on each watcher's stdout
+
+
+def make_inbox(folder: Path, count: int) -> list[str]:
+    folder.mkdir(parents=True)
+    names = [f"{i:04d}-CUST{i:06d}.wav" for i in range(count)]
+    for name in names:
+        shutil.copyfile(SPEECH, folder / name)
+    return names
+
+
+def fresh_database(server: str) -> str:
+    import psycopg
+
+    name = "takeover_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
+
+
+def run_trial(
+    *,
+    server: str,
+    emulator_url: str,
+    emulator_log: Path,
+    work: Path,
+    files: int,
+    watchers: int = 3,
+    concurrency: int = 4,
+    rng: random.Random,
+    kill_within: float,
+    env: dict[str, str] | None = None,
+) -> Trial:
+    """One trial (see the module's text); the problems found, if any, are in Trial.problems."""
+    import psycopg
+
+    work.mkdir(parents=True, exist_ok=True)
+    inbox = work / "inbox"
+    names = make_inbox(inbox, files)
+    store = fresh_database(server)
+    base_env = {**(env or os.environ), "DASCTL_PROFILE": "local", "DASCTL_URL": emulator_url,
+                "NO_COLOR": "1"}
+    base_env.setdefault("DASCTL_CONFIG_DIR", str(work / "config"))
+    log_from = emulator_log.stat().st_size if emulator_log.exists() else 0
+    command = [sys.executable, "-m", "dasctl", "watch", str(inbox), "--once", "--speed", "0", "--settle", "0",
+               "--concurrency", str(concurrency), "--store", store, "--backoff", "0.1"]
+    procs: list[subprocess.Popen[bytes]] = []
+    outs = [work / f"watcher-{n}.out" for n in range(watchers)]
+    errs = [work / f"watcher-{n}.err" for n in range(watchers)]
+    trial = Trial(files, kill_within * rng.random())
+    started = time.monotonic()
+    try:
+        for n in range(watchers):
+            with outs[n].open("wb") as out, errs[n].open("wb") as err:
+                procs.append(subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                              env=base_env))
+        victim = rng.randrange(watchers)
+        time.sleep(trial.killed_after)
+        if procs[victim].poll() is None:
+            procs[victim].send_signal(signal.SIGKILL)
+            trial.killed_pid = procs[victim].pid
+        else:
+            trial.problems.append(f"watcher {victim} ended before its kill at {trial.killed_after:.2f} s")
+        for n, proc in enumerate(procs):
+            try:
+                code = proc.wait(timeout=120 + files)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                trial.problems.append(f"watcher {n} did not finish within {120 + files} s")
+                continue
+            if n != victim and code != 0:
+                trial.problems.append(f"watcher {n} exited {code}: {errs[n].read_text()[-400:]!r}")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    trial.wall = time.monotonic() - started
+
+    # the stdout lines: every recording on some watcher's stdout
+    printed: Counter[str] = Counter()
+    for out in outs:
+        lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip().startswith("{")]
+        trial.done_by.append(len(lines))
+        printed.update(line["file"] for line in lines if line.get("ok"))
+    missing_lines = [name for name in names if not printed[name]]
+    if missing_lines:
+        trial.problems.append(f"{len(missing_lines)} recording(s) with no line, e.g. {missing_lines[:3]}")
+
+    # the store: one done state and one successful enrollment per recording
+    with psycopg.connect(store) as connection:
+        states = dict(connection.execute(
+            "SELECT relpath, state || '/' || reported FROM watch_files").fetchall())
+        successes = Counter(row[0] for row in connection.execute(
+            "SELECT speaker FROM enrollments WHERE ok = 1").fetchall())
+    speakers = {name: name.removesuffix(".wav") for name in names}
+    not_done = [name for name in names if states.get(name) != "done/1"]
+    if not_done:
+        trial.problems.append(f"{len(not_done)} recording(s) not done and printed in the store, e.g. "
+                              f"{[(n, states.get(n)) for n in not_done[:3]]}")
+    twice = [s for s, count in successes.items() if count > 1]
+    lost = [s for s in speakers.values() if successes[s] == 0]
+    if twice:
+        trial.problems.append(f"{len(twice)} speaker(s) enrolled twice in the store, e.g. {twice[:3]}")
+    if lost:
+        trial.problems.append(f"{len(lost)} speaker(s) with no enrollment in the store, e.g. {lost[:3]}")
+
+    # the service: one session per call id, and as many successful enrollments as recordings
+    with emulator_log.open("rb") as handle:
+        handle.seek(log_from)
+        log = handle.read().decode(errors="replace")
+    results = RESULT_LINE.findall(log)
+    per_call = Counter(call for call, _ in results)
+    doubled = [call for call, count in per_call.items() if count > 1]
+    if doubled:
+        trial.problems.append(f"{len(doubled)} call id(s) with two sessions at the service")
+    enrolled = sum(1 for _, outcome in results if outcome == "result-success")
+    if enrolled != files:
+        trial.problems.append(f"the service enrolled {enrolled} times for {files} recordings")
+    return trial
+
+
+@contextmanager
+def session_logging_emulator(log: Path) -> Iterator[str]:
+    """`dasctl serve` on a free port of 127.0.0.1, its session log (one line per terminal event) in log."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port",
+                                 str(port)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the emulator exited with {proc.returncode}; see {log}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the emulator did not listen on {port} within 20 s") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store-server", required=True,
+                        help="postgresql://USER@HOST:PORT (a database is created per trial)")
+    parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--watchers", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    work = Path(tempfile.mkdtemp(prefix="dasctl-takeover-"))
+    failures = 0
+    print(f"{args.trials} trials, {args.watchers} watchers x -j {args.concurrency}, {args.files} recordings "
+          f"each, seed {seed}")
+    try:
+        with session_logging_emulator(work / "emulator.log") as emulator_url:
+            # the first trial's wall time without a kill bounds when later kills land (while work is left)
+            kill_within = 0.0
+            for n in range(args.trials):
+                trial = run_trial(server=args.store_server, emulator_url=emulator_url,
+                                  emulator_log=work / "emulator.log", work=work / f"trial-{n}",
+                                  files=args.files, watchers=args.watchers, concurrency=args.concurrency,
+                                  rng=rng, kill_within=kill_within or max(1.0, args.files / 30))
+                kill_within = max(1.0, trial.wall * 0.8)
+                verdict = "ok" if not trial.problems else "FAILED: " + "; ".join(trial.problems)
+                failures += bool(trial.problems)
+                print(f"trial {n + 1:2d}: SIGKILL at {trial.killed_after:5.2f} s, {trial.wall:5.1f} s, "
+                      f"lines per watcher {trial.done_by}: {verdict}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{args.trials - failures}/{args.trials} trials: every recording exactly once in the store and at "
+          "the service" if not failures else f"{failures}/{args.trials} trials broke a rule")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
