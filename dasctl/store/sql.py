@@ -325,6 +325,12 @@ class SqlStore:
                 call_id=call_id, report=_unjson(report), reported=bool(reported), updated_at=updated_at,
             )
 
+    def watch_inboxes(self) -> list[str]:
+        """Every watched folder the store has state for."""
+        with self._read() as cursor:
+            cursor.execute("SELECT DISTINCT inbox FROM watch_files ORDER BY inbox")
+            return [row[0] for row in cursor.fetchall()]
+
     def watch_file(self, inbox: str, key: WatchKey) -> WatchFile | None:
         """What the store says now about one recording (several watchers share an inbox: the memory of
         one of them is not the truth)."""
@@ -351,13 +357,18 @@ class SqlStore:
         call_id: str | None = None,
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
-    ) -> None:
+    ) -> EnrollmentRecord | None:
+        from dasctl.store.records import stored_fields
+
         updated_at = now_iso()
         where = "inbox = ? AND relpath = ? AND size = ? AND mtime_ns = ?"
         key_params = (inbox, key.relpath, key.size, key.mtime_ns)
+        kept: EnrollmentRecord | None = None
         with self._write() as cursor:
             if enrollment is not None:
-                self._record_enrollment(cursor, enrollment)
+                kept = self._record_enrollment(cursor, enrollment)
+                if report is not None:  # the line says where its record is, as register's does
+                    report = {**report, "stored": stored_fields(kept, self.location)}
             cursor.execute(self._sql("SELECT attempts, call_id, report, reported, final_seq "
                                      f"FROM watch_files WHERE {where}"), key_params)
             row = cursor.fetchone()
@@ -388,6 +399,7 @@ class SqlStore:
                               f"reported = ?, final_seq = ?, updated_at = ? WHERE {where}"),
                     (*values, *key_params),
                 )
+        return kept
 
     def watch_reported(self, inbox: str, key: WatchKey) -> None:
         with self._write() as cursor:

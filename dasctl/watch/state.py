@@ -8,12 +8,16 @@ and marked reported right after printing. On a restart, final outcomes not yet m
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dasctl.watch.claims import Claims, claims_for
 from dasctl.watch.inbox import FileIdentity
 from dasctl.watch.journal import ABORTED, FINAL_STATES, RETRY, STARTED, JournalEntry, LegacyJournal
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from dasctl.store import EnrollmentRecord, Store
@@ -29,6 +33,21 @@ class WatchState:
         self.claims = claims if claims is not None else claims_for(store, self.inbox)
         self.entries: dict[FileIdentity, JournalEntry] = {}
         self._unreported: dict[FileIdentity, None] = {}  # in the order they finished
+        self.on_store_call: Callable[[float, BaseException | None], None] | None = None  # --metrics
+
+    def _call(self, step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Every store call watch makes while it runs goes through here (one transaction each): timed
+        for --metrics, and the one place to move them off the event loop."""
+        started = time.monotonic()
+        error: BaseException | None = None
+        try:
+            return step(*args, **kwargs)
+        except BaseException as failed:
+            error = failed
+            raise
+        finally:
+            if self.on_store_call is not None:
+                self.on_store_call(time.monotonic() - started, error)
 
     @property
     def location(self) -> str:
@@ -60,7 +79,7 @@ class WatchState:
         when no other watcher can share this folder."""
         if not self.claims.shared:
             return self.entries.get(identity)
-        known = self.store.watch_file(self.inbox, _key(identity))
+        known = self._call(self.store.watch_file, self.inbox, _key(identity))
         if known is None:
             return self.entries.get(identity)
         final = known.report if known.state in FINAL_STATES and not known.reported else None
@@ -100,12 +119,13 @@ class WatchState:
         report: dict[str, Any],
         enrollment: EnrollmentRecord | None = None,
     ) -> None:
-        """The outcome, its report line and its enrollment record: one transaction, durable on return."""
+        """The outcome, its report line and its enrollment record: one transaction, durable on return.
+        The report gains the `stored` object (the record's id), as the store kept it."""
         self._update(identity, state, attempt=attempt, call_id=call_id, report=report, enrollment=enrollment)
 
     def reported(self, identity: FileIdentity) -> None:
         """The report line was printed."""
-        self.store.watch_reported(self.inbox, _key(identity))
+        self._call(self.store.watch_reported, self.inbox, _key(identity))
         entry = self.entries.get(identity)
         if entry is not None and entry.final is not None:
             entry.reported = True
@@ -122,8 +142,12 @@ class WatchState:
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
     ) -> None:
-        self.store.watch_update(self.inbox, _key(identity), state, attempt=attempt, call_id=call_id,
-                                report=report, enrollment=enrollment)
+        kept = self._call(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
+                          call_id=call_id, report=report, enrollment=enrollment)
+        if kept is not None and report is not None:
+            from dasctl.store.records import stored_fields
+
+            report["stored"] = stored_fields(kept, self.store.location)
         entry = self.entries.get(identity)
         if entry is None:
             entry = self.entries[identity] = JournalEntry(state)
