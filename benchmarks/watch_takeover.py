@@ -29,15 +29,12 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,37 +190,6 @@ def run_trial(
     return trial
 
 
-@contextmanager
-def session_logging_emulator(log: Path) -> Iterator[str]:
-    """`dasctl serve` on a free port of 127.0.0.1, its session log (one line per terminal event) in log."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the emulator exited with {proc.returncode}; see {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the emulator did not listen on {port} within 20 s") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store-server", required=True,
@@ -236,6 +202,9 @@ def main() -> int:
     args = parser.parse_args()
     # SIGTERM (timeout, a supervisor) ends the trials through the finally blocks: no watcher left behind
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from local_emulator import running_emulator
+
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="dasctl-takeover-"))
@@ -243,11 +212,11 @@ def main() -> int:
     print(f"{args.trials} trials, {args.watchers} watchers x -j {args.concurrency}, {args.files} recordings "
           f"each, seed {seed}")
     try:
-        with session_logging_emulator(work / "emulator.log") as emulator_url:
+        with running_emulator(log=work / "emulator.log", quiet=False) as emulator:
             # the first trial's wall time without a kill bounds when later kills land (while work is left)
             kill_within = 0.0
             for n in range(args.trials):
-                trial = run_trial(server=args.store_server, emulator_url=emulator_url,
+                trial = run_trial(server=args.store_server, emulator_url=emulator.url,
                                   emulator_log=work / "emulator.log", work=work / f"trial-{n}",
                                   files=args.files, watchers=args.watchers, concurrency=args.concurrency,
                                   rng=rng, kill_within=kill_within or max(1.0, args.files / 30))
