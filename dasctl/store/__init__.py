@@ -203,10 +203,11 @@ class Store(Protocol):
         call_id: str | None = None,
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
+        report_stored: bool = False,
     ) -> EnrollmentRecord | None:
         """Record a recording's new state; with a final report (and its enrollment) in one transaction,
-        durable before it returns, and marked not yet reported. The enrollment as kept (its id), whose
-        `stored` object the kept report carries."""
+        durable before it returns, and marked not yet reported. The enrollment as kept (its id); with
+        report_stored, the kept report also carries its `stored` object (records.stored_fields)."""
         ...
 
     def watch_reported(self, inbox: str, key: WatchKey) -> None:

@@ -357,6 +357,7 @@ class SqlStore:
         call_id: str | None = None,
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
+        report_stored: bool = False,
     ) -> EnrollmentRecord | None:
         from dasctl.store.records import stored_fields
 
@@ -367,7 +368,7 @@ class SqlStore:
         with self._write() as cursor:
             if enrollment is not None:
                 kept = self._record_enrollment(cursor, enrollment)
-                if report is not None:  # the line says where its record is, as register's does
+                if report is not None and report_stored:  # the line says where its record is (register's way)
                     report = {**report, "stored": stored_fields(kept, self.location)}
             cursor.execute(self._sql("SELECT attempts, call_id, report, reported, final_seq "
                                      f"FROM watch_files WHERE {where}"), key_params)

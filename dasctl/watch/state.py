@@ -143,7 +143,7 @@ class WatchState:
         enrollment: EnrollmentRecord | None = None,
     ) -> None:
         kept = self._call(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
-                          call_id=call_id, report=report, enrollment=enrollment)
+                          call_id=call_id, report=report, enrollment=enrollment, report_stored=True)
         if kept is not None and report is not None:
             from dasctl.store.records import stored_fields
 
