@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,42 @@ def test_three_watchers_one_killed_each_recording_enrolled_once_in_the_store_and
         # the work was shared: the two watchers left alive each printed lines
         alive = [count for count in trial.done_by if count]
         assert len(alive) >= 2, trial.done_by
+
+
+def test_claims_are_exclusive_let_go_with_a_nudge_and_die_with_their_connection(
+    postgres_store_url: str,
+) -> None:
+    from dasctl.store import open_store
+    from dasctl.watch.claims import PostgresClaims, claims_for
+    from dasctl.watch.inbox import FileIdentity
+
+    store = open_store(postgres_store_url)
+    try:
+        first, second = claims_for(store, "/data/calls"), claims_for(store, "/data/calls")
+        elsewhere = claims_for(store, "/data/other")
+        assert isinstance(first, PostgresClaims) and first.shared
+        for claims in (first, second, elsewhere):
+            claims.open()
+        a, b = FileIdentity("a.wav", 10, 1), FileIdentity("b.wav", 10, 1)
+        assert first.claim(a) and first.claim(a)  # again: still one claim, held once
+        assert not second.claim(a) and second.claim(b)
+        assert elsewhere.claim(a)  # another inbox: another space of claims
+        assert second.held_elsewhere([a, b]) == {a} and first.held_elsewhere([a, b]) == {b}
+        assert (first.count(), second.count()) == (1, 1)
+        second.nudged()  # nothing owed yet
+        first.release(a)
+        deadline = time.monotonic() + 10
+        while not second.nudged() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert time.monotonic() < deadline, "no NOTIFY reached the other watcher"
+        assert second.claim(a)
+        # a watcher whose connection ends (kill -9, host lost) holds nothing any more
+        second.close()  # the server ends that session a moment later: poll, as a watcher does
+        deadline = time.monotonic() + 10
+        while first.held_elsewhere([a, b]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.held_elsewhere([a, b]) == set() and first.claim(a) and first.claim(b)
+        first.close()
+        elsewhere.close()
+    finally:
+        store.close()
