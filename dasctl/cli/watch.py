@@ -36,11 +36,18 @@ WATCH_HELP = compose_help(
     or --speaker-from) before it is printed, so a restart resumes where the last run stopped and reports
     every file exactly once. Nothing is written into DIR. Transient failures (exit-6 class) are
     retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
+
+    Every recording is taken (audio extensions, and files whose content opens as audio); what is not
+    taken is counted and named in the closing line. With one PostgreSQL store, any number of watchers on
+    one or several hosts share DIR, each file enrolled once; `dasctl watch status [DIR]` shows them.
     """,
     examples=[
         "dasctl watch /data/backlog --once --concurrency 8 > results.ndjson",
         "dasctl watch /data/calls --done-dir /data/enrolled --failed-dir /data/rejected",
         "dasctl watch /data/exports --once --speaker-from '-(?P<speaker>CUST[0-9]+)'   # 0412-CUST1.wav",
+        "dasctl watch /data/calls --dry-run",
+        "dasctl watch /mnt/calls --store postgresql://ops@db/dasctl --metrics 9464 --log-format json",
+        "dasctl watch status /mnt/calls --store postgresql://ops@db/dasctl",
     ],
     exit_codes="""
     0 (--once) every recording in DIR is enrolled
@@ -58,13 +65,13 @@ def watch(
     status_of: Annotated[
         list[Path] | None,
         typer.Argument(metavar="[DIR]", hidden=True, show_default=False,
-                       help="With `status`: the folder whose watchers to show."),
+                       help="Only after `status` (dasctl watch status [DIR]): the inbox to show."),
     ] = None,
     pattern: Annotated[
         list[str] | None,
         typer.Option("--pattern", metavar="GLOB", show_default=False,
-                     help="File name pattern, case-insensitive; repeat for several. [default: every "
-                          "recording: known audio extensions, and files whose content opens as audio]"),
+                     help="File name pattern, case-insensitive; repeat for several. "
+                          "[default: every recording, by extension or content]"),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be enrolled (and under which speaker id), "
