@@ -235,8 +235,11 @@ def watch(
         from dasctl.display.watch import print_plan
         from dasctl.watch.dry_run import plan
 
+        # the store's opt-out check, where the store has one (Store.refusal: the reason, or None)
+        refusal = getattr(kept, "refusal", None)
+        opted_out = (lambda speaker: bool(refusal(speaker))) if callable(refusal) else None
         try:
-            print_plan(env, plan(settings, kept), json=json)
+            print_plan(env, plan(settings, kept, opted_out), json=json)
         finally:
             kept.close()
         return
