@@ -199,3 +199,48 @@ def test_status_from_the_store_names_the_watchers_at_work_and_what_is_left(
         for proc in running:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=60)
+
+
+def test_healthz_turns_503_with_the_reason_when_the_loop_stalls_the_store_fails_or_watch_stops() -> None:
+    from dasctl.watch.metrics import LOOP_STALE_S, WatchMetrics, health
+
+    metrics = WatchMetrics()
+    now = metrics.last_tick
+    assert health(metrics, now + 1) == (200, {"loop_seconds_since_tick": 1.0, "status": "ok", "store": "ok"})
+    code, body = health(metrics, now + LOOP_STALE_S + 5)
+    assert code == 503 and body["reason"].startswith("the watch loop has not turned for")
+    metrics.store_call(0.01, RuntimeError("cannot write to the store /x: disk full\nmore"))
+    code, body = health(metrics, now + 1)
+    assert code == 503
+    assert body["reason"] == "the store does not answer: cannot write to the store /x: disk full"
+    metrics.store_call(0.01, None)
+    assert health(metrics, now + 1)[0] == 200
+    metrics.stopping = True
+    assert health(metrics, now + 1) == (503, {"loop_seconds_since_tick": 1.0, "status": "unhealthy",
+                                              "reason": "watch is stopping"})
+
+
+def test_json_log_lines_carry_the_fields_and_never_a_secret() -> None:
+    import io
+    import logging
+
+    from dasctl import logs
+
+    stream = io.StringIO()
+    logs.register_secret("s3cret-client-value")
+    logs.configure(0, stream, log_format="json")
+    try:
+        log = logging.getLogger("dasctl.watch.test")
+        log.warning("token s3cret-client-value refused", extra={"file": "a.wav", "call_id": "c-1"})
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            log.error("internal error on a.wav", exc_info=True)
+    finally:
+        logs.configure(0, io.StringIO())
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["level"] == "warning" and first["msg"] == "token **** refused"
+    assert (first["file"], first["call_id"], first["logger"]) == ("a.wav", "c-1", "dasctl.watch.test")
+    assert first["ts"].endswith("Z") and "speaker" not in first  # absent fields are left out
+    assert second["error"] == "ValueError: bad" and "traceback" not in second  # the traceback with -vv
+    assert "s3cret" not in stream.getvalue()
