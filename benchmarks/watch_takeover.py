@@ -6,7 +6,8 @@ Usage: python benchmarks/watch_takeover.py --store-server postgresql://USER@HOST
 
 Each trial: a fresh database on the server, an inbox of FILES recordings (speaker id = file stem), WATCHERS
 `dasctl watch DIR --once --speed 0 --store URL` started together against one emulator, one of them
-killed with SIGKILL at a random moment while work is left; the others must finish the inbox. Checked:
+killed with SIGKILL at a random point of the work (when a random share, 2-90%, of the recordings is
+finished); the others must finish the inbox. Checked:
 - the store: one final watch state per recording, its line marked printed, and for every `done` one
   exactly one successful enrollment (never two); a recording the service refused (on a starved machine
   a session can run out of audio) is a `failed` outcome, counted and shown, not a broken rule;
@@ -47,7 +48,8 @@ RESULT_LINE = re.compile(r"session register \S+ (\S+): (result-[a-z-]+)")
 @dataclass
 class Trial:
     files: int
-    killed_after: float
+    kill_at_share: float  # the share of recordings finished when the kill lands
+    killed_after: float = 0.0  # seconds into the trial
     killed_pid: int = 0
     problems: list[str] = field(default_factory=list)
     wall: float = 0.0
@@ -83,7 +85,6 @@ def run_trial(
     watchers: int = 3,
     concurrency: int = 4,
     rng: random.Random,
-    kill_within: float,
     env: dict[str, str] | None = None,
 ) -> Trial:
     """One trial (see the module's text); the problems found, if any, are in Trial.problems."""
@@ -102,7 +103,8 @@ def run_trial(
     procs: list[subprocess.Popen[bytes]] = []
     outs = [work / f"watcher-{n}.out" for n in range(watchers)]
     errs = [work / f"watcher-{n}.err" for n in range(watchers)]
-    trial = Trial(files, kill_within * rng.random())
+    # the kill lands at a random point of the work (not of the clock: a loaded machine is slower)
+    trial = Trial(files, rng.uniform(0.02, 0.9))
     started = time.monotonic()
     try:
         for n in range(watchers):
@@ -110,12 +112,16 @@ def run_trial(
                 procs.append(subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                               env=base_env))
         victim = rng.randrange(watchers)
-        time.sleep(trial.killed_after)
+        finished = 0
+        while finished < trial.kill_at_share * files and procs[victim].poll() is None:
+            time.sleep(0.05 + rng.random() * 0.1)
+            finished = _finished(store)
+        trial.killed_after = time.monotonic() - started
         if procs[victim].poll() is None:
             procs[victim].send_signal(signal.SIGKILL)
             trial.killed_pid = procs[victim].pid
         else:
-            trial.problems.append(f"watcher {victim} ended before its kill at {trial.killed_after:.2f} s")
+            trial.problems.append(f"watcher {victim} ended before its kill ({finished} finished)")
         for n, proc in enumerate(procs):
             try:
                 code = proc.wait(timeout=120 + files)
@@ -190,6 +196,19 @@ def run_trial(
     return trial
 
 
+def _finished(store: str) -> int:
+    """Recordings with a final state in the store now (0 until watch has made its tables)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(store, connect_timeout=5) as connection:
+            row = connection.execute("SELECT count(*) FROM watch_files WHERE state IN ('done', 'failed')"
+                                     ).fetchone()
+    except psycopg.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store-server", required=True,
@@ -214,16 +233,15 @@ def main() -> int:
     try:
         with running_emulator(log=work / "emulator.log", quiet=False) as emulator:
             # the first trial's wall time without a kill bounds when later kills land (while work is left)
-            kill_within = 0.0
             for n in range(args.trials):
                 trial = run_trial(server=args.store_server, emulator_url=emulator.url,
                                   emulator_log=work / "emulator.log", work=work / f"trial-{n}",
                                   files=args.files, watchers=args.watchers, concurrency=args.concurrency,
-                                  rng=rng, kill_within=kill_within or max(1.0, args.files / 30))
-                kill_within = max(1.0, trial.wall * 0.8)
+                                  rng=rng)
                 verdict = "ok" if not trial.problems else "FAILED: " + "; ".join(trial.problems)
                 failures += bool(trial.problems)
-                print(f"trial {n + 1:2d}: SIGKILL at {trial.killed_after:5.2f} s, {trial.wall:5.1f} s, "
+                print(f"trial {n + 1:2d}: SIGKILL at {trial.killed_after:5.1f} s ({trial.kill_at_share:4.0%} "
+                      f"done), {trial.wall:5.1f} s, "
                       f"lines per watcher {trial.done_by}, answered as the kill landed "
                       f"{trial.cut_by_kill}, refused by the service {len(trial.refused)}: {verdict}",
                       flush=True)
