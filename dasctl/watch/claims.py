@@ -219,7 +219,8 @@ class PostgresClaims:
             return False
         mine = str(self._inbox_key)
         try:
-            return any(n.payload == mine for n in self._connection.notifies(timeout=0))
+            # read them all: the generator holds the connection's lock until it is exhausted
+            return any([n.payload == mine for n in self._connection.notifies(timeout=0)])
         except Exception:  # a broken connection shows on the next claim, as a StoreError
             return False
 
