@@ -244,3 +244,33 @@ def test_json_log_lines_carry_the_fields_and_never_a_secret() -> None:
     assert first["ts"].endswith("Z") and "speaker" not in first  # absent fields are left out
     assert second["error"] == "ValueError: bad" and "traceback" not in second  # the traceback with -vv
     assert "s3cret" not in stream.getvalue()
+
+
+def test_status_on_a_sqlite_store_names_the_watch_that_holds_the_folder(
+    dasctl: Run, emulator: Emulator, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    store = str(tmp_path / "store.db")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dasctl", "watch", str(inbox), "--store", store],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env={**os.environ, **emulator.client_env()},
+    )
+    try:
+        assert proc.stderr is not None
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"watching" not in seen and time.monotonic() < deadline:
+            seen += proc.stderr.readline()
+        shown = dasctl("watch", "status", str(inbox), "--store", store)  # piped: JSON
+        assert shown.returncode == 0, shown.stderr
+        [doc] = lines_of(shown.stdout)
+        [watcher] = doc["watchers"]
+        assert watcher["name"] == f"{os.uname().nodename}:{proc.pid}" and watcher["since"]
+        assert (doc["done"], doc["failed"], doc["left"]) == (0, 0, 0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    after = dasctl("watch", "status", str(inbox), "--store", store, "--json")
+    assert lines_of(after.stdout)[0]["watchers"] == []
