@@ -141,7 +141,7 @@ def watch(
         ),
     ] = 10.0,
     protocol: ProtocolOption = "twilio",
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     speed: BatchSpeedOption = 1.0,
     timeout: BatchTimeoutOption = 60.0,
     start: StartOption = 0.0,
@@ -198,6 +198,8 @@ def watch(
         speed=speed,
         timeout=timeout,
     )
+    # --channel > DASCTL_CHANNEL > the profile's channel; nothing chosen on a stereo call: said once
+    choice = audio.choose_channel(channel, resolved, audio.MixWarning(lambda text: display.warning(text)))
     network = NetworkSettings.from_profile(resolved)
     tokens = TokenProvider(resolved, network)
     settings = core.WatchSettings(
@@ -243,6 +245,10 @@ def watch(
         finally:
             kept.close()
         return
+    from dasctl.cli.common import warn_of_stale_profile_model
+
+    warn_of_stale_profile_model(kept, resolved, env.stderr)
+
     from dasctl.watch.claims import worker_name
 
     if log_format == "json":
@@ -269,7 +275,7 @@ def watch(
             raise
     runner = core.WatchRunner(
         settings,
-        core.register_file_session(resolved, tokens, network, options, channel=channel, start=start, end=end),
+        core.register_file_session(resolved, tokens, network, options, channel=choice, start=start, end=end),
         store=kept,
         out=out,
         render=render,
