@@ -274,3 +274,20 @@ def test_status_on_a_sqlite_store_names_the_watch_that_holds_the_folder(
         proc.communicate(timeout=60)
     after = dasctl("watch", "status", str(inbox), "--store", store, "--json")
     assert lines_of(after.stdout)[0]["watchers"] == []
+
+
+def test_a_folder_of_compressed_call_recordings_is_enrolled_by_default(
+    dasctl: Run, emulator: Emulator, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    for n, extension in enumerate(("mp3", "m4a", "flac", "ogg")):
+        shutil.copy(DATA / "formats" / f"call.{extension}", inbox / f"20261201-0915-CUST{n}.{extension}")
+    # a name that says nothing: opened to see it is audio
+    shutil.copy(DATA / "formats" / "call.opus", inbox / "20261201-0916-CUST9.rec")
+    # the fixtures are 5 s calls: ask for 3 s of voice
+    done = dasctl("watch", str(inbox), *FAST, "--duration", "3", env=emulator.client_env())
+    assert done.returncode == 0, done.stderr
+    lines = lines_of(done.stdout)
+    assert len(lines) == 5 and all(line["ok"] for line in lines), done.stdout
+    assert "skipped" not in done.stderr
