@@ -197,6 +197,14 @@ class Store(Protocol):
         """What the store knows about every recording of this folder."""
         ...
 
+    def watch_inboxes(self) -> list[str]:
+        """Every watched folder the store has state for."""
+        ...
+
+    def watch_file(self, inbox: str, key: WatchKey) -> WatchFile | None:
+        """What the store says now about one recording of this folder, or None."""
+        ...
+
     def watch_update(
         self,
         inbox: str,
@@ -207,9 +215,11 @@ class Store(Protocol):
         call_id: str | None = None,
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
-    ) -> None:
+        report_stored: bool = False,
+    ) -> EnrollmentRecord | None:
         """Record a recording's new state; with a final report (and its enrollment) in one transaction,
-        durable before it returns, and marked not yet reported."""
+        durable before it returns, and marked not yet reported. The enrollment as kept (its id); with
+        report_stored, the kept report also carries its `stored` object (records.stored_fields)."""
         ...
 
     def watch_reported(self, inbox: str, key: WatchKey) -> None:
