@@ -36,18 +36,19 @@ def duration_warning(seconds: float, option: str = "--duration") -> str | None:
             "the service may refuse it")
 
 
-def missing_settings(resolved: Profile, protocol: str) -> None:
+def missing_settings(resolved: Profile, protocol: str, *, sends_audio: bool = True) -> None:
     """Every setting a session with this profile and protocol lacks, named in one UsageError.
 
+    A live call (`--attach`) opens no audio channel, so it needs no audio URL nor AudioHook key.
     Hints name commands that exist (`dasctl config set`) and carry the profile they are about."""
     from dasctl.config import config_key
 
     missing: list[tuple[str, str]] = []  # (key, example value)
     if not resolved.model_hash:
         missing.append(("model_hash", "HASH"))
-    if not resolved.audio_urls.get(protocol):
+    if sends_audio and not resolved.audio_urls.get(protocol):
         missing.append((f"audio_url.{protocol}", "wss://HOST/PATH"))
-    if protocol == "audiohook" and not resolved.audiohook_api_key:
+    if sends_audio and protocol == "audiohook" and not resolved.audiohook_api_key:
         missing.append(("audiohook_api_key", "KEY"))
     if not missing:
         return
@@ -78,6 +79,7 @@ def register_request(
     url: str | None = None,
     env: Mapping[str, str] | None = None,
     flag_names: Mapping[str, str] | None = None,
+    sends_audio: bool = True,
 ) -> tuple[Profile, RegisterOptions]:
     """The profile with a request's own values applied (they win over the environment and the profile
     file), and the session options they make; a usage error for whatever a session would lack."""
@@ -96,7 +98,7 @@ def register_request(
         flag_names=flag_names
         or {"authenticity_threshold": "--threshold", "audio_total_duration": "--duration"},
     )
-    missing_settings(resolved, protocol)  # a usage error now, not after connecting
+    missing_settings(resolved, protocol, sends_audio=sends_audio)  # a usage error now, not after connecting
     assert resolved.model_hash  # missing_settings checked it
     options = RegisterOptions(
         protocol=protocol,
@@ -233,7 +235,7 @@ class Registration:
         from dasctl.audio import write_mulaw_wav
 
         try:
-            outcome, sent, fingerprint = await self._session(recording, options)
+            outcome, sent, fingerprint, channel = await self._session(recording, options)
         except (AudioError, AuthError, ServiceUnavailable, UsageError) as failure:
             self.sink.end()
             document = results.failure_document(recording.name, failure, call_id=options.call_id)
@@ -244,6 +246,7 @@ class Registration:
             recording.name, outcome, model_hash=options.model_hash,
             audio_total_duration=options.audio_total_duration,
         )
+        document.update(channel)  # which channel was sent: "channel" (and "side" when named by role)
         error = results.outcome_error(recording.name, outcome)
         result = outcome.result
         store_error = None
@@ -267,8 +270,9 @@ class Registration:
 
     async def _session(
         self, recording: Recording, options: RegisterOptions
-    ) -> tuple[Any, bytearray | None, tuple[int, str] | None]:
-        """The session's outcome, and for the store: the audio sent and the input's (size, sha256)."""
+    ) -> tuple[Any, bytearray | None, tuple[int, str] | None, dict[str, Any]]:
+        """The session's outcome, and for the store: the audio sent and the input's (size, sha256); the
+        channel sent."""
         import asyncio
 
         from dasctl.session import register_audio
@@ -282,7 +286,7 @@ class Registration:
             )
         # after closing: a piped stdin's rest is then drained into its digest
         fingerprint = await asyncio.to_thread(opened.fingerprint) if keep else None
-        return outcome, sent, fingerprint
+        return outcome, sent, fingerprint, opened.stream.channel_fields()
 
 
 async def register_each(

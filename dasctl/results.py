@@ -173,6 +173,14 @@ def event_document(file: str, call_id: str, event: events.ServiceEvent, elapsed:
     }
 
 
+def masked_credential(credential: str) -> str:
+    """A credential fit to show a person (`Q2Fz…x9Yk0=`): the first characters, as tokens are masked,
+    plus the last ones, since credentials share their first. Whole only in JSON and --output files."""
+    from dasctl.auth import mask
+
+    return mask(credential) + credential[-6:] if len(credential) > 24 else mask(credential)
+
+
 def human_summary(document: dict[str, Any]) -> str:
     """A few aligned lines for a person: what happened, the credential, the figures."""
     file = document.get("file", "")
@@ -189,7 +197,7 @@ def human_summary(document: dict[str, Any]) -> str:
     if document.get("speaker"):
         rows.append(("speaker", str(document["speaker"])))
     if document.get("credential"):
-        rows.append(("credential", str(document["credential"])))
+        rows.append(("credential", masked_credential(str(document["credential"]))))
     if outcome:
         if document.get("model_hash"):
             rows.append(("model hash", str(document["model_hash"])))

@@ -228,16 +228,18 @@ def verify_options(
 
 def record_verification(
     store: Store, target: Target, recording: Recording, document: dict[str, Any], profile: Profile,
-    protocol: str,
+    protocol: str, fingerprint: tuple[int, str] | None = None,
 ) -> None:
-    """Keep the verification in the store: the audit trail of `credentials history`."""
+    """Keep the verification in the store: the audit trail of `credentials history` (`fingerprint`: the
+    input's (size, sha256) when already known, else the file's is taken)."""
     from dasctl.audio import path_fingerprint
     from dasctl.store import VerificationRecord
 
     assert target.speaker is not None
     outcome = document.get("outcome") or {}
     error = document.get("error") or {}
-    fingerprint = path_fingerprint(recording.path) if recording.path is not None else None
+    if fingerprint is None and recording.path is not None:
+        fingerprint = path_fingerprint(recording.path)
     store.record_verification(
         VerificationRecord(
             speaker=target.speaker,
@@ -279,12 +281,12 @@ class Verification:
 
         from dasctl.store import StoreError
 
-        document, error = await self._decision(recording, options)
+        document, error, fingerprint = await self._decision(recording, options)
         store_error: DasctlError | None = None
         if self.store is not None and self.target.speaker is not None and document.get("outcome") is not None:
             try:
                 await asyncio.to_thread(record_verification, self.store, self.target, recording, document,
-                                        self.profile, options.protocol)
+                                        self.profile, options.protocol, fingerprint)
             except StoreError as failure:
                 # the decision stands, but an audit trail with a hole in it must not look like success
                 self.warn(f"{recording.name}: the verification was not recorded: {failure.message}")
@@ -293,14 +295,17 @@ class Verification:
 
     async def _decision(
         self, recording: Recording, options: RegisterOptions
-    ) -> tuple[dict[str, Any], DasctlError | None]:
-        """(the dasctl.verify/1 document, the error that decides the exit code or None)."""
+    ) -> tuple[dict[str, Any], DasctlError | None, tuple[int, str] | None]:
+        """(the dasctl.verify/1 document, the error that decides the exit code or None, the input's
+        (size, sha256) when it was held in memory)."""
         from dasctl import results
         from dasctl.session import register_audio
 
         name, target = recording.name, self.target
+        fingerprint = None
         try:
             with recording.open(**self.audio_options) as opened:
+                fingerprint = opened.known_fingerprint
                 outcome = await register_audio(
                     opened.stream, options, self.profile, self.tokens, self.network, self.sink.update
                 )
@@ -310,7 +315,7 @@ class Verification:
                 name, failure, call_id=options.call_id, schema=results.VERIFY_SCHEMA
             )
             document["speaker"] = target.speaker
-            return document, failure
+            return document, failure, fingerprint
         self.sink.end()
         document = results.verify_document(
             name,
@@ -333,7 +338,7 @@ class Verification:
                 "hint": error.hint,
                 "event": result.name,
             }
-        return document, error
+        return document, error, fingerprint
 
 
 async def verify_each(

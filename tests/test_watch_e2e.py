@@ -395,6 +395,8 @@ def test_two_watches_cannot_share_a_folder(emulator, tmp_path: Path, watch_proce
     first.wait_until(lambda: "watching" in first.stderr())
     second = dasctl("watch", str(inbox), "--once", env=emulator.client_env())
     assert second.returncode == 2 and "another dasctl watch" in second.stderr
+    # with SQLite: one watch per folder, and the error names the way to run several
+    assert "PostgreSQL store" in second.stderr and "--store postgresql://" in second.stderr
 
 
 def test_a_failing_token_endpoint_counts_as_unreachable(start_emulator, dasctl, tmp_path: Path) -> None:

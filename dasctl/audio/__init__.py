@@ -20,7 +20,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dasctl.audio.channels import CHANNEL_CHOICES, parse_channel
+    from dasctl.audio.channels import (
+        CHANNEL_CHOICES,
+        SIDES,
+        ChannelChoice,
+        MixWarning,
+        choose_channel,
+        parse_channel,
+        resolve_channel,
+    )
     from dasctl.audio.decode import MAX_INPUT_RATE, MIN_INPUT_RATE, STDIN_NAME, open_audio
     from dasctl.audio.fingerprint import STDIN_DRAIN_TIMEOUT, path_fingerprint
     from dasctl.audio.frames import (
@@ -46,6 +54,11 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "CHANNEL_CHOICES": ("dasctl.audio.channels", "CHANNEL_CHOICES"),
     "parse_channel": ("dasctl.audio.channels", "parse_channel"),
+    "SIDES": ("dasctl.audio.channels", "SIDES"),
+    "ChannelChoice": ("dasctl.audio.channels", "ChannelChoice"),
+    "MixWarning": ("dasctl.audio.channels", "MixWarning"),
+    "choose_channel": ("dasctl.audio.channels", "choose_channel"),
+    "resolve_channel": ("dasctl.audio.channels", "resolve_channel"),
     "MAX_INPUT_RATE": ("dasctl.audio.decode", "MAX_INPUT_RATE"),
     "MIN_INPUT_RATE": ("dasctl.audio.decode", "MIN_INPUT_RATE"),
     "STDIN_NAME": ("dasctl.audio.decode", "STDIN_NAME"),
@@ -78,14 +91,18 @@ __all__ = [
     "MIN_INPUT_RATE",
     "SAMPLE_RATE",
     "STDIN_DRAIN_TIMEOUT",
+    "SIDES",
     "STDIN_NAME",
     "WAV_HEADER_BYTES",
     "AudioStream",
+    "ChannelChoice",
+    "MixWarning",
     "MulawAudio",
     "Pacer",
     "_resampler",
     "check_frame_ms",
     "check_range",
+    "choose_channel",
     "mulaw_decode",
     "mulaw_encode",
     "open_audio",
@@ -93,6 +110,7 @@ __all__ = [
     "parse_channel",
     "path_fingerprint",
     "read_mulaw_wav",
+    "resolve_channel",
     "write_mulaw_raw",
     "write_mulaw_wav",
 ]

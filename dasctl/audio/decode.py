@@ -1,11 +1,14 @@
 """Decode: open a recording ('-', a file, a FIFO) with the decoder that reads it best, and check it.
 
-Plain WAV and RF64 go to our own reader (dasctl/wav.py), the same way on files and pipes; everything
-else to libsndfile (a pipe through a relay; FLAC from a pipe through a spool file on disk).
+Plain WAV and RF64 go to our own reader (dasctl/wav.py), the same way on files and pipes; containers
+only FFmpeg reads (mp4/m4a, AMR, Matroska/WebM, ASF, ADTS) to FFmpeg (ffmpeg.py); everything else to
+libsndfile, and to FFmpeg when libsndfile cannot open a file. A pipe reaches libsndfile or FFmpeg
+through a relay; FLAC and mp4 from a pipe are first spooled to a file on disk (both are read out of order).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import sys
@@ -14,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dasctl.audio.channels import parse_channel
+from dasctl.audio.channels import ChannelChoice, resolve_channel
+from dasctl.audio.ffmpeg import FfmpegReader, is_ffmpeg_only, is_mp4, open_ffmpeg
 from dasctl.audio.fingerprint import STDIN_DRAIN_TIMEOUT, StreamDigest, fd_fingerprint, path_fingerprint
 from dasctl.audio.pipes import PipeRelay, read_head
 from dasctl.audio.sndfile import check_truncated_header, declared_frames, looks_like_text, open_sound
@@ -25,6 +29,8 @@ from dasctl.wav import ByteSource, WavReader, parse_header
 
 if TYPE_CHECKING:
     import soundfile
+
+log = logging.getLogger(__name__)
 
 STDIN_NAME = "<stdin>"
 #: Input rates outside this range are treated as a broken header, not as audio.
@@ -63,12 +69,11 @@ def _open_seekable(
             raise AudioError(f"{name}: cannot read the file: {error.strerror or error}") from None
         source = ByteSource(fd, seekable=True)
         parsed = parse_header(source) if not looks_like_text(head) else None
-        sound: soundfile.SoundFile | WavReader
+        sound: soundfile.SoundFile | WavReader | FfmpegReader
         if parsed is not None:
             sound = WavReader(source, *parsed)
         else:
-            os.lseek(fd, 0, os.SEEK_SET)
-            sound = open_sound(fd, name, head)
+            sound = _open_file_decoder(fd, name, head, end)
     except BaseException:
         if on_close is not None:
             on_close()
@@ -92,13 +97,13 @@ def _open_stream(
             raise AudioError(f"{name}: empty input (0 bytes)")
         digest.update(head)
         source = ByteSource(fd, seekable=False, prefix=head, on_read=digest.update)
-        flac = head.startswith(b"fLaC")
-        parsed = parse_header(source) if not flac and not looks_like_text(head) else None
+        spool = head.startswith(b"fLaC") or is_mp4(head)
+        parsed = parse_header(source) if not spool and not looks_like_text(head) else None
     except BaseException:
         if on_close is not None:
             on_close()
         raise
-    if flac:
+    if spool:
         return _open_spooled(fd, head, name, channel, start, end, channel_text, on_close, digest)
     if parsed is not None:
         def close_input() -> None:
@@ -110,11 +115,15 @@ def _open_stream(
                               on_close=close_input, channel_text=channel_text)
         stream._fingerprint = lambda: digest.drain(STDIN_DRAIN_TIMEOUT)
         return stream
-    # not a WAV we decode: libsndfile gets every byte taken so far, then the rest of the stream; the relay
-    # thread reads fd, so it is the one that calls on_close (never close an fd under a read in progress)
+    # not a WAV we decode: libsndfile (or FFmpeg) gets every byte taken so far, then the rest of the stream;
+    # the relay thread reads fd, so it is the one that calls on_close (never close an fd under a read)
     relay = PipeRelay(fd, source.replay(), digest, on_finish=on_close)
     try:
-        sound = open_sound(relay.read_fd, name, head)
+        sound: soundfile.SoundFile | FfmpegReader
+        if is_ffmpeg_only(head):
+            sound = open_ffmpeg(relay.read_fd, name, seekable=False, end=end)
+        else:
+            sound = open_sound(relay.read_fd, name, head)
     except BaseException:
         relay.close()
         raise
@@ -128,7 +137,8 @@ def _open_spooled(
     fd: int, head: bytes, name: str, channel: str | int, start: float, end: float | None, channel_text: str,
     on_close: Callable[[], None] | None, digest: StreamDigest,
 ) -> AudioStream:
-    """FLAC from a pipe: libsndfile seeks back in it, so copy it to an unlinked temporary file (disk)."""
+    """FLAC or mp4 from a pipe: libsndfile seeks back in FLAC, and an mp4's index may come after its data,
+    so copy it to an unlinked temporary file (disk, not memory)."""
     spool = tempfile.TemporaryFile(prefix="dasctl-stdin-")
     try:
         spool.write(head)
@@ -145,7 +155,7 @@ def _open_spooled(
         if on_close is not None:
             on_close()  # everything is in the spool now (or never will be)
     try:
-        sound = open_sound(spool.fileno(), name, head)
+        sound = _open_file_decoder(spool.fileno(), name, head, end)
     except BaseException:
         spool.close()
         raise
@@ -189,8 +199,28 @@ def _open_path(
     return _open_stream(fd, name, channel, start, end, channel_text, on_close=close_fd)
 
 
+def _open_file_decoder(
+    fd: int, name: str, head: bytes, end: float | None
+) -> soundfile.SoundFile | FfmpegReader:
+    """A regular file that is not a WAV we decode: FFmpeg for what only it reads, else libsndfile, and
+    FFmpeg again when libsndfile refuses it (then libsndfile's refusal is the one reported)."""
+    if is_ffmpeg_only(head) and not looks_like_text(head):
+        return open_ffmpeg(fd, name, seekable=True, end=end)
+    os.lseek(fd, 0, os.SEEK_SET)
+    try:
+        return open_sound(fd, name, head)
+    except AudioError as refused:
+        if looks_like_text(head):
+            raise
+        try:
+            return open_ffmpeg(fd, name, seekable=True, end=end)
+        except AudioError as error:
+            log.debug("%s: FFmpeg cannot read it either: %s", name, error.message)
+            raise refused from None
+
+
 def _finish_open(
-    sound: soundfile.SoundFile | WavReader,
+    sound: soundfile.SoundFile | WavReader | FfmpegReader,
     name: str,
     channel: str | int,
     start: float,
@@ -221,16 +251,22 @@ def _finish_open(
                 assert sound.frames is not None and sound.declared_frames is not None
                 refuse_truncated(name, sound.frames, sound.declared_frames, rate, end)
             expected = (sound.frames or None) if seekable else sound.declared_frames
+        elif isinstance(sound, FfmpegReader):
+            expected = None  # a compressed stream's length is known once decoded (ffmpeg.py checks it)
         else:
             if seekable:
                 check_truncated_header(sound, name, end)
             expected = declared_frames(sound, seekable)
-        if seekable and expected is None:
+        if seekable and expected is None and not isinstance(sound, FfmpegReader):
             raise AudioError(f"{name}: no audio (0 samples)", "The file holds a header and no sound.")
         if expected is not None and round(start * rate) >= expected:
             raise UsageError(f"--start {start:g} s is past the end of {name} ({expected / rate:.1f} s)")
-        return AudioStream(sound, name, channel=channel, start=start, end=end, seekable=seekable,
-                           expected_frames=expected, on_close=on_close)
+        stream = AudioStream(sound, name, channel=channel, start=start, end=end, seekable=seekable,
+                             expected_frames=expected, on_close=on_close)
+        if isinstance(sound, FfmpegReader) and sound.duration is not None:
+            stop = sound.duration if end is None else min(end, sound.duration)
+            stream.duration = max(0.0, stop - start)  # what the container announces: for progress only
+        return stream
     except BaseException:
         try:
             sound.close()
@@ -241,12 +277,26 @@ def _finish_open(
 
 
 def open_audio(
-    source: str | os.PathLike[str], *, channel: str = "mix", start: float = 0.0, end: float | None = None
+    source: str | os.PathLike[str], *, channel: str | ChannelChoice | None = "mix", start: float = 0.0,
+    end: float | None = None,
 ) -> AudioStream:
-    """Open a recording ('-' = stdin) for streaming; AudioError (exit 3) names the file and the problem."""
-    choice = parse_channel(channel)
+    """Open a recording ('-' = stdin) for streaming; AudioError (exit 3) names the file and the problem.
+
+    `channel` is --channel's text (None: nothing chosen, the mix), or a ChannelChoice (channels.py) that
+    names the side by role and says once when a multi-channel recording is mixed."""
+    choice = channel if isinstance(channel, ChannelChoice) else resolve_channel(channel)
     check_range(start, end)
     if str(source) == "-":
-        return _open_stdin(choice, start, end, channel)
-    return _open_path(Path(source), choice, start, end, channel)
+        stream = _open_stdin(choice.index, start, end, choice.text)
+    else:
+        stream = _open_path(Path(source), choice.index, start, end, choice.text)
+    if choice.side == "agent" and stream.input_channels != 2:
+        stream.close()
+        raise UsageError(f"--channel {choice.text}: {stream.name} has {stream.input_channels} channels; the "
+                         "agent is the other side of a 2-channel recording only",
+                         "Name the agent's channel by its number instead (--channel N).")
+    stream.side = choice.side
+    if not choice.chosen and choice.mixed is not None and stream.input_channels > 1:
+        choice.mixed(stream.input_channels)
+    return stream
 

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 # libsndfile hands these over as int16 without losing anything
 INT16_EXACT_SUBTYPES = frozenset({"PCM_16", "PCM_S8", "PCM_U8", "ULAW", "ALAW", "DWVW_12", "DWVW_16"})
 SUPPORTED = (
-    "WAV (PCM, float, mu-law, A-law, extensible), RF64, W64, FLAC, OGG, AIFF and what else libsndfile reads"
+    "WAV (PCM, float, mu-law, A-law, extensible), RF64, W64, FLAC, OGG (Vorbis, Opus), AIFF, MP3, "
+    "AAC/m4a, AMR, GSM, WMA, and the audio of mp4/mkv/webm videos"
 )
 # libsndfile's log says "data : 186814 (should be 99956)" when the header promises more than the file holds.
 _TRUNCATED_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dasctl.audio.channels import to_mono
+from dasctl.audio.channels import channel_label, to_mono
+from dasctl.audio.ffmpeg import FfmpegReader
 from dasctl.audio.frames import SAMPLE_RATE, check_frame_ms
 from dasctl.audio.resample import resampler, to_int16
 from dasctl.audio.sndfile import INT16_EXACT_SUBTYPES, c_library_stderr_to_log, libsndfile_message
@@ -20,6 +21,8 @@ from dasctl.mulaw import mulaw_encode_array
 
 if TYPE_CHECKING:
     import soundfile
+
+    from dasctl.wav import WavReader
 
 _BLOCK_SECONDS = 2.0
 _BLOCK_MAX_BYTES = 8 << 20  # bounds a block when a file has very many channels
@@ -47,7 +50,7 @@ class AudioStream:
 
     def __init__(
         self,
-        sound: soundfile.SoundFile,
+        sound: soundfile.SoundFile | WavReader | FfmpegReader,
         name: str,
         *,
         channel: str | int,
@@ -66,6 +69,8 @@ class AudioStream:
         self.input_channels = int(sound.channels)
         self.input_format = f"{sound.format} {sound.subtype}"
         self._channel = channel
+        #: the role the channel was chosen by ("customer", "agent"), if any
+        self.side: str | None = None
         self._start_frame = int(round(start * self.input_rate))
         self._end_frame = None if end is None else int(round(end * self.input_rate))
         self._seekable = seekable
@@ -109,6 +114,13 @@ class AudioStream:
         """(size in bytes, sha256) of the whole input, never held in memory: a file is read again; a pipe
         was hashed as it passed (call after close(): the rest of the pipe is drained, up to a bound)."""
         return self._fingerprint() if self._fingerprint is not None else None
+
+    def channel_fields(self) -> dict[str, str | int]:
+        """What a result records of the channel sent, e.g. {"channel": "left", "side": "customer"}."""
+        fields: dict[str, str | int] = {"channel": channel_label(self._channel, self.input_channels)}
+        if self.side is not None:
+            fields["side"] = self.side
+        return fields
 
     def keep_frames(self, limit_bytes: int) -> bytearray:
         """Keep a copy of the mu-law that frames() yields (the audio sent), up to limit_bytes."""
@@ -199,7 +211,7 @@ class AudioStream:
         block_frames = max(1024, min(block_frames, _BLOCK_MAX_BYTES // (4 * channels)))
         buffer = np.empty((block_frames, channels), dtype=dtype)
         # libmpg123 prints notes on fd 2 as it decodes a damaged MP3: they go to the debug log instead
-        quiet = sound.format == "MP3"
+        quiet = sound.format == "MP3" and not isinstance(sound, FfmpegReader)
         position = 0
         if self._start_frame:
             position = self._skip_to_start(buffer)

@@ -178,6 +178,15 @@ def open_store_option(flag: str | None, profile: Profile | None = None) -> Store
     return open_store(None)
 
 
+def warn_of_stale_profile_model(store: Store, profile: Profile, stream: IO[str] | None = None) -> None:
+    """register and watch: warn when the profile names a model the store's speakers were moved away from."""
+    from dasctl.reenroll import profile_model_warning
+
+    message = profile_model_warning(store, profile)
+    if message:
+        warn(message, stream)
+
+
 T = TypeVar("T")
 
 
@@ -227,6 +236,7 @@ def load_register_request(
     speed: float,
     timeout: float,
     call_id: str | None = None,
+    sends_audio: bool = True,
 ) -> tuple[Profile, RegisterOptions]:
     """The profile with register's per-request flags applied, and the session options they make."""
     from dasctl.enroll import register_request
@@ -240,6 +250,7 @@ def load_register_request(
         speed=speed,
         timeout=timeout,
         call_id=call_id,
+        sends_audio=sends_audio,
     )
 
 
@@ -270,4 +281,5 @@ def complete_protocol(incomplete: str) -> list[str]:
 
 
 def complete_channel(incomplete: str) -> list[str]:
-    return [name for name in ("mix", "left", "right", "0", "1") if name.startswith(incomplete)]
+    names = ("mix", "left", "right", "customer", "agent", "0", "1")
+    return [name for name in names if name.startswith(incomplete)]

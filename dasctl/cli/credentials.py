@@ -70,13 +70,13 @@ def _unknown(speaker: str) -> UsageError:
 
 def _mask(credential: str | None, show: bool) -> str:
     """Masked as tokens are (auth.mask), plus the last characters: credentials share their first ones."""
-    from dasctl.auth import mask
+    from dasctl.results import masked_credential
 
     if not credential:
         return "-"
     if show:
         return credential
-    return mask(credential) + credential[-6:] if len(credential) > 24 else mask(credential)
+    return masked_credential(credential)
 
 
 def _text(value: object) -> str:
@@ -103,7 +103,8 @@ def _write_lines(environment: Environment, documents: Iterable[dict[str, Any]]) 
 
 
 def _table(
-    environment: Environment, headers: list[str], rows: Iterable[list[str]], time_column: int | None = None
+    environment: Environment, headers: list[str], rows: Iterable[list[str]], time_column: int | None = None,
+    whole_columns: tuple[int, ...] = (),
 ) -> None:
     """A rich table on a terminal; tab-separated lines (no header) when piped.
 
@@ -120,14 +121,27 @@ def _table(
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
+    shown = [[_to_the_second(cell) if index == time_column else cell for index, cell in enumerate(row)]
+             for row in rows]
+    console = Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env)
+    # a whole column (a model hash: people copy it) is never wrapped nor cut; when the table is too wide the
+    # others wrap between words (as narrow as their longest word), or anywhere when even that is too wide
+    whole = {i: max((len(row[i]) for row in shown), default=0) for i in whole_columns}
+    words = {i: max([len(header), *(len(word) for row in shown for word in row[i].split())])
+             for i, header in enumerate(headers)}
+    natural = {i: max([len(header), *(len(row[i]) for row in shown)]) for i, header in enumerate(headers)}
+    gaps = 2 * (len(headers) - 1)
+    narrow = sum(natural.values()) + gaps > console.width
+    if sum({**words, **whole}.values()) + gaps > console.width:
+        words = {}
     for index, header in enumerate(headers):
-        table.add_column(header, no_wrap=index == time_column)
-    for row in rows:
-        if time_column is not None:
-            row = [*row]
-            row[time_column] = _to_the_second(row[time_column])
+        fixed = index == time_column or index in whole
+        table.add_column(header, no_wrap=fixed, min_width=whole.get(index) or words.get(index) or None,
+                         max_width=words.get(index) if narrow and not fixed else None,
+                         overflow="ellipsis" if fixed else "fold")
+    for row in shown:
         table.add_row(*row)
-    Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env).print(table)
+    console.print(table)
 
 
 def _to_the_second(stamp: str) -> str:
@@ -230,7 +244,7 @@ def history(
         ))
         return
     _table(environment, ["when", "what", "outcome", "model hash", "credential", "id"],
-           (_history_row(entry, show_credential) for entry in entries), time_column=0)
+           (_history_row(entry, show_credential) for entry in entries), time_column=0, whole_columns=(3, 4))
 
 
 def _history_row(entry: EnrollmentRecord | VerificationRecord, show_credential: bool) -> list[str]:

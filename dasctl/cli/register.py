@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dasctl.cli import common
+from dasctl.cli.stream import AttachOption, AttachWaitOption
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
 from dasctl.errors import DasctlError, Interrupted
@@ -32,6 +33,7 @@ HELP = compose_help(
         "dasctl register call.wav --channel right --protocol audiohook --json",
         "dasctl register calls/*.wav --output credentials/   # one credential file per recording",
         "sox call.mp3 -t wav - | dasctl register -",
+        "dasctl register --attach $CALL_ID --speaker CUST12345   # a live call: the platform streams",
     ],
     exit_codes="""
     0 registered
@@ -78,9 +80,10 @@ def _render(environment: Environment, as_json: bool) -> Callable[[RegisterResult
 
 def register(
     files: Annotated[
-        list[str],
-        typer.Argument(metavar="FILE", help="Recordings to enroll (WAV, FLAC, ...); - reads stdin."),
-    ],
+        list[str] | None,
+        typer.Argument(metavar="FILE", help="Recordings to enroll (WAV, FLAC, ...); - reads stdin.",
+                       show_default=False),
+    ] = None,
     protocol: common.ProtocolOption = "twilio",
     threshold: common.ThresholdOption = None,
     duration: common.DurationOption = None,
@@ -92,7 +95,7 @@ def register(
             show_default=False,
         ),
     ] = None,
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     start: StartOption = 0.0,
     end: EndOption = None,
     speed: common.SpeedOption = 1.0,
@@ -134,24 +137,27 @@ def register(
     store: common.StoreOption = None,
     quiet: common.QuietOption = False,
     profile: common.ProfileOption = None,
+    attach: AttachOption = None,
+    wait: AttachWaitOption = 60.0,
 ) -> None:
     """Enroll a speaker from each recording; print the credential (or JSON with --json)."""
     import asyncio
+    import dataclasses
 
     from dasctl import enroll
     from dasctl.batch import batch_failure, check_inputs
     from dasctl.display.register import choose_display
-    from dasctl.recording import Recording
+    from dasctl.session.attach import recordings_of, waiting_line
 
     environment = common.environment()
     common.check_protocol(protocol)
-    recordings = [Recording.from_argument(name) for name in files]
+    recordings, call_id = recordings_of(files or [], attach, call_id, speaker, not no_store, wait)
     check_inputs(recordings, speed, timeout, call_id)
     from dasctl.audio import check_range, parse_channel
 
     parse_channel(channel)  # a bad --channel or range is a usage error now, not after connecting
     check_range(start, end)
-    several = len(files) > 1
+    several = len(recordings) > 1
     outputs = [
         enroll.Outputs(
             enroll.output_target("--output", output, recording, ".credential.json", several, force),
@@ -169,14 +175,25 @@ def register(
         speed=speed,
         timeout=timeout,
         call_id=call_id,
+        sends_audio=attach is None,
     )
+    if attach is not None:  # a live call: the platform sends the audio
+        options = dataclasses.replace(options, audio_wait=wait)
+        if not (quiet or environment.quiet):
+            common.say(waiting_line(call_id or "", protocol, profile_obj))
     unusual = enroll.duration_warning(profile_obj.audio_total_duration)
     if unusual:
         common.warn(unusual, environment.stderr)
-    audio_options = {"channel": channel, "start": start, "end": end}
+    from dasctl.audio import MixWarning, choose_channel
+
+    # --channel > DASCTL_CHANNEL > the profile's channel; nothing chosen on a stereo call: said once
+    audio_options = {"channel": choose_channel(channel, profile_obj, MixWarning(common.warn)),
+                     "start": start, "end": end}
     # opened before any session: a store that cannot be used costs no enrollment
     keeper = (None if no_store
               else enroll.Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj))
+    if keeper is not None:
+        common.warn_of_stale_profile_model(keeper.store, profile_obj, environment.stderr)
     display = choose_display(environment, quiet=quiet, events=events)
     try:
         results = common.run_sessions(

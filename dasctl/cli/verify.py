@@ -9,6 +9,7 @@ import typer
 
 from dasctl.cli import common
 from dasctl.cli.register import _report_failure
+from dasctl.cli.stream import AttachOption, AttachWaitOption
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
 from dasctl.errors import DasctlError, Interrupted, UsageError
@@ -33,6 +34,7 @@ HELP = compose_help(
         "dasctl verify call.wav --channel left --speaker alice --json | jq .score",
         "dasctl verify call.wav --credential alice.credential.json --score-threshold 0.7",
         "jq -r .credential alice.json | dasctl verify call.wav --credential -",
+        "dasctl verify --attach $CALL_ID --speaker alice   # a live call: the platform sends the audio",
     ],
     exit_codes="""
     0 verified
@@ -64,7 +66,10 @@ def _render(environment: Environment, as_json: bool) -> Callable[[VerifyResult, 
 
 
 def verify(
-    files: Annotated[list[str], typer.Argument(help="Recordings to verify (WAV, FLAC, ...); - reads stdin.")],
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(help="Recordings to verify (WAV, FLAC, ...); - reads stdin.", show_default=False),
+    ] = None,
     speaker: Annotated[
         str | None,
         typer.Option(
@@ -95,7 +100,7 @@ def verify(
         float | None,
         typer.Option("--duration", help="Seconds of voice to collect (default 3).", show_default=False),
     ] = None,
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     start: StartOption = 0.0,
     end: EndOption = None,
     speed: common.SpeedOption = 1.0,
@@ -105,14 +110,17 @@ def verify(
     quiet: common.QuietOption = False,
     store_url: common.StoreOption = None,
     profile: common.ProfileOption = None,
+    attach: AttachOption = None,
+    wait: AttachWaitOption = 60.0,
 ) -> None:
     """Verify each recording against a speaker's credential; print the decision (or JSON with --json)."""
     import asyncio
+    import dataclasses
 
     from dasctl.batch import batch_failure, check_inputs
     from dasctl.config import DEFAULT_VERIFY_DURATION, load_profile
     from dasctl.display.register import choose_display
-    from dasctl.recording import Recording
+    from dasctl.session.attach import recordings_of, waiting_line
     from dasctl.verify import load_target, verify_each, verify_options
 
     environment = common.environment()
@@ -121,10 +129,10 @@ def verify(
             "give exactly one of --speaker ID and --credential FILE",
             "--speaker uses the store's current credential; --credential a record from `register -o`.",
         )
-    if credential == "-" and "-" in files:
+    if credential == "-" and "-" in (files or []):
         raise UsageError("stdin (-) cannot carry both the audio and the credential")
     common.check_protocol(protocol)
-    recordings = [Recording.from_argument(name) for name in files]
+    recordings, call_id = recordings_of(files or [], attach, None, speaker, False, wait)
     check_inputs(recordings, speed, timeout, None)
     if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
         raise UsageError(f"--score-threshold {score_threshold:g} must be between 0 and 1")
@@ -140,7 +148,8 @@ def verify(
     verify_duration = DEFAULT_VERIFY_DURATION if duration is None else duration
     if verify_duration <= 0:
         raise UsageError(f"--duration {verify_duration:g} must be positive")
-    profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
+    if attach is None:  # a live call opens no audio channel: the platform does
+        profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
     store = common.open_store_option(store_url, profile_obj) if speaker is not None else None
     try:
         target = load_target(speaker, credential, store)
@@ -154,7 +163,15 @@ def verify(
             profile_obj, target, protocol=protocol, duration=verify_duration, score_threshold=score_threshold,
             speed=speed, timeout=timeout,
         )
-        audio_options = {"channel": channel, "start": start, "end": end}
+        if attach is not None:  # a live call: the platform sends the audio
+            options = dataclasses.replace(options, call_id=call_id, audio_wait=wait)
+            if not (quiet or environment.quiet):
+                common.say(waiting_line(call_id or "", protocol, profile_obj))
+        from dasctl.audio import MixWarning, choose_channel
+
+        # --channel customer|agent resolves through the profile's customer_channel, as register's does
+        audio_options = {"channel": choose_channel(channel, profile_obj, MixWarning(common.warn)),
+                         "start": start, "end": end}
         display = choose_display(environment, quiet=quiet, events=events)
         try:
             results = common.run_sessions(

@@ -7,18 +7,22 @@ No Typer or rich here: `register_audio` is the library entry point that `dasctl 
   (RegisterOutcome);
 - signalling: the Socket.IO client, connecting with the token, leaving quietly;
 - audio_channel: opening the protocol's audio channel and sending the audio, paced;
-- driver: RegisterSession, which runs the two together until the service's terminal event.
+- driver: RegisterSession, which runs the two together until the service's terminal event;
+- attach: a live call's session (`--attach`): signalling only, the platform sends the audio.
 
 Everything callers use is importable from `dasctl.session` itself.
 """
 
 from __future__ import annotations
 
+from dasctl.session.attach import ATTACH_SOURCE, CallAudio, attach_call, parse_call_id
 from dasctl.session.driver import RegisterSession, register_audio
 from dasctl.session.records import (
+    AWAITING_AUDIO,
     CHANNEL_FAILURE_GRACE,
     CONNECTING,
     DONE,
+    HEARING,
     INITIALIZING,
     PAUSED,
     PROGRESS_INTERVAL,
@@ -33,6 +37,12 @@ from dasctl.session.records import (
 from dasctl.session.signalling import _async_client_class
 
 __all__ = [
+    "ATTACH_SOURCE",
+    "CallAudio",
+    "AWAITING_AUDIO",
+    "HEARING",
+    "attach_call",
+    "parse_call_id",
     "CHANNEL_FAILURE_GRACE",
     "CONNECTING",
     "DONE",

@@ -1,13 +1,14 @@
 """The audio side of a session: open the profile's audio channel for the protocol and send the audio, paced.
 
-docs/protocol.md §4: `twilio` (Media Streams JSON frames) or `audiohook` (Genesys AudioHook v2, API key and
-optional signature). The channels themselves live in dasctl.channels; this picks one and feeds it.
+docs/protocol.md, the audio channel: `twilio` (Media Streams JSON frames) or `audiohook` (Genesys
+AudioHook v2, API key and optional signature). The channels themselves live in dasctl.channels; this
+picks one and feeds it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from dasctl.errors import AuthError
@@ -27,6 +28,7 @@ async def send_audio(
     audio: AudioSource,
     on_sent: Callable[[float], None],
     on_pause: Callable[[bool], None],
+    env: Mapping[str, str] | None = None,
 ) -> bool:
     """Open the profile's audio channel for the chosen protocol and send the audio, paced.
 
@@ -47,7 +49,7 @@ async def send_audio(
                 f"Run `dasctl config set audiohook_api_key KEY --profile {profile.name}`, "
                 "or set DASCTL_AUDIOHOOK_API_KEY.",
             )
-        secret = await asyncio.to_thread(audiohook_secret, profile)
+        secret = await asyncio.to_thread(audiohook_secret, profile, env)
         from dasctl import logs
 
         logs.register_secret(api_key)

@@ -1,7 +1,7 @@
 """The session driver: one register or verify session (signalling + audio channel) turned into one outcome.
 
 No Typer or rich here: `register_audio` is the library entry point that `dasctl register` and
-`dasctl watch` both call. docs/protocol.md §3 is the contract it follows.
+`dasctl watch` both call. docs/protocol.md is the contract it follows.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from dasctl import events
 from dasctl.errors import AudioError, AuthError, DasctlError, ServiceUnavailable
 from dasctl.session import signalling
 from dasctl.session.records import (
+    AWAITING_AUDIO,
     CHANNEL_FAILURE_GRACE,
     CONNECTING,
     DONE,
+    HEARING,
     INITIALIZING,
     PAUSED,
     PROGRESS_INTERVAL,
@@ -51,19 +53,23 @@ async def register_audio(
 ) -> RegisterOutcome:
     """Run one register session (or verify, with options.kind) for this audio and return its terminal event.
 
+    Given a live call's CallAudio (dasctl.session.attach), the session drives the signalling only.
+
     Terminal service events are returned (even error-*); failures with no terminal event raise
     AuthError / ServiceUnavailable / AudioError. Cancellation closes both channels before propagating.
     """
-    session = RegisterSession(audio, options, profile, tokens, network, on_progress)
+    # a live call's CallAudio (register --attach): the platform sends the audio, no channel is ours
+    attached = getattr(audio, "attached", False) is True
+    session = RegisterSession(None if attached else audio, options, profile, tokens, network, on_progress)
     return await session.run()
 
 
 class RegisterSession:
-    """One session's state; `register_audio` is the public way in."""
+    """One session's state; `register_audio` is the public way in (and `attach_call`, with no audio)."""
 
     def __init__(
         self,
-        audio: AudioSource,
+        audio: AudioSource | None,
         options: RegisterOptions,
         profile: Profile,
         tokens: TokenProvider,
@@ -129,7 +135,7 @@ class RegisterSession:
             await self.close(sio, http)
 
     def initialize_payload(self) -> dict[str, Any]:
-        """docs/protocol.md §3.1, field for field (sample_rate and channels are strings on Socket.IO)."""
+        """docs/protocol.md `initialize`, field for field (sample_rate and channels: strings on Socket.IO)."""
         request: dict[str, Any]
         if self.options.kind == events.NS_VERIFY:
             request = {
@@ -203,6 +209,9 @@ class RegisterSession:
                         )
                     if isinstance(event, events.VadStatus):
                         self.last_vad = event
+                    if self.audio is None:
+                        deadline = self.on_attached_event(event, deadline)
+                        continue
                     if isinstance(event, events.ConsumerReady) and stream_task is None:
                         self.mark("consumer_ready")
                         stream_task = asyncio.create_task(self.stream(http))
@@ -253,8 +262,37 @@ class RegisterSession:
             elif stream_task is not None and stream_task.done() and not stream_task.cancelled():
                 stream_task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
+    def on_attached_event(self, event: events.ServiceEvent, deadline: float) -> float:
+        """An attached session's clock: consumer-ready starts the wait for the platform's audio (--wait),
+        the first voice the service reports ends it; then any word from the service is a sign of life."""
+        now = time.monotonic()
+        if isinstance(event, events.ConsumerReady) and self.state == INITIALIZING:
+            self.mark("consumer_ready")
+            self.set_state(AWAITING_AUDIO, event)
+            return now + self.options.audio_wait
+        if self.state == AWAITING_AUDIO and isinstance(event, events.VadStatus) and (
+            event.audio_seconds > 0 or event.vad_percentage > 0
+        ):
+            self.mark("audio_arrived")
+            self.set_state(HEARING, event)
+            return now + self.options.timeout
+        self.report(event)
+        return now + self.options.timeout if self.state == HEARING else deadline
+
     def timeout_error(self) -> ServiceUnavailable:
         timeout = self.options.timeout
+        if self.state == AWAITING_AUDIO:
+            wait = self.options.audio_wait
+            return ServiceUnavailable(
+                f"no audio for call {self.call_id} reached the service within {wait:g} s",
+                "Start the call's AudioHook/Media Stream right after `--attach` (or feed it with "
+                f"`dasctl stream FILE --call-id {self.call_id}`), or give it longer with --wait.",
+            )
+        if self.state == HEARING:
+            return ServiceUnavailable(
+                f"no word from the service for {timeout:g} s while the call's audio was arriving",
+                "The service is slow or stalled, or the call went silent; try again, or raise --timeout.",
+            )
         if self.state == INITIALIZING:
             return ServiceUnavailable(
                 f"the service did not get its audio consumer ready within {timeout:g} s",
@@ -276,7 +314,9 @@ class RegisterSession:
             if self.state in (STREAMING, PAUSED):
                 self.set_state(PAUSED if paused else STREAMING)
 
-        return await send_audio(http, self.profile, self.options, self.call_id, self.audio, on_sent, on_pause)
+        assert self.audio is not None  # an attached session never opens the audio channel
+        return await send_audio(http, self.profile, self.options, self.call_id, self.audio, on_sent, on_pause,
+                                env=self.tokens.env)
 
     async def close(self, sio: Any, http: aiohttp.ClientSession) -> None:
         """Leave the namespace and close the HTTP session, bounded: a dead peer must not hang the exit."""

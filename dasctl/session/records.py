@@ -17,9 +17,12 @@ STREAMING = "streaming"
 PAUSED = "paused"  # the service paused the audio (AudioHook `pause`) and has not resumed it yet
 WAITING = "waiting for result"
 DONE = "done"
-STATES = (CONNECTING, INITIALIZING, STREAMING, PAUSED, WAITING, DONE)
+# an attached session (register --attach): the platform sends the audio, the service reports on it
+AWAITING_AUDIO = "waiting for the platform's audio"
+HEARING = "hearing the call's audio"
+STATES = (CONNECTING, INITIALIZING, STREAMING, PAUSED, WAITING, AWAITING_AUDIO, HEARING, DONE)
 
-#: Progress is reported at least this often while audio is being sent (docs/contributing.md: >= 5 updates/s).
+#: Progress is reported at least this often while audio is being sent (at least 5 updates a second).
 PROGRESS_INTERVAL = 0.1
 #: After the audio channel fails abnormally, how long a terminal event that explains it may take.
 CHANNEL_FAILURE_GRACE = 0.5
@@ -47,10 +50,13 @@ class RegisterOptions:
     # bound on waiting for the service (connect, consumer-ready, result after the audio ends)
     timeout: float = 60.0
     audiohook_frame_ms: int = 200  # AudioHook binary frame (the reference client sends 200 ms)
-    # a verify session (docs/protocol.md §3.1) speaks the same driver: namespace verify, verify_request
+    # a verify session (docs/protocol.md `initialize`) speaks the same driver: verify namespace and request
     kind: str = events.NS_REGISTER  # or events.NS_VERIFY
     credential: str = ""  # verify: the credential to check the voice against
     score_threshold: float = DEFAULT_SCORE_THRESHOLD  # verify: the lowest score that verifies
+    # a live call (register --attach: the platform streams the audio): how long its first audio may
+    # take to show after consumer-ready
+    audio_wait: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The Socket.IO side of a session: the client class, connecting with the token, and leaving quietly.
 
-docs/protocol.md §2 and §3: the token goes in the Authorization header of the handshake; a refused token is
-refreshed once. Every event of the namespace is funnelled into one queue, in the service's order.
+docs/protocol.md, authentication and signalling: the token goes in the Authorization header of the
+handshake; a refused token is refreshed once. Every event of the namespace is funnelled into one queue,
+in the service's order.
 """
 
 from __future__ import annotations

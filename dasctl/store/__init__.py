@@ -147,6 +147,18 @@ class Store(Protocol):
         a model hash, or stale for one (made with any other model)."""
         ...
 
+    def speaker_ids(self, prefix: str = "", limit: int = 200) -> list[str]:
+        """Up to `limit` speaker ids starting with `prefix`, in order (shell completion)."""
+        ...
+
+    def holds_model(self, model_hash: str) -> bool:
+        """Whether any speaker's current credential was made with this model (stops at the first)."""
+        ...
+
+    def current_models(self) -> dict[str, int]:
+        """How many speakers' current credential each model hash made ("" for none recorded)."""
+        ...
+
     def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
         """Every enrollment attempt (superseded and failed included; no audio loaded), by speaker then
         age: what `credentials export` writes."""
@@ -185,6 +197,14 @@ class Store(Protocol):
         """What the store knows about every recording of this folder."""
         ...
 
+    def watch_inboxes(self) -> list[str]:
+        """Every watched folder the store has state for."""
+        ...
+
+    def watch_file(self, inbox: str, key: WatchKey) -> WatchFile | None:
+        """What the store says now about one recording of this folder, or None."""
+        ...
+
     def watch_update(
         self,
         inbox: str,
@@ -195,9 +215,11 @@ class Store(Protocol):
         call_id: str | None = None,
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
-    ) -> None:
+        report_stored: bool = False,
+    ) -> EnrollmentRecord | None:
         """Record a recording's new state; with a final report (and its enrollment) in one transaction,
-        durable before it returns, and marked not yet reported."""
+        durable before it returns, and marked not yet reported. The enrollment as kept (its id); with
+        report_stored, the kept report also carries its `stored` object (records.stored_fields)."""
         ...
 
     def watch_reported(self, inbox: str, key: WatchKey) -> None:

@@ -146,6 +146,15 @@ class PostgresStore(SqlStore):
         finally:
             connection.close()  # closing the session releases its advisory locks
 
+    def session_connection(self, application_name: str = "dasctl") -> psycopg.Connection[Any]:
+        """A new autocommit connection of the caller's own, for state that lives as long as a session
+        (watch's claims: advisory locks the server drops with the connection); StoreError if refused."""
+        try:
+            return psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                   application_name=application_name[:63])
+        except psycopg.Error as error:
+            raise StoreError(f"cannot connect to the store {self.location}: {_first_line(error)}") from None
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()

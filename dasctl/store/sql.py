@@ -231,6 +231,30 @@ class SqlStore:
                 continue
             yield enrollment_from_row(row)
 
+    def speaker_ids(self, prefix: str = "", limit: int = 200) -> list[str]:
+        sql = "SELECT DISTINCT speaker FROM enrollments"
+        params: list[Any] = []
+        if prefix:  # a range on the speaker index, as list_current's glob prefix
+            sql += " WHERE speaker >= ? AND speaker < ?"
+            params += [prefix, prefix + "\U0010ffff"]
+        sql += " ORDER BY speaker LIMIT ?"
+        params.append(int(limit))
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), params)
+            return [str(row[0]) for row in cursor.fetchall()]
+
+    def holds_model(self, model_hash: str) -> bool:
+        with self._read() as cursor:
+            cursor.execute(self._sql("SELECT 1 FROM enrollments WHERE ok = 1 AND superseded_at IS NULL"
+                                     " AND model_hash = ? LIMIT 1"), [model_hash])
+            return cursor.fetchone() is not None
+
+    def current_models(self) -> dict[str, int]:
+        with self._read() as cursor:
+            cursor.execute("SELECT model_hash, COUNT(*) FROM enrollments"
+                           " WHERE ok = 1 AND superseded_at IS NULL GROUP BY model_hash")
+            return {str(model or ""): int(count) for model, count in cursor.fetchall()}
+
     def list_current_lines(
         self,
         *,
@@ -325,6 +349,28 @@ class SqlStore:
                 call_id=call_id, report=_unjson(report), reported=bool(reported), updated_at=updated_at,
             )
 
+    def watch_inboxes(self) -> list[str]:
+        """Every watched folder the store has state for."""
+        with self._read() as cursor:
+            cursor.execute("SELECT DISTINCT inbox FROM watch_files ORDER BY inbox")
+            return [row[0] for row in cursor.fetchall()]
+
+    def watch_file(self, inbox: str, key: WatchKey) -> WatchFile | None:
+        """What the store says now about one recording (several watchers share an inbox: the memory of
+        one of them is not the truth)."""
+        where = "inbox = ? AND relpath = ? AND size = ? AND mtime_ns = ?"
+        with self._read() as cursor:
+            cursor.execute(self._sql(f"SELECT {', '.join(WATCH_COLUMNS)} FROM watch_files WHERE {where}"),
+                           (inbox, key.relpath, key.size, key.mtime_ns))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        relpath, size, mtime_ns, state, attempts, call_id, report, reported, updated_at = row
+        return WatchFile(
+            key=WatchKey(relpath, int(size), int(mtime_ns)), state=state, attempts=int(attempts),
+            call_id=call_id, report=_unjson(report), reported=bool(reported), updated_at=updated_at,
+        )
+
     def watch_update(
         self,
         inbox: str,
@@ -335,13 +381,19 @@ class SqlStore:
         call_id: str | None = None,
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
-    ) -> None:
+        report_stored: bool = False,
+    ) -> EnrollmentRecord | None:
+        from dasctl.store.records import stored_fields
+
         updated_at = now_iso()
         where = "inbox = ? AND relpath = ? AND size = ? AND mtime_ns = ?"
         key_params = (inbox, key.relpath, key.size, key.mtime_ns)
+        kept: EnrollmentRecord | None = None
         with self._write() as cursor:
             if enrollment is not None:
-                self._record_enrollment(cursor, enrollment)
+                kept = self._record_enrollment(cursor, enrollment)
+                if report is not None and report_stored:  # the line says where its record is (register's way)
+                    report = {**report, "stored": stored_fields(kept, self.location)}
             cursor.execute(self._sql("SELECT attempts, call_id, report, reported, final_seq "
                                      f"FROM watch_files WHERE {where}"), key_params)
             row = cursor.fetchone()
@@ -372,6 +424,7 @@ class SqlStore:
                               f"reported = ?, final_seq = ?, updated_at = ? WHERE {where}"),
                     (*values, *key_params),
                 )
+        return kept
 
     def watch_reported(self, inbox: str, key: WatchKey) -> None:
         with self._write() as cursor:

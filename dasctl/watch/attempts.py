@@ -59,6 +59,9 @@ class AttemptSteps:
     _signals: int
     _fatal: DasctlError | None
 
+    if TYPE_CHECKING:  # sharing.InboxSharing's, declared for the type checker only
+        def _let_go(self, identity: FileIdentity) -> None: ...
+
 
     async def _process(self, item: WorkItem) -> None:
         attempt_number = item.attempts + 1
@@ -173,6 +176,7 @@ class AttemptSteps:
         log.debug("%s: attempt %d abandoned: %s", item.identity.relpath, attempt_number, reason)
         self._write_state(self.journal.aborted, item.identity, attempt_number, call_id)
         self._active.discard(item.identity)
+        self._let_go(item.identity)  # another watcher may take it now
 
     def _write_state(self, step: Callable[[FileIdentity, int, str], None], identity: FileIdentity,
                      attempt_number: int, call_id: str) -> bool:
@@ -245,6 +249,7 @@ class AttemptSteps:
         self._report(item.identity, report)
         state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
         self._move_finished(item.path, state)
+        self._let_go(item.identity)  # printed, marked and moved: nothing left for another watcher
 
     def _report(
         self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True

@@ -8,37 +8,55 @@ and marked reported right after printing. On a restart, final outcomes not yet m
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from dasctl.watch.claims import Claims, claims_for
 from dasctl.watch.inbox import FileIdentity
 from dasctl.watch.journal import ABORTED, FINAL_STATES, RETRY, STARTED, JournalEntry, LegacyJournal
 
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
+T = TypeVar("T")
 
+if TYPE_CHECKING:
     from dasctl.store import EnrollmentRecord, Store
 
 
 class WatchState:
-    """One watched folder's state in a store: held by one watch at a time, mirrored in memory."""
+    """One watched folder's state in a store, mirrored in memory. Several watchers may share it (a
+    PostgreSQL store): then a recording's entry is read again from the store once it is claimed."""
 
-    def __init__(self, store: Store, root: Path) -> None:
+    def __init__(self, store: Store, root: Path, claims: Claims | None = None) -> None:
         self.store = store
         self.inbox = os.path.abspath(root)
+        self.claims = claims if claims is not None else claims_for(store, self.inbox)
         self.entries: dict[FileIdentity, JournalEntry] = {}
         self._unreported: dict[FileIdentity, None] = {}  # in the order they finished
-        self._lock: AbstractContextManager[None] | None = None
+        self.on_store_call: Callable[[float, BaseException | None], None] | None = None  # --metrics
+
+    def _call(self, step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Every store call watch makes while it runs goes through here (one transaction each): timed
+        for --metrics, and the one place to move them off the event loop."""
+        started = time.monotonic()
+        error: BaseException | None = None
+        try:
+            return step(*args, **kwargs)
+        except BaseException as failed:
+            error = failed
+            raise
+        finally:
+            if self.on_store_call is not None:
+                self.on_store_call(time.monotonic() - started, error)
 
     @property
     def location(self) -> str:
         return self.store.location
 
     def open(self) -> None:
-        """Take the folder's lock in the store (StoreBusy when another watch has it) and load its state."""
-        lock = self.store.watch_lock(self.inbox)
-        lock.__enter__()
-        self._lock = lock
+        """Join the folder's watchers (SQLite: take its lock, StoreBusy when another watch has it) and
+        load its state."""
+        self.claims.open()
         try:
             for known in self.store.watch_files(self.inbox):
                 key = known.key
@@ -54,9 +72,22 @@ class WatchState:
             raise
 
     def close(self) -> None:
-        if self._lock is not None:
-            lock, self._lock = self._lock, None
-            lock.__exit__(None, None, None)
+        self.claims.close()
+
+    def refresh(self, identity: FileIdentity) -> JournalEntry | None:
+        """The entry as the store has it now (another watcher may have moved it on); the memory alone
+        when no other watcher can share this folder."""
+        if not self.claims.shared:
+            return self.entries.get(identity)
+        known = self._call(self.store.watch_file, self.inbox, _key(identity))
+        if known is None:
+            return self.entries.get(identity)
+        final = known.report if known.state in FINAL_STATES and not known.reported else None
+        entry = JournalEntry(known.state, known.attempts, final, known.reported, known.call_id)
+        self.entries[identity] = entry
+        if final is None:
+            self._unreported.pop(identity, None)
+        return entry
 
     @property
     def empty(self) -> bool:
@@ -88,12 +119,13 @@ class WatchState:
         report: dict[str, Any],
         enrollment: EnrollmentRecord | None = None,
     ) -> None:
-        """The outcome, its report line and its enrollment record: one transaction, durable on return."""
+        """The outcome, its report line and its enrollment record: one transaction, durable on return.
+        The report gains the `stored` object (the record's id), as the store kept it."""
         self._update(identity, state, attempt=attempt, call_id=call_id, report=report, enrollment=enrollment)
 
     def reported(self, identity: FileIdentity) -> None:
         """The report line was printed."""
-        self.store.watch_reported(self.inbox, _key(identity))
+        self._call(self.store.watch_reported, self.inbox, _key(identity))
         entry = self.entries.get(identity)
         if entry is not None and entry.final is not None:
             entry.reported = True
@@ -110,8 +142,12 @@ class WatchState:
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
     ) -> None:
-        self.store.watch_update(self.inbox, _key(identity), state, attempt=attempt, call_id=call_id,
-                                report=report, enrollment=enrollment)
+        kept = self._call(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
+                          call_id=call_id, report=report, enrollment=enrollment, report_stored=True)
+        if kept is not None and report is not None:
+            from dasctl.store.records import stored_fields
+
+            report["stored"] = stored_fields(kept, self.store.location)
         entry = self.entries.get(identity)
         if entry is None:
             entry = self.entries[identity] = JournalEntry(state)
