@@ -138,3 +138,14 @@ def test_the_emulator_and_the_client_share_constants_never_protocol_code() -> No
     reaching_in = [str(path.relative_to(ROOT)) for path in client
                    if any(name.startswith("dasctl.emulator") for name in dasctl_imports(path.read_text()))]
     assert not reaching_in, reaching_in
+
+
+def test_terminal_tests_drive_tmux_only_through_the_shared_harness() -> None:
+    """A tmux command outside tests/tmux_server.py could land on the developer's own server (no -L) and
+    outlive the test; the harness gives every test a private server, killed at teardown."""
+    harness = ROOT / "tests" / "tmux_server.py"
+    offenders = [
+        str(path.relative_to(ROOT)) for path in sorted((ROOT / "tests").glob("*.py"))
+        if path != harness and re.search(r"""\[\s*["']tmux["']""", path.read_text())
+    ]
+    assert not offenders, f"use the tmux_server fixture (tests/tmux_server.py) instead: {offenders}"
