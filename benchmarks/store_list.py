@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/store_list.py [--records N] [--runs N] [--check]
 Baseline, same run, same file: the sqlite3 command-line tool printing the same rows as JSON (or, when it
-is missing, `python -c` running the bare SELECT and printing each row). Target (DESIGN.md): <= 0.5 s.
+is missing, `python -c` running the bare SELECT and printing each row). docs/contributing.md: <= 0.5 s.
 The records are written straight into a store made by dasctl (a fresh schema), with a realistic
 credential (~600 characters); the audio lives in its own table and is never read by a listing.
 """

@@ -3,7 +3,7 @@
 Usage: python benchmarks/store_write.py [--records N] [--check]
 Baseline, same run, same disk: a plain sqlite3 INSERT of the same row (the same columns and audio blob,
 WAL + synchronous=FULL, one transaction per row), so the ratio is what the store adds on top of SQLite.
-Target (DESIGN.md): median <= 5 ms. With --check, exits 1 when it is missed.
+Target (docs/contributing.md): median <= 5 ms. With --check, exits 1 when it is missed.
 """
 
 from __future__ import annotations

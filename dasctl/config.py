@@ -32,7 +32,7 @@ TWILIO_AUDIO_PATH = "/audio/twilio"
 AUDIOHOOK_AUDIO_PATH = "/audio/audiohook"
 DEFAULT_NAMESPACE_PREFIX = "/socket.io"
 
-# --- the cloud service (PROTOCOL.md §1) --------------------------------------------------------
+# --- the cloud service (docs/protocol.md §1) --------------------------------------------------------
 CLOUD_EU_URL = "https://api.eu.veri-das.com"
 CLOUD_EU_AUTH_URL = CLOUD_EU_URL + AUTH_PATH
 
@@ -40,7 +40,7 @@ CLOUD_EU_AUTH_URL = CLOUD_EU_URL + AUTH_PATH
 DEFAULT_AUTHENTICITY_THRESHOLD = 0.8
 DEFAULT_AUDIO_TOTAL_DURATION = 5.0
 DEFAULT_AUDIO_PROTOCOL = "twilio"
-#: verify: the lowest score that verifies, and the seconds of voice it collects (PROTOCOL.md §5: 3 s)
+#: verify: the lowest score that verifies, and the seconds of voice it collects (docs/protocol.md §5: 3 s)
 DEFAULT_SCORE_THRESHOLD = 0.6
 DEFAULT_VERIFY_DURATION = 3.0
 
@@ -50,7 +50,7 @@ LOCAL_URL = f"http://{DEFAULT_EMULATOR_HOST}:{DEFAULT_EMULATOR_PORT}"
 AUDIO_PATHS = {"twilio": TWILIO_AUDIO_PATH, "audiohook": AUDIOHOOK_AUDIO_PATH}
 AUDIO_PROTOCOLS = tuple(AUDIO_PATHS)
 
-# --- environment variables (DESIGN.md: everything a flag sets can come from DASCTL_*) -------------
+# --- environment variables (docs/architecture.md §2: everything a flag sets can come from DASCTL_*) ---
 ENV_CONFIG_DIR = "DASCTL_CONFIG_DIR"
 ENV_PROFILE = "DASCTL_PROFILE"
 ENV_CLIENT_ID = "DASCTL_CLIENT_ID"
@@ -529,7 +529,7 @@ def load_profile(
         default("client_id", DEMO_CLIENT_ID)
         default("model_hash", DEMO_MODEL_HASH)
         default("audiohook_api_key", DEMO_AUDIOHOOK_API_KEY)
-    # the real service's audio consumer URLs are not documented: never guess them (PROTOCOL.md §1)
+    # the real service's audio consumer URLs are not documented: never guess them (docs/protocol.md §1)
     for key_name in CONFIG_KEYS:
         sources.setdefault(key_name, SOURCE_DEFAULT)
 

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import soundfile
 
 from dasctl.store import EnrollmentRecord, VerificationRecord, open_store
 from tests.conftest import DATA, Emulator
+from tests.tmux_server import TmuxServer
 
 Run = Callable[..., subprocess.CompletedProcess[Any]]
 AUDIO = bytes(range(256)) * 160
@@ -277,47 +279,35 @@ def test_every_command_has_examples_and_exit_codes_in_its_help(dasctl: Run, comm
     assert "\nEXIT CODES\n  0 " in done.stdout and "--store" in done.stdout
 
 
-def _in_tmux(command: str, tmp_path: Path, answer: str | None = None, expect: str = "") -> tuple[str, str]:
+def _in_tmux(
+    tmux_server: TmuxServer, command: str, tmp_path: Path, answer: str | None = None, expect: str = ""
+) -> tuple[str, str]:
     """Run a dasctl command in a real terminal (tmux); optionally answer a prompt; (screen, exit code)."""
     import os
-    import shlex
-    import sys
-    import time
-    import uuid
 
-    from tests.conftest import ROOT
-    from tests.test_terminal import tmux
+    from tests.tmux_server import dasctl_command, wait_for_file
 
-    name = f"dasctl-cred-{uuid.uuid4().hex[:8]}"
-    done = tmp_path / f"{name}.rc"
-    config_dir = shlex.quote(os.environ["DASCTL_CONFIG_DIR"])
-    script = (f"cd {shlex.quote(str(ROOT))} && DASCTL_CONFIG_DIR={config_dir} TERM=xterm-256color "
-              f" {shlex.quote(sys.executable)} -m dasctl {command}; "
-              f"echo $? > {shlex.quote(str(done))}; sleep 30")
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "20", script], check=True,
-                   timeout=10)
-    try:
-        deadline = time.monotonic() + 30
-        if answer is not None:
-            while expect not in tmux("capture-pane", "-p", "-t", name) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            subprocess.run(["tmux", "send-keys", "-t", name, answer, "Enter"], check=True, timeout=10)
-        while not done.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        return tmux("capture-pane", "-p", "-t", name), done.read_text().strip() if done.exists() else "?"
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+    done = tmp_path / f"{uuid.uuid4().hex[:8]}.rc"
+    env = {"DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"], "TERM": "xterm-256color"}
+    name = tmux_server.new_session(dasctl_command(command, env, done, unset=()), width=160, height=20)
+    if answer is not None:
+        tmux_server.wait_for(name, lambda screen: expect in screen, 30)
+        tmux_server.send_keys(name, answer, "Enter")
+    code = wait_for_file(done, 30)
+    return tmux_server.screen(name), code
 
 
 @pytest.mark.terminal
 @pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux is not installed")
-def test_on_a_terminal_list_is_a_table_and_rm_asks_first(seeded: str, tmp_path: Path) -> None:
-    screen, code = _in_tmux(f"credentials list --store {seeded}", tmp_path)
+def test_on_a_terminal_list_is_a_table_and_rm_asks_first(
+    seeded: str, tmp_path: Path, tmux_server: TmuxServer
+) -> None:
+    screen, code = _in_tmux(tmux_server, f"credentials list --store {seeded}", tmp_path)
     assert code == "0" and "speaker" in screen and "model hash" in screen and "CUST2" in screen
     assert _cred("CUST2", 1) not in screen and "…" in screen
     # times to the second on a terminal (piped lines keep the whole timestamp)
     assert re.search(r"CUST2 .* \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ ", screen), screen
-    screen, code = _in_tmux(f"credentials history CUST1 --store {seeded}", tmp_path)
+    screen, code = _in_tmux(tmux_server, f"credentials history CUST1 --store {seeded}", tmp_path)
     stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ)  ", screen, re.MULTILINE)
     assert code == "0" and len(stamps) == 4, screen
     piped = subprocess.run(
@@ -325,14 +315,14 @@ def test_on_a_terminal_list_is_a_table_and_rm_asks_first(seeded: str, tmp_path: 
         capture_output=True, text=True, timeout=60,
     ).stdout
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\t", piped), piped
-    screen, code = _in_tmux(f"credentials export --with-audio --store {seeded}", tmp_path)
+    screen, code = _in_tmux(tmux_server, f"credentials export --with-audio --store {seeded}", tmp_path)
     assert code == "2" and "not for a terminal" in screen and "UklGR" not in screen and "{" not in screen
-    screen, code = _in_tmux(f"credentials rm CUST1 --store {seeded}", tmp_path, "n", "[y/N]")
+    screen, code = _in_tmux(tmux_server, f"credentials rm CUST1 --store {seeded}", tmp_path, "n", "[y/N]")
     assert "Remove everything kept about CUST1" in screen and code == "2"
     store = open_store(seeded)
     try:
         assert store.current("CUST1") is not None
     finally:
         store.close()
-    screen, code = _in_tmux(f"credentials rm CUST1 --store {seeded}", tmp_path, "y", "[y/N]")
+    screen, code = _in_tmux(tmux_server, f"credentials rm CUST1 --store {seeded}", tmp_path, "y", "[y/N]")
     assert code == "0" and "Removed CUST1: 4 record(s)" in screen

@@ -59,7 +59,7 @@ def _is_broken_pipe(error: BaseException | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run dasctl; map every outcome to the exit codes of DESIGN.md."""
+    """Run dasctl; map every outcome to the exit codes of docs/architecture.md §5."""
     args = sys.argv[1:] if argv is None else list(argv)
     _end_signals_like_sigint()
     code = _run(args)

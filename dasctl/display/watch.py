@@ -198,11 +198,17 @@ class LiveWatchDisplay:
         self.results_here = results_here
         self.live.start()
 
+    def _print(self, text: str, **style: Any) -> None:
+        try:
+            self.live.console.print(text, **style)
+        except OSError:  # the terminal hung up (EIO): the journal and stdout still carry everything
+            pass
+
     def status(self, message: str) -> None:
-        self.live.console.print(f"{PREFIX} {message}", markup=False, highlight=False)
+        self._print(f"{PREFIX} {message}", markup=False, highlight=False)
 
     def warning(self, message: str) -> None:
-        self.live.console.print(f"{PREFIX} warning: {message}", style="yellow", markup=False, highlight=False)
+        self._print(f"{PREFIX} warning: {message}", style="yellow", markup=False, highlight=False)
 
     def started(self, name: str, attempt: int) -> None:
         label = name if attempt == 1 else f"{name} (attempt {attempt})"
@@ -225,9 +231,9 @@ class LiveWatchDisplay:
         from rich.markup import escape
 
         if report.get("exit_code") == 0:
-            self.live.console.print(f"[green]done[/] {escape(name)}", highlight=False)
+            self._print(f"[green]done[/] {escape(name)}", highlight=False)
         else:
-            self.live.console.print(f"[red]failed[/] {escape(_failure_text(name, report))}", highlight=False)
+            self._print(f"[red]failed[/] {escape(_failure_text(name, report))}", highlight=False)
 
     def totals(self, totals: WatchTotals) -> None:
         self.totals_line.totals = totals
@@ -240,7 +246,10 @@ class LiveWatchDisplay:
         pass
 
     def close(self) -> None:
-        self.live.stop()
+        try:
+            self.live.stop()
+        except OSError:
+            pass
 
 
 class LiveResultLines:

@@ -206,20 +206,27 @@ class WatchRunner(InboxSharing, AttemptSteps):
 
     def request_stop(self, reason: str = "stop") -> None:
         """First call: take no new files, let the in-flight ones finish (bounded). Second: abort them now."""
+        # Act first, then say so: on a hung-up terminal (SIGHUP from a closed tmux pane) the message
+        # raises EIO, and a stop requested after it was never requested: watch outlived every signal.
         self._signals += 1
-        if self._signals == 1:
-            self._stop_reason = f"stopped by {reason}"
-            if self._in_flight:
-                self.observer.status(
-                    f"{reason}: taking no new files; finishing {len(self._in_flight)} in flight "
-                    f"(at most {self.settings.grace:g} s; {reason} again aborts them)"
-                )
-        else:
-            self.observer.status(f"{reason} again: aborting {len(self._in_flight)} in flight")
-            for task in self._in_flight:
-                task.cancel()
         self._stop_requested.set()
         self._wakeup.set()
+        in_flight = len(self._in_flight)
+        if self._signals == 1:
+            self._stop_reason = f"stopped by {reason}"
+            message = (
+                f"{reason}: taking no new files; finishing {in_flight} in flight "
+                f"(at most {self.settings.grace:g} s; {reason} again aborts them)"
+            ) if in_flight else ""
+        else:
+            for task in self._in_flight:
+                task.cancel()
+            message = f"{reason} again: aborting {in_flight} in flight"
+        if message:
+            try:
+                self.observer.status(message)
+            except OSError:  # stderr is gone; the journal and stdout still carry the results
+                pass
 
     # ---- startup
 
