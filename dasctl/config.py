@@ -116,6 +116,9 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         # not `secret`: only the password inside a postgresql:// URL is (see masked_store_url)
         ConfigKey("store", "--store", ENV_STORE, "store",
                   "credential store: a SQLite file, or postgresql://USER@HOST/DB"),
+        # the path is not secret; the file it names is (dasctl/store/vault.py)
+        ConfigKey("store_key_file", "--store-key-file", "DASCTL_STORE_KEY_FILE", "path",
+                  "the credential store's key file (dasctl credentials key new > FILE)"),
     )
 }
 #: Keys of the file's top level (not of a profile).
@@ -302,6 +305,8 @@ class Profile:
     stored: bool = False
     #: the credential store (None: the default SQLite file in the data directory)
     store: str | None = None
+    #: the credential store's key file (None: DASCTL_STORE_KEY, else the implicit local key)
+    store_key_file: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -541,6 +546,7 @@ def load_profile(
         sources=sources,
         stored=stored_table is not None,
         store=optional_text("store"),
+        store_key_file=optional_text("store_key_file"),
     )
 
 

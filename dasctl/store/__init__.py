@@ -9,12 +9,15 @@ No Typer or rich here: the store is library code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dasctl.errors import ServiceUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from dasctl.store.vault import KeySettings
 
 #: Where a record came from.
 ORIGINS = ("register", "watch", "reenroll", "import")
@@ -128,8 +131,11 @@ class Store(Protocol):
         returned."""
         ...
 
-    def current(self, speaker: str, *, with_audio: bool = False) -> EnrollmentRecord | None:
-        """The speaker's current (latest successful, not superseded) enrollment, or None."""
+    def current(
+        self, speaker: str, *, with_audio: bool = False, reveal: bool = True
+    ) -> EnrollmentRecord | None:
+        """The speaker's current (latest successful, not superseded) enrollment, or None. `reveal`: with
+        its credential (needs the key); without, metadata only."""
         ...
 
     def enrollment_audio(self, enrollment_id: int) -> bytes | None:
@@ -142,14 +148,17 @@ class Store(Protocol):
         speaker_glob: str | None = None,
         model_hash: str | None = None,
         stale_for: str | None = None,
+        reveal: bool = False,
     ) -> Iterator[EnrollmentRecord]:
         """Current enrollments by speaker (no audio loaded): matching a glob (fnmatch syntax), made with
-        a model hash, or stale for one (made with any other model)."""
+        a model hash, or stale for one (made with any other model). The credential only when `reveal`."""
         ...
 
-    def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
+    def enrollments(
+        self, *, speaker_glob: str | None = None, reveal: bool = False
+    ) -> Iterator[EnrollmentRecord]:
         """Every enrollment attempt (superseded and failed included; no audio loaded), by speaker then
-        age: what `credentials export` writes."""
+        age: what `credentials export` writes. The credential and document only when `reveal`."""
         ...
 
     def list_current_lines(
@@ -204,18 +213,54 @@ class Store(Protocol):
         """Mark the latest final report of a recording as printed."""
         ...
 
+    # -- encryption at rest (sealing.py) --------------------------------------------------------------
+    @property
+    def encrypted(self) -> bool:
+        """Whether this process holds the store's key (secrets can be read and written)."""
+        ...
+
+    def require_secrets(self) -> None:
+        """StoreKeyError (exit 4, naming where dasctl looked for the key) unless secrets can be read and
+        written: checked before any session starts."""
+        ...
+
+    def rekey(self, new_kek: bytes) -> tuple[int, int]:
+        """Re-wrap the store's data keys under a new key; (re-wrapped, already under it). Resumable."""
+        ...
+
+    def key_status(self) -> dict[str, Any]:
+        """Which key opens the store, its data keys and how many values each one seals."""
+        ...
+
     def close(self) -> None: ...
 
 
-def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> Store:
+def _warn(message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"dasctl: warning: {message}\n")
+    sys.stderr.flush()
+
+
+def open_store(
+    url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    key: KeySettings | None = None,
+    warn: Callable[[str], None] = _warn,
+) -> Store:
     """Open (creating and migrating as needed) the store at `url`: None or a path for SQLite (default:
-    the data directory, or DASCTL_STORE when set), `postgresql://...` for PostgreSQL."""
+    the data directory, or DASCTL_STORE when set), `postgresql://...` for PostgreSQL. Its key is found by
+    `key` (the --store-key-file setting) and the environment (vault.py); without one, metadata still
+    reads and `require_secrets` says why secrets do not."""
     import os
 
     from dasctl import config
+    from dasctl.store.vault import KeySettings, resolve_key
 
     environ = os.environ if env is None else env
     url = url or environ.get(config.ENV_STORE) or None
+    settings = key or KeySettings()
     if url is None:
         from dasctl.store.sqlite import SqliteStore
 
@@ -224,7 +269,8 @@ def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> 
         except OSError as error:
             raise StoreUnusable(f"cannot create the data directory {config.data_dir(environ)}: "
                                 f"{error.strerror}") from None
-        return SqliteStore(config.store_path(environ), environ)
+        return SqliteStore(config.store_path(environ), environ,
+                           resolve_key(settings, environ, local=True, warn=warn))
     scheme = url.split(":", 1)[0].lower() if "://" in url else ""
     if scheme in config.POSTGRES_SCHEMES:
         try:
@@ -234,7 +280,7 @@ def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> 
                 "a postgresql:// store needs psycopg, which is not installed",
                 "Install it with: pip install 'dasctl[postgres]'",
             ) from None
-        return PostgresStore(url)
+        return PostgresStore(url, resolve_key(settings, environ, local=False, warn=warn))
     if scheme:
         raise UsageError(f"unsupported store URL scheme {scheme!r}",
                          "Use a file path (SQLite) or postgresql://USER@HOST/DB.")
@@ -242,7 +288,7 @@ def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> 
 
     from dasctl.store.sqlite import SqliteStore
 
-    return SqliteStore(Path(url), environ)
+    return SqliteStore(Path(url), environ, resolve_key(settings, environ, local=True, warn=warn))
 
 
 __all__ = [

@@ -116,3 +116,18 @@ def m003_current_listing() -> list[str]:
 def statements(name: str, function: Migration, types: dict[str, str]) -> list[str]:
     """A migration's statements with the backend's column types filled in."""
     return [statement.format(**types) for statement in function()]
+
+
+@migration
+def m004_store_keys() -> list[str]:
+    # envelope encryption (crypto.py): each data key wrapped by the key the user holds, named by its id in
+    # every ciphertext; `store_meta` says when the last plaintext was sealed (a migration done once)
+    return [
+        """CREATE TABLE store_keys (
+            id {id},
+            kek_id TEXT NOT NULL,
+            wrapped {blob} NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ]

@@ -24,6 +24,7 @@ from dasctl.store import StoreBusy, StoreError, StoreUnusable, WatchKey
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from dasctl.store.records import CREDENTIAL_FIELDS, CREDENTIAL_SCHEMA
 from dasctl.store.sql import SqlStore
+from dasctl.store.vault import StoreKey
 
 #: seconds a writer waits for another's transaction before giving up (never in practice)
 BUSY_TIMEOUT_S = 30.0
@@ -44,6 +45,7 @@ _COMPUTED = {
     "ok": _json_bool("ok = 1"),
     "current": _json_bool("ok = 1 AND superseded_at IS NULL"),
     "has_audio": _json_bool("audio_size IS NOT NULL"),
+    "credential": "NULL",  # sealed (sealing.py): a listing never needs the key, so never holds it
 }
 _CREDENTIAL_JSON = "json_object('schema', '{}', {})".format(
     CREDENTIAL_SCHEMA, ", ".join(f"'{key}', {_COMPUTED.get(key, key)}" for key in CREDENTIAL_FIELDS)
@@ -56,12 +58,17 @@ class SqliteStore(SqlStore):
     types = SQLITE_TYPES
     IS_DISTINCT = "IS NOT"
 
-    def __init__(self, path: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, path: Path, env: Mapping[str, str] | None = None, key: StoreKey | None = None) -> None:
         super().__init__()
         self.path = Path(path).expanduser()
         self.location = str(self.path)
         self._env = env
         self._connection = self._open()
+        try:
+            self._setup_sealing(key or StoreKey(None, None))
+        except BaseException:
+            self._connection.close()
+            raise
 
     # -- opening ----------------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
@@ -93,6 +100,9 @@ class SqliteStore(SqlStore):
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
+            # what is deleted or overwritten is zeroed, not left in free pages (a sealed value's plaintext,
+            # a removed speaker's ciphertext)
+            connection.execute("PRAGMA secure_delete = ON")
             self._connection = connection
             with self._write() as cursor:
                 cursor.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")
@@ -169,6 +179,17 @@ class SqliteStore(SqlStore):
                 except sqlite3.Error:
                     pass
                 cursor.close()
+
+    def _scrub(self) -> None:
+        # the WAL may still hold pages written before they were sealed: copy them in, truncate it, and
+        # rewrite the file so that no free page keeps an old copy
+        with self._lock:
+            try:
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._connection.execute("VACUUM")
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                raise self._failure("scrub", error) from None
 
     def _failure(self, action: str, error: sqlite3.Error) -> Exception:
         if isinstance(error, (sqlite3.OperationalError, sqlite3.IntegrityError)):  # locked, full, refused
