@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dasctl.errors import ServiceUnavailable, UsageError
 
 if TYPE_CHECKING:
+    from dasctl.store.audit import AuditRow
+    from dasctl.store.consent import OptOut
     from dasctl.store.vault import KeySettings
 
 #: Where a record came from.
@@ -172,12 +174,27 @@ class Store(Protocol):
         the newline): what `credentials list --json` prints, built as fast as the backend can."""
         ...
 
-    def history(self, speaker: str) -> list[EnrollmentRecord | VerificationRecord]:
-        """Every enrollment attempt and verification of a speaker, oldest first (no audio loaded)."""
+    def history(self, speaker: str, *, reveal: bool = False) -> list[EnrollmentRecord | VerificationRecord]:
+        """Every enrollment attempt and verification of a speaker, oldest first (no audio loaded; the
+        credentials only when `reveal`)."""
         ...
 
     def remove(self, speaker: str) -> int:
         """Delete everything kept about a speaker; the number of records removed."""
+        ...
+
+    # -- moving records between stores (moving.py) ----------------------------------------------
+    def import_enrollment(self, record: EnrollmentRecord) -> bool:
+        """Keep a record from another store as it was (times, origin); False when already here. The newest
+        success by created_at is current, whatever the order records arrive in."""
+        ...
+
+    def import_verification(self, record: VerificationRecord) -> bool:
+        """Keep a verification from another store, its time kept; False when already here."""
+        ...
+
+    def verifications(self, *, speaker_glob: str | None = None) -> Iterator[VerificationRecord]:
+        """Every verification by speaker then age (metadata only)."""
         ...
 
     # -- verifications -------------------------------------------------------------------------
@@ -211,6 +228,47 @@ class Store(Protocol):
 
     def watch_reported(self, inbox: str, key: WatchKey) -> None:
         """Mark the latest final report of a recording as printed."""
+        ...
+
+    # -- consent (consent.py) -------------------------------------------------------------------------
+    def opt_out_of(self, speaker: str) -> OptOut | None:
+        """The speaker's opt-out record, or None."""
+        ...
+
+    def refusal(self, speaker: str) -> str | None:
+        """Why nothing may be sent or kept for this speaker ("the customer X opted out on DATE"), or None."""
+        ...
+
+    def refuse_opted_out(self, speaker: str) -> None:
+        """OptedOut (exit 5) when the speaker opted out: what register/verify/reenroll check first."""
+        ...
+
+    def opt_outs(self) -> list[OptOut]:
+        ...
+
+    def opt_out(self, speaker: str, reason: str | None = None, *, at: str | None = None,
+                who: str | None = None) -> int:
+        """Destroy the speaker's secrets, keep the metadata, record the opt-out; records destroyed."""
+        ...
+
+    def opt_in(self, speaker: str) -> bool:
+        """Lift an opt-out; False when there was none."""
+        ...
+
+    def import_opt_out(self, opted: OptOut) -> bool:
+        ...
+
+    # -- the audit log (audit.py) ------------------------------------------------------------------
+    def audit(self, command: str, speakers: list[str], count: int, detail: str | None = None) -> None:
+        """Append a row: a secret was read or something destroyed (when, who, what, whom, how many)."""
+        ...
+
+    def audit_rows(self, *, since: str | None = None, until: str | None = None) -> Iterator[AuditRow]:
+        """The audit log, oldest first, within [since, until)."""
+        ...
+
+    def import_audit(self, row: AuditRow) -> bool:
+        """Keep an audit row from another store as it was; False when already here."""
         ...
 
     # -- encryption at rest (sealing.py) --------------------------------------------------------------

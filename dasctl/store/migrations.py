@@ -131,3 +131,33 @@ def m004_store_keys() -> list[str]:
         )""",
         "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ]
+
+
+@migration
+def m005_audit_log() -> list[str]:
+    # who read a secret or destroyed something, when (never a secret itself; never purged by retention)
+    return [
+        """CREATE TABLE audit_log (
+            id {id},
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            command TEXT NOT NULL,
+            speakers TEXT NOT NULL,
+            count {bigint} NOT NULL,
+            detail TEXT
+        )""",
+        "CREATE INDEX audit_log_at ON audit_log (at)",
+    ]
+
+
+@migration
+def m006_opt_outs() -> list[str]:
+    # a customer who withdrew consent: never enrolled or verified again until opted in (GDPR art. 7(3))
+    return [
+        """CREATE TABLE opt_outs (
+            speaker TEXT PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT
+        )""",
+    ]

@@ -21,7 +21,10 @@ from dasctl.store import (
     WatchFile,
     WatchKey,
 )
+from dasctl.store.audit import Audit
+from dasctl.store.consent import Consent
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE, statements
+from dasctl.store.moving import Moving
 from dasctl.store.rows import (
     ENROLLMENT_COLUMNS,
     ENROLLMENT_SELECT,
@@ -42,7 +45,7 @@ from dasctl.store.sealing import Sealing
 _ENDED_STATES = ("retry", "done", "failed")
 
 
-class SqlStore(Sealing):
+class SqlStore(Sealing, Moving, Audit, Consent):
     """The Store protocol over a DB-API connection; the backends add connecting and their dialect.
     Secrets are sealed on the way in and opened only when asked for (`reveal`): sealing.py."""
 
@@ -116,6 +119,12 @@ class SqlStore(Sealing):
                           "WHERE speaker = ? AND ok = 1 AND superseded_at IS NULL"),
                 (created_at, record.speaker),
             )
+        return self._insert_enrollment(cursor, record, created_at, None)
+
+    def _insert_enrollment(
+        self, cursor: Any, record: EnrollmentRecord, created_at: str, superseded_at: str | None
+    ) -> EnrollmentRecord:
+        """Insert one record, its secrets sealed, its audio apart, its listing line made when current."""
         audio = record.audio
         speaker = record.speaker
         values = (
@@ -124,7 +133,7 @@ class SqlStore(Sealing):
             record.model_hash, record.profile, record.service_url, record.call_id, record.protocol,
             record.authenticity, record.voice_seconds, record.source_path, record.source_size,
             record.source_sha256, self._seal_text(to_json(record.document), "enrollments.document", speaker),
-            created_at, None, None if audio is None else len(audio),
+            created_at, superseded_at, None if audio is None else len(audio),
         )
         sql = self._sql(f"INSERT INTO enrollments ({', '.join(ENROLLMENT_COLUMNS)}) "
                         f"VALUES ({', '.join('?' for _ in ENROLLMENT_COLUMNS)})")
@@ -133,10 +142,11 @@ class SqlStore(Sealing):
             cursor.execute(self._sql("INSERT INTO enrollment_audio (enrollment_id, audio) VALUES (?, ?)"),
                            (new_id, self._seal_bytes(audio, "enrollment_audio.audio", speaker)))
         kept = EnrollmentRecord(
-            **{**record.__dict__, "id": new_id, "created_at": created_at, "superseded_at": None,
+            **{**record.__dict__, "id": new_id, "created_at": created_at, "superseded_at": superseded_at,
                "has_audio": audio is not None},
         )
-        if record.ok:  # its line of `credentials list --json` while it is current (migration m003)
+        # its line of `credentials list --json` while it is current (migration m003)
+        if record.ok and superseded_at is None:
             from dasctl.results import json_line
             from dasctl.store.records import credential_document
 
@@ -237,10 +247,10 @@ class SqlStore(Sealing):
                 continue
             yield self._enrollment(row, reveal)
 
-    def history(self, speaker: str) -> list[EnrollmentRecord | VerificationRecord]:
+    def history(self, speaker: str, *, reveal: bool = False) -> list[EnrollmentRecord | VerificationRecord]:
         with self._read() as cursor:
             cursor.execute(self._sql(ENROLLMENT_SELECT + " WHERE speaker = ? ORDER BY id"), (speaker,))
-            enrollments = [enrollment_from_row(row) for row in cursor.fetchall()]
+            enrollments = [self._enrollment(row, reveal) for row in cursor.fetchall()]
             cursor.execute(self._sql(VERIFICATION_SELECT + " WHERE speaker = ? ORDER BY id"), (speaker,))
             verifications = [verification_from_row(row) for row in cursor.fetchall()]
         entries: list[EnrollmentRecord | VerificationRecord] = [*enrollments, *verifications]

@@ -1,0 +1,125 @@
+"""What the credentials commands share: opening the store with its key, tables, masks, NDJSON lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from dasctl.cli import common
+from dasctl.cli.usage import compose_help
+from dasctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from dasctl.environment import Environment
+    from dasctl.store import Store
+
+EXIT_CODES = "0 done; 2 usage error (unknown speaker, unusable store file); 4 no key or the wrong key " \
+    "for a command that reads or writes a secret; 6 the store could not be reached or written"
+
+SpeakerArgument = Annotated[str, typer.Argument(metavar="SPEAKER", help="The speaker id, e.g. CUST12345.")]
+ShowCredentialOption = Annotated[
+    bool, typer.Option("--show-credential",
+                       help="Decrypt and show credentials whole (needs the store's key; audited).")
+]
+StoreKeyFileOption = Annotated[
+    Path | None,
+    typer.Option("--store-key-file", metavar="FILE", show_default=False,
+                 help="The store's key file (default: DASCTL_STORE_KEY_FILE, DASCTL_STORE_KEY, the profile's "
+                      "store_key_file, else the local key in the OS keyring or config directory)."),
+]
+
+
+def help_text(summary: str, examples: str, exit_codes: str = EXIT_CODES) -> str:
+    """The common help layout (cli/usage.py) from examples one per line and exit codes split on `;`."""
+    return compose_help(
+        summary,
+        examples=[line.strip() for line in examples.splitlines() if line.strip()],
+        exit_codes="\n".join(code.strip() for code in exit_codes.split(";")),
+    )
+
+
+def open_store(store: str | None, key_file: Path | None = None) -> Store:
+    from dasctl.config import load_profile
+
+    flags = {"store_key_file": str(key_file)} if key_file is not None else None
+    profile = load_profile(common.profile_name(None), flags=flags,
+                           flag_names={"store_key_file": "--store-key-file"})
+    return common.open_store_option(store, profile)
+
+
+def unknown(speaker: str) -> UsageError:
+    return UsageError(f"no speaker {speaker!r} in the credential store",
+                      "`dasctl credentials list` shows the speakers kept.")
+
+
+def mask(credential: str | None, show: bool, ok: bool = False) -> str:
+    """Masked as tokens are (auth.mask), plus the last characters: credentials share their first ones.
+    A success whose credential was not decrypted says so."""
+    from dasctl.auth import mask as mask_token
+
+    if not credential:
+        return "(encrypted)" if ok else "-"
+    if show:
+        return credential
+    return mask_token(credential) + credential[-6:] if len(credential) > 24 else mask_token(credential)
+
+
+def text(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def write_lines(environment: Environment, documents: Iterable[dict[str, Any]]) -> int:
+    from dasctl.results import json_line
+
+    out = environment.stdout
+    count = 0
+    for document in documents:
+        out.write(json_line(document))
+        out.write("\n")
+        count += 1
+    out.flush()
+    return count
+
+
+def table(
+    environment: Environment, headers: list[str], rows: Iterable[list[str]], time_column: int | None = None
+) -> None:
+    """A rich table on a terminal; tab-separated lines (no header) when piped.
+
+    The time column keeps its full timestamp when piped; on a terminal it is shown to the second and
+    never wrapped or cut (2026-11-25T20:18:16.488Z -> 2026-11-25 20:18:16Z).
+    """
+    out = environment.stdout
+    if not environment.stdout_isatty:
+        for row in rows:
+            out.write("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n")
+        out.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = Table(box=None, header_style="bold", pad_edge=False)
+    for index, header in enumerate(headers):
+        shown.add_column(header, no_wrap=index == time_column)
+    for row in rows:
+        if time_column is not None:
+            row = [*row]
+            row[time_column] = to_the_second(row[time_column])
+        shown.add_row(*row)
+    Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env).print(shown)
+
+
+def to_the_second(stamp: str) -> str:
+    """An ISO-8601 UTC timestamp as a person reads it in a table: 2026-11-25 20:18:16Z."""
+    if len(stamp) >= 19 and stamp[10] == "T":
+        return stamp[:10] + " " + stamp[11:19] + ("Z" if stamp.endswith(("Z", "+00:00")) else "")
+    return stamp

@@ -1,0 +1,119 @@
+"""Records that come from another store (`credentials import`): kept as they were, times and origin
+included, added once however often they arrive, and never made current by the order they arrive in.
+
+Mixed into SqlStore (sql.py), whose `_insert_enrollment` seals and inserts.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from dasctl.store import EnrollmentRecord, VerificationRecord
+from dasctl.store.rows import (
+    VERIFICATION_COLUMNS,
+    VERIFICATION_SELECT,
+    glob_prefix,
+    now_iso,
+    to_json,
+    verification_from_row,
+)
+
+
+class Moving:
+    """Import and the verification listing export needs."""
+
+    def _write(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        raise NotImplementedError
+
+    def _insert_id(self, cursor: Any, sql: str, params: Any) -> int:
+        raise NotImplementedError
+
+    def _lock_speaker(self, cursor: Any, speaker: str) -> None:
+        raise NotImplementedError
+
+    def _seal_text(self, value: str | None, label: str, *parts: str) -> str | None:
+        raise NotImplementedError
+
+    def _insert_enrollment(
+        self, cursor: Any, record: EnrollmentRecord, created_at: str, superseded_at: str | None
+    ) -> EnrollmentRecord:
+        raise NotImplementedError
+
+    def import_enrollment(self, record: EnrollmentRecord) -> bool:
+        """Keep a record from another store; False when it is here already (by call id, else by content).
+        Of a speaker's successes the newest by `created_at` is current, whatever the order of arrival."""
+        created_at = record.created_at or now_iso()
+        with self._write() as cursor:
+            self._lock_speaker(cursor, record.speaker)
+            if record.call_id is not None:
+                cursor.execute(self._sql("SELECT id FROM enrollments WHERE speaker = ? AND call_id = ? "
+                                         "AND ok = ?"), (record.speaker, record.call_id, int(record.ok)))
+            else:
+                cursor.execute(self._sql("SELECT id FROM enrollments WHERE speaker = ? AND created_at = ? "
+                                         "AND ok = ? AND call_id IS NULL AND COALESCE(outcome, '') = ? "
+                                         "AND COALESCE(model_hash, '') = ?"),
+                               (record.speaker, created_at, int(record.ok), record.outcome or "",
+                                record.model_hash or ""))
+            if cursor.fetchone() is not None:
+                return False
+            superseded_at = record.superseded_at
+            if record.ok and superseded_at is None:
+                cursor.execute(self._sql("SELECT id, created_at FROM enrollments "
+                                         "WHERE speaker = ? AND ok = 1 AND superseded_at IS NULL"),
+                               (record.speaker,))
+                current = cursor.fetchone()
+                if current is not None and current[1] > created_at:
+                    superseded_at = current[1]  # the newer one here stays current
+                elif current is not None:
+                    cursor.execute(self._sql("UPDATE enrollments SET superseded_at = ? WHERE id = ?"),
+                                   (created_at, current[0]))
+            self._insert_enrollment(cursor, record, created_at, superseded_at)
+            return True
+
+    def import_verification(self, record: VerificationRecord) -> bool:
+        """Keep a verification from another store, its time kept; False when it is here already."""
+        created_at = record.created_at or now_iso()
+        with self._write() as cursor:
+            if record.call_id is not None:
+                cursor.execute(self._sql("SELECT id FROM verifications WHERE speaker = ? AND call_id = ?"),
+                               (record.speaker, record.call_id))
+            else:
+                cursor.execute(self._sql("SELECT id FROM verifications WHERE speaker = ? AND created_at = ? "
+                                         "AND call_id IS NULL"), (record.speaker, created_at))
+            if cursor.fetchone() is not None:
+                return False
+            document = self._seal_text(to_json(record.document), "verifications.document", record.speaker)
+            values = (
+                record.speaker, int(record.ok), record.outcome, record.error, record.score,
+                record.authenticity, record.voice_seconds, record.call_id, record.model_hash,
+                record.enrollment_id, record.profile, record.service_url, record.protocol, record.source_path,
+                record.source_sha256, document, created_at,
+            )
+            columns = ", ".join(VERIFICATION_COLUMNS)
+            marks = ", ".join("?" for _ in VERIFICATION_COLUMNS)
+            sql = self._sql(f"INSERT INTO verifications ({columns}) VALUES ({marks})")
+            self._insert_id(cursor, sql, values)
+            return True
+
+    def verifications(self, *, speaker_glob: str | None = None) -> Iterator[VerificationRecord]:
+        """Every verification by speaker then age (metadata: documents not opened)."""
+        sql, params = VERIFICATION_SELECT, []
+        prefix = glob_prefix(speaker_glob) if speaker_glob else ""
+        if prefix:
+            sql += " WHERE speaker >= ? AND speaker < ?"
+            params = [prefix, prefix + "\U0010ffff"]
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql + " ORDER BY speaker, id"), params)
+            rows = cursor.fetchall()
+        for row in rows:
+            if not speaker_glob or fnmatch.fnmatchcase(row[1], speaker_glob):
+                yield verification_from_row(row)
