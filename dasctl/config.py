@@ -117,7 +117,7 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         ConfigKey("store", "--store", ENV_STORE, "store",
                   "credential store: a SQLite file, or postgresql://USER@HOST/DB"),
         # the path is not secret; the file it names is (dasctl/store/vault.py)
-        ConfigKey("store_key_file", "--store-key-file", "DASCTL_STORE_KEY_FILE", "path",
+        ConfigKey("store_key_file", "--store-key-file", "DASCTL_STORE_KEY_FILE", "text",
                   "the credential store's key file (dasctl credentials key new > FILE)"),
     )
 }

@@ -112,6 +112,8 @@ def reenroll(
         timeout=timeout,
     )
     store = common.open_store_option(store_url, profile_obj)
+    if not dry_run:  # its sessions read the kept audio and write credentials: the key first (exit 4)
+        store.require_secrets()
     try:
         work = plan(store, model_hash, speaker)
         if dry_run:

@@ -403,6 +403,10 @@ def register(
     audio_options = {"channel": channel, "start": start, "end": end}
     # opened before any session: a store that cannot be used costs no enrollment
     keeper = None if no_store else Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj)
+    if keeper is not None:  # before any audio is sent: no key (exit 4), an opted-out customer (exit 5)
+        keeper.store.require_secrets()
+        for source in files:
+            keeper.store.refuse_opted_out(keeper.speaker_for("<stdin>" if source == "-" else source))
     display = choose_display(environment, quiet=quiet, events=events)
     try:
         errors = common.run_sessions(

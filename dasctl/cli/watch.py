@@ -190,6 +190,7 @@ def watch(
         raise UsageError(f"--journal {journal}: no such file",
                          "--journal names an old journal to import; watch's state now lives in the store.")
     kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
+    kept.require_secrets()  # watch writes credentials: no key is exit 4 now, not after a session
     env = environment()
     human = not json and bool(env.stdout_isatty)
     display = make_display(env, human_results=human)

@@ -1,6 +1,6 @@
-"""The credential store: every enrollment, verification and watch state, kept (DESIGN.md "Credential store").
+"""The credential store: every enrollment, verification and watch state, kept.
 
-das-Peak keeps no credentials (PROTOCOL.md §6), so dasctl does. One small interface (`Store`), two
+das-Peak keeps no credentials, so dasctl does. One small interface (`Store`), two
 backends: SQLite (the embedded default, `sqlite.py`) and PostgreSQL (`postgres.py`, the `postgres`
 extra). Callers use only what is in this module; the SQL lives in the backends.
 

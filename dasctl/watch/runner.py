@@ -90,6 +90,7 @@ class WatchRunner:
         self.totals = WatchTotals()
         self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
         self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
+        self._opted_out: set[FileIdentity] = set()  # skipped once per run (an optin needs a new run)
         self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -269,7 +270,7 @@ class WatchRunner:
 
     def _consider(self, settled: SettledFile) -> None:
         identity = settled.identity
-        if identity in self._active:
+        if identity in self._active or identity in self._opted_out:
             return
         entry = self.journal.entry(identity)
         if entry is not None and entry.state in FINAL_STATES:
@@ -337,6 +338,10 @@ class WatchRunner:
             attempt.speaker = self.settings.speakers.speaker(name)
         except DasctlError as error:  # a name --speaker-from does not match: no session for it
             self._after_error(item, attempt, attempt_number, call_id, error)
+            return
+        refusal = self.journal.store.refusal(attempt.speaker)  # an opt-out: never sent (docs/store.md)
+        if refusal:
+            self._skip_opted_out(item, attempt_number, call_id, attempt.speaker, refusal)
             return
 
         def on_progress(progress: Progress) -> None:
@@ -426,6 +431,24 @@ class WatchRunner:
             item, attempt, attempt_number, call_id, error=known, timings=attempt.marks
         )
         self._complete(item, report)
+
+    def _skip_opted_out(
+        self, item: WorkItem, attempt_number: int, call_id: str, speaker: str, refusal: str
+    ) -> None:
+        """Not a failure, and not final: an `optin` lets a later run enroll the file."""
+        from dasctl.watch.report import opted_out_report
+
+        self._abandon(item, attempt_number, call_id, refusal)
+        self._opted_out.add(item.identity)
+        self.totals.opted_out += 1
+        report = opted_out_report(item.identity, item.path, speaker, refusal)
+        try:
+            human = f"{report['file']}: skipped, {refusal}"
+            self.lines.out.write((ndjson_line(report) if self.lines.render is ndjson_line else human) + "\n")
+            self.lines.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self._stdout_closed()
+        self._update_totals()
 
     def _fatal_error(self, error: DasctlError) -> None:
         if self._fatal is None:
