@@ -271,6 +271,7 @@ def test_bad_keys_get_one_line_each(dasctl: Run, tmp_path: Path) -> None:
     missing = dasctl("credentials", "list", "--store", path, "--store-key-file", str(tmp_path / "none.key"))
     assert missing.returncode == 4 and "no such file" in missing.stderr
     assert not Path(path).exists()  # nothing made for a command that could not get its key
+    open_store(path).close()
     loose = tmp_path / "loose.key"
     loose.write_text(TEST_STORE_KEY + "\n")
     os.chmod(loose, 0o644)

@@ -160,7 +160,7 @@ StoreOption = Annotated[
 ]
 
 
-def open_store_option(flag: str | None, profile: Profile | None = None) -> Store:
+def open_store_option(flag: str | None, profile: Profile | None = None, *, create: bool = True) -> Store:
     """The store by precedence: --store > DASCTL_STORE > the profile's `store` > the default file; its key
     by the profile's store_key_file resolution (flag > DASCTL_STORE_KEY_FILE > file), then vault.py."""
     from dasctl.config import parse_store_url
@@ -175,7 +175,7 @@ def open_store_option(flag: str | None, profile: Profile | None = None) -> Store
         settings = KeySettings(profile.store_key_file, source, where)
 
     def open_store(url: str | None) -> Store:
-        return open_any_store(url, key=settings, warn=warn)
+        return open_any_store(url, key=settings, warn=warn, create=create)
 
     if flag is not None:
         url = parse_store_url(flag, "--store") if flag.strip() else flag

@@ -277,9 +277,13 @@ class Store(Protocol):
         """Whether this process holds the store's key (secrets can be read and written)."""
         ...
 
-    def require_secrets(self) -> None:
+    def require_secrets(self, *, write: bool = True) -> None:
         """StoreKeyError (exit 4, naming where dasctl looked for the key) unless secrets can be read and
-        written: checked before any session starts."""
+        written, and StoreError (exit 6) when a write would fail: checked before any session starts."""
+        ...
+
+    def integrity_problems(self) -> list[str]:
+        """A full integrity check of the store (`credentials check`): every problem, none when sound."""
         ...
 
     def rekey(self, new_kek: bytes) -> tuple[int, int]:
@@ -306,6 +310,7 @@ def open_store(
     *,
     key: KeySettings | None = None,
     warn: Callable[[str], None] = _warn,
+    create: bool = True,
 ) -> Store:
     """Open (creating and migrating as needed) the store at `url`: None or a path for SQLite (default:
     the data directory, or DASCTL_STORE when set), `postgresql://...` for PostgreSQL. Its key is found by
@@ -323,12 +328,14 @@ def open_store(
         from dasctl.store.sqlite import SqliteStore
 
         try:
-            config.private_dir(config.data_dir(environ))  # dasctl's own directory: 0700
+            if create or config.data_dir(environ).exists():
+                config.private_dir(config.data_dir(environ))  # dasctl's own directory: 0700
         except OSError as error:
             raise StoreUnusable(f"cannot create the data directory {config.data_dir(environ)}: "
                                 f"{error.strerror}") from None
         return SqliteStore(config.store_path(environ), environ,
-                           resolve_key(settings, environ, local=True, warn=warn))
+                           resolve_key(settings, environ, local=True, warn=warn), create=create, default=True,
+                           warn=warn)
     scheme = url.split(":", 1)[0].lower() if "://" in url else ""
     if scheme in config.POSTGRES_SCHEMES:
         try:
@@ -346,7 +353,8 @@ def open_store(
 
     from dasctl.store.sqlite import SqliteStore
 
-    return SqliteStore(Path(url), environ, resolve_key(settings, environ, local=True, warn=warn))
+    return SqliteStore(Path(url), environ, resolve_key(settings, environ, local=True, warn=warn),
+                       create=create, warn=warn)
 
 
 __all__ = [

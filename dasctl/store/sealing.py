@@ -132,11 +132,22 @@ class Sealing:
     def encrypted(self) -> bool:
         return self._sealer is not None
 
-    def require_secrets(self) -> None:
-        """Raise StoreKeyError (exit 4) unless this process can read and write the store's secrets: what
+    def require_secrets(self, *, write: bool = True) -> None:
+        """Raise StoreKeyError (exit 4) unless this process can read and write the store's secrets, and
+        (`write`) StoreError (exit 6) when a write would fail (a read-only file, a full disk): what
         register, verify, reenroll and watch check before any session starts."""
         if self._key_problem is not None:
             raise self._key_problem
+        problem = self.writable_problem() if write else None
+        if problem:
+            from dasctl.store import StoreError
+
+            raise StoreError(f"cannot write to the credential store: {problem}",
+                             "Nothing was sent. Free the disk or fix the permissions, then run it again.")
+
+    def writable_problem(self) -> str | None:
+        """Why a write would fail, found without writing (the backends know), or None."""
+        return None
 
     def _sealer_or_fail(self) -> Sealer:
         if self._sealer is None:

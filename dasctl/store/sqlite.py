@@ -15,7 +15,7 @@ import fnmatch
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,13 @@ from dasctl.store import StoreBusy, StoreError, StoreUnusable, WatchKey
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from dasctl.store.records import CREDENTIAL_FIELDS, CREDENTIAL_SCHEMA
 from dasctl.store.sql import SqlStore
+from dasctl.store.sqlite_file import (
+    check_path,
+    integrity_problems,
+    quick_check,
+    remember_good,
+    writable_problem,
+)
 from dasctl.store.vault import StoreKey
 
 #: seconds a writer waits for another's transaction before giving up (never in practice)
@@ -58,12 +65,29 @@ class SqliteStore(SqlStore):
     types = SQLITE_TYPES
     IS_DISTINCT = "IS NOT"
 
-    def __init__(self, path: Path, env: Mapping[str, str] | None = None, key: StoreKey | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        env: Mapping[str, str] | None = None,
+        key: StoreKey | None = None,
+        *,
+        create: bool = True,
+        default: bool = False,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self.path = Path(path).expanduser()
         self.location = str(self.path)
         self._env = env
+        self._warn = warn or (lambda message: None)
+        # a read-only command never creates a store: the default one missing reads as empty (in memory)
+        self._in_memory = not create and default and not self.path.exists()
+        if not create and not default and not self.path.exists() and not self.path.is_symlink():
+            raise StoreUnusable(f"no credential store at {self.path}",
+                                "Nothing was created. Check --store (or DASCTL_STORE, the profile's store).")
         self._connection = self._open()
+        if self._in_memory and key is not None:
+            key = StoreKey(key.kek, key.source, key.looked)  # and no key made for it either
         try:
             self._setup_sealing(key or StoreKey(None, None))
         except BaseException:
@@ -75,6 +99,14 @@ class SqliteStore(SqlStore):
         from dasctl.config import private_dir
 
         path = self.path
+        if self._in_memory:
+            connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            connection.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at TEXT)")
+            self._connection = connection
+            with self._write() as cursor:
+                self._migrate(cursor, set())
+            return connection
+        check_path(path, self._warn)
         if path.is_dir():
             raise StoreUnusable(f"the store {path} is a directory, not a dasctl store file",
                                 "Pass --store with a file path, e.g. --store ~/credentials.db.")
@@ -96,6 +128,8 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot open the store {path}: {error}") from None
         try:
             self._check_ours(connection)
+            if existed:
+                quick_check(connection, path, self._env)
             connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
@@ -242,9 +276,18 @@ class SqliteStore(SqlStore):
         name = hashlib.sha256(f"{self.path.resolve()}\0{inbox}".encode()).hexdigest()[:24]
         return InboxLock(locks_dir(self._env) / f"watch-{name}.lock", inbox, self.location)
 
+    def writable_problem(self) -> str | None:
+        return None if self._in_memory else writable_problem(self.path)
+
+    def integrity_problems(self) -> list[str]:
+        with self._lock:
+            return integrity_problems(self._connection)
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+            if not self._in_memory and self.path.exists():
+                remember_good(self.path, self._env)  # as we leave it: the next open need not check
 
 
 class InboxLock:

@@ -89,6 +89,12 @@ def install(app: typer.Typer) -> None:
         "  dasctl credentials audit --since 2026-01-01\n"
         "  dasctl credentials audit --json",
     ))(consent.audit)
+    command("check", help=help_text(
+        "Run a full integrity check of the store (every open runs a quick one when the file changed).",
+        "  dasctl credentials check\n"
+        "  dasctl credentials check --store backup.db --json",
+        "0 sound; 2 corrupt (the first problem named) or no such store; 6 store unreachable",
+    ))(records.check)
     command("rekey", help=help_text(
         "Re-wrap the store's data keys under a new key (resumable; a running watch keeps working).",
         "  dasctl credentials key new new.key && dasctl credentials rekey --new-key-file new.key",

@@ -55,7 +55,7 @@ def optout(
         raise UsageError("name at least one speaker, or --from FILE with one id a line")
     environment = common.environment()
     results = []
-    with closing(open_store(store, store_key_file)) as opened:
+    with closing(open_store(store, store_key_file, create=True)) as opened:
         for speaker in unique:
             results.append((speaker, opened.opt_out(speaker, reason)))
         opened.audit("optout", unique, sum(n for _, n in results), reason)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 REMOVED_SCHEMA = "dasctl.credential-removed/1"
 AUDIO_SCHEMA = "dasctl.credential-audio/1"
+CHECK_SCHEMA = "dasctl.store-check/1"
 
 
 def list_credentials(
@@ -218,3 +219,21 @@ def remove(
                                    "store": opened.location}])
     else:
         common.say(f"Removed {speaker}: {removed} record(s) from {opened.location}.")
+
+
+def check(
+    as_json: common.JsonOption = False,
+    store: common.StoreOption = None,
+    store_key_file: StoreKeyFileOption = None,
+) -> None:
+    with closing(open_store(store, store_key_file)) as opened:
+        problems = opened.integrity_problems()
+    if as_json:
+        write_lines(common.environment(), [{"schema": CHECK_SCHEMA, "store": opened.location,
+                                            "ok": not problems, "problems": problems}])
+    elif not problems:
+        common.say(f"{opened.location}: ok (full integrity check)")
+    if problems:
+        raise UsageError(f"the credential store {opened.location} is corrupt: {problems[0]}"
+                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                         "Restore it from a backup; nothing was changed.")

@@ -41,13 +41,15 @@ def help_text(summary: str, examples: str, exit_codes: str = EXIT_CODES) -> str:
     )
 
 
-def open_store(store: str | None, key_file: Path | None = None) -> Store:
+def open_store(store: str | None, key_file: Path | None = None, *, create: bool = False) -> Store:
+    """The store by precedence, its key by precedence; a read-only command (the default) never creates a
+    store or its directory."""
     from dasctl.config import load_profile
 
     flags = {"store_key_file": str(key_file)} if key_file is not None else None
     profile = load_profile(common.profile_name(None), flags=flags,
                            flag_names={"store_key_file": "--store-key-file"})
-    return common.open_store_option(store, profile)
+    return common.open_store_option(store, profile, create=create)
 
 
 def unknown(speaker: str) -> UsageError:

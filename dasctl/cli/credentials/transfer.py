@@ -197,7 +197,7 @@ def import_records(
                         environment.stderr)
         common.warn(f"{name}:{number}: not imported: {why}", environment.stderr)
 
-    with lines as source, closing(open_store(store, store_key_file)) as opened:
+    with lines as source, closing(open_store(store, store_key_file, create=True)) as opened:
         opened.require_secrets()  # an import seals what it keeps: no key, nothing written
         summary = import_lines(opened, source, listing=None if file == "-" else Path(file), warn=warn,
                                refuse_speaker=opened.refusal)
