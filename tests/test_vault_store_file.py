@@ -54,7 +54,8 @@ def test_read_only_commands_never_create_a_store(dasctl: Run, tmp_path: Path, is
     typo = tmp_path / "no" / "such" / "store.db"
     for command in (["list"], ["show", "X"], ["history", "X"], ["export"], ["audit"], ["key", "status"]):
         done = dasctl("credentials", *command, "--store", str(typo))
-        assert done.returncode == 2 and f"no credential store at {typo}" in done.stderr, (command, done.stderr)
+        assert done.returncode == 2, (command, done.stderr)
+        assert f"no credential store at {typo}" in done.stderr
     assert not (tmp_path / "no").exists()
     # the default store, not made yet: empty, and still not made
     listed = dasctl("credentials", "list", "--json")
