@@ -193,6 +193,14 @@ class Store(Protocol):
         """Keep a verification from another store, its time kept; False when already here."""
         ...
 
+    def watch_state_rows(self, *, reveal: bool) -> Iterator[dict[str, Any]]:
+        """Every watched file's state, for export (the report only when `reveal`)."""
+        ...
+
+    def import_watch_file(self, row: dict[str, Any]) -> bool:
+        """Keep a watched file's state from another store; False when already known."""
+        ...
+
     def verifications(self, *, speaker_glob: str | None = None) -> Iterator[VerificationRecord]:
         """Every verification by speaker then age (metadata only)."""
         ...

@@ -15,11 +15,14 @@ from dasctl.store import EnrollmentRecord, VerificationRecord
 from dasctl.store.rows import (
     VERIFICATION_COLUMNS,
     VERIFICATION_SELECT,
+    from_json,
     glob_prefix,
     now_iso,
     to_json,
     verification_from_row,
 )
+
+WATCH_FILE_SCHEMA = "dasctl.watch-file/1"
 
 
 class Moving:
@@ -117,3 +120,41 @@ class Moving:
         for row in rows:
             if not speaker_glob or fnmatch.fnmatchcase(row[1], speaker_glob):
                 yield verification_from_row(row)
+
+    # -- watch's state, moved with the store -----------------------------------------------------------
+    def _open_text(self, value: str | None, label: str, *parts: str) -> str | None:
+        raise NotImplementedError
+
+    def watch_state_rows(self, *, reveal: bool) -> Iterator[dict[str, Any]]:
+        """Every watched file of every folder, in the order their outcomes were final: export's
+        dasctl.watch-file/1 lines. The report line (it holds the credential) only when `reveal`."""
+        with self._read() as cursor:
+            cursor.execute("SELECT inbox, relpath, size, mtime_ns, state, attempts, call_id, report, "
+                           "reported, updated_at FROM watch_files "
+                           "ORDER BY inbox, COALESCE(final_seq, 0), relpath")
+            rows = cursor.fetchall()
+        for inbox, relpath, size, mtime_ns, state, attempts, call_id, report, reported, updated_at in rows:
+            opened = self._open_text(report, "watch_files.report", inbox, relpath) if reveal else None
+            yield {"schema": WATCH_FILE_SCHEMA, "inbox": inbox, "relpath": relpath, "size": int(size),
+                   "mtime_ns": int(mtime_ns), "state": state, "attempts": int(attempts), "call_id": call_id,
+                   "report": from_json(opened), "reported": bool(reported), "updated_at": updated_at}
+
+    def import_watch_file(self, row: dict[str, Any]) -> bool:
+        """Keep one watched file's state from another store (after the folder's others); False when known."""
+        key = (row["inbox"], row["relpath"], row["size"], row["mtime_ns"])
+        where = "inbox = ? AND relpath = ? AND size = ? AND mtime_ns = ?"
+        with self._write() as cursor:
+            cursor.execute(self._sql(f"SELECT state FROM watch_files WHERE {where}"), key)
+            if cursor.fetchone() is not None:
+                return False
+            report = self._seal_text(to_json(row.get("report")), "watch_files.report", row["inbox"],
+                                     row["relpath"]) if row.get("report") is not None else None
+            cursor.execute(self._sql("SELECT COALESCE(MAX(final_seq), 0) + 1 FROM watch_files "
+                                     "WHERE inbox = ?"), (row["inbox"],))
+            final_seq = cursor.fetchone()[0] if row["state"] in ("done", "failed") else None
+            cursor.execute(self._sql("INSERT INTO watch_files (inbox, relpath, size, mtime_ns, state, "
+                                     "attempts, call_id, report, reported, final_seq, updated_at) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                           (*key, row["state"], row["attempts"], row.get("call_id"), report,
+                            int(bool(row.get("reported"))), final_seq, row.get("updated_at") or now_iso()))
+            return True

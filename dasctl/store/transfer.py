@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from dasctl.store import EnrollmentRecord, Store, VerificationRecord
+from dasctl.store.audit import AUDIT_SCHEMA, AuditRow
+from dasctl.store.consent import OPT_OUT_SCHEMA, OptOut
+from dasctl.store.moving import WATCH_FILE_SCHEMA
 from dasctl.store.records import (
     CREDENTIAL_SCHEMA,
     DOCUMENT_SCHEMAS,
@@ -33,6 +36,8 @@ from dasctl.store.records import (
 )
 
 EXPORT_KINDS = ("enrollment", "verification", "all")
+IMPORTED_SCHEMAS = (CREDENTIAL_SCHEMA, VERIFICATION_SCHEMA, *DOCUMENT_SCHEMAS, OPT_OUT_SCHEMA, AUDIT_SCHEMA,
+                    WATCH_FILE_SCHEMA)
 #: a number no store column holds (sizes are BIGINT)
 _MAX_INT = 2**63 - 1
 _SCHEMA_NAME = re.compile(r"^(dasctl\.[a-z-]+)/(\d+)$")
@@ -45,6 +50,8 @@ class ExportRequest:
     with_credential: bool = False
     with_audio: bool = False
     audio_dir: Path | None = None
+    #: with kind "all": the opt-outs, audit log and watch state too (NDJSON only: a CSV has one shape)
+    whole_store: bool = True
 
     @property
     def reveals(self) -> bool:
@@ -53,9 +60,14 @@ class ExportRequest:
 
 
 def export_documents(store: Store, request: ExportRequest) -> Iterator[dict[str, Any]]:
-    """Every enrollment (history included) and then every verification, as their NDJSON documents."""
+    """Every enrollment (history included) and then every verification, as their NDJSON documents; with
+    kind "all" and no speaker filter, the store's opt-outs (first: an import then knows them before their
+    records), audit log and watch state too, so that export | import moves a store whole."""
     from dasctl.audio import write_mulaw_wav
 
+    whole = request.whole_store and request.kind == "all" and request.speaker_glob is None
+    if whole:
+        yield from (opted.document() for opted in store.opt_outs())
     if request.kind in ("enrollment", "all"):
         reveal = request.with_credential or request.with_audio
         for record in store.enrollments(speaker_glob=request.speaker_glob, reveal=reveal):
@@ -76,6 +88,9 @@ def export_documents(store: Store, request: ExportRequest) -> Iterator[dict[str,
     if request.kind in ("verification", "all"):
         for verification in store.verifications(speaker_glob=request.speaker_glob):
             yield verification_document(verification)
+    if whole:
+        yield from (row.document() for row in store.audit_rows())
+        yield from store.watch_state_rows(reveal=request.with_credential or request.with_audio)
 
 
 def file_safe(speaker: str) -> str:
@@ -165,10 +180,10 @@ def _check_schema(schema: object) -> str | None:
     """The schema of a line dasctl can import; LineRefused for a newer version of one; None to skip."""
     if not isinstance(schema, str):
         return None
-    if schema in (CREDENTIAL_SCHEMA, VERIFICATION_SCHEMA, *DOCUMENT_SCHEMAS):
+    if schema in IMPORTED_SCHEMAS:
         return schema
     match = _SCHEMA_NAME.match(schema)
-    known = {s.split("/")[0] for s in (CREDENTIAL_SCHEMA, VERIFICATION_SCHEMA, *DOCUMENT_SCHEMAS)}
+    known = {s.split("/")[0] for s in IMPORTED_SCHEMAS}
     if match and match.group(1) in known:
         raise LineRefused(f"schema {schema} is newer than this dasctl reads; upgrade dasctl to import it")
     return None
@@ -180,8 +195,6 @@ def enrollment_from_line(line: dict[str, Any], listing: Path | None) -> Enrollme
 
     ok = bool_field(line, "ok")
     credential = text_field(line, "credential")
-    if ok and not credential:
-        raise LineRefused("a successful enrollment without its credential (export it with --with-credential)")
     origin = text_field(line, "origin") or "import"
     if origin not in ORIGINS:
         raise LineRefused(f"origin {origin!r} is not one of {', '.join(ORIGINS)}")
@@ -292,6 +305,11 @@ def import_lines(
             if schema is None:
                 summary.skipped += 1
                 continue
+            if schema in (OPT_OUT_SCHEMA, AUDIT_SCHEMA, WATCH_FILE_SCHEMA):
+                kept_new = _import_store_line(store, schema, line)
+                summary.new += kept_new
+                summary.already += not kept_new
+                continue
             record: EnrollmentRecord | VerificationRecord
             if schema == CREDENTIAL_SCHEMA:
                 record = enrollment_from_line(line, listing)
@@ -300,8 +318,12 @@ def import_lines(
             else:
                 record = record_from_document(line)
             why = refuse_speaker(record.speaker)
-            if why:
+            secret = isinstance(record, EnrollmentRecord) and bool(record.credential or record.audio)
+            if why and secret:  # an opted-out customer's history moves without secrets, or not at all
                 raise LineRefused(why)
+            if not why and isinstance(record, EnrollmentRecord) and record.ok and not record.credential:
+                raise LineRefused("a successful enrollment without its credential "
+                                  "(export it with --with-credential)")
         except (LineRefused, RecursionError) as error:
             summary.refused += 1
             warn(number, str(error) if isinstance(error, LineRefused) else "nested too deeply")
@@ -315,3 +337,31 @@ def import_lines(
         else:
             summary.already += 1
     return summary
+
+
+def _import_store_line(store: Store, schema: str, line: dict[str, Any]) -> bool:
+    """An opt-out, audit row or watch state line (what only export writes); True when it was new."""
+    if schema == OPT_OUT_SCHEMA:
+        opted = OptOut(str(text_field(line, "speaker", required=True)),
+                       str(text_field(line, "at", required=True)),
+                       str(text_field(line, "actor") or "unknown"), text_field(line, "reason"))
+        return store.import_opt_out(opted)
+    if schema == AUDIT_SCHEMA:
+        speakers = line.get("speakers")
+        if not isinstance(speakers, list) or not all(isinstance(s, str) for s in speakers):
+            raise LineRefused("speakers must be a list of strings")
+        return store.import_audit(AuditRow(str(text_field(line, "at", required=True)),
+                                           str(text_field(line, "actor", required=True)),
+                                           str(text_field(line, "command", required=True)),
+                                           [_clean_text(s, "speakers") for s in speakers],
+                                           int_field(line, "count") or 0, text_field(line, "detail")))
+    for name in ("inbox", "relpath", "state"):
+        text_field(line, name, required=True)
+    for name in ("size", "mtime_ns", "attempts"):
+        if int_field(line, name) is None:
+            raise LineRefused(f"it has no {name}")
+    text_field(line, "call_id")
+    text_field(line, "updated_at")
+    if line.get("report") is not None and not isinstance(line["report"], dict):
+        raise LineRefused("report must be an object")
+    return store.import_watch_file(line)

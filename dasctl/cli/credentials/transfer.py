@@ -80,7 +80,8 @@ def export(
         raise UsageError("--with-audio writes base64 audio, not for a terminal",
                          "Redirect it (dasctl credentials export --with-audio > kept.ndjson) or pipe it "
                          "into dasctl credentials import --store URL -")
-    request = ExportRequest(speaker, chosen, with_credential, with_audio, audio_dir)
+    request = ExportRequest(speaker, chosen, with_credential, with_audio, audio_dir,
+                            whole_store=format == "ndjson")
     header = _csv_columns(columns, chosen, audio_dir is not None, with_credential) if format == "csv" else []
     with closing(open_store(store, store_key_file)) as opened:
         if request.reveals:
@@ -90,7 +91,8 @@ def export(
             chosen_flags = (("--with-credential", with_credential), ("--with-audio", with_audio),
                             ("--audio-dir", audio_dir is not None))
             flags = " ".join(flag for flag, on in chosen_flags if on)
-            opened.audit(f"export {flags}", [str(d["speaker"]) for d in documents], len(documents),
+            speakers = [str(d["speaker"]) for d in documents if isinstance(d.get("speaker"), str)]
+            opened.audit(f"export {flags}", speakers, len(documents),
                          "secrets written in the clear")
     if format == "ndjson":
         write_lines(environment, documents)
