@@ -119,6 +119,8 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         # the path is not secret; the file it names is (dasctl/store/vault.py)
         ConfigKey("store_key_file", "--store-key-file", "DASCTL_STORE_KEY_FILE", "text",
                   "the credential store's key file (dasctl credentials key new > FILE)"),
+        ConfigKey("retention", "--retention", "DASCTL_RETENTION", "text",
+                  "retention policy watch applies, e.g. audio-older-than=90d,inactive-for=3y"),
     )
 }
 #: Keys of the file's top level (not of a profile).
@@ -307,6 +309,8 @@ class Profile:
     store: str | None = None
     #: the credential store's key file (None: DASCTL_STORE_KEY, else the implicit local key)
     store_key_file: str | None = None
+    #: the retention policy `watch` applies (dasctl/store/retention.py), e.g. "audio-older-than=90d"
+    retention: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -547,6 +551,7 @@ def load_profile(
         stored=stored_table is not None,
         store=optional_text("store"),
         store_key_file=optional_text("store_key_file"),
+        retention=optional_text("retention"),
     )
 
 

@@ -316,6 +316,7 @@ def verify(
         if store is not None and speaker is not None:  # before any session (docs/store.md)
             store.require_secrets()
             store.refuse_opted_out(speaker)
+            store.audit("verify", [speaker], 1)  # it reads the speaker's credential
         target = load_target(speaker, credential, store)
         if store is None and target.speaker is not None:
             # a record that names its speaker (register with the store): its verifications are kept too

@@ -191,6 +191,10 @@ def watch(
                          "--journal names an old journal to import; watch's state now lives in the store.")
     kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
     kept.require_secrets()  # watch writes credentials: no key is exit 4 now, not after a session
+    from dasctl.cli.common import warn
+    from dasctl.store.retention import start_retention
+
+    start_retention(kept, resolved.retention, warn)  # the profile's retention: now and every 24 h
     env = environment()
     human = not json and bool(env.stdout_isatty)
     display = make_display(env, human_results=human)

@@ -19,6 +19,7 @@ from dasctl.errors import ServiceUnavailable, UsageError
 if TYPE_CHECKING:
     from dasctl.store.audit import AuditRow
     from dasctl.store.consent import OptOut
+    from dasctl.store.retention import PurgeReport, RetentionPolicy
     from dasctl.store.vault import KeySettings
 
 #: Where a record came from.
@@ -264,6 +265,11 @@ class Store(Protocol):
         ...
 
     def import_opt_out(self, opted: OptOut) -> bool:
+        ...
+
+    # -- retention (retention.py) -------------------------------------------------------------------
+    def purge(self, policy: RetentionPolicy, *, dry_run: bool = False, command: str = "purge") -> PurgeReport:
+        """Destroy what is past the policy's limits (or count it); audited."""
         ...
 
     # -- the audit log (audit.py) ------------------------------------------------------------------

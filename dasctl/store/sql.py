@@ -25,6 +25,7 @@ from dasctl.store.audit import Audit
 from dasctl.store.consent import Consent
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE, statements
 from dasctl.store.moving import Moving
+from dasctl.store.retention import Retention
 from dasctl.store.rows import (
     ENROLLMENT_COLUMNS,
     ENROLLMENT_SELECT,
@@ -45,7 +46,7 @@ from dasctl.store.sealing import Sealing
 _ENDED_STATES = ("retry", "done", "failed")
 
 
-class SqlStore(Sealing, Moving, Audit, Consent):
+class SqlStore(Sealing, Moving, Audit, Consent, Retention):
     """The Store protocol over a DB-API connection; the backends add connecting and their dialect.
     Secrets are sealed on the way in and opened only when asked for (`reveal`): sealing.py."""
 

@@ -89,6 +89,11 @@ def install(app: typer.Typer) -> None:
         "  dasctl credentials audit --since 2026-01-01\n"
         "  dasctl credentials audit --json",
     ))(consent.audit)
+    command("purge", help=help_text(
+        "Destroy what is past a retention limit (durations: 90d, 12w, 6m, 3y); audited.",
+        "  dasctl credentials purge --audio-older-than 90d --failed-older-than 30d\n"
+        "  dasctl credentials purge --inactive-for 3y --dry-run",
+    ))(consent.purge)
     command("check", help=help_text(
         "Run a full integrity check of the store (every open runs a quick one when the file changed).",
         "  dasctl credentials check\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -108,3 +109,50 @@ def audit(
           ([row.at, row.actor, row.command, text(row.count), " ".join(row.speakers[:5])
             + (f" (+{len(row.speakers) - 5})" if len(row.speakers) > 5 else "")] for row in rows),
           time_column=0)
+
+
+def _age(value: str | None, flag: str) -> timedelta | None:
+    from dasctl.store.retention import parse_duration
+
+    return None if value is None else parse_duration(value, flag)
+
+
+def purge(
+    audio_older_than: Annotated[str | None, typer.Option(
+        "--audio-older-than", metavar="DURATION", show_default=False,
+        help="Destroy the enrollment audio of records older than this (the records stay).")] = None,
+    older_than: Annotated[str | None, typer.Option(
+        "--older-than", metavar="DURATION", show_default=False,
+        help="Destroy every enrollment and verification older than this, current ones included.")] = None,
+    inactive_for: Annotated[str | None, typer.Option(
+        "--inactive-for", metavar="DURATION", show_default=False,
+        help="Remove speakers with no enrollment or verification for this long.")] = None,
+    failed_older_than: Annotated[str | None, typer.Option(
+        "--failed-older-than", metavar="DURATION", show_default=False,
+        help="Destroy failed attempts older than this.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be destroyed.")] = False,
+    as_json: common.JsonOption = False,
+    store: common.StoreOption = None,
+    store_key_file: StoreKeyFileOption = None,
+) -> None:
+    from dasctl.store.retention import RetentionPolicy
+
+    policy = RetentionPolicy(
+        audio_older_than=_age(audio_older_than, "--audio-older-than"),
+        failed_older_than=_age(failed_older_than, "--failed-older-than"),
+        older_than=_age(older_than, "--older-than"),
+        inactive_for=_age(inactive_for, "--inactive-for"),
+    )
+    if policy.empty:
+        raise UsageError("say what to purge: --audio-older-than, --older-than, --inactive-for or "
+                         "--failed-older-than (e.g. --audio-older-than 90d)")
+    environment = common.environment()
+    with closing(open_store(store, store_key_file)) as opened:
+        report = opened.purge(policy, dry_run=dry_run)
+    if as_json:
+        write_lines(environment, [report.document(opened.location)])
+        return
+    verb = "would destroy" if dry_run else "destroyed"
+    common.say(f"{opened.location}: {verb} the audio of {report.audio} record(s), {report.failed} failed "
+               f"attempt(s), {report.old} record(s) by age, {len(report.inactive)} inactive speaker(s) "
+               f"({report.inactive_records} record(s))")

@@ -180,9 +180,9 @@ def audio(
             raise unknown(speaker) if not opened.history(speaker) else UsageError(
                 f"speaker {speaker!r} has no current credential, so no enrollment audio",
                 f"See its attempts: `dasctl credentials history {speaker}`.")
+        if not record.audio:
+            raise UsageError(f"no enrollment audio was kept for {speaker!r} (record {record.id})")
         opened.audit("audio", [speaker], 1)
-    if not record.audio:
-        raise UsageError(f"no enrollment audio was kept for {speaker!r} (record {record.id})")
     written = write_mulaw_wav(out, [record.audio])  # atomic: a temp file beside OUT, then renamed
     seconds = written / 8000
     if as_json:
