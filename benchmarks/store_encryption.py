@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 
 TARGET_RATIO = 1.3
-AUDIO = os.urandom(8000 * 5)  # 5 s of 8 kHz mu-law
-CREDENTIAL = "eyJ2IjoxLCJtb2RlbF9oYXNoIjoiZGFzY3RsIn0" * 40
 
 
 def _clear_sealer(active: int) -> object:
@@ -38,7 +36,9 @@ def _clear_sealer(active: int) -> object:
 
 
 def write_times(path: Path, records: int, *, encrypted: bool) -> list[float]:
-    from dasctl.store import EnrollmentRecord, open_store
+    from store_write import sample_record  # the same rows as store_write.py (benchmarks/ is on sys.path)
+
+    from dasctl.store import open_store
 
     store = open_store(str(path))
     if not encrypted:
@@ -46,12 +46,7 @@ def write_times(path: Path, records: int, *, encrypted: bool) -> list[float]:
     times = []
     try:
         for n in range(records):
-            record = EnrollmentRecord(
-                speaker=f"CUST{n % 500}", ok=True, credential=CREDENTIAL, model_hash="model-v1",
-                profile="local", service_url="http://127.0.0.1:7272", call_id=f"call-{n}", protocol="twilio",
-                authenticity=0.97, voice_seconds=5.0, source_path=f"/calls/CUST{n}.wav", source_size=960044,
-                source_sha256="ab" * 32, audio=AUDIO, document={"schema": "dasctl.register/1", "n": n},
-            )
+            record = sample_record(n)
             started = time.perf_counter()
             store.record_enrollment(record)
             times.append(time.perf_counter() - started)
@@ -65,8 +60,8 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=300)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("DASCTL_STORE_KEY", "YmVuY2htYXJrLWtleS1iZW5jaG1hcmsta2V5LWJlbmM=")
     with tempfile.TemporaryDirectory(prefix="dasctl-bench-seal-", dir=os.environ.get("TMPDIR")) as temp:
+        os.environ["DASCTL_CONFIG_DIR"] = temp  # the store's implicit key goes there, not in your home
         sealed, clear = [], []
         for round_ in range(3):
             sealed += write_times(Path(temp) / f"sealed-{round_}.db", args.records // 3, encrypted=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from dasctl.store.parts import StoreParts
 from dasctl.store.rows import now_iso
 
 AUDIT_SCHEMA = "dasctl.audit/1"
@@ -50,17 +50,8 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-class Audit:
+class Audit(StoreParts):
     """Appending to and reading the audit log."""
-
-    def _write(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _read(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError
 
     def audit(self, command: str, speakers: list[str], count: int, detail: str | None = None) -> None:
         """Append one row (its own transaction, durable before the command goes on)."""

@@ -8,12 +8,12 @@ Mixed into SqlStore (sql.py).
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from dasctl.errors import ServiceRejected
 from dasctl.store.audit import actor
+from dasctl.store.parts import StoreParts
 from dasctl.store.rows import from_json, now_iso
 
 OPT_OUT_SCHEMA = "dasctl.opt-out/1"
@@ -37,29 +37,8 @@ class OptOut:
                 "reason": self.reason}
 
 
-class Consent:
+class Consent(StoreParts):
     """Opting out and in, and the check every enrolling command makes first."""
-
-    def _write(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _read(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError
-
-    def _lock_speaker(self, cursor: Any, speaker: str) -> None:
-        raise NotImplementedError
-
-    def _open_text(self, value: str | None, label: str, *parts: str) -> str | None:
-        raise NotImplementedError
-
-    def _seal_text(self, value: str | None, label: str, *parts: str) -> str | None:
-        raise NotImplementedError
-
-    def _scrub(self) -> None:
-        raise NotImplementedError
 
     def opt_out_of(self, speaker: str) -> OptOut | None:
         with self._read() as cursor:

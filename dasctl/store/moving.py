@@ -6,17 +6,15 @@ Mixed into SqlStore (sql.py), whose `_insert_enrollment` seals and inserts.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from typing import Any
 
 from dasctl.store import EnrollmentRecord, VerificationRecord
+from dasctl.store.parts import StoreParts
 from dasctl.store.rows import (
     VERIFICATION_COLUMNS,
     VERIFICATION_SELECT,
     from_json,
-    glob_prefix,
     now_iso,
     to_json,
     verification_from_row,
@@ -25,31 +23,8 @@ from dasctl.store.rows import (
 WATCH_FILE_SCHEMA = "dasctl.watch-file/1"
 
 
-class Moving:
+class Moving(StoreParts):
     """Import and the verification listing export needs."""
-
-    def _write(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _read(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError
-
-    def _insert_id(self, cursor: Any, sql: str, params: Any) -> int:
-        raise NotImplementedError
-
-    def _lock_speaker(self, cursor: Any, speaker: str) -> None:
-        raise NotImplementedError
-
-    def _seal_text(self, value: str | None, label: str, *parts: str) -> str | None:
-        raise NotImplementedError
-
-    def _insert_enrollment(
-        self, cursor: Any, record: EnrollmentRecord, created_at: str, superseded_at: str | None
-    ) -> EnrollmentRecord:
-        raise NotImplementedError
 
     def import_enrollment(self, record: EnrollmentRecord) -> bool:
         """Keep a record from another store; False when it is here already (by call id, else by content).
@@ -109,22 +84,10 @@ class Moving:
 
     def verifications(self, *, speaker_glob: str | None = None) -> Iterator[VerificationRecord]:
         """Every verification by speaker then age (metadata: documents not opened)."""
-        sql, params = VERIFICATION_SELECT, []
-        prefix = glob_prefix(speaker_glob) if speaker_glob else ""
-        if prefix:
-            sql += " WHERE speaker >= ? AND speaker < ?"
-            params = [prefix, prefix + "\U0010ffff"]
-        with self._read() as cursor:
-            cursor.execute(self._sql(sql + " ORDER BY speaker, id"), params)
-            rows = cursor.fetchall()
-        for row in rows:
-            if not speaker_glob or fnmatch.fnmatchcase(row[1], speaker_glob):
-                yield verification_from_row(row)
+        for row in self._rows_by_speaker(VERIFICATION_SELECT, speaker_glob):
+            yield verification_from_row(row)
 
     # -- watch's state, moved with the store -----------------------------------------------------------
-    def _open_text(self, value: str | None, label: str, *parts: str) -> str | None:
-        raise NotImplementedError
-
     def watch_state_rows(self, *, reveal: bool) -> Iterator[dict[str, Any]]:
         """Every watched file of every folder, in the order their outcomes were final: export's
         dasctl.watch-file/1 lines. The report line (it holds the credential) only when `reveal`."""

@@ -18,12 +18,12 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from dasctl.errors import UsageError
+from dasctl.store.parts import StoreParts
 
 PURGE_SCHEMA = "dasctl.credential-purge/1"
 DAY_S = 24 * 3600
@@ -90,17 +90,8 @@ def _cutoff(age: timedelta, now: datetime | None = None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Retention:
+class Retention(StoreParts):
     """Applying a retention policy."""
-
-    def _write(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError
-
-    def audit(self, command: str, speakers: list[str], count: int, detail: str | None = None) -> None:
-        raise NotImplementedError
 
     def purge(self, policy: RetentionPolicy, *, dry_run: bool = False, command: str = "purge") -> PurgeReport:
         """Destroy what the policy says is past its limit (one transaction per rule), or only count it."""

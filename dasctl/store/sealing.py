@@ -10,7 +10,6 @@ Mixed into SqlStore (sql.py); the backends add `_scrub` (what "erased" takes in 
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Any
 
 from dasctl.store import StoreUnusable
@@ -26,39 +25,20 @@ from dasctl.store.crypto import (
     unwrap,
     wrap,
 )
+from dasctl.store.parts import StoreParts
 from dasctl.store.vault import StoreKey, StoreKeyError
 
 SEALED_MARK = "sealed"
 _BATCH = 500
 
 
-class Sealing:
+class Sealing(StoreParts):
     """Encryption at rest for a SqlStore."""
 
-    location: str
     _sealer: Sealer | None = None
     _key: StoreKey | None = None
     _key_problem: StoreKeyError | None = None
     _data_keys: dict[int, bytes]
-
-    # provided by SqlStore and the backends
-    def _write(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _read(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError
-
-    def _insert_id(self, cursor: Any, sql: str, params: Any) -> int:
-        raise NotImplementedError
-
-    def _lock_speaker(self, cursor: Any, speaker: str) -> None:
-        raise NotImplementedError
-
-    def _scrub(self) -> None:
-        """Leave no old page or row version holding what was just sealed or destroyed."""
 
     # -- opening ----------------------------------------------------------------------------------
     def _setup_sealing(self, key: StoreKey) -> None:

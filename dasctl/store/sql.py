@@ -235,18 +235,20 @@ class SqlStore(Sealing, Moving, Audit, Consent, Retention):
     def enrollments(
         self, *, speaker_glob: str | None = None, reveal: bool = False
     ) -> Iterator[EnrollmentRecord]:
-        sql, params = ENROLLMENT_SELECT, []
+        for row in self._rows_by_speaker(ENROLLMENT_SELECT, speaker_glob):
+            yield self._enrollment(row, reveal)
+
+    def _rows_by_speaker(self, select: str, speaker_glob: str | None) -> list[Sequence[Any]]:
+        """The rows of a `SELECT id, speaker, ...` by speaker then id, of the speakers matching the glob."""
+        sql, params = select, []
         prefix = glob_prefix(speaker_glob) if speaker_glob else ""
-        if prefix:
+        if prefix:  # a range on the index; fnmatch below decides exactly, the same in both backends
             sql += " WHERE speaker >= ? AND speaker < ?"
             params = [prefix, prefix + "\U0010ffff"]
         with self._read() as cursor:
             cursor.execute(self._sql(sql + " ORDER BY speaker, id"), params)
             rows = cursor.fetchall()
-        for row in rows:
-            if speaker_glob and not fnmatch.fnmatchcase(row[1], speaker_glob):
-                continue
-            yield self._enrollment(row, reveal)
+        return [row for row in rows if not speaker_glob or fnmatch.fnmatchcase(row[1], speaker_glob)]
 
     def history(self, speaker: str, *, reveal: bool = False) -> list[EnrollmentRecord | VerificationRecord]:
         with self._read() as cursor:

@@ -26,6 +26,7 @@ from dasctl.store.records import CREDENTIAL_FIELDS, CREDENTIAL_SCHEMA
 from dasctl.store.sql import SqlStore
 from dasctl.store.sqlite_file import (
     check_path,
+    fix_mode,
     integrity_problems,
     quick_check,
     remember_good,
@@ -106,7 +107,7 @@ class SqliteStore(SqlStore):
             with self._write() as cursor:
                 self._migrate(cursor, set())
             return connection
-        check_path(path, self._warn)
+        check_path(path)
         if path.is_dir():
             raise StoreUnusable(f"the store {path} is a directory, not a dasctl store file",
                                 "Pass --store with a file path, e.g. --store ~/credentials.db.")
@@ -129,6 +130,7 @@ class SqliteStore(SqlStore):
         try:
             self._check_ours(connection)
             if existed:
+                fix_mode(path, self._warn)
                 quick_check(connection, path, self._env)
             connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             connection.execute("PRAGMA journal_mode = WAL")

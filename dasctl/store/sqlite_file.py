@@ -25,8 +25,8 @@ from dasctl.store import StoreUnusable
 MIN_FREE_BYTES = 16 * 1024 * 1024
 
 
-def check_path(path: Path, warn: Callable[[str], None]) -> None:
-    """Refuse a symlink to anything but the user's own regular file; make a readable store 0600."""
+def check_path(path: Path) -> None:
+    """Refuse a symlink to anything but the user's own regular file."""
     if path.is_symlink():
         try:
             info = os.stat(path)
@@ -37,6 +37,10 @@ def check_path(path: Path, warn: Callable[[str], None]) -> None:
             raise StoreUnusable(f"the store {path} is a symlink to {os.readlink(path)}, which is not a "
                                 "regular file you own",
                                 "Nothing was changed. Pass --store with the file itself.")
+
+
+def fix_mode(path: Path, warn: Callable[[str], None]) -> None:
+    """A dasctl store others can read is made 0600, with one warning (only once it is known to be ours)."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
