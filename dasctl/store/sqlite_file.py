@@ -63,13 +63,14 @@ def _stamp_file(path: Path, env: Mapping[str, str] | None) -> Path:
 
 
 def _stamp(path: Path) -> str:
+    """The file and its WAL as the last good check saw them; an empty WAL (every open makes one) is none."""
     parts = []
     for file in (path, Path(f"{path}-wal")):
         try:
             info = os.stat(file)
-            parts.append(f"{info.st_size}:{info.st_mtime_ns}")
         except FileNotFoundError:
-            parts.append("-")
+            info = None
+        parts.append(f"{info.st_size}:{info.st_mtime_ns}" if info is not None and info.st_size else "-")
     return " ".join(parts)
 
 
