@@ -54,7 +54,7 @@ def list_credentials(
     environment = common.environment()
     with closing(open_store(store, store_key_file)) as opened:
         if show_credential:
-            opened.require_secrets()
+            opened.require_secrets(write=False)
         if as_json and not show_credential:
             out = environment.stdout
             batch: list[str] = []  # a write per thousand lines, not two per line: 100,000 are 100 MB
@@ -96,7 +96,7 @@ def show(
     environment = common.environment()
     with closing(open_store(store, store_key_file)) as opened:
         if show_credential:
-            opened.require_secrets()
+            opened.require_secrets(write=False)
         record = opened.current(speaker, reveal=show_credential)
         if record is None:
             if opened.history(speaker):
@@ -129,7 +129,7 @@ def history(
     environment = common.environment()
     with closing(open_store(store, store_key_file)) as opened:
         if show_credential:
-            opened.require_secrets()
+            opened.require_secrets(write=False)
         entries = opened.history(speaker, reveal=show_credential)
         if entries and show_credential:
             opened.audit("history --show-credential", [speaker], len(entries))
@@ -174,7 +174,7 @@ def audio(
         raise UsageError(f"{out} already exists; not overwriting it", "Pass --force to replace it.")
     environment = common.environment()
     with closing(open_store(store, store_key_file)) as opened:
-        opened.require_secrets()
+        opened.require_secrets(write=False)
         record = opened.current(speaker, with_audio=True)
         if record is None:
             raise unknown(speaker) if not opened.history(speaker) else UsageError(

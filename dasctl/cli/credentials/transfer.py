@@ -85,7 +85,7 @@ def export(
     header = _csv_columns(columns, chosen, audio_dir is not None, with_credential) if format == "csv" else []
     with closing(open_store(store, store_key_file)) as opened:
         if request.reveals:
-            opened.require_secrets()
+            opened.require_secrets(write=False)
         documents = list(_within(export_documents(opened, request), *window))
         if request.reveals:
             chosen_flags = (("--with-credential", with_credential), ("--with-audio", with_audio),
