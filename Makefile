@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 		&& $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[server,dev,postgres]'; } \
 		> $(VENV)/install.log 2>&1 \
 		|| { tail -n 30 $(VENV)/install.log >&2; echo 'make: installing dasctl into $(VENV) failed' >&2; exit 1; }
-	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, pytest, psycopg' \
+	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, av, pytest, psycopg' \
 		|| { echo 'make: dasctl is installed but does not import (see $(VENV)/install.log)' >&2; exit 1; }
 	@touch $(STAMP)
 

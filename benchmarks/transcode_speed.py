@@ -2,7 +2,9 @@
 
 One run measures the whole curve (the same load on the machine for every point): dasctl pays Python's
 start-up on every file, so short files show it most. Target (DESIGN.md): dasctl's median wall time <=
-ffmpeg's on the 17-minute call. Run: .venv/bin/python benchmarks/transcode_speed.py [--minutes 1 3 10 17]
+ffmpeg's on the 17-minute call. Then the same call compressed as recorders write it (MP3 through libsndfile,
+AAC/m4a through FFmpeg's decoder in PyAV), against ffmpeg decoding the same file in the same run.
+Run: .venv/bin/python benchmarks/transcode_speed.py [--minutes 1 3 10 17] [--formats mp3 m4a]
 Inputs are made under benchmarks/.work/ (gitignored) from the committed speech fixtures.
 """
 
@@ -50,6 +52,32 @@ def make_recording(path: Path, seconds: float, rate: int = 44100, channels: int 
     return path
 
 
+#: how each compressed input is made from the WAV (ffmpeg's encoders, as a recorder would write it)
+ENCODERS = {"mp3": ["-c:a", "libmp3lame", "-b:a", "64k"], "m4a": ["-c:a", "aac", "-b:a", "64k"]}
+
+
+def make_compressed(wav: Path, suffix: str) -> Path:
+    """The WAV encoded by ffmpeg as `suffix` (kept under .work/ for the next run)."""
+    path = wav.with_suffix(f".{suffix}")
+    if not path.exists():
+        partial = wav.with_suffix(f".partial.{suffix}")
+        subprocess.run(["ffmpeg", "-y", "-v", "error", "-nostdin", "-i", str(wav), *ENCODERS[suffix],
+                        str(partial)], check=True)
+        partial.replace(path)
+    return path
+
+
+def cpu_seconds(command: list[str]) -> float:
+    """User + system CPU time of one run: what a busy machine (others' load) cannot bend as it bends wall
+    time; dasctl decodes on a second thread, so on an idle machine its wall time is below its CPU time."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -67,8 +95,10 @@ def commands_for(source: Path) -> dict[str, list[str]]:
     return {name: cmd for name, cmd in commands.items() if shutil.which(cmd[0])}
 
 
-def measure(source: Path, runs: int) -> dict[str, list[float]]:
-    commands = commands_for(source)
+def measure(
+    source: Path, runs: int, tools: tuple[str, ...] = ("dasctl", "ffmpeg", "sox")
+) -> dict[str, list[float]]:
+    commands = {name: command for name, command in commands_for(source).items() if name in tools}
     times: dict[str, list[float]] = {name: [] for name in commands}
     for command in commands.values():
         timed(command)  # warm the page cache and the import caches
@@ -82,6 +112,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 3.0, 10.0, 17.0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--formats", nargs="*", default=list(ENCODERS), choices=list(ENCODERS),
+                        help="compressed inputs to time at the longest --minutes (none: skip)")
     args = parser.parse_args()
     print(f"44.1 kHz stereo 16-bit WAV -> 8 kHz mu-law; median wall time of {args.runs} runs per point")
     print(f"{'minutes':>7}  {'dasctl':>8}  {'ffmpeg':>8}  {'sox':>8}  dasctl/ffmpeg  dasctl/sox")
@@ -100,6 +132,23 @@ def main() -> int:
     if last_ratio is not None:
         print(f"longest file: dasctl/ffmpeg wall ratio {last_ratio:.2f} "
               f"(target <= 1.00: {'met' if last_ratio <= 1 else 'NOT met'})")
+    if args.formats and shutil.which("ffmpeg"):
+        minutes = max(args.minutes)
+        wav = make_recording(WORK / f"call-{minutes:g}m-44k-stereo.wav", minutes * 60)
+        print(f"\n{minutes:g} min compressed (64 kbit/s) -> 8 kHz mu-law; median of {args.runs} runs")
+        print(f"{'input':>7}  {'dasctl':>8}  {'ffmpeg':>8}  dasctl/ffmpeg  (CPU: dasctl, ffmpeg, ratio)")
+        for suffix in args.formats:
+            source = make_compressed(wav, suffix)
+            times = measure(source, args.runs, ("dasctl", "ffmpeg"))  # sox reads neither
+            dasctl, ffmpeg = statistics.median(times["dasctl"]), statistics.median(times["ffmpeg"])
+            ratio = dasctl / ffmpeg
+            commands = commands_for(source)
+            cpu = {name: statistics.median(cpu_seconds(commands[name]) for _ in range(args.runs))
+                   for name in ("dasctl", "ffmpeg")}
+            print(f"{suffix:>7}  {dasctl:7.3f}s  {ffmpeg:7.3f}s  {ratio:12.2f}x "
+                  f"(target <= 1.00: {'met' if ratio <= 1 else 'NOT met'})  "
+                  f"(CPU {cpu['dasctl']:.2f} s, {cpu['ffmpeg']:.2f} s, {cpu['dasctl'] / cpu['ffmpeg']:.2f}x)",
+                  flush=True)
     return 0
 
 

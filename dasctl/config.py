@@ -121,6 +121,12 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
                   "the credential store's key file (dasctl credentials key new > FILE)"),
         ConfigKey("retention", "--retention", "DASCTL_RETENTION", "text",
                   "retention policy watch applies, e.g. audio-older-than=90d,inactive-for=3y"),
+        # which channel register and watch send (docs/audio.md); unset: the mix, with a warning on stereo.
+        # Kinds "channel" and "side" are checked by dasctl.audio.channels.
+        ConfigKey("channel", "--channel", "DASCTL_CHANNEL", "channel",
+                  "channel to send: mix, left, right, N, customer or agent"),
+        ConfigKey("customer_channel", "(no flag)", "DASCTL_CUSTOMER_CHANNEL", "side",
+                  "the customer's side of a call recording: left, right or N"),
     )
 }
 #: Keys of the file's top level (not of a profile).
@@ -311,6 +317,9 @@ class Profile:
     store_key_file: str | None = None
     #: the retention policy `watch` applies (dasctl/store/retention.py), e.g. "audio-older-than=90d"
     retention: str | None = None
+    #: the channel register and watch send (None: not chosen, the mix); the customer's side for named picks
+    channel: str | None = None
+    customer_channel: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -380,6 +389,18 @@ def parse_value(key: ConfigKey, raw: object, where: str) -> object:
         return "/" + text.strip("/") if text.strip("/") else "/"
     if key.kind == "store":
         return parse_store_url(text, where)
+    if key.kind in ("channel", "side"):
+        from dasctl.audio.channels import parse_channel, parse_customer_channel
+
+        if key.kind == "side":
+            parse_customer_channel(text, where)
+        else:
+            try:
+                parse_channel(text)
+            except UsageError:
+                raise UsageError(f"{where}: {text!r} is not a channel: use mix, left, right, N (from 0), "
+                                 "customer or agent") from None
+        return text.lower()
     if key.kind == "path":
         path = Path(text).expanduser()
         if not path.is_file():
@@ -450,8 +471,8 @@ def load_profile(
 
     `flags` uses the field names (url, auth_url, ...; audio_urls as a dict protocol -> url), None = not
     given; `flag_names` spells a key's flag where a command names it differently (errors quote what the
-    user typed). An unknown profile is a UsageError unless it is `local`, a URL comes from a flag or the
-    environment, or `allow_missing` (login creates it).
+    user typed). An unknown profile is a UsageError unless it is `local` or `allow_missing` (login
+    creates it), whatever the flags and the environment say.
     """
     environ = _environ(env)
     flags = dict(flags or {})
@@ -489,10 +510,13 @@ def load_profile(
                 break
 
     local = profile_name == LOCAL_PROFILE
-    if stored_table is None and not local and not allow_missing and "url" not in values:
+    # the environment fills a profile's values; it never invents a profile (`-p tema` with DASCTL_URL set
+    # would otherwise enroll against the URL with the default store, silently)
+    if stored_table is None and not local and not allow_missing:
         known = ", ".join(sorted(set(data.get("profiles", {})) | {LOCAL_PROFILE}))
+        named = f"from {ENV_PROFILE}; " if profile_source == SOURCE_ENV else ""
         raise UsageError(
-            f"no profile named '{profile_name}' (known: {known})",
+            f"no profile named '{profile_name}' ({named}known: {known})",
             f"Create it with `dasctl login --profile {profile_name} --url URL`, or choose another --profile.",
         )
 
@@ -552,6 +576,8 @@ def load_profile(
         store=optional_text("store"),
         store_key_file=optional_text("store_key_file"),
         retention=optional_text("retention"),
+        channel=optional_text("channel"),
+        customer_channel=optional_text("customer_channel"),
     )
 
 

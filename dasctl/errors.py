@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -24,6 +25,9 @@ class DasctlError(Exception):
     exit_code: ExitCode = ExitCode.INTERNAL
     #: short machine-readable kind, used in JSON output (`"error": {"kind": ...}`)
     kind: str = "internal"
+    #: the Python API's result record of the session that ended with this error (dasctl.RegisterResult,
+    #: dasctl.VerifyResult), when there was a session; None otherwise
+    result: Any = None
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

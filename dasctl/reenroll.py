@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from dasctl.errors import AudioError, AuthError, DasctlError, ServiceUnavailable, UsageError
+from dasctl.errors import AudioError, AuthError, DasctlError, ServiceRejected, ServiceUnavailable, UsageError
 
 if TYPE_CHECKING:
     from dasctl.auth import TokenProvider
@@ -87,6 +88,34 @@ def plan(store: Store, model_hash: str, speaker_glob: str | None = None) -> Plan
     return result
 
 
+def profile_model_warning(store: Store, profile: Profile) -> str | None:
+    """A warning when the profile's model (not a --model-hash flag) holds no current credential while
+    another model holds most of them: the store was re-enrolled and the profile was left behind, so new
+    enrollments would be made with the model everyone else moved away from."""
+    from dasctl.config import SOURCE_ENV, SOURCE_FLAG, config_key
+
+    model = profile.model_hash
+    if not model or profile.sources.get("model_hash") == SOURCE_FLAG:
+        return None
+    if store.holds_model(model):  # the usual case, answered at the first row: no count of the whole store
+        return None
+    counts = store.current_models()
+    total = sum(counts.values())
+    if not total or counts.get(model):
+        return None
+    top, held = max(((name, count) for name, count in counts.items() if name), key=lambda item: item[1],
+                    default=("", 0))
+    if 2 * held <= total:
+        return None
+    if profile.sources.get("model_hash") == SOURCE_ENV:
+        fix = f"export {config_key('model_hash').env}={top}"
+    else:
+        fix = f"dasctl config set model_hash {top} --profile {profile.name}"
+    return (f"profile '{profile.name}' enrolls with model {model}, but no speaker in the store has a "
+            f"credential of it, and {held} of {total} have model {top} (re-enrolled?); to enroll with "
+            f"{top}: {fix}")
+
+
 def call_id_for(enrollment_id: int | None, model_hash: str) -> str:
     """The call id of re-enrolling one enrollment with one model: the same on every run."""
     return str(uuid.uuid5(CALL_ID_NAMESPACE, f"{enrollment_id}/{model_hash}"))
@@ -130,6 +159,73 @@ def no_audio_result(record: EnrollmentRecord, model_hash: str) -> SpeakerResult:
         f"{record.speaker}: no kept enrollment audio", no_audio_hint(record.speaker, model_hash)
     )
     return SpeakerResult(record.speaker, NO_AUDIO, record.model_hash, model_hash, document, error)
+
+
+#: the emulator's wording of a refused model (`... is not a model this service has (available: a, b)`);
+#: the real service names the field only (error-parameters naming the field), so the list is optional
+_AVAILABLE = re.compile(r"available:\s*([^)]*)\)?")
+
+
+def model_refusal(
+    model_hash: str, content: str, known: Sequence[str] = ()
+) -> ServiceRejected:
+    """The one error for a model the service does not have: the models it names (else those the store
+    knows) and the closest one to what was typed."""
+    import difflib
+
+    match = _AVAILABLE.search(content)
+    offered = [name.strip() for name in match.group(1).split(",") if name.strip()] if match else []
+    candidates = offered or sorted({name for name in known if name and name != model_hash})
+    close = difflib.get_close_matches(model_hash, candidates, n=1, cutoff=0.5)
+    where = "the service has" if offered else "credentials in the store were made with"
+    listed = f"Models {where}: {', '.join(candidates)}." if candidates else ""
+    suggestion = f" Did you mean --model-hash {close[0]}?" if close else ""
+    return ServiceRejected(
+        f"the service has no model {model_hash!r}: nothing was re-enrolled",
+        (listed + suggestion).strip() or "Check the model hash with the service's administrator.",
+        event="error-parameters",
+    )
+
+
+async def check_model(
+    options: RegisterOptions, profile: Profile, tokens: TokenProvider, network: NetworkSettings,
+    known: Sequence[str] = (),
+) -> None:
+    """Ask the service whether it has the target model, before the first speaker's session.
+
+    The protocol has no call that lists models: the check is a register session's `initialize` with the
+    new model and no audio. The service answers error-parameters naming model_hash when it has no such
+    model, else gets its audio consumer ready; either way the session is closed at once, having sent no
+    audio and made no credential. Other refusals are left to the sessions themselves."""
+    from dasctl import events
+    from dasctl.audio import MulawAudio
+    from dasctl.session import RegisterSession, signalling
+
+    session = RegisterSession(MulawAudio(b"", "model check"), replace(options, call_id=None), profile, tokens,
+                              network, None)
+    http = network.aiohttp_session()
+    sio: Any = None
+    try:
+        sio, session.queue = await signalling.connect(http, profile, session.namespace, tokens,
+                                                      options.timeout)
+        await sio.emit(events.INITIALIZE, session.initialize_payload(), namespace=session.namespace)
+        deadline = asyncio.get_running_loop().time() + options.timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                kind, payload = await asyncio.wait_for(session.queue.get(), max(0.0, left))
+            except asyncio.TimeoutError:
+                return  # no answer to the check: the sessions will report whatever is wrong
+            if kind == "disconnect":
+                return
+            event = events.parse_event(payload[0], payload[1])
+            if isinstance(event, events.ConsumerReady) or event.terminal:
+                break
+    finally:
+        await session.close(sio, http)
+    if event.name == events.ERROR_PARAMETERS and "model_hash" in event.content:
+        log.debug("the service refused model %s: %s", options.model_hash, event.content)
+        raise model_refusal(options.model_hash, event.content, known)
 
 
 class Reenroller:

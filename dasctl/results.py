@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +173,14 @@ def event_document(file: str, call_id: str, event: events.ServiceEvent, elapsed:
     }
 
 
+def masked_credential(credential: str) -> str:
+    """A credential fit to show a person (`Q2Fz…x9Yk0=`): the first characters, as tokens are masked,
+    plus the last ones, since credentials share their first. Whole only in JSON and --output files."""
+    from dasctl.auth import mask
+
+    return mask(credential) + credential[-6:] if len(credential) > 24 else mask(credential)
+
+
 def human_summary(document: dict[str, Any]) -> str:
     """A few aligned lines for a person: what happened, the credential, the figures."""
     file = document.get("file", "")
@@ -188,7 +197,7 @@ def human_summary(document: dict[str, Any]) -> str:
     if document.get("speaker"):
         rows.append(("speaker", str(document["speaker"])))
     if document.get("credential"):
-        rows.append(("credential", str(document["credential"])))
+        rows.append(("credential", masked_credential(str(document["credential"]))))
     if outcome:
         if document.get("model_hash"):
             rows.append(("model hash", str(document["model_hash"])))
@@ -221,3 +230,115 @@ def human_summary(document: dict[str, Any]) -> str:
             rows.append(("stored", f"NOT kept in {stored.get('store')}"))
     width = max((len(name) for name, _ in rows), default=0)
     return "\n".join([head, *(f"  {name.ljust(width)}  {value}" for name, value in rows)])
+
+
+# --- typed records: what the Python API returns, and what the command line prints ---------------------
+@dataclass
+class SessionReport:
+    """One recording's session as the command line reports it: `document` is the JSON it prints (one
+    `--json` line), `summary()` the lines a person sees; `error` is what the session ended with (None when
+    it went well), `store_error` what went wrong keeping it in the credential store."""
+
+    file: str  # the recording, as it was named
+    ok: bool
+    call_id: str | None
+    event: str | None  # the service's terminal event (result-success, result-fail-score, ...), if any
+    voice_seconds: float | None
+    speaker: str | None
+    document: dict[str, Any] = field(repr=False)
+    error: DasctlError | None = field(default=None, repr=False)
+    store_error: DasctlError | None = field(default=None, repr=False)
+
+    @property
+    def failure(self) -> DasctlError | None:
+        """The error that decides the exit code, or None."""
+        return self.error or self.store_error
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code the command line ends with for this recording alone."""
+        return int(self.failure.exit_code) if self.failure is not None else int(ExitCode.OK)
+
+    def json_line(self) -> str:
+        """The `--json` line."""
+        return json_line(self.document)
+
+    def summary(self) -> str:
+        """What the command line prints for a person."""
+        return human_summary(self.document)
+
+    @staticmethod
+    def _common(document: dict[str, Any]) -> dict[str, Any]:
+        outcome = document.get("outcome") or {}
+        return {
+            "file": str(document.get("file", "")),
+            "ok": bool(document.get("ok")),
+            "call_id": document.get("call_id"),
+            "event": outcome.get("event"),
+            "voice_seconds": document.get("voice_seconds"),
+        }
+
+
+@dataclass
+class RegisterResult(SessionReport):
+    """A register session (dasctl.register/1): the credential, and where it was kept."""
+
+    credential: str | None = None
+    model_hash: str | None = None
+    authenticity: float | None = None
+    stored_id: int | None = None  # the record in the credential store, when it was kept
+    output: str | None = None  # the credential record written (--output)
+    kept_audio: str | None = None  # the collected voice written (--keep-audio)
+
+    @property
+    def failure(self) -> DasctlError | None:
+        # a result that could not be kept is exit 6 even when the service said no: it must be retried
+        return self.store_error or self.error
+
+    @classmethod
+    def from_document(
+        cls, document: dict[str, Any], error: DasctlError | None, store_error: DasctlError | None = None
+    ) -> RegisterResult:
+        stored = document.get("stored")
+        stored = stored if isinstance(stored, dict) else {}
+        return cls(
+            **cls._common(document),
+            speaker=stored.get("speaker"),
+            document=document,
+            error=error,
+            store_error=store_error,
+            credential=document.get("credential"),
+            model_hash=document.get("model_hash"),
+            authenticity=document.get("authenticity"),
+            stored_id=stored.get("id"),
+            output=document.get("output"),
+            kept_audio=document.get("kept_audio"),
+        )
+
+
+@dataclass
+class VerifyResult(SessionReport):
+    """A verify session (dasctl.verify/1): whether the voice is the speaker's, and the figures."""
+
+    verified: bool = False
+    score: float | None = None
+    score_threshold: float | None = None
+    authenticity: float | None = None
+    model_hash: str | None = None
+
+    @classmethod
+    def from_document(
+        cls, document: dict[str, Any], error: DasctlError | None, store_error: DasctlError | None = None
+    ) -> VerifyResult:
+        return cls(
+            **cls._common(document),
+            speaker=document.get("speaker"),
+            document=document,
+            error=error,
+            store_error=store_error,
+            verified=bool(document.get("verified")),
+            score=document.get("score"),
+            score_threshold=document.get("score_threshold"),
+            authenticity=document.get("authenticity"),
+            model_hash=document.get("model_hash"),
+        )

@@ -1,18 +1,32 @@
-"""Verify: what a credential to check against is, where it comes from, and what a verify "no" means.
+"""Verify: what a credential to check against is, where it comes from, what a verify "no" means, and the
+sessions themselves, for `dasctl verify` and the Python API alike.
 
-`dasctl verify` checks recordings against a speaker's current credential in the store, or against a
-credential given by the user (a record written by `register -o`, a `register --json` document, or the
-bare credential). No Typer or rich here.
+Recordings are checked against a speaker's current credential in the store, or against a credential
+given by the user (a record written by `register -o`, a `register --json` document, or the bare
+credential). Every verification of a known speaker is kept in the store (`credentials history`). No
+Typer or rich here.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dasctl import events
-from dasctl.errors import ServiceRejected, UsageError
+from dasctl.batch import NoProgress, ProgressSink, Warn, run_each
+from dasctl.errors import AudioError, AuthError, DasctlError, ServiceRejected, ServiceUnavailable, UsageError
+from dasctl.results import VerifyResult
+
+if TYPE_CHECKING:
+    from dasctl.auth import TokenProvider
+    from dasctl.config import Profile
+    from dasctl.net import NetworkSettings
+    from dasctl.recording import Recording
+    from dasctl.session import RegisterOptions
+    from dasctl.store import Store
 
 
 @dataclass(frozen=True)
@@ -119,3 +133,238 @@ def is_credential_refusal(event_name: str, content: str) -> bool:
     """Whether an error-parameters is about the credential (the emulator names the field; the real
     service's wording is unknown, so any mention of the credential counts)."""
     return event_name == events.ERROR_PARAMETERS and events.R_CREDENTIAL in content.lower()
+
+
+def load_target(speaker: str | None, credential: str | None, store: Store | None) -> Target:
+    """The credential to verify against: the speaker's current one in the store, or the one given (a
+    file, or - for stdin)."""
+    import sys
+
+    if credential is not None:
+        if credential == "-":
+            if sys.stdin.isatty():
+                raise UsageError(
+                    "--credential - reads the credential from stdin, and stdin is a terminal",
+                    "Pipe it in: `jq -r .credential alice.json | dasctl verify call.wav --credential -`.",
+                )
+            return parse_credential(sys.stdin.read(), "<stdin>")
+        return credential_file(Path(credential), credential)
+    assert speaker is not None and store is not None
+    return stored_target(store, speaker)
+
+
+def credential_file(path: Path, name: str) -> Target:
+    """The credential in a file: a `register -o` record, a `register --json` document, or the bare one."""
+    if not path.is_file():
+        raise UsageError(f"--credential {name}: no such file", "Give a record written by `register -o`.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as error:
+        raise UsageError(f"--credential {name}: cannot read it ({error})") from None
+    return parse_credential(text, name)
+
+
+def stored_target(store: Store, speaker: str) -> Target:
+    """The speaker's current credential in the store."""
+    record = store.current(speaker)
+    if record is None or not record.credential:
+        raise UsageError(
+            f"speaker {speaker!r} has no credential in the store ({store.location})",
+            "See `dasctl credentials list`; enroll the speaker with `dasctl register FILE --speaker ID`.",
+        )
+    return Target(
+        credential=record.credential,
+        source="store",
+        speaker=speaker,
+        model_hash=record.model_hash,
+        enrollment_id=record.id,
+    )
+
+
+def target_of(credential: object) -> Target:
+    """What the Python API takes as a credential: a RegisterResult, a register document or record (a
+    dict), a record file (a pathlib.Path), or the text of one (a str: JSON or the bare credential)."""
+    from dasctl.results import RegisterResult
+
+    if isinstance(credential, RegisterResult):
+        credential = credential.document
+    if isinstance(credential, Mapping):
+        return _from_document(dict(credential), "the credential record")
+    if isinstance(credential, Path):
+        return credential_file(credential, str(credential))
+    if isinstance(credential, str):
+        return parse_credential(credential, "the credential")
+    raise UsageError(
+        "credential= takes a RegisterResult, a dict, a pathlib.Path or a str, "
+        f"not a {type(credential).__name__}"
+    )
+
+
+def verify_options(
+    profile: Profile,
+    target: Target,
+    *,
+    protocol: str,
+    duration: float | None,
+    score_threshold: float | None,
+    speed: float,
+    timeout: float,
+) -> RegisterOptions:
+    """The session options of a verify request against this credential."""
+    from dasctl.config import DEFAULT_SCORE_THRESHOLD, DEFAULT_VERIFY_DURATION
+    from dasctl.session import RegisterOptions
+
+    return RegisterOptions(
+        protocol=protocol,
+        authenticity_threshold=profile.authenticity_threshold,
+        audio_total_duration=DEFAULT_VERIFY_DURATION if duration is None else duration,
+        speed=speed,
+        timeout=timeout,
+        kind=events.NS_VERIFY,
+        credential=target.credential,
+        score_threshold=DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold,
+    )
+
+
+def record_verification(
+    store: Store, target: Target, recording: Recording, document: dict[str, Any], profile: Profile,
+    protocol: str, fingerprint: tuple[int, str] | None = None,
+) -> None:
+    """Keep the verification in the store: the audit trail of `credentials history` (`fingerprint`: the
+    input's (size, sha256) when already known, else the file's is taken)."""
+    from dasctl.audio import path_fingerprint
+    from dasctl.store import VerificationRecord
+
+    assert target.speaker is not None
+    outcome = document.get("outcome") or {}
+    error = document.get("error") or {}
+    if fingerprint is None and recording.path is not None:
+        fingerprint = path_fingerprint(recording.path)
+    store.record_verification(
+        VerificationRecord(
+            speaker=target.speaker,
+            ok=bool(document.get("ok")),
+            outcome=outcome.get("event") or error.get("kind"),
+            error=error.get("message"),
+            score=document.get("score"),
+            authenticity=document.get("authenticity"),
+            voice_seconds=document.get("voice_seconds"),
+            call_id=document.get("call_id"),
+            model_hash=target.model_hash,
+            enrollment_id=target.enrollment_id,
+            profile=profile.name,
+            service_url=profile.url,
+            protocol=protocol,
+            source_path=recording.source_path,
+            source_sha256=fingerprint[1] if fingerprint else None,
+            document=document,
+        )
+    )
+
+
+@dataclass
+class Verification:
+    """What every session of one verify run shares."""
+
+    target: Target
+    store: Store | None  # where verifications of target.speaker are kept, if anywhere
+    audio_options: dict[str, Any]
+    profile: Profile
+    tokens: TokenProvider
+    network: NetworkSettings
+    sink: ProgressSink
+    warn: Warn
+
+    async def one(self, recording: Recording, options: RegisterOptions) -> VerifyResult:
+        """One recording: the session, its decision, and its line in the speaker's history."""
+        import asyncio
+
+        from dasctl.store import StoreError
+
+        document, error, fingerprint = await self._decision(recording, options)
+        store_error: DasctlError | None = None
+        if self.store is not None and self.target.speaker is not None and document.get("outcome") is not None:
+            try:
+                await asyncio.to_thread(record_verification, self.store, self.target, recording, document,
+                                        self.profile, options.protocol, fingerprint)
+            except StoreError as failure:
+                # the decision stands, but an audit trail with a hole in it must not look like success
+                self.warn(f"{recording.name}: the verification was not recorded: {failure.message}")
+                store_error = failure
+        return VerifyResult.from_document(document, error, store_error)
+
+    async def _decision(
+        self, recording: Recording, options: RegisterOptions
+    ) -> tuple[dict[str, Any], DasctlError | None, tuple[int, str] | None]:
+        """(the dasctl.verify/1 document, the error that decides the exit code or None, the input's
+        (size, sha256) when it was held in memory)."""
+        from dasctl import results
+        from dasctl.session import register_audio
+
+        name, target = recording.name, self.target
+        fingerprint = None
+        try:
+            with recording.open(**self.audio_options) as opened:
+                fingerprint = opened.known_fingerprint
+                outcome = await register_audio(
+                    opened.stream, options, self.profile, self.tokens, self.network, self.sink.update
+                )
+        except (AudioError, AuthError, ServiceUnavailable, UsageError) as failure:
+            self.sink.end()
+            document = results.failure_document(
+                name, failure, call_id=options.call_id, schema=results.VERIFY_SCHEMA
+            )
+            document["speaker"] = target.speaker
+            return document, failure, fingerprint
+        self.sink.end()
+        document = results.verify_document(
+            name,
+            outcome,
+            speaker=target.speaker,
+            model_hash=target.model_hash,
+            score_threshold=options.score_threshold,
+            audio_total_duration=options.audio_total_duration,
+        )
+        error: DasctlError | None = results.outcome_error(name, outcome)
+        result = outcome.result
+        if error is not None and result.name in VERIFY_HINTS:
+            error.hint = VERIFY_HINTS[result.name]
+            document["error"]["hint"] = error.hint
+        if error is not None and is_credential_refusal(result.name, result.content):
+            error = stale_model_error(name, result.content, target, self.profile.model_hash)
+            document["error"] = {
+                "kind": error.kind,
+                "message": error.message,
+                "hint": error.hint,
+                "event": result.name,
+            }
+        return document, error, fingerprint
+
+
+async def verify_each(
+    recordings: Sequence[Recording],
+    target: Target,
+    options: RegisterOptions,
+    profile: Profile,
+    *,
+    store: Store | None = None,
+    audio_options: dict[str, Any] | None = None,
+    sink: ProgressSink | None = None,
+    warn: Warn,
+    on_result: Callable[[VerifyResult, int, int], None] = lambda result, index, total: None,
+    env: Mapping[str, str] | None = None,
+) -> list[VerifyResult]:
+    """Verify each recording in turn against the target's credential."""
+    from dasctl.auth import TokenProvider
+    from dasctl.net import NetworkSettings
+
+    network = NetworkSettings.from_profile(profile, env)
+    verification = Verification(
+        target, store, audio_options or {}, profile, TokenProvider(profile, network, env), network,
+        sink or NoProgress(), warn,
+    )
+
+    async def one(index: int, recording: Recording, file_options: RegisterOptions) -> VerifyResult:
+        return await verification.one(recording, file_options)
+
+    return await run_each(recordings, options, verification.sink, one, on_result)

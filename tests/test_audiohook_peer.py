@@ -3,8 +3,9 @@
 Nothing of dasctl's emulator is used: the peer below is its own reading of the protocol (aiohttp
 WebSocketResponse). It records every message and frame, and checks what a strict server checks:
 seq without gaps, serverseq, the exact position of every message, the signature over the request
-target as it arrived, the close transaction after `disconnect` (before and after `opened`), and
-pause/resume (no audio between `paused` and `resumed`).
+target as it arrived, the close transaction after `disconnect` (before and after `opened`),
+pause/resume (no audio between `paused` and `resumed`), and what `opened` may ask: `startPaused` (no
+audio before `resumed`) and `discardTo` (the skipped audio in `discarded`, every position counting it).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Script:
     pause_at: int | None = None
     resume_after: float = 0.3  # seconds after the client's `paused`
     secret: str | None = None  # when set, the handshake signature is required
+    start_paused: bool = False  # `opened` says startPaused (then `resume` resume_after s after `paused`)
+    discard_to: str | None = None  # `opened` says discardTo (an ISO duration)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Record:
     problems: list[str] = field(default_factory=list)
     socket_closed_by_client: bool = False
     signature_ok: bool | None = None
+    audio: bytearray = field(default_factory=bytearray)  # every audio byte, in order
 
     def messages(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [m for what, m in self.log if what == "msg" and (kind is None or m["type"] == kind)]
@@ -123,7 +127,8 @@ class Peer:
         out_seq = 0
         in_seq = 0
         received = 0
-        paused = False
+        paused = False  # from the client's `paused` (or `opened` with startPaused) to its `resumed`
+        discarded = 0  # samples the client said it skipped
         pause_sent = False
         disconnect_sent = False
 
@@ -141,6 +146,7 @@ class Peer:
         async for frame in ws:
             if frame.type == WSMsgType.BINARY:
                 record.log.append(("audio", len(frame.data)))
+                record.audio += frame.data
                 if paused:
                     record.problems.append("audio between paused and resumed")
                 received += len(frame.data)
@@ -165,9 +171,14 @@ class Peer:
             in_seq = message["seq"]
             if message["serverseq"] > out_seq:
                 record.problems.append(f"serverseq {message['serverseq']} > {out_seq}")
-            if seconds(message["position"]) != Decimal(received) / RATE:
+            if message["type"] == "discarded":
+                discarded += int(seconds(message["parameters"]["discarded"]) * RATE)
+                if seconds(message["parameters"]["start"]) != Decimal(received) / RATE:
+                    record.problems.append(f"discarded from {message['parameters']['start']}")
+            if seconds(message["position"]) != Decimal(received + discarded) / RATE:
                 record.problems.append(
-                    f"{message['type']} position {message['position']} after {received} bytes"
+                    f"{message['type']} position {message['position']} after {received} bytes "
+                    f"and {discarded} discarded"
                 )
             if message.get("version") != "2" or message.get("id") != session_id:
                 record.problems.append(f"bad envelope {message}")
@@ -178,12 +189,17 @@ class Peer:
                     disconnect_sent = True
                     await send("disconnect", {"reason": reason, "info": info})
                 else:
-                    await send("opened", {"startPaused": False, "media": message["parameters"]["media"][:1]})
+                    opened = {"startPaused": script.start_paused, "media": message["parameters"]["media"][:1]}
+                    if script.discard_to is not None:
+                        opened["discardTo"] = script.discard_to
+                    paused = script.start_paused
+                    await send("opened", opened)
             elif kind == "ping":
                 await send("pong", {})
             elif kind == "paused":
                 paused = True
-                resumer = asyncio.create_task(resume_later())
+                if resumer is None:
+                    resumer = asyncio.create_task(resume_later())
             elif kind == "resumed":
                 paused = False
             elif kind == "close":
@@ -317,3 +333,63 @@ def test_signature_is_over_the_target_as_sent() -> None:
     assert outcome is True
     assert record.target.startswith("/hook?tenant=")
     assert " " not in record.target
+
+
+def test_start_paused_sends_paused_at_once_and_no_audio_until_resume() -> None:
+    record, outcome, pauses = run(Script(start_paused=True, resume_after=0.3, disconnect_at=16000), AUDIO)
+    assert outcome is True
+    assert record.problems == []  # includes: no audio before `resumed`
+    kinds = [m["type"] for m in record.messages()]
+    assert kinds[:3] == ["open", "paused", "resumed"]
+    assert record.log.index(("msg", record.messages("resumed")[0])) < next(
+        i for i, (what, _) in enumerate(record.log) if what == "audio"
+    )
+    resumed = record.messages("resumed")[0]
+    assert resumed["parameters"] == {"start": "PT0S", "discarded": "PT0S"}  # held in place
+    assert record.messages("paused")[0]["position"] == "PT0S"
+    assert bytes(record.audio) == AUDIO[: len(record.audio)]  # from the very start
+    assert pauses == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("discard_to", "frame", "skipped"),
+    [
+        ("PT1.3S", 1600, 9600),  # 10400 samples, rounded down to whole 200 ms frames: 1.2 s
+        ("PT1.2S", 1600, 9600),  # exactly on a frame
+        ("PT0.1S", 1600, 0),  # inside the first frame: nothing skipped, no `discarded`
+        ("PT2.0004S", 1597, 15970),  # 16003 samples: ten frames of 1597
+    ],
+)
+def test_discard_to_skips_whole_frames_and_counts_them_in_every_position(
+    discard_to: str, frame: int, skipped: int
+) -> None:
+    record, outcome, _ = run(Script(discard_to=discard_to), AUDIO, frame=frame)
+    assert outcome is False  # the audio ran out: close with reason end
+    assert record.problems == []  # every position = audio received + audio discarded, exactly
+    assert bytes(record.audio) == AUDIO[skipped:]
+    discards = record.messages("discarded")
+    if skipped:
+        assert [m["parameters"] for m in discards] == [
+            {"start": "PT0S", "discarded": f"PT{Decimal(skipped) / RATE}S"}
+        ]
+        assert discards[0]["position"] == f"PT{Decimal(skipped) / RATE}S"
+    else:
+        assert discards == []
+    close = record.messages("close")[0]
+    assert close["position"] == f"PT{Decimal(len(AUDIO)) / RATE}S"  # the whole stream: sent + skipped
+
+
+def test_discard_to_past_the_end_skips_everything() -> None:
+    record, outcome, _ = run(Script(discard_to="PT60S"), AUDIO)
+    assert outcome is False and record.problems == []
+    assert record.audio == b""
+    assert record.messages("discarded")[0]["parameters"] == {"start": "PT0S", "discarded": "PT6.4S"}
+
+
+def test_discard_then_start_paused_in_the_reference_clients_order() -> None:
+    script = Script(start_paused=True, discard_to="PT1S", resume_after=0.2, disconnect_at=8000)
+    record, outcome, _ = run(script, AUDIO)
+    assert outcome is True and record.problems == []
+    assert [m["type"] for m in record.messages()][:4] == ["open", "discarded", "paused", "resumed"]
+    assert record.messages("resumed")[0]["parameters"] == {"start": "PT1S", "discarded": "PT0S"}
+    assert bytes(record.audio) == AUDIO[8000 : 8000 + len(record.audio)]

@@ -238,3 +238,43 @@ def test_a_disconnect_before_opened_from_the_emulator_gets_the_close_transaction
     assert [line.split()[2] for line in server_said] == ["disconnect", "closed"]  # it answered our close
     assert client.seq == 2  # open, then close
     assert client.ws is not None and client.ws.closed
+
+
+@pytest.mark.parametrize(
+    ("text", "samples"),
+    [
+        ("PT2.5S", 20000),
+        ("PT0S", 0),
+        ("PT1M2.5S", 500000),
+        ("PT1H", 28800000),
+        ("PT0.0000625S", 1),  # half a sample rounds up, as the reference client's Math.round does
+        ("PT11.675875S", 93407),
+        ("2.5", None),
+        ("PT", None),
+        ("PT-1S", None),
+        (2.5, None),
+    ],
+)
+def test_audiohook_durations_are_read_to_the_nearest_sample(text: object, samples: int | None) -> None:
+    from dasctl.channels.positions import duration_samples
+
+    assert duration_samples(text) == samples
+
+
+def test_replayable_audio_sends_the_first_frames_again_until_its_limit() -> None:
+    from dasctl.stream import ChainedAudio, ReplayableAudio
+
+    class Frames:
+        duration = 1.0
+
+        def frames(self, frame_ms: int = 20) -> list[bytes]:
+            return [bytes([i]) * 160 for i in range(10)]
+
+    replay = ReplayableAudio(ChainedAudio([Frames(), Frames()]), limit_bytes=800)
+    first = replay.frames(20)
+    assert [next(first) for _ in range(3)] == [bytes([i]) * 160 for i in range(3)]
+    assert replay.rewind()  # 480 bytes read: all kept
+    again = list(replay.frames(20))
+    assert again == [bytes([i]) * 160 for i in range(10)] * 2  # from the very start, nothing lost
+    assert not replay.rewind()  # past 800 bytes: a third try could not start from the start
+    assert ChainedAudio([Frames(), Frames()]).duration == 2.0

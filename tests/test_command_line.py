@@ -175,16 +175,52 @@ def test_bash_completes_commands_options_and_values(isolated_config, dasctl):
     assert set(_bash_complete("dasctl auth status -p ", isolated_config)) == {"local", "staging"}
 
 
-def test_completion_does_not_import_audio_or_network_libraries(isolated_config):
-    env = {**os.environ, "_DASCTL_COMPLETE": "complete_bash", "COMP_WORDS": "dasctl register x --protocol ",
-           "COMP_CWORD": "4"}
+@pytest.mark.parametrize(("words", "expected"), [
+    ("dasctl register x --protocol ", "twilio"),
+    ("dasctl credentials show C", "CUST1"),  # speaker ids from the store
+])
+def test_completion_does_not_import_audio_or_network_libraries(isolated_config, words, expected):
+    from dasctl.store import EnrollmentRecord, open_store
+
+    store = open_store()
+    try:
+        store.record_enrollment(EnrollmentRecord("CUST1", True, credential="c", model_hash="m"))
+    finally:
+        store.close()
+    env = {**os.environ, "_DASCTL_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split(" ")) - 1)}
     code = (
         "import sys, runpy; sys.argv = ['dasctl', 'register', 'x']\n"
         "from dasctl.cli import main\n"
         "status = main([])\n"
-        "heavy = [m for m in ('numpy', 'socketio', 'soundfile', 'soxr') if m in sys.modules]\n"
+        "heavy = [m for m in ('numpy', 'socketio', 'soundfile', 'soxr', 'rich') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert "twilio" in result.stdout
+    assert expected in result.stdout
     assert "HEAVY []" in result.stderr, result.stderr
+
+
+def test_register_shows_the_credential_masked_and_keeps_it_whole_in_json_and_output(
+    dasctl, emulator, tmp_path: Path
+) -> None:
+    import json
+
+    from dasctl.store import open_store
+
+    speech = str(Path(__file__).parent / "data" / "speech-a-8k-mono.wav")
+    env = emulator.client_env()
+    human = dasctl("register", speech, "--speaker", "CUST1", "--speed", "0", "-o", str(tmp_path / "c.json"),
+                   env=env)
+    assert human.returncode == 0, human.stderr
+    whole = json.loads((tmp_path / "c.json").read_text())["credential"]
+    assert len(whole) > 24 and whole not in human.stdout
+    (row,) = [line.split() for line in human.stdout.splitlines() if line.split()[:1] == ["credential"]]
+    assert row == ["credential", whole[:4] + "…" + whole[-6:]]  # as `credentials list` masks it
+    as_json = dasctl("register", speech, "--speaker", "CUST2", "--speed", "0", "--json", env=env)
+    document = json.loads(as_json.stdout)
+    store = open_store()
+    try:
+        assert document["credential"] == store.current("CUST2").credential
+    finally:
+        store.close()

@@ -11,6 +11,7 @@ import uuid
 import pytest
 import websocket
 
+from tests.conftest import DATA
 from tests.emulator_client import (
     AudioHookClient,
     mulaw_of,
@@ -229,3 +230,91 @@ def test_signatures_required_when_a_secret_is_configured(start_emulator, monkeyp
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             AudioHookClient(server, headers=headers)
         assert refused.value.status_code == 401
+
+
+# --- `opened` with startPaused and discardTo (serve --start-paused, --discard-to) -----------------------
+def test_start_paused_is_announced_and_audio_before_resumed_is_refused(start_emulator):
+    server = start_emulator("--start-paused", "--resume-after", "0.2")
+    call_id, signalling = start_session(server)
+    hook = AudioHookClient(server)
+    try:
+        assert hook.open(call_id)["parameters"]["startPaused"] is True
+        disconnect = hook.stream(mulaw_of(SPEECH)[:1600], wait=5)  # a client that ignores startPaused
+        assert disconnect is not None and disconnect["parameters"]["reason"] == "error"
+        assert "opened said startPaused" in disconnect["parameters"]["info"]
+    finally:
+        hook.shutdown()
+    assert names(signalling.until_terminal())[-1] == "error-audio"
+
+
+def test_start_paused_client_is_resumed_after_its_paused(start_emulator):
+    server = start_emulator("--start-paused", "--resume-after", "0.2")
+    call_id, signalling = start_session(server)
+    hook = AudioHookClient(server)
+    try:
+        hook.open(call_id)
+        hook.send("paused")
+        assert hook.receive()["type"] == "resume"
+        hook.send("resumed", {"start": "PT0S", "discarded": "PT0S"})
+        disconnect = hook.stream(mulaw_of(SPEECH))
+        assert disconnect is not None and disconnect["parameters"]["reason"] == "completed"
+        hook.close()
+    finally:
+        hook.shutdown()
+    assert names(signalling.until_terminal())[-1] == "result-success"
+
+
+def test_discard_to_is_announced_and_checked(start_emulator):
+    server = start_emulator("--discard-to", "1.3")
+    audio = mulaw_of(SPEECH)
+    # a client that ignores discardTo sends audio from PT0S
+    call_id, signalling = start_session(server)
+    hook = AudioHookClient(server)
+    try:
+        assert hook.open(call_id)["parameters"]["discardTo"] == "PT1.3S"
+        disconnect = hook.stream(audio[:1600], wait=5)
+        assert disconnect is not None and "discardTo PT1.3S" in disconnect["parameters"]["info"]
+    finally:
+        hook.shutdown()
+    assert names(signalling.until_terminal())[-1] == "error-audio"
+    # one that skips six 200 ms frames, says so, and counts them in every position is served
+    call_id, signalling = start_session(server)
+    hook = AudioHookClient(server)
+    try:
+        hook.open(call_id)
+        hook.position = 1.2
+        hook.send("discarded", {"start": "PT0S", "discarded": "PT1.2S"})
+        whole_frames = audio[9600 : 9600 + 1600 * ((len(audio) - 9600) // 1600)]  # .2f positions stay exact
+        disconnect = hook.stream(whole_frames)
+        assert disconnect is not None and disconnect["parameters"]["reason"] == "completed"
+        assert hook.close()["type"] == "closed"
+    finally:
+        hook.shutdown()
+    assert names(signalling.until_terminal())[-1] == "result-success"
+
+
+def test_discard_to_a_position_that_forgets_the_discarded_audio_is_refused(start_emulator):
+    server = start_emulator("--discard-to", "1.3")
+    call_id, signalling = start_session(server)
+    hook = AudioHookClient(server)
+    try:
+        hook.open(call_id)
+        hook.send("discarded", {"start": "PT0S", "discarded": "PT1.2S"})  # position still PT0S
+        disconnect = hook.receive()
+        assert disconnect["type"] == "disconnect"
+        assert "should be PT1.2S" in disconnect["parameters"]["info"]
+    finally:
+        hook.shutdown()
+
+
+@pytest.mark.parametrize("flags", [("--start-paused", "--resume-after", "0.3"), ("--discard-to", "1.3")])
+def test_dasctl_honours_what_opened_asks(start_emulator, dasctl, flags):
+    server = start_emulator(*flags)
+    run = dasctl(
+        "register", str(DATA / SPEECH), "--protocol", "audiohook", "--speed", "0", "--no-store", "--json",
+        env=server.client_env(),
+    )
+    assert run.returncode == 0, run.stderr
+    assert '"result-success"' in run.stdout
+    if "--start-paused" in flags:
+        assert "paused by the service" in run.stderr

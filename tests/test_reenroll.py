@@ -176,23 +176,69 @@ def test_speakers_without_kept_audio_are_reported_with_what_to_do_and_exit_7(
     assert run.returncode == ExitCode.BATCH_FAILED
     statuses = {d["speaker"]: d["status"] for d in ndjson(run.stdout)}
     assert statuses == {"spk-000": "reenrolled", "spk-001": "no-audio", "spk-002": "reenrolled"}
-    assert "spk-001: not re-enrolled: no kept enrollment audio" in run.stderr
+    assert run.stderr.count("spk-001: no kept enrollment audio") == 1, run.stderr
     assert "1 of 3 speaker(s) not re-enrolled: spk-001" in run.stderr
     assert "dasctl register FILE --speaker" in run.stderr
     assert current_models() == {"spk-000": "new", "spk-001": "old", "spk-002": "new"}
 
 
-def test_a_model_the_service_does_not_have_fails_every_speaker_and_lists_them(
+def test_a_model_the_service_does_not_have_is_one_error_before_any_session(
     dasctl: Any, two_models: Emulator
 ) -> None:
+    seed(10)
+    before = enrollments()
+    run = dasctl("reenroll", "--model-hash", "nwe", *FAST, "--json", env=two_models.client_env())
+    assert run.returncode == ExitCode.REJECTED
+    assert run.stderr.splitlines() == [
+        "dasctl: error: the service has no model 'nwe': nothing was re-enrolled",
+        "  Models the service has: old, new. Did you mean --model-hash new?",
+    ]
+    assert run.stdout == ""
+    assert enrollments() == before  # no session ran: no failed attempt recorded for anyone
+    dry = dasctl("reenroll", "--model-hash", "nwe", "--dry-run", env=two_models.client_env())
+    assert dry.returncode == ExitCode.REJECTED and "Did you mean --model-hash new?" in dry.stderr
+    assert dry.stdout == ""
+    offline = dasctl("reenroll", "--model-hash", "nwe", "--dry-run", env={"DASCTL_URL": "http://127.0.0.1:9"})
+    assert offline.returncode == 0, offline.stderr  # a dry run without the service still plans
+    assert "dasctl: warning: could not check that the service has model nwe" in offline.stderr
+    assert "would re-enroll spk-000: model old -> nwe" in offline.stdout
+
+
+def test_each_failure_is_printed_once(dasctl: Any, two_models: Emulator) -> None:
+    seed(3, without_audio=(1,))
+    store = open_store()
+    try:  # spk-009's kept audio is a tone: the service answers result-fail-spoof
+        store.record_enrollment(EnrollmentRecord(
+            speaker="spk-009", ok=True, origin="register", outcome="result-success", credential="c-9",
+            model_hash="old", call_id=str(uuid.uuid4()), protocol="twilio",
+            audio=mulaw("tone-440-8k-mono.wav")))
+    finally:
+        store.close()
+    run = dasctl("reenroll", "--model-hash", "new", *FAST, env=two_models.client_env())
+    assert run.returncode == ExitCode.BATCH_FAILED, run.stderr
+    assert run.stderr.count("spk-001: no kept enrollment audio") == 1, run.stderr
+    assert run.stderr.count("spk-009: ") == 1, run.stderr
+    assert "2 of 4 speaker(s) not re-enrolled: spk-001, spk-009" in run.stderr
+    quiet = dasctl("reenroll", "--model-hash", "new", *FAST, "-q", env=two_models.client_env())
+    assert quiet.returncode == ExitCode.BATCH_FAILED
+    assert quiet.stderr.count("spk-001: no kept enrollment audio") == 1, quiet.stderr
+    assert quiet.stderr.count("spk-009: ") == 1, quiet.stderr
+
+
+def test_the_end_offers_to_move_the_profile_to_the_new_model(dasctl: Any, two_models: Emulator) -> None:
     seed(2)
-    run = dasctl("reenroll", "--model-hash", "unknown-model", *FAST, env=two_models.client_env())
-    assert run.returncode == ExitCode.BATCH_FAILED
-    assert "2 of 2 speaker(s) not re-enrolled: spk-000, spk-001" in run.stderr
-    assert "error-parameters" in run.stderr and "Traceback" not in run.stderr
-    assert current_models() == {"spk-000": "old", "spk-001": "old"}
-    # the failed attempts are history; the old credentials stay current
-    assert [(r.origin, r.ok) for r in enrollments()["spk-000"]] == [("register", True), ("reenroll", False)]
+    env = two_models.client_env()
+    run = dasctl("reenroll", "--model-hash", "new", *FAST, env=env)
+    assert run.returncode == 0, run.stderr
+    offer = "  dasctl config set model_hash new --profile local"
+    assert "profile 'local' still names model dasctl-emulator-model-v1" in run.stderr
+    assert offer in run.stderr.splitlines()
+    moved = dasctl(*offer.split()[1:], env=env)
+    assert moved.returncode == 0, moved.stderr
+    again = dasctl("reenroll", "--model-hash", "new", *FAST, env=env)
+    assert again.returncode == 0 and "config set model_hash" not in again.stderr
+    from_env = dasctl("reenroll", "--model-hash", "new", *FAST, env={**env, "DASCTL_MODEL_HASH": "old"})
+    assert "  export DASCTL_MODEL_HASH=new" in from_env.stderr.splitlines()
 
 
 def test_a_refused_token_stops_the_batch_with_exit_4_and_records_nothing(
@@ -310,3 +356,44 @@ def test_a_terminal_shows_one_bar_over_the_batch(two_models: Emulator, tmp_path:
         assert "8/8" in final and "re-enrolled 8 of 8 speaker(s) with new; 0 failed" in final
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+
+
+def test_register_and_watch_warn_when_the_profile_was_left_on_the_old_model(
+    dasctl: Any, two_models: Emulator, tmp_path: Path
+) -> None:
+    seed(3, model="new")  # the store was moved to `new`...
+    env = two_models.client_env()
+    assert dasctl("config", "set", "model_hash", "old", "--profile", "local", env=env).returncode == 0
+    warning = ("dasctl: warning: profile 'local' enrolls with model old, but no speaker in the store has a "
+               "credential of it, and 3 of 3 have model new (re-enrolled?); to enroll with new: "
+               "dasctl config set model_hash new --profile local")
+    tone = str(DATA / "tone-440-8k-mono.wav")  # refused (exit 5): keeps the store as it is
+    run = dasctl("register", tone, "--speaker", "CUST1", *FAST, env=env)
+    assert run.returncode == ExitCode.REJECTED, run.stderr
+    assert warning in run.stderr.splitlines()
+    chosen = dasctl("register", tone, "--speaker", "CUST1", "--model-hash", "old", *FAST, env=env)
+    assert chosen.returncode == ExitCode.REJECTED and "warning: profile" not in chosen.stderr
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(DATA / "speech-b-16k-mono.wav", inbox / "CUST3.wav")
+    watched = dasctl("watch", str(inbox), "--once", *FAST, env=env)
+    assert watched.returncode == 0, watched.stderr
+    assert warning in watched.stderr
+    # the profile's model now holds a speaker (CUST3): no more warning
+    again = dasctl("register", tone, "--speaker", "CUST1", *FAST, env=env)
+    assert again.returncode == ExitCode.REJECTED and "warning: profile" not in again.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_store_counts_current_credentials_by_model(backend: str, tmp_path: Path, request: Any) -> None:
+    url = str(tmp_path / "s.db") if backend == "sqlite" else request.getfixturevalue("postgres_store_url")
+    store = open_store(url)
+    try:
+        for speaker, model in (("a", "m1"), ("b", "m1"), ("c", "m2"), ("a", "m2")):  # a moves from m1 to m2
+            store.record_enrollment(EnrollmentRecord(speaker, True, credential="c", model_hash=model))
+        store.record_enrollment(EnrollmentRecord("d", False, model_hash="m3"))  # failed: no credential
+        assert store.current_models() == {"m1": 1, "m2": 2}
+        assert store.holds_model("m1") and store.holds_model("m2") and not store.holds_model("m3")
+        assert store.speaker_ids("", 2) == ["a", "b"] and store.speaker_ids("c") == ["c"]
+    finally:
+        store.close()

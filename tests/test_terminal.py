@@ -126,8 +126,9 @@ def finished_screen(emulator: Emulator, tmp_path: Path, args: str, env: dict[str
         (f"register {SPEECH} --speed 0", {"TERM": "xterm-256color"}, True),
         (f"--no-color register {SPEECH} --speed 0", {"TERM": "xterm-256color"}, False),
         (f"register {SPEECH} --speed 0", {"TERM": "xterm-256color", "NO_COLOR": "1"}, False),
+        (f"register {SPEECH} --speed 0 --no-color", {"TERM": "xterm-256color"}, False),
     ],
-    ids=["default", "--no-color", "NO_COLOR"],
+    ids=["default", "--no-color", "NO_COLOR", "--no-color-after-the-command"],
 )
 def test_colour_on_a_terminal_unless_asked_not_to(
     emulator: Emulator, tmp_path: Path, args: str, env: dict[str, str], coloured: bool
@@ -145,3 +146,42 @@ def test_a_dumb_terminal_gets_plain_lines_not_a_bar(emulator: Emulator, tmp_path
     assert "━" not in screen and not COLOUR.search(screen)
     assert "speech-a-8k-mono.wav: connecting" in screen
     assert "speech-a-8k-mono.wav: result-success" in screen
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize("models", [("dasctl-emulator-model-v1", "dasctl-emulator-model-v2"),
+                                    ("vd-2027-05-a3f5c9e1d2b4f6a8c", "vd-2026-11-9b1d2c3e4f5a6b7c8")])
+def test_credentials_history_fits_100_columns_with_every_model_hash_whole(
+    tmp_path: Path, models: tuple[str, str]
+) -> None:
+    from dasctl.store import EnrollmentRecord, VerificationRecord, open_store
+    from tests.test_pipes import Terminal
+
+    store_file = tmp_path / "store.db"
+    store = open_store(str(store_file))
+    try:
+        old, new = models
+        store.record_enrollment(EnrollmentRecord("CUST1", True, credential="Q" * 300, model_hash=old,
+                                                 outcome="result-success"))
+        store.record_enrollment(EnrollmentRecord("CUST1", False, outcome="result-fail-spoof", model_hash=new))
+        store.record_enrollment(EnrollmentRecord("CUST1", True, credential="R" * 300, model_hash=new,
+                                                 outcome="result-success"))
+        store.record_verification(VerificationRecord("CUST1", True, outcome="result-success", score=0.91,
+                                                     model_hash=new))
+    finally:
+        store.close()
+    terminal = Terminal(tmp_path)
+    try:
+        code, _ = terminal.run(f"dasctl credentials history CUST1 --store {shlex.quote(str(store_file))}",
+                               {"DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"], "TERM": "xterm"},
+                               width=100, height=20)
+        screen = terminal.tmux("capture-pane", "-p")
+    finally:
+        terminal.close()
+    assert code == "0", screen
+    lines = screen.splitlines()
+    assert lines[0].split() == ["when", "what", "outcome", "model", "hash", "credential", "id"], screen
+    rows = [line for line in lines if line.startswith("20")]
+    assert len(rows) == 4
+    assert [next(word for word in row.split() if word in models) for row in rows] == [old, new, new, new]
+    assert "QQQQ…QQQQQQ" in rows[0] and "…" not in rows[1]  # masked credential whole, nothing else cut

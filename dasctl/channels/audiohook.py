@@ -4,6 +4,8 @@ open -> opened -> binary audio (with pings) -> close -> closed. The service send
 (reason `completed`) means it has enough audio: stop sending, run the close transaction, no error.
 A `disconnect` in any state, even before `opened`, is answered the same way (close, closed, socket).
 `pause` holds the recording where it is (reply `paused`); `resume` goes on from there (`resumed`).
+`opened` may ask to start paused (`startPaused`: `paused` at once, nothing until `resume`) and to skip the
+audio up to a position (`discardTo`: whole frames skipped, reported in `discarded`, the position moves on).
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from dasctl.channels import httpsig
-from dasctl.channels.twilio import BYTES_PER_SECOND, CLOSE_TIMEOUT, ChannelCut, open_websocket, wait_event
+from dasctl.channels.audiohook_holds import PING_INTERVAL, hold, skip_to_discard_point, wait_any
+from dasctl.channels.positions import duration_samples, position_text
+from dasctl.channels.twilio import (
+    BYTES_PER_SECOND,
+    CLOSE_TIMEOUT,
+    AudioRefused,
+    ChannelCut,
+    open_websocket,
+    wait_event,
+)
 from dasctl.errors import AuthError, ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -31,22 +42,8 @@ log = logging.getLogger(__name__)
 VERSION = "2"
 OPEN_TIMEOUT = 5.0  # the reference client's timer for `opened`
 CLOSED_TIMEOUT = 10.0  # the reference client's timer for `closed`
-PING_INTERVAL = 5.0
 MAX_FRAME_BYTES = 64 * 1024
 MEDIA = [{"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000}]
-
-
-def position_text(samples: int) -> str:
-    """An AudioHook position from a sample count: exact ISO 8601 `PT<seconds>S` (PT11.675875S, PT0S).
-
-    Integer arithmetic: 8000 samples a second always give at most six decimals, never rounded, never
-    in exponent form.
-    """
-    whole, rest = divmod(max(samples, 0), BYTES_PER_SECOND)
-    if not rest:
-        return f"PT{whole}S"
-    micro = rest * 1_000_000 // BYTES_PER_SECOND  # exact: 10**6 is a multiple of 8000
-    return f"PT{whole}.{micro:06d}".rstrip("0") + "S"
 
 
 class AudioHookClient:
@@ -74,6 +71,9 @@ class AudioHookClient:
         self.seq = 0
         self.serverseq = 0
         self.samples_sent = 0  # the stream position: mu-law at 8 kHz is one byte per sample
+        self.samples_discarded = 0  # skipped at the server's `discardTo`: in the position, never sent
+        self.start_paused = False  # `opened` said startPaused
+        self.discard_to: int | None = None  # `opened` said discardTo (samples)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()  # server `closed`, or the socket went away
@@ -176,6 +176,10 @@ class AudioHookClient:
         parameters: dict[str, Any] = raw_parameters if isinstance(raw_parameters, dict) else {}
         log.debug("audiohook: server %s seq=%s", kind, seq)
         if kind == "opened":
+            self.start_paused = parameters.get("startPaused") is True
+            self.discard_to = duration_samples(parameters.get("discardTo"))
+            if self.start_paused:
+                self.pause_requested.set()  # held from the start: `paused` goes out before any audio
             self.opened.set()
         elif kind == "pong":
             self.pongs += 1
@@ -206,7 +210,7 @@ class AudioHookClient:
         if self.disconnected.is_set():
             # the server expects the close transaction in every state (PROTOCOL.md §4.2)
             await self.close_transaction("disconnect")
-            raise self._disconnect_error("before opening the session")
+            raise self._disconnect_error("before opening the session", refused=True)
         if self.socket_gone.is_set():
             raise ChannelCut("the audiohook audio consumer closed the connection instead of answering `open`")
         if not self.opened.is_set():
@@ -215,7 +219,7 @@ class AudioHookClient:
                 "The service is slow or stalled; try again later.",
             )
 
-    def _disconnect_error(self, when: str) -> AuthError | ServiceUnavailable:
+    def _disconnect_error(self, when: str, refused: bool = False) -> AuthError | ServiceUnavailable:
         why = str(self.disconnect_reason)
         if self.disconnect_info:
             why = f"{why}: {self.disconnect_info}"
@@ -224,6 +228,9 @@ class AudioHookClient:
                 f"the audiohook audio consumer refused the session ({when}): {why}",
                 "Check the profile's AudioHook API key and secret (dasctl config show).",
             )
+        if refused:
+            # e.g. no session waits for this call id yet: `dasctl stream --wait` tries again
+            return AudioRefused(f"the audiohook audio consumer refused the stream {when} ({why})")
         return ChannelCut(f"the audiohook audio consumer disconnected {when} ({why})")
 
     async def stream(
@@ -241,6 +248,9 @@ class AudioHookClient:
         stopped = asyncio.Event()  # disconnect or socket gone: either one ends sending
         watcher = asyncio.create_task(self._watch_stop(stopped))
         try:
+            frames = await skip_to_discard_point(self, frames)
+            if self.pause_requested.is_set():
+                await hold(self, stopped, pacer, on_pause)  # `opened` said startPaused: before any audio
             async for frame in frames:
                 try:
                     # pausing sends `paused`/`resumed` and pings: the socket may break there too
@@ -278,37 +288,13 @@ class AudioHookClient:
         """Wait until the next frame is due (pacing, and any pause); False when the session stopped."""
         while not stopped.is_set():
             if self.pause_requested.is_set():
-                await self._hold(stopped, pacer, on_pause)
+                await hold(self, stopped, pacer, on_pause)
                 continue
-            delay = pacer.delay(self.position)
-            if not await _wait_any((stopped, self.pause_requested), delay):
+            # pacing counts the audio sent: skipped audio (discardTo) is not waited for
+            delay = pacer.delay((self.samples_sent - self.samples_discarded) / BYTES_PER_SECOND)
+            if not await wait_any((stopped, self.pause_requested), delay):
                 return True  # due, and nothing happened while waiting
         return False
-
-    async def _hold(
-        self, stopped: asyncio.Event, pacer: Pacer, on_pause: Callable[[bool], None] | None
-    ) -> None:
-        """The service paused us: say `paused`, keep pinging, and on `resume` say `resumed` (PT0S skipped)."""
-        held_since = time.monotonic()
-        await self.send("paused")
-        log.debug("audiohook: paused by the service at %s", position_text(self.samples_sent))
-        if on_pause is not None:
-            on_pause(True)
-        try:
-            while not stopped.is_set() and not self.resume_requested.is_set():
-                if not await _wait_any((stopped, self.resume_requested), PING_INTERVAL):
-                    await self.send("ping")
-        finally:
-            # the recording was held in place: later frames are due as much later as the pause lasted
-            pacer.shift(time.monotonic() - held_since)
-            self.pause_requested.clear()
-            self.resume_requested.clear()
-            if on_pause is not None:
-                on_pause(False)
-        if not stopped.is_set():
-            start = position_text(self.samples_sent)
-            await self.send("resumed", {"start": start, "discarded": "PT0S"})
-            log.debug("audiohook: resumed at %s", start)
 
     async def _watch_stop(self, stopped: asyncio.Event) -> None:
         waits = [
@@ -349,23 +335,6 @@ class AudioHookClient:
                 pass
         if self.reader is not None:
             self.reader.cancel()
-
-
-async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> bool:
-    """Wait at most timeout seconds for any of the events; whether one is set."""
-    if any(event.is_set() for event in events):
-        return True
-    if timeout <= 0:
-        # still yield once: sending as fast as possible must let the reader see the service's messages
-        await asyncio.sleep(0)
-        return any(event.is_set() for event in events)
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    return any(event.is_set() for event in events)
 
 
 async def stream_audiohook(

@@ -32,6 +32,15 @@ class ChannelCut(ServiceUnavailable):
     """The audio channel ended abnormally (reset, no close frame): the service may still explain why."""
 
 
+class AudioRefused(ChannelCut):
+    """The audio consumer refused the stream (twilio: a close code that is not a normal one; audiohook:
+    `disconnect` before `opened`), e.g. because no session waits for the call id yet."""
+
+
+#: Close codes of a consumer that ended the stream normally (it had enough); anything else is a refusal.
+NORMAL_CLOSE_CODES = (1000, 1001, 1005, None)
+
+
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     """Wait for the event at most timeout seconds; whether it is set."""
     if timeout <= 0:
@@ -111,14 +120,14 @@ async def stream_twilio(
 
     ws = await open_websocket(http, url, "twilio", connect_timeout)
     service_closed = asyncio.Event()
-    close_frame: list[int | None] = []
+    close_frame: list[tuple[int | None, str]] = []
 
     async def read() -> None:
         # Twilio consumers send nothing we need; we only watch for the close.
         while True:
             message = await ws.receive()
             if message.type == aiohttp.WSMsgType.CLOSE:
-                close_frame.append(ws.close_code)
+                close_frame.append((ws.close_code, str(message.extra or "")))
                 break
             if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
                 break
@@ -149,9 +158,15 @@ async def stream_twilio(
                 )
                 await ws.close()
                 return False
-        if close_frame:
-            log.debug("twilio: the service closed the audio channel (code %s): it has enough", close_frame[0])
+        if close_frame and close_frame[0][0] in NORMAL_CLOSE_CODES:
+            log.debug("twilio: the service closed the audio channel (code %s): enough", close_frame[0][0])
             return True
+        if close_frame:
+            code, reason = close_frame[0]
+            raise AudioRefused(
+                f"the twilio audio consumer refused the stream for call {call_id} (close code {code}"
+                + (f": {reason})" if reason else ")")
+            )
         raise ChannelCut(
             f"the twilio audio channel was cut after {sent_bytes / BYTES_PER_SECOND:.1f} s of audio",
             "The connection to the audio consumer broke; try again.",

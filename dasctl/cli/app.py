@@ -133,11 +133,14 @@ COMPLETE_VAR = "_DASCTL_COMPLETE"
 
 COMPLETION_HELP = compose_help(
     "Print the shell completion script for bash, zsh or fish.",
-    "Commands, options, profile names, protocols and channel names complete. Load the script from your "
-    "shell's startup file, as below; it asks dasctl for the words, so it stays right after an upgrade.",
+    "Commands, options, every choice, profile names, and speaker ids and model hashes from the credential "
+    "store complete. Install the script as below; it asks dasctl for the words, so it stays right after an "
+    "upgrade.",
     examples=[
+        "mkdir -p ~/.local/share/bash-completion/completions",
         "dasctl completion bash > ~/.local/share/bash-completion/completions/dasctl",
-        "dasctl completion zsh > \"${fpath[1]}/_dasctl\"",
+        "mkdir -p ~/.zfunc && dasctl completion zsh > ~/.zfunc/_dasctl   # and fpath=(~/.zfunc $fpath)",
+        "mkdir -p ~/.config/fish/completions",
         "dasctl completion fish > ~/.config/fish/completions/dasctl.fish",
         "eval \"$(dasctl completion bash)\"   # this shell only",
     ],
@@ -151,9 +154,11 @@ VERSION_HELP = compose_help(
 
 def _install_commands() -> None:
     from dasctl.cli import auth, config, credentials, reenroll, register, serve, transcode, verify, watch
+    from dasctl.cli import stream as live_call_commands
 
     for module in (auth, register, watch, credentials, verify, reenroll, serve, transcode, config):
         module.install(app)
+    live_call_commands.install(app)  # stream, call-id
     app.command("completion", help=COMPLETION_HELP)(completion)
     app.command("version", help=VERSION_HELP)(version)
 
@@ -211,11 +216,19 @@ def run(args: list[str]) -> int:
         version()
         return 0
     command = usage.adopt(get_command(_only_the_invoked(args)))
+    if not os.environ.get(COMPLETE_VAR):
+        from dasctl.cli.global_options import hoist
+
+        # `dasctl credentials list --profile team` is read as `dasctl -p team credentials list`
+        args = hoist(command, args)
     try:
         if os.environ.get(COMPLETE_VAR):
             from typer.completion import completion_init
 
+            from dasctl.cli.completion import attach
+
             completion_init()
+            attach(command)  # values: choices, speaker ids and model hashes from the store
         result = command.main(args=args, prog_name="dasctl", complete_var=COMPLETE_VAR,
                               standalone_mode=False)
     except _click.exceptions.NoArgsIsHelpError as bare:

@@ -190,34 +190,13 @@ def open_store_option(flag: str | None, profile: Profile | None = None, *, creat
     return open_store(None)
 
 
-def missing_settings(resolved: Profile, protocol: str) -> None:
-    """Every setting a session with this profile and protocol lacks, named in one UsageError.
+def warn_of_stale_profile_model(store: Store, profile: Profile, stream: IO[str] | None = None) -> None:
+    """register and watch: warn when the profile names a model the store's speakers were moved away from."""
+    from dasctl.reenroll import profile_model_warning
 
-    Hints name commands that exist (`dasctl config set`) and carry the profile they are about."""
-    from dasctl.config import config_key
-    from dasctl.errors import UsageError
-
-    missing: list[tuple[str, str]] = []  # (key, example value)
-    if not resolved.model_hash:
-        missing.append(("model_hash", "HASH"))
-    if not resolved.audio_urls.get(protocol):
-        missing.append((f"audio_url.{protocol}", "wss://HOST/PATH"))
-    if protocol == "audiohook" and not resolved.audiohook_api_key:
-        missing.append(("audiohook_api_key", "KEY"))
-    if not missing:
-        return
-    keys = [key for key, _ in missing]
-    listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
-    commands = "; ".join(
-        f"`dasctl config set {key} {value} --profile {resolved.name}`" for key, value in missing
-    )
-    variables = ", ".join(config_key(key).env for key in keys)
-    flag = " (or pass --model-hash)" if "model_hash" in keys else ""
-    them = "it" if len(keys) == 1 else "them"
-    raise UsageError(
-        f"profile '{resolved.name}' has no {listed}",
-        f"Set {them} with {commands}{flag}, or in the environment: {variables}.",
-    )
+    message = profile_model_warning(store, profile)
+    if message:
+        warn(message, stream)
 
 
 T = TypeVar("T")
@@ -269,32 +248,22 @@ def load_register_request(
     speed: float,
     timeout: float,
     call_id: str | None = None,
+    sends_audio: bool = True,
 ) -> tuple[Profile, RegisterOptions]:
     """The profile with register's per-request flags applied, and the session options they make."""
-    from dasctl.config import load_profile
-    from dasctl.session import RegisterOptions
+    from dasctl.enroll import register_request
 
-    resolved = load_profile(
+    return register_request(
         profile_name(profile),
-        flags={
-            "model_hash": model_hash,
-            "authenticity_threshold": threshold,
-            "audio_total_duration": duration,
-        },
-        flag_names={"authenticity_threshold": "--threshold", "audio_total_duration": "--duration"},
-    )
-    missing_settings(resolved, protocol)  # a usage error now, not after connecting
-    assert resolved.model_hash  # missing_settings checked it
-    options = RegisterOptions(
         protocol=protocol,
-        authenticity_threshold=resolved.authenticity_threshold,
-        audio_total_duration=resolved.audio_total_duration,
-        model_hash=resolved.model_hash,
-        call_id=call_id,
+        model_hash=model_hash,
+        threshold=threshold,
+        duration=duration,
         speed=speed,
         timeout=timeout,
+        call_id=call_id,
+        sends_audio=sends_audio,
     )
-    return resolved, options
 
 
 # Shell completion callbacks: called on every <Tab>, so cheap (no numpy, socketio or audio imports).
@@ -324,4 +293,5 @@ def complete_protocol(incomplete: str) -> list[str]:
 
 
 def complete_channel(incomplete: str) -> list[str]:
-    return [name for name in ("mix", "left", "right", "0", "1") if name.startswith(incomplete)]
+    names = ("mix", "left", "right", "customer", "agent", "0", "1")
+    return [name for name in names if name.startswith(incomplete)]

@@ -98,7 +98,7 @@ def reenroll(
 
     from dasctl import results
     from dasctl.display.reenroll import choose_reenroll_display
-    from dasctl.reenroll import NO_AUDIO, Reenroller, no_audio_result, plan
+    from dasctl.reenroll import Reenroller, check_model, no_audio_result, plan
 
     environment = common.environment()
     common.check_protocol(protocol)
@@ -116,6 +116,25 @@ def reenroll(
         store.require_secrets()
     try:
         work = plan(store, model_hash, speaker)
+        from dasctl.auth import TokenProvider
+        from dasctl.errors import DasctlError, ServiceRejected
+        from dasctl.net import NetworkSettings
+
+        network = NetworkSettings.from_profile(profile_obj)
+        tokens = TokenProvider(profile_obj, network)
+        if work.to_do:
+            # one clear error before any speaker's session, not the same refusal once per speaker
+            known = [r.model_hash or "" for r in [*work.to_do, *work.no_audio]]
+            try:
+                common.run_sessions(check_model(options, profile_obj, tokens, network, known))
+            except ServiceRejected:
+                raise
+            except DasctlError as error:
+                if not dry_run:
+                    raise
+                # a dry run works offline too: it only could not check the model
+                common.warn(f"could not check that the service has model {model_hash}: {error.message}",
+                            environment.stderr)
         if dry_run:
             _print_plan(work, environment, as_json)
             return
@@ -131,11 +150,6 @@ def reenroll(
                 environment.stdout.flush()
 
         async def run() -> None:
-            from dasctl.auth import TokenProvider
-            from dasctl.net import NetworkSettings
-
-            network = NetworkSettings.from_profile(profile_obj)
-            tokens = TokenProvider(profile_obj, network)
             runner = Reenroller(
                 store,
                 options,
@@ -170,18 +184,16 @@ def reenroll(
     done = len(outcomes) - len(failed)
     if not work.total:
         common.say(f"nothing to re-enroll: every current credential was made with {model_hash}")
-        return
-    common.say(f"re-enrolled {done} of {work.total} speaker(s) with {model_hash}; {len(failed)} failed")
+    else:
+        common.say(f"re-enrolled {done} of {work.total} speaker(s) with {model_hash}; {len(failed)} failed")
+    if done or not work.total:
+        _offer_profile_change(profile, model_hash)
     if not failed:
         return
-    for result in failed:
-        if result.status == NO_AUDIO:
-            common.warn(f"{result.speaker}: not re-enrolled: no kept enrollment audio", environment.stderr)
-        else:
-            error = result.document.get("error") or {}
-            common.warn(
-                f"{result.speaker}: not re-enrolled: {error.get('message', 'failed')}", environment.stderr
-            )
+    if quiet or common.OPTIONS.quiet:
+        # the display said nothing: each failure once, here
+        for result in failed:
+            common.warn(f"not re-enrolled: {_failure_reason(result)}", environment.stderr)
     raise BatchFailed(
         f"{len(failed)} of {work.total} speaker(s) not re-enrolled: "
         + ", ".join(result.speaker for result in failed[:10])
@@ -189,6 +201,32 @@ def reenroll(
         "Run the same command again to retry the failed ones; for no kept audio, enroll from a recording "
         "with `dasctl register FILE --speaker ID`.",
     )
+
+
+def _failure_reason(result: SpeakerResult) -> str:
+    from dasctl.reenroll import NO_AUDIO
+
+    if result.status == NO_AUDIO:
+        return f"{result.speaker}: no kept enrollment audio"
+    message = str((result.document.get("error") or {}).get("message", "failed"))
+    return message if message.startswith(result.speaker) else f"{result.speaker}: {message}"
+
+
+def _offer_profile_change(profile: str | None, model_hash: str) -> None:
+    """After a re-enrollment, new registrations still use the profile's model: say how to move it."""
+    from dasctl.config import SOURCE_ENV, config_key, load_profile
+
+    own = load_profile(common.profile_name(profile))
+    if own.model_hash == model_hash:
+        return
+    if own.sources.get("model_hash") == SOURCE_ENV:
+        variable = config_key("model_hash").env
+        common.say(f"{variable} still names model {own.model_hash}, which register and watch enroll with; "
+                   f"to enroll new speakers with {model_hash}:\n  export {variable}={model_hash}")
+        return
+    common.say(f"profile '{own.name}' still names model {own.model_hash}, which register and watch enroll "
+               f"with; to enroll new speakers with {model_hash}:\n"
+               f"  dasctl config set model_hash {model_hash} --profile {own.name}")
 
 
 def install(app: typer.Typer) -> None:

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dasctl.cli import common
+from dasctl.cli.stream import AttachOption, AttachWaitOption
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
-from dasctl.errors import AuthError, BatchFailed, DasctlError, Interrupted, UsageError
+from dasctl.errors import DasctlError, Interrupted
 
 if TYPE_CHECKING:
-    from dasctl.audio import AudioStream
-    from dasctl.config import Profile
-    from dasctl.display.register import RegisterDisplay
     from dasctl.environment import Environment
-    from dasctl.session import RegisterOptions, RegisterOutcome
-    from dasctl.store import Store
-
-#: PROTOCOL.md §5: enrollment wants 3..30 s of voice; outside that is allowed, with a warning.
-USUAL_DURATION = (3.0, 30.0)
+    from dasctl.results import RegisterResult
 
 HELP = compose_help(
     "Enroll a speaker in das-Peak Streaming from each recording (FILE, or - for stdin).",
@@ -40,6 +33,7 @@ HELP = compose_help(
         "dasctl register call.wav --channel right --protocol audiohook --json",
         "dasctl register calls/*.wav --output credentials/   # one credential file per recording",
         "sox call.mp3 -t wav - | dasctl register -",
+        "dasctl register --attach $CALL_ID --speaker CUST12345   # a live call: the platform streams",
     ],
     exit_codes="""
     0 registered
@@ -55,114 +49,6 @@ HELP = compose_help(
 )
 
 
-@dataclass
-class Keeper:
-    """Where register keeps each attempt (the credential store), and under which speaker id."""
-
-    store: Store
-    speaker: str | None  # --speaker; None: each file's stem
-    profile: Profile
-
-    def speaker_for(self, name: str) -> str:
-        from dasctl.store.records import speaker_from_file
-
-        return self.speaker or speaker_from_file(name)
-
-    def keep(
-        self,
-        document: dict[str, Any],
-        source: str,
-        name: str,
-        audio: bytes | None,
-        fingerprint: tuple[int, str] | None,
-    ) -> DasctlError | None:
-        """Record the attempt and add `stored` to its document; the store's error, if writing failed."""
-        from dasctl.store import StoreError
-        from dasctl.store.records import enrollment_from_document, stored_fields
-
-        path = None if source == "-" else str(Path(source).resolve())
-        size, sha256 = fingerprint if fingerprint else (None, None)
-        if size is None and path is not None:
-            try:
-                size = Path(path).stat().st_size
-            except OSError:
-                size = None
-        record = enrollment_from_document(
-            document, speaker=self.speaker_for(name), origin="register", profile=self.profile.name,
-            service_url=self.profile.url, source_path=path, source_size=size, source_sha256=sha256,
-            audio=audio,
-        )
-        try:
-            kept = self.store.record_enrollment(record)
-        except DasctlError as error:
-            document["stored"] = {"id": None, "store": self.store.location, "error": error.message}
-            # the store's errors name it; whatever went wrong, this is exit 6 (the result was printed)
-            return error if isinstance(error, StoreError) else StoreError(error.message, error.hint)
-        document["stored"] = stored_fields(kept, self.store.location)
-        return None
-
-
-@dataclass
-class Outputs:
-    """Where --output and --keep-audio put things for one input."""
-
-    output: Path | None
-    keep_audio: Path | None
-
-
-def _target(
-    option: str, value: Path | None, name: str, suffix: str, several: bool, force: bool = True
-) -> Path | None:
-    """A file path, or with several inputs (or an existing directory) a file named after the input there;
-    an existing file is refused unless force."""
-    if value is None:
-        return None
-    if value.is_dir():
-        stem = "stdin" if name == "-" else Path(name).stem
-        return _not_existing(option, value / f"{stem}{suffix}", force)
-    if several:
-        raise UsageError(
-            f"{option} {value} must be an existing directory when registering several files",
-            f"Create the directory first, e.g. `mkdir -p {value}`; each file's result goes there.",
-        )
-    if not value.parent.is_dir():
-        raise UsageError(f"{option} {value}: the directory {value.parent} does not exist")
-    return _not_existing(option, value, force)
-
-
-def _not_existing(option: str, path: Path, force: bool) -> Path:
-    if not force and path.exists():
-        raise UsageError(f"{option} {path} already exists; not overwriting it",
-                         "Pass --force to replace it, or choose another file.")
-    return path
-
-
-def _check(files: list[str], speed: float, timeout: float, call_id: str | None) -> None:
-    if files.count("-") > 1:
-        raise UsageError("stdin (-) can be given only once")
-    for name in files:
-        # before any connection: a typo in the last of ten files should not cost nine sessions
-        if name != "-" and not Path(name).exists():
-            raise UsageError(f"{name}: no such file", "Check the path; use - to read the audio from stdin.")
-        if name != "-" and Path(name).is_dir():
-            raise UsageError(
-                f"{name} is a directory", "Give recording files; `dasctl watch DIR` enrolls a folder."
-            )
-    if speed < 0:
-        raise UsageError(f"--speed {speed:g} is negative", "Use 1 for real time, 0 for as fast as possible.")
-    if timeout <= 0:
-        raise UsageError(f"--timeout {timeout:g} must be positive")
-    if call_id is not None:
-        if len(files) > 1:
-            raise UsageError("--call-id needs a single file", "Each session needs its own call id.")
-        try:
-            uuid.UUID(call_id)
-        except ValueError:
-            raise UsageError(
-                f"--call-id {call_id!r} is not a UUID", "Leave it out to get a fresh one."
-            ) from None
-
-
 def _report_failure(environment: Environment, error: DasctlError, position: str = "") -> None:
     from dasctl.logs import redact
 
@@ -172,142 +58,32 @@ def _report_failure(environment: Environment, error: DasctlError, position: str 
     environment.stderr.flush()
 
 
-async def _register_one(
-    source: str,
-    name: str,
-    outputs: Outputs,
-    options: RegisterOptions,
-    audio_options: dict[str, Any],
-    profile: Any,
-    tokens: Any,
-    network: Any,
-    display: RegisterDisplay,
-    environment: Environment,
-    keeper: Keeper | None = None,
-) -> tuple[dict[str, Any], DasctlError | None, DasctlError | None]:
-    """One file: (the JSON document, the error that decides the exit code or None, the store's error)."""
-    from dasctl import results
-    from dasctl.audio import write_mulaw_wav
-    from dasctl.errors import AudioError, ServiceUnavailable
+def _render(environment: Environment, as_json: bool) -> Callable[[RegisterResult, int, int], None]:
+    """Each file's result as it comes: its document on stdout, its failure on stderr."""
 
-    try:
-        outcome, sent, fingerprint = await _run_session(
-            source, options, audio_options, profile, tokens, network, display, keeper is not None
-        )
-    except (AudioError, AuthError, ServiceUnavailable, UsageError) as failure:
-        display.end()
-        document = results.failure_document(name, failure, call_id=options.call_id)
-        store_error = keeper.keep(document, source, name, None, None) if keeper else None
-        return document, failure, store_error
-    display.end()
-    document = results.result_document(
-        name, outcome, model_hash=options.model_hash, audio_total_duration=options.audio_total_duration
-    )
-    error = results.outcome_error(name, outcome)
-    result = outcome.result
-    store_error = None
-    if keeper is not None:
-        # first, so that an --output record names the speaker it is kept under (verify --credential
-        # then adds to that speaker's history); the service's collected voice when it returned it, else
-        # what was sent (8 kHz mu-law either way)
-        kept_audio = getattr(result, "collected_audio", None) or (bytes(sent) if sent else None)
-        store_error = keeper.keep(document, source, name, kept_audio, fingerprint)
-    if error is None and outputs.output is not None:
-        results.write_private_json(outputs.output, results.credential_record(document))
-        document["output"] = str(outputs.output)
-    if outputs.keep_audio is not None:
-        audio_bytes = getattr(result, "collected_audio", None)
-        if audio_bytes:
-            write_mulaw_wav(outputs.keep_audio, [audio_bytes])
-            document["kept_audio"] = str(outputs.keep_audio)
-        elif error is None:
-            common.warn(
-                f"{name}: the service returned no collected audio; nothing to keep", environment.stderr
-            )
-    return document, error, store_error
-
-
-async def _run_session(
-    source: str,
-    options: RegisterOptions,
-    audio_options: dict[str, Any],
-    profile: Any,
-    tokens: Any,
-    network: Any,
-    display: RegisterDisplay,
-    keep: bool,
-) -> tuple[RegisterOutcome, bytearray | None, tuple[int, str] | None]:
-    """The session, and for the store: the audio sent and the input's (size, sha256)."""
-    import asyncio
-
-    from dasctl.audio import open_audio
-    from dasctl.session import register_audio
-    from dasctl.store.records import SENT_AUDIO_LIMIT_BYTES
-
-    audio: AudioStream
-    with open_audio(source, **audio_options) as audio:
-        sent = audio.keep_frames(SENT_AUDIO_LIMIT_BYTES) if keep else None
-        outcome = await register_audio(audio, options, profile, tokens, network, display.update)
-    # after closing: a piped stdin's rest is then drained into its digest
-    fingerprint = await asyncio.to_thread(audio.fingerprint) if keep else None
-    return outcome, sent, fingerprint
-
-
-async def _register_all(
-    files: list[str],
-    outputs: list[Outputs],
-    options: RegisterOptions,
-    audio_options: dict[str, Any],
-    profile: Any,
-    display: RegisterDisplay,
-    environment: Environment,
-    as_json: bool,
-    keeper: Keeper | None = None,
-) -> list[DasctlError | None]:
-    import dataclasses
-
-    from dasctl import results
-    from dasctl.auth import TokenProvider
-    from dasctl.net import NetworkSettings
-
-    # SIGTERM and SIGHUP cancel this task as Ctrl-C does (common.run_sessions): the sessions close both
-    # channels on the way out
-
-    network = NetworkSettings.from_profile(profile)
-    tokens = TokenProvider(profile, network)
-    errors: list[DasctlError | None] = []
-    for index, (source, target) in enumerate(zip(files, outputs, strict=True)):
-        name = "<stdin>" if source == "-" else source
-        display.begin(name, index, len(files))
-        file_options = options if options.call_id else dataclasses.replace(options, call_id=str(uuid.uuid4()))
-        document, error, store_error = await _register_one(
-            source, name, target, file_options, audio_options, profile, tokens, network, display, environment,
-            keeper,
-        )
-        errors.append(store_error or error)
+    def render(result: RegisterResult, index: int, total: int) -> None:
         # in a batch, every file's lines carry [i/n], its failures included
-        position = f"[{index + 1}/{len(files)}] " if len(files) > 1 else ""
+        position = f"[{index + 1}/{total}] " if total > 1 else ""
         if as_json:
-            environment.stdout.write(results.json_line(document) + "\n")
-        elif document.get("outcome") is not None:
-            environment.stdout.write(position + results.human_summary(document) + "\n")
+            environment.stdout.write(result.json_line() + "\n")
+        elif result.document.get("outcome") is not None:
+            environment.stdout.write(position + result.summary() + "\n")
         environment.stdout.flush()
-        if store_error is not None and error is not None:
-            _report_failure(environment, error, position)  # the outcome's own error still gets its line
-        failure = store_error or error
-        if len(files) > 1 and failure is not None:
-            _report_failure(environment, failure, position)
-            if isinstance(error, AuthError):
-                # the same credentials would fail for every other file: stop here
-                raise error
-    return errors
+        if result.store_error is not None and result.error is not None:
+            # the outcome's own error still gets its line
+            _report_failure(environment, result.error, position)
+        if total > 1 and result.failure is not None:
+            _report_failure(environment, result.failure, position)
+
+    return render
 
 
 def register(
     files: Annotated[
-        list[str],
-        typer.Argument(metavar="FILE", help="Recordings to enroll (WAV, FLAC, ...); - reads stdin."),
-    ],
+        list[str] | None,
+        typer.Argument(metavar="FILE", help="Recordings to enroll (WAV, FLAC, ...); - reads stdin.",
+                       show_default=False),
+    ] = None,
     protocol: common.ProtocolOption = "twilio",
     threshold: common.ThresholdOption = None,
     duration: common.DurationOption = None,
@@ -319,7 +95,7 @@ def register(
             show_default=False,
         ),
     ] = None,
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     start: StartOption = 0.0,
     end: EndOption = None,
     speed: common.SpeedOption = 1.0,
@@ -361,28 +137,35 @@ def register(
     store: common.StoreOption = None,
     quiet: common.QuietOption = False,
     profile: common.ProfileOption = None,
+    attach: AttachOption = None,
+    wait: AttachWaitOption = 60.0,
 ) -> None:
     """Enroll a speaker from each recording; print the credential (or JSON with --json)."""
     import asyncio
+    import dataclasses
 
+    from dasctl import enroll
+    from dasctl.batch import batch_failure, check_inputs
     from dasctl.display.register import choose_display
+    from dasctl.session.attach import recordings_of, waiting_line
 
     environment = common.environment()
     common.check_protocol(protocol)
-    _check(files, speed, timeout, call_id)
+    recordings, call_id = recordings_of(files or [], attach, call_id, speaker, not no_store, wait)
+    check_inputs(recordings, speed, timeout, call_id)
     from dasctl.audio import check_range, parse_channel
 
     parse_channel(channel)  # a bad --channel or range is a usage error now, not after connecting
     check_range(start, end)
-    several = len(files) > 1
+    several = len(recordings) > 1
     outputs = [
-        Outputs(
-            _target("--output", output, source, ".credential.json", several, force),
-            _target("--keep-audio", keep_audio, source, ".collected.wav", several),
+        enroll.Outputs(
+            enroll.output_target("--output", output, recording, ".credential.json", several, force),
+            enroll.output_target("--keep-audio", keep_audio, recording, ".collected.wav", several),
         )
-        for source in files
+        for recording in recordings
     ]
-    _check_speaker(files, speaker, no_store)
+    enroll.check_speaker(recordings, speaker, not no_store)
     profile_obj, options = common.load_register_request(
         profile,
         protocol=protocol,
@@ -392,27 +175,35 @@ def register(
         speed=speed,
         timeout=timeout,
         call_id=call_id,
+        sends_audio=attach is None,
     )
-    low, high = USUAL_DURATION
-    if not low <= profile_obj.audio_total_duration <= high:
-        common.warn(
-            f"--duration {profile_obj.audio_total_duration:g} s is outside the usual {low:g}..{high:g} s "
-            "of voice for an enrollment; the service may refuse it",
-            environment.stderr,
-        )
-    audio_options = {"channel": channel, "start": start, "end": end}
+    if attach is not None:  # a live call: the platform sends the audio
+        options = dataclasses.replace(options, audio_wait=wait)
+        if not (quiet or environment.quiet):
+            common.say(waiting_line(call_id or "", protocol, profile_obj))
+    unusual = enroll.duration_warning(profile_obj.audio_total_duration)
+    if unusual:
+        common.warn(unusual, environment.stderr)
+    from dasctl.audio import MixWarning, choose_channel
+
+    # --channel > DASCTL_CHANNEL > the profile's channel; nothing chosen on a stereo call: said once
+    audio_options = {"channel": choose_channel(channel, profile_obj, MixWarning(common.warn)),
+                     "start": start, "end": end}
     # opened before any session: a store that cannot be used costs no enrollment
-    keeper = None if no_store else Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj)
-    if keeper is not None:  # before any audio is sent: no key (exit 4), an opted-out customer (exit 5)
-        keeper.store.require_secrets()
-        for source in files:
-            keeper.store.refuse_opted_out(keeper.speaker_for("<stdin>" if source == "-" else source))
+    keeper = (None if no_store
+              else enroll.Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj))
+    if keeper is not None:
+        keeper.store.require_secrets()  # before any audio is sent: no key (exit 4), an unwritable store (6)
+        for recording in recordings:  # ...and a customer who opted out (exit 5)
+            keeper.store.refuse_opted_out(keeper.speaker_for(recording))
+        common.warn_of_stale_profile_model(keeper.store, profile_obj, environment.stderr)
     display = choose_display(environment, quiet=quiet, events=events)
     try:
-        errors = common.run_sessions(
-            _register_all(
-                files, outputs, options, audio_options, profile_obj, display, environment, as_json or events,
-                keeper,
+        results = common.run_sessions(
+            enroll.register_each(
+                recordings, outputs, options, profile_obj, audio_options=audio_options, sink=display,
+                warn=lambda message: common.warn(message, environment.stderr), keeper=keeper,
+                on_result=_render(environment, as_json or events),
             )
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -423,30 +214,14 @@ def register(
     finally:
         if keeper is not None:
             keeper.store.close()
-    failed = [error for error in errors if error is not None]
-    if not failed:
-        return
-    if len(files) == 1:
-        raise failed[0]
-    numbers = ", ".join(f"[{i + 1}/{len(files)}]" for i, error in enumerate(errors) if error is not None)
-    raise BatchFailed(
-        f"{len(failed)} of {len(files)} files failed ({numbers})",
+    ending = batch_failure(
+        results,
+        "{failed} of {total} files failed ({numbers})",
         "Each file's JSON line says what happened to it." if as_json or events
         else "See each file's error above.",
     )
-
-
-def _check_speaker(files: list[str], speaker: str | None, no_store: bool) -> None:
-    if speaker is not None:
-        if not speaker.strip():
-            raise UsageError("--speaker is empty",
-                             "Give the id the credential is kept under, e.g. CUST12345.")
-        if len(files) > 1:
-            raise UsageError("--speaker names one speaker, so it takes a single file",
-                             "Register files one at a time, or name each file after its speaker.")
-    elif "-" in files and not no_store:
-        raise UsageError("reading stdin (-) needs --speaker ID: there is no file name to take it from",
-                         "Pass --speaker CUST12345, or --no-store to keep nothing.")
+    if ending is not None:
+        raise ending
 
 
 def install(app: typer.Typer) -> None:

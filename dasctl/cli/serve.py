@@ -166,6 +166,20 @@ def serve(
             min=0.0,
         ),
     ] = 2.0,
+    start_paused: Annotated[
+        bool,
+        typer.Option(
+            "--start-paused",
+            help="AudioHook: answer `open` with startPaused (send `resume` --resume-after s after `paused`).",
+        ),
+    ] = False,
+    discard_to: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS", min=0.0,
+            help="AudioHook: answer `open` with discardTo: the client skips the audio up to SECONDS.",
+        ),
+    ] = None,
     fault_refuse_tokens: Annotated[
         bool,
         typer.Option("--fault-refuse-tokens", help="Fault: refuse every token at the Socket.IO handshake."),
@@ -241,6 +255,8 @@ def serve(
         handshake_timeout=handshake_timeout,
         pause_at=pause_at,
         resume_after=resume_after,
+        start_paused=start_paused,
+        discard_to=discard_to,
         faults=Faults(
             refuse_tokens=fault_refuse_tokens,
             token_5xx=fault_token_5xx,

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dasctl.cli import common
 from dasctl.cli.usage import compose_help
 
+if TYPE_CHECKING:
+    from dasctl.audio import ChannelChoice
+
 # Shared with `dasctl register` (import these there) so both commands pick audio the same way.
 # Values are checked by dasctl.audio.open_audio (UsageError, exit 2), not by click, so every
 # mistake reads `dasctl: error: ...` like any other.
 ChannelOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--channel",
         "-c",
-        metavar="mix|left|right|N",
+        metavar="mix|left|right|N|customer|agent",
         autocompletion=lambda incomplete: common.complete_channel(incomplete),
-        help="Which channel to use: mix (all channels averaged), left, right, or N counted from 0.",
+        help="Which channel to use: mix (all channels averaged), left, right, N counted from 0, or the "
+        "customer's or agent's side (the profile's customer_channel). [default: the profile's channel, "
+        "else mix]",
+        show_default=False,
     ),
 ]
 StartOption = Annotated[
@@ -79,7 +85,7 @@ def transcode(
     output: Annotated[str, typer.Argument(
         metavar="OUT", help="NAME.wav (playable), NAME.ul/.raw (raw mu-law), or '-' (raw to stdout).",
         show_default=False)],
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     start: StartOption = 0.0,
     end: EndOption = None,
     speed: Annotated[
@@ -101,7 +107,8 @@ def transcode(
         raise UsageError("refusing to write binary audio to a terminal",
                          "Redirect it (> call.ul) or pipe it (| play -t ul -r 8000 -).")
     env = common.environment()
-    with audio.open_audio(input_path, channel=channel, start=start, end=end) as stream:
+    choice = profile_channel(channel)
+    with audio.open_audio(input_path, channel=choice, start=start, end=end) as stream:
         chunks = stream.chunks() if speed == 0 else audio.paced_frames(stream.frames(frame_ms), pacer)
         if kind == "wav":
             written = audio.write_mulaw_wav(output, chunks)
@@ -117,14 +124,28 @@ def transcode(
             stdout.flush()
         if not env.quiet:
             layout = f"{stream.input_channels} ch"
-            if stream.input_channels > 1 and channel.strip().lower() != "mix":
-                layout += f", channel {channel}"
+            fields = stream.channel_fields()
+            if stream.input_channels > 1 and fields["channel"] != "mix":
+                layout += f", channel {channel if channel and 'side' not in fields else fields['channel']}"
+                layout += f" ({fields['side']})" if "side" in fields else ""
             target = "stdout" if kind == "stdout" else output
             print(
                 f"transcode: {stream.name} ({stream.input_format}, {stream.input_rate} Hz, {layout}) -> "
                 f"{target}: {written / audio.SAMPLE_RATE:.1f} s of 8 kHz mu-law",
                 file=sys.stderr,
             )
+
+
+def profile_channel(channel: str | None) -> str | ChannelChoice:
+    """--channel as given, unless it names a side (customer, agent) or is absent: then the profile decides
+    (its customer_channel, its channel), as for register. No profile is read for mix, left, right or N."""
+    from dasctl import audio
+
+    if channel is not None and audio.parse_channel(channel) not in audio.SIDES:
+        return channel
+    from dasctl.config import load_profile
+
+    return audio.choose_channel(channel, load_profile(common.profile_name(None)))
 
 
 def install(app: typer.Typer) -> None:

@@ -113,7 +113,7 @@ def watch(
         ),
     ] = 10.0,
     protocol: ProtocolOption = "twilio",
-    channel: ChannelOption = "mix",
+    channel: ChannelOption = None,
     speed: BatchSpeedOption = 1.0,
     timeout: BatchTimeoutOption = 60.0,
     start: StartOption = 0.0,
@@ -158,6 +158,8 @@ def watch(
         speed=speed,
         timeout=timeout,
     )
+    # --channel > DASCTL_CHANNEL > the profile's channel; nothing chosen on a stereo call: said once
+    choice = audio.choose_channel(channel, resolved, audio.MixWarning(lambda text: display.warning(text)))
     network = NetworkSettings.from_profile(resolved)
     tokens = TokenProvider(resolved, network)
     settings = core.WatchSettings(
@@ -196,12 +198,15 @@ def watch(
 
     start_retention(kept, resolved.retention, warn)  # the profile's retention: now and every 24 h
     env = environment()
+    from dasctl.cli.common import warn_of_stale_profile_model
+
+    warn_of_stale_profile_model(kept, resolved, env.stderr)
     human = not json and bool(env.stdout_isatty)
     display = make_display(env, human_results=human)
     out, render = result_output(env, display, json=json, speaker=speakers.speaker)
     runner = core.WatchRunner(
         settings,
-        core.register_file_session(resolved, tokens, network, options, channel=channel, start=start, end=end),
+        core.register_file_session(resolved, tokens, network, options, channel=choice, start=start, end=end),
         store=kept,
         out=out,
         render=render,

@@ -12,6 +12,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from dasctl import results, session
+from dasctl.display import fit_name
 
 if TYPE_CHECKING:
     from dasctl.environment import Environment
@@ -22,6 +23,9 @@ REDRAW_INTERVAL = 0.05
 #: Widest file label in the live bar: the whole line (label, bar, voice, position, time left, state)
 #: fits in 90 columns.
 LABEL_WIDTH = 20
+#: Columns of everything on the bar's line but the name: bar (10), voice (19), position (up to 17),
+#: time left (5), state (up to 21) and the spaces between them.
+BAR_COLUMNS = 80
 
 _STATE_TEXT = {
     session.CONNECTING: "connecting",
@@ -55,12 +59,16 @@ def state_text(progress: Progress) -> str:
 
 
 def short_name(name: str, width: int = LABEL_WIDTH) -> str:
-    """The file's base name, cut in the middle when long, so the bar fits in 100 columns."""
+    """The file's base name, cut in the middle only when longer than `width`."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1] or name
-    if len(base) <= width:
-        return base
-    keep = width - 1
-    return base[: keep - keep // 2] + "…" + base[len(base) - keep // 2 :]
+    return fit_name(base, width)
+
+
+def label_width(columns: int | None, prefix: str = "") -> int:
+    """Room for the file's name on the bar's line: what the terminal has beyond the other columns."""
+    if not columns:
+        return LABEL_WIDTH
+    return max(LABEL_WIDTH, columns - BAR_COLUMNS - len(prefix))
 
 
 def clock(seconds: float) -> str:
@@ -84,6 +92,8 @@ class Pace:
 
     def position(self, progress: Progress) -> str:
         """`audio 0:12/0:52` (or `audio 0:12` when the length is unknown, e.g. stdin)."""
+        if progress.state in (session.AWAITING_AUDIO, session.HEARING):
+            return "live call"  # the platform sends the audio (--attach): none of it is ours to count
         sent = clock(progress.audio_seconds_sent)
         if progress.audio_duration:
             return f"audio {sent}/{clock(progress.audio_duration)}"
@@ -182,7 +192,7 @@ class PlainLines:
             else:
                 self.say(_STATE_TEXT.get(progress.state, progress.state))
             return
-        if progress.state != session.STREAMING:
+        if progress.state not in (session.STREAMING, session.HEARING):
             if progress.vad is not None and progress.state != session.DONE:
                 self.quarter = max(self.quarter, min(progress.vad_percentage // 25, 4))
             return
@@ -227,13 +237,12 @@ class LiveBar:
     def begin(self, name: str, index: int, total: int) -> None:
         from rich.progress import BarColumn, Progress, TextColumn
 
-        label = short_name(name)
-        if total > 1:
-            label = f"[{index + 1}/{total}] {label}"
+        prefix = f"[{index + 1}/{total}] " if total > 1 else ""
         self.pace = Pace()
         columns = _terminal_columns(self.console.file)
         if columns:
             self.console.width = columns
+        label = prefix + short_name(name, label_width(columns, prefix))
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=10),

@@ -87,6 +87,13 @@ def banner(options: EmulatorOptions, port: int) -> list[str]:
             f"  audiohook pause  `pause` after {options.pause_at:g} s of audio, "
             f"`resume` {options.resume_after:g} s after `paused`"
         )
+    if options.start_paused or options.discard_to is not None:
+        asked = []
+        if options.start_paused:
+            asked.append(f"start paused (`resume` {options.resume_after:g} s after `paused`)")
+        if options.discard_to is not None:
+            asked.append(f"discard the audio up to {options.discard_to:g} s")
+        lines.append(f"  audiohook opened {'; '.join(asked)}")
     if options.faults.describe():
         lines.append(f"  FAULTS INJECTED  {'; '.join(options.faults.describe())}")
     default = port == config.DEFAULT_EMULATOR_PORT and host == config.DEFAULT_EMULATOR_HOST

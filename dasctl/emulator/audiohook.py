@@ -7,13 +7,17 @@ import json
 import logging
 import re
 import time
-import uuid
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from dasctl import events
-from dasctl.emulator import httpsig
+from dasctl.emulator.audiohook_handshake import (
+    HEADER_ORGANIZATION,
+    HEADER_SESSION,
+    check_handshake,
+)
 from dasctl.emulator.options import AUDIO_SOCKETS, EmulatorOptions, Handler
 from dasctl.emulator.sessions import Session, SessionRegistry, UnclaimableSession
 from dasctl.emulator.voice import SAMPLE_RATE
@@ -35,45 +39,8 @@ _TOLERATED = {
     "playback_started",
     "playback_completed",
 }
-HEADER_ORGANIZATION = "audiohook-organization-id"
-HEADER_SESSION = "audiohook-session-id"
-HEADER_CORRELATION = "audiohook-correlation-id"
-HEADER_API_KEY = "x-api-key"
-
-
 class AudioHookProtocolError(Exception):
     """The client broke AudioHook v2; the message becomes `disconnect` info."""
-
-
-def _is_uuid(value: str | None) -> bool:
-    try:
-        uuid.UUID(value or "")
-    except ValueError:
-        return False
-    return True
-
-
-def check_handshake(request: web.Request, options: EmulatorOptions) -> web.Response | None:
-    """An HTTP error response when the upgrade request must be refused, else None."""
-    headers = {name.lower(): value for name, value in request.headers.items()}
-    for name in (HEADER_ORGANIZATION, HEADER_SESSION, HEADER_CORRELATION):
-        if not _is_uuid(headers.get(name)):
-            return web.Response(status=400, text=f"header {name} must be a UUID\n")
-    api_key = headers.get(HEADER_API_KEY)
-    if not api_key:
-        return web.Response(status=401, text="header X-API-KEY is missing\n")
-    if api_key != options.audiohook_api_key:
-        return web.Response(status=401, text="unknown X-API-KEY\n")
-    if options.audiohook_secret is not None:
-        try:
-            # @request-target is the path and query exactly as received (RFC 9421), never re-encoded
-            httpsig.verify(
-                headers, request.raw_path, request.host, api_key, options.audiohook_secret, time.time()
-            )
-        except httpsig.SignatureError as error:
-            log.info("audiohook handshake refused: %s", error)
-            return web.Response(status=401, text=f"signature refused: {error}\n")
-    return None
 
 
 class AudioHookConnection:
@@ -103,6 +70,9 @@ class AudioHookConnection:
         self.pause_sent = False  # we asked the client to pause (--pause-at)
         self.client_paused = False  # between the client's `paused` and its `resumed`
         self.resume_task: asyncio.Task[None] | None = None
+        self.held_from_start = False  # `opened` said startPaused and the client has not resumed yet
+        self.audio_bytes = 0  # every audio byte since `opened` (probe and after-disconnect ones too)
+        self.discarded = 0  # samples the client reported in `discarded` (--discard-to)
 
     async def send(self, kind: str, parameters: dict[str, Any]) -> None:
         if self.ws.closed:
@@ -212,6 +182,8 @@ class AudioHookConnection:
             self.on_paused()
         elif kind == "resumed":
             self.on_resumed(parameters)
+        elif kind == "discarded":
+            self.on_discarded(parameters)
         elif kind not in _TOLERATED:
             log.debug("audiohook: ignored a %s message", kind)
         return False
@@ -242,6 +214,16 @@ class AudioHookConnection:
             raise AudioHookProtocolError(f"position {position!r} should look like PT2.8S")
         if not isinstance(message.get("parameters"), dict):
             raise AudioHookProtocolError("parameters must be an object ({} when empty)")
+        if self.options.discard_to is not None and self.opened:
+            # --discard-to: the client's accounting is checked exactly (audio received + discarded)
+            expected = self.audio_bytes + self.discarded
+            if kind == "discarded" and isinstance(message.get("parameters"), dict):
+                expected += _samples(message["parameters"].get("discarded")) or 0  # its own, included
+            if _samples(position) != expected:
+                raise AudioHookProtocolError(
+                    f"{kind}.position {position} should be {_duration(expected)} "
+                    "(audio received plus audio discarded)"
+                )
         self.client_seq = seq
         self.last_serverseq = serverseq
         return kind
@@ -261,7 +243,13 @@ class AudioHookConnection:
             self.session = session
             session.attach(self.close_audio)
         self.opened = True
-        await self.send("opened", {"startPaused": False, "media": [media]})
+        opened: dict[str, Any] = {"startPaused": self.options.start_paused, "media": [media]}
+        if self.options.discard_to is not None:
+            opened["discardTo"] = _duration(round(self.options.discard_to * SAMPLE_RATE))
+        if self.options.start_paused:
+            # as if we had sent `pause`: the client's `paused` starts the --resume-after timer
+            self.held_from_start = self.pause_sent = True
+        await self.send("opened", opened)
         log.debug("audiohook audio channel opened for %s", conversation)
 
     def on_paused(self) -> None:
@@ -278,8 +266,21 @@ class AudioHookConnection:
             if value is not None and not (isinstance(value, str) and _POSITION.match(value)):
                 raise AudioHookProtocolError(f"resumed.{name} {value!r} should look like PT2.8S")
         self.client_paused = False
+        self.held_from_start = False
         if self.session is not None:
             self.session.hold(False)
+
+    def on_discarded(self, parameters: dict[str, Any]) -> None:
+        """The client skipped audio (our discardTo): it must be where we asked, before any audio."""
+        start, discarded = _samples(parameters.get("start")), _samples(parameters.get("discarded"))
+        if start is None or discarded is None:
+            raise AudioHookProtocolError("discarded.start and discarded.discarded should look like PT2.8S")
+        limit = self.options.discard_to
+        if limit is not None and start + discarded > round(limit * SAMPLE_RATE):
+            raise AudioHookProtocolError(
+                f"discarded up to {_duration(start + discarded)}, past the discardTo of {limit:g} s"
+            )
+        self.discarded += discarded
 
     async def _resume_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -293,6 +294,10 @@ class AudioHookConnection:
             raise AudioHookProtocolError("audio before opened")
         if self.client_paused:
             raise AudioHookProtocolError("audio after paused, before resumed")
+        if self.held_from_start:
+            raise AudioHookProtocolError("audio before resumed, and opened said startPaused")
+        self._check_discard(len(data))
+        self.audio_bytes += len(data)
         if len(data) > self.options.max_frame_bytes:
             raise AudioHookProtocolError(
                 f"audio frame of {len(data)} bytes is over the {self.options.max_frame_bytes} byte limit"
@@ -324,6 +329,31 @@ class AudioHookConnection:
             log.debug("audiohook: pausing the client at %.3f s of audio", self.received / SAMPLE_RATE)
             await self.send("pause", {})
         return False
+
+
+    def _check_discard(self, frame: int) -> None:
+        """The first audio after discardTo: a client that skipped nothing, where a whole frame of this
+        size fitted before the discard point, streams audio we asked not to receive."""
+        limit = self.options.discard_to
+        if limit is None or self.audio_bytes or self.discarded:
+            return
+        if frame and round(limit * SAMPLE_RATE) // frame >= 1:
+            raise AudioHookProtocolError(
+                f"audio from PT0S, and opened said discardTo {_duration(round(limit * SAMPLE_RATE))}"
+            )
+
+
+def _samples(text: Any) -> int | None:
+    """Samples in an AudioHook duration `PT2.5S` (None when it is not one)."""
+    if not isinstance(text, str) or not _POSITION.match(text):
+        return None
+    return int(Decimal(text[2:-1]) * SAMPLE_RATE)
+
+
+def _duration(samples: int) -> str:
+    """`PT<seconds>S` for a sample count, exact."""
+    seconds = Decimal(samples) / SAMPLE_RATE
+    return f"PT{seconds.normalize():f}S" if samples else "PT0S"
 
 
 def _choose_media(offered: Any) -> dict[str, Any]:

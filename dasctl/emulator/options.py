@@ -68,6 +68,10 @@ class EmulatorOptions:
     # after the client's `paused` (PROTOCOL.md §4.2: lets clients test their pause handling)
     pause_at: float | None = None
     resume_after: float = 2.0
+    # AudioHook: answer `open` with `opened` asking the client to start paused (`resume` comes
+    # resume_after s after its `paused`), and to skip the audio up to this stream position (seconds)
+    start_paused: bool = False
+    discard_to: float | None = None
     faults: Faults = field(default_factory=Faults)
 
 

@@ -157,6 +157,18 @@ class Store(Protocol):
         a model hash, or stale for one (made with any other model). The credential only when `reveal`."""
         ...
 
+    def speaker_ids(self, prefix: str = "", limit: int = 200) -> list[str]:
+        """Up to `limit` speaker ids starting with `prefix`, in order (shell completion)."""
+        ...
+
+    def holds_model(self, model_hash: str) -> bool:
+        """Whether any speaker's current credential was made with this model (stops at the first)."""
+        ...
+
+    def current_models(self) -> dict[str, int]:
+        """How many speakers' current credential each model hash made ("" for none recorded)."""
+        ...
+
     def enrollments(
         self, *, speaker_glob: str | None = None, reveal: bool = False
     ) -> Iterator[EnrollmentRecord]:

@@ -201,6 +201,30 @@ class SqlStore(Sealing, Moving, Audit, Consent, Retention):
                 continue
             yield self._enrollment(row, reveal)
 
+    def speaker_ids(self, prefix: str = "", limit: int = 200) -> list[str]:
+        sql = "SELECT DISTINCT speaker FROM enrollments"
+        params: list[Any] = []
+        if prefix:  # a range on the speaker index, as list_current's glob prefix
+            sql += " WHERE speaker >= ? AND speaker < ?"
+            params += [prefix, prefix + "\U0010ffff"]
+        sql += " ORDER BY speaker LIMIT ?"
+        params.append(int(limit))
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), params)
+            return [str(row[0]) for row in cursor.fetchall()]
+
+    def holds_model(self, model_hash: str) -> bool:
+        with self._read() as cursor:
+            cursor.execute(self._sql("SELECT 1 FROM enrollments WHERE ok = 1 AND superseded_at IS NULL"
+                                     " AND model_hash = ? LIMIT 1"), [model_hash])
+            return cursor.fetchone() is not None
+
+    def current_models(self) -> dict[str, int]:
+        with self._read() as cursor:
+            cursor.execute("SELECT model_hash, COUNT(*) FROM enrollments"
+                           " WHERE ok = 1 AND superseded_at IS NULL GROUP BY model_hash")
+            return {str(model or ""): int(count) for model, count in cursor.fetchall()}
+
     def list_current_lines(
         self,
         *,

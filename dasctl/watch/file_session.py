@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from dasctl.watch.settings import FileSession, SessionTap
 
 if TYPE_CHECKING:
+    from dasctl.audio import ChannelChoice
     from dasctl.session import Progress, RegisterOutcome
 
 
@@ -18,7 +19,7 @@ def register_file_session(
     network: Any,
     options: Any,
     *,
-    channel: str = "mix",
+    channel: str | ChannelChoice | None = "mix",
     start: float = 0.0,
     end: float | None = None,
 ) -> FileSession:
@@ -33,6 +34,7 @@ def register_file_session(
         path: Path, call_id: str, on_progress: Callable[[Progress], None], tap: SessionTap
     ) -> RegisterOutcome:
         with audio.open_audio(path, channel=channel, start=start, end=end) as stream:
+            tap.channel = stream.channel_fields()
             if tap.keep:  # known before the answer arrives: its record is written the moment it does
                 tap.source = await asyncio.to_thread(stream.fingerprint)
                 tap.sent = stream.keep_frames(SENT_AUDIO_LIMIT_BYTES)

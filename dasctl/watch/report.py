@@ -110,6 +110,7 @@ def attempt_outcome(
         last_vad=attempt.last_vad,
         timings=timings,
     )
+    report.update(attempt.tap.channel)  # which channel was sent, as register's document says it
     if not settings.keep_enrollments or attempt.speaker is None:
         return report, None
     enrollment = build_enrollment(report, speaker=attempt.speaker, tap=attempt.tap, settings=settings,

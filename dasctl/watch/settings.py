@@ -22,6 +22,7 @@ class SessionTap:
     keep: bool = False  # whether to fill it at all (--no-store: no)
     source: tuple[int, str] | None = None  # (size, sha256) of the recording
     sent: bytearray | None = None  # the mu-law sent, for when the service returns no enrollment audio
+    channel: dict[str, Any] = field(default_factory=dict)  # the channel sent: "channel" (and "side")
 
 
 class FileSession(Protocol):

@@ -69,3 +69,49 @@ sox source.wav -e a-law alaw-sox.wav
 sox source.wav -e ima-adpcm ima-adpcm.wav                                # a codec left to libsndfile
 cd ..
 ls -l wav-headers
+
+# --- formats/: what contact-centre recorders, phones and screen recorders write (tests/test_formats.py) --
+# Five seconds of the call (speaker A left, B right), encoded by ffmpeg; the 8 kHz telephone codecs from
+# speaker A alone. FFmpeg has AMR-NB's encoder only in PyAV's wheels (libopencore), so that one file is
+# written through PyAV; no encoder here writes AMR-WB or G.729 (FFmpeg only decodes them): no fixture.
+mkdir -p formats; cd formats
+fc() { ffmpeg -v error -nostdin -y -ss 1 -t 5 -i ../speech-ab-44k-stereo.wav "$@"; }
+fa() { ffmpeg -v error -nostdin -y -ss 1 -t 5 -i ../speech-a-8k-mono.wav "$@"; }
+video() { ffmpeg -v error -nostdin -y -f lavfi -i "color=c=gray:s=32x32:r=2:d=5" -ss 1 -t 5 \
+  -i ../speech-ab-44k-stereo.wav -shortest "$@"; }
+fc -c:a libmp3lame -b:a 48k call.mp3                          # MP3 with a Xing header (exact length)
+fc -c:a aac -b:a 48k call.m4a                                 # AAC in MP4, moov after the data
+fc -c:a aac -b:a 48k -movflags +faststart call-faststart.m4a  # ... moov first (streamable)
+fc -c:a aac -b:a 48k -f adts call.aac                         # raw AAC (ADTS), what some phones write
+fc -c:a libopus -b:a 32k call.opus                            # Opus in Ogg
+fc -c:a libvorbis -q:a 1 call.ogg                             # Vorbis in Ogg
+fc -c:a flac -ar 16000 call.flac                            # (16 kHz: a smaller file)
+fc -c:a wmav2 -b:a 48k call.wma                               # WMA in ASF
+fa -c:a libgsm -ar 8000 call.gsm                              # raw GSM 06.10 (no header: known by name)
+video -c:v libx264 -preset ultrafast -c:a aac -b:a 48k call.mp4          # a screen recording of a call
+video -c:v libx264 -preset ultrafast -c:a libopus -b:a 32k call.mkv
+video -c:v libvpx -b:v 20k -c:a libvorbis -q:a 1 call.webm
+ffmpeg -v error -nostdin -y -f lavfi -i "color=c=gray:s=32x32:r=2:d=2" -c:v libx264 -preset ultrafast \
+  video-only.mp4                                              # no audio track at all
+../../../.venv/bin/python - <<'PY'                              # AMR-NB, 12.2 kbit/s, through PyAV's FFmpeg
+import av
+with av.open("../speech-a-8k-mono.wav") as source, av.open("call.amr", "w", format="amr") as out:
+    stream = out.add_stream("libopencore_amrnb", rate=8000, layout="mono")
+    stream.bit_rate = 12200
+    source.seek(1_000_000)  # from 1 s, as the others
+    for frame in source.decode(audio=0):
+        if frame.time is not None and frame.time >= 6:
+            break
+        frame.pts = None
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+PY
+head -c 30000 call.m4a > truncated.m4a                        # cut off: its moov (at the end) is gone
+head -c 12000 call-faststart.m4a > truncated-faststart.m4a    # moov first, the data stops at a third
+head -c 10000 call.mp3 > truncated.mp3                        # the Xing header promises 5 s
+python3 -c 'import random; random.seed(7); print(end=bytes(random.randrange(256) for _ in range(4000)).hex())' \
+  | xxd -r -p > noise.mp3                                     # not audio, named as if it were
+cd ..
+ls -l formats

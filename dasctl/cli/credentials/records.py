@@ -142,7 +142,7 @@ def history(
         ))
         return
     table(environment, ["when", "what", "outcome", "model hash", "credential", "id"],
-          (_history_row(entry, show_credential) for entry in entries), time_column=0)
+          (_history_row(entry, show_credential) for entry in entries), time_column=0, whole_columns=(3, 4))
 
 
 def _history_row(entry: EnrollmentRecord | VerificationRecord, show_credential: bool) -> list[str]:

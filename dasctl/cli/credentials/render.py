@@ -60,13 +60,13 @@ def unknown(speaker: str) -> UsageError:
 def mask(credential: str | None, show: bool, ok: bool = False) -> str:
     """Masked as tokens are (auth.mask), plus the last characters: credentials share their first ones.
     A success whose credential was not decrypted says so."""
-    from dasctl.auth import mask as mask_token
+    from dasctl.results import masked_credential
 
     if not credential:
         return "(encrypted)" if ok else "-"
     if show:
         return credential
-    return mask_token(credential) + credential[-6:] if len(credential) > 24 else mask_token(credential)
+    return masked_credential(credential)
 
 
 def text(value: object) -> str:
@@ -93,7 +93,8 @@ def write_lines(environment: Environment, documents: Iterable[dict[str, Any]]) -
 
 
 def table(
-    environment: Environment, headers: list[str], rows: Iterable[list[str]], time_column: int | None = None
+    environment: Environment, headers: list[str], rows: Iterable[list[str]], time_column: int | None = None,
+    whole_columns: tuple[int, ...] = (),
 ) -> None:
     """A rich table on a terminal; tab-separated lines (no header) when piped.
 
@@ -109,15 +110,28 @@ def table(
     from rich.console import Console
     from rich.table import Table
 
-    shown = Table(box=None, header_style="bold", pad_edge=False)
+    printed = Table(box=None, header_style="bold", pad_edge=False)
+    shown = [[to_the_second(cell) if index == time_column else cell for index, cell in enumerate(row)]
+             for row in rows]
+    console = Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env)
+    # a whole column (a model hash: people copy it) is never wrapped nor cut; when the table is too wide the
+    # others wrap between words (as narrow as their longest word), or anywhere when even that is too wide
+    whole = {i: max((len(row[i]) for row in shown), default=0) for i in whole_columns}
+    words = {i: max([len(header), *(len(word) for row in shown for word in row[i].split())])
+             for i, header in enumerate(headers)}
+    natural = {i: max([len(header), *(len(row[i]) for row in shown)]) for i, header in enumerate(headers)}
+    gaps = 2 * (len(headers) - 1)
+    narrow = sum(natural.values()) + gaps > console.width
+    if sum({**words, **whole}.values()) + gaps > console.width:
+        words = {}
     for index, header in enumerate(headers):
-        shown.add_column(header, no_wrap=index == time_column)
-    for row in rows:
-        if time_column is not None:
-            row = [*row]
-            row[time_column] = to_the_second(row[time_column])
-        shown.add_row(*row)
-    Console(file=out, no_color=environment.no_color or "NO_COLOR" in environment.env).print(shown)
+        fixed = index == time_column or index in whole
+        printed.add_column(header, no_wrap=fixed, min_width=whole.get(index) or words.get(index) or None,
+                           max_width=words.get(index) if narrow and not fixed else None,
+                           overflow="ellipsis" if fixed else "fold")
+    for row in shown:
+        printed.add_row(*row)
+    console.print(printed)
 
 
 def to_the_second(stamp: str) -> str:

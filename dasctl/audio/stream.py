@@ -1,0 +1,344 @@
+"""AudioStream: an open recording read block by block, through channel pick, resampling and mu-law."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dasctl.audio.channels import channel_label, to_mono
+from dasctl.audio.ffmpeg import FfmpegReader
+from dasctl.audio.frames import SAMPLE_RATE, check_frame_ms
+from dasctl.audio.resample import resampler, to_int16
+from dasctl.audio.sndfile import INT16_EXACT_SUBTYPES, c_library_stderr_to_log, libsndfile_message
+from dasctl.audio.truncation import two_figures
+from dasctl.errors import AudioError, UsageError
+from dasctl.mulaw import mulaw_encode_array
+
+if TYPE_CHECKING:
+    import soundfile
+
+    from dasctl.wav import WavReader
+
+_BLOCK_SECONDS = 2.0
+_BLOCK_MAX_BYTES = 8 << 20  # bounds a block when a file has very many channels
+
+
+def check_range(start: float = 0.0, end: float | None = None) -> None:
+    """Validate --start/--end (seconds of the input); raise UsageError when they select nothing."""
+    if not math.isfinite(start) or start < 0:
+        raise UsageError(f"--start {start:g} must be zero or more seconds")
+    if end is not None:
+        if not math.isfinite(end) or end <= 0:
+            raise UsageError(f"--end {end:g} must be more than zero seconds")
+        if start >= end:
+            raise UsageError(f"--start {start:g} must be before --end {end:g}")
+
+
+class AudioStream:
+    """An open recording that yields 8 kHz mono G.711 mu-law, block by block (a context manager)."""
+
+    name: str
+    input_rate: int
+    input_channels: int
+    input_format: str
+    duration: float | None
+
+    def __init__(
+        self,
+        sound: soundfile.SoundFile | WavReader | FfmpegReader,
+        name: str,
+        *,
+        channel: str | int,
+        start: float,
+        end: float | None,
+        seekable: bool,
+        expected_frames: int | None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._sound = sound
+        self._on_close = on_close
+        self._closed = False
+        self._started = False
+        self.name = name
+        self.input_rate = int(sound.samplerate)
+        self.input_channels = int(sound.channels)
+        self.input_format = f"{sound.format} {sound.subtype}"
+        self._channel = channel
+        #: the role the channel was chosen by ("customer", "agent"), if any
+        self.side: str | None = None
+        self._start_frame = int(round(start * self.input_rate))
+        self._end_frame = None if end is None else int(round(end * self.input_rate))
+        self._seekable = seekable
+        self._expected_frames = expected_frames
+        self._frames_read = 0
+        self._read_ahead: _ReadAhead | None = None
+        #: (size, sha256) of the input's bytes, when they can be known (see fingerprint)
+        self._fingerprint: Callable[[], tuple[int, str] | None] | None = None
+        #: a copy of the mu-law frames as they were read (keep_frames), at most _keep_limit bytes
+        self.kept: bytearray | None = None
+        self._keep_limit = 0
+        self.duration = None
+        if expected_frames is not None:
+            stop = expected_frames if self._end_frame is None else min(expected_frames, self._end_frame)
+            self.duration = max(0, stop - self._start_frame) / self.input_rate
+
+    # --- context manager -------------------------------------------------------------------------
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file (and the stdin relay); safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._read_ahead is not None:
+            self._read_ahead.stop()  # never close the file under the reading thread
+        try:
+            self._sound.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+    # --- what the stream was ------------------------------------------------------------------------
+    def fingerprint(self) -> tuple[int, str] | None:
+        """(size in bytes, sha256) of the whole input, never held in memory: a file is read again; a pipe
+        was hashed as it passed (call after close(): the rest of the pipe is drained, up to a bound)."""
+        return self._fingerprint() if self._fingerprint is not None else None
+
+    def channel_fields(self) -> dict[str, str | int]:
+        """What a result records of the channel sent, e.g. {"channel": "left", "side": "customer"}."""
+        fields: dict[str, str | int] = {"channel": channel_label(self._channel, self.input_channels)}
+        if self.side is not None:
+            fields["side"] = self.side
+        return fields
+
+    def keep_frames(self, limit_bytes: int) -> bytearray:
+        """Keep a copy of the mu-law that frames() yields (the audio sent), up to limit_bytes."""
+        self.kept = bytearray()
+        self._keep_limit = limit_bytes
+        return self.kept
+
+    # --- the stream ------------------------------------------------------------------------------
+    @property
+    def seconds_read(self) -> float:
+        """Seconds of input consumed so far (after --start)."""
+        return self._frames_read / self.input_rate
+
+    def frames(self, frame_ms: int = 20) -> Iterator[bytes]:
+        """8 kHz mono mu-law in frames of exactly frame_ms (the last may be shorter); streaming."""
+        check_frame_ms(frame_ms)
+        frame_bytes = SAMPLE_RATE * frame_ms // 1000
+        pending = bytearray()
+        kept = self.kept
+        if kept is not None:  # the tap copies each frame as it is handed to the audio channel
+            yield from self._keeping(self._frames(frame_bytes, pending), kept)
+            return
+        yield from self._frames(frame_bytes, pending)
+
+    def _keeping(self, frames: Iterator[bytes], kept: bytearray) -> Iterator[bytes]:
+        for frame in frames:
+            room = self._keep_limit - len(kept)
+            if room > 0:
+                kept += frame[:room]
+            yield frame
+
+    def _frames(self, frame_bytes: int, pending: bytearray) -> Iterator[bytes]:
+        for chunk in self.chunks():
+            pending += chunk
+            usable = len(pending) - len(pending) % frame_bytes
+            if usable:
+                view = memoryview(pending)
+                for offset in range(0, usable, frame_bytes):
+                    yield bytes(view[offset : offset + frame_bytes])
+                view.release()
+                del pending[:usable]
+        if pending:
+            yield bytes(pending)
+
+    def chunks(self) -> Iterator[bytes]:
+        """8 kHz mono mu-law in blocks of about two seconds (the same bytes as frames(), fewer pieces)."""
+        for block in self.pcm_blocks():
+            if len(block):
+                yield mulaw_encode_array(block).tobytes()
+
+    def pcm_blocks(self) -> Iterator[np.ndarray]:
+        """8 kHz mono int16 in blocks: the signal just before mu-law encoding."""
+        if self._started:
+            raise RuntimeError("an AudioStream can be read only once")
+        self._started = True
+        resample = resampler(self.input_rate) if self.input_rate != SAMPLE_RATE else None
+        produced = False
+        blocks = self._input_blocks()
+        if self._seekable:
+            # decode the next block on a second core while this one is resampled and encoded
+            self._read_ahead = _ReadAhead(blocks)
+            blocks = iter(self._read_ahead)
+        for mono in blocks:
+            out = resample(mono, False) if resample is not None else mono
+            if len(out):
+                produced = True
+                yield to_int16(out)
+        if resample is not None:
+            tail = resample(np.zeros(0, dtype=np.float32), True)
+            if len(tail):
+                produced = True
+                yield to_int16(tail)
+        if not produced:
+            raise AudioError(f"{self.name}: no audio in the selected range (0 samples)",
+                             "Check --start/--end, or that the recording is not empty.")
+
+    def _input_blocks(self) -> Iterator[np.ndarray]:
+        """Mono float32 blocks of the input at its own rate, between --start and --end."""
+        import soundfile
+
+        sound = self._sound
+        channels = self.input_channels
+        # 16-bit-or-narrower sources are read as int16 (a copy, no conversion in libsndfile): twice as fast
+        as_int16 = sound.subtype in INT16_EXACT_SUBTYPES
+        dtype = "int16" if as_int16 else "float32"
+        scale = 1.0 / 32768 if as_int16 else 1.0
+        block_frames = int(self.input_rate * _BLOCK_SECONDS)
+        block_frames = max(1024, min(block_frames, _BLOCK_MAX_BYTES // (4 * channels)))
+        buffer = np.empty((block_frames, channels), dtype=dtype)
+        # libmpg123 prints notes on fd 2 as it decodes a damaged MP3: they go to the debug log instead
+        quiet = sound.format == "MP3" and not isinstance(sound, FfmpegReader)
+        position = 0
+        if self._start_frame:
+            position = self._skip_to_start(buffer)
+        stop = self._end_frame
+        while stop is None or position < stop:
+            wanted = block_frames if stop is None else min(block_frames, stop - position)
+            try:
+                if quiet:
+                    with c_library_stderr_to_log():
+                        block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
+                else:
+                    block = sound.read(wanted, dtype=dtype, always_2d=True, out=buffer[:wanted])
+            except OSError as error:
+                raise AudioError(f"{self.name}: cannot read at {position / self.input_rate:.1f} s: "
+                                 f"{error.strerror or error}") from None
+            except (soundfile.LibsndfileError, RuntimeError) as error:
+                raise AudioError(
+                    f"{self.name}: corrupt audio data at {position / self.input_rate:.1f} s: "
+                    f"{libsndfile_message(error)}"
+                ) from None
+            got = len(block)
+            if got == 0:
+                break
+            position += got
+            self._frames_read = position - self._start_frame
+            yield to_mono(block, self._channel, scale)
+            if got < wanted:
+                break
+        self._check_complete(position)
+
+    def _skip_to_start(self, buffer: np.ndarray) -> int:
+        """Move to --start: seek when we can, read and drop when the input is a pipe."""
+        if self._seekable:
+            self._sound.seek(self._start_frame)
+            return self._start_frame
+        position = 0
+        while position < self._start_frame:
+            wanted = min(len(buffer), self._start_frame - position)
+            got = len(self._sound.read(wanted, dtype=buffer.dtype.name, always_2d=True, out=buffer[:wanted]))
+            if got == 0:
+                break
+            position += got
+        if position < self._start_frame:
+            raise UsageError(
+                f"--start {self._start_frame / self.input_rate:g} s is past the end of {self.name} "
+                f"({position / self.input_rate:.1f} s)"
+            )
+        return position
+
+    def _check_complete(self, position: int) -> None:
+        """A recording that ends before its header said is truncated: refuse it rather than send half."""
+        expected = self._expected_frames
+        if expected is None:
+            return
+        if self._end_frame is not None:
+            expected = min(expected, self._end_frame)
+        if position < expected:
+            rate = self.input_rate
+            shown, promised = two_figures(position, expected, rate)
+            raise AudioError(
+                f"{self.name}: truncated: the audio stops at {shown} but the header announces {promised}",
+                f"If it is still being written, wait; to use what is there, add --end {position / rate:.1f}.",
+            )
+
+
+_END = object()
+
+
+class _ReadAhead:
+    """Runs a block producer in a thread, `depth` blocks ahead; errors surface in the consumer.
+
+    Only for regular files: a read from one never blocks for long, so stop() can wait for the thread
+    to finish its current block, and the file is never closed under a read in progress.
+    """
+
+    def __init__(self, blocks: Iterator[np.ndarray], depth: int = 2) -> None:
+        import queue
+
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._blocks = blocks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="dasctl-audio-read", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        import queue
+
+        try:
+            for block in self._blocks:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(block, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(_END)
+        except BaseException as error:  # handed to the consumer, raised there
+            self._queue.put(error)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import queue
+
+        try:
+            while True:
+                if self._stop.is_set():
+                    raise ValueError("the audio stream was closed while it was being read")
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (safe to call twice, from the consumer or from close())."""
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()  # unblock a producer waiting on a full queue
+            except queue.Empty:
+                self._thread.join(0.05)

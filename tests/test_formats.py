@@ -1,0 +1,159 @@
+"""Every format ffmpeg reads: our decode agrees with ffmpeg's, each enrolls against the emulator, from a
+file and from a pipe, and a damaged file gets one clear line and exit 3 (fixtures: tests/data/formats/,
+made by tests/data/make-fixtures.sh)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dasctl.audio import open_audio
+from tests.conftest import DATA, Emulator
+
+FORMATS = DATA / "formats"
+Run = Callable[..., subprocess.CompletedProcess[Any]]
+STEREO = ["call.mp3", "call.m4a", "call-faststart.m4a", "call.aac", "call.opus", "call.ogg", "call.flac",
+          "call.wma", "call.mp4", "call.mkv", "call.webm"]
+MONO = ["call.amr", "call.gsm"]  # the 8 kHz telephone codecs, speaker A alone
+#: Lossy codecs that libsndfile decodes with another decoder than ffmpeg's (Opus: libopus, the reference,
+#: against FFmpeg's own): the same speech, not the same samples.
+OTHER_DECODER = {"call.opus"}
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is the reference decoder")
+
+
+def heard(path: Path | str, **options: Any) -> np.ndarray:
+    """What the service would hear, just before mu-law: 8 kHz int16."""
+    with open_audio(path, **options) as stream:
+        return np.concatenate(list(stream.pcm_blocks())).astype(np.float64)
+
+
+def aligned(ours: np.ndarray, reference: np.ndarray, max_lag: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """The two signals shifted onto each other (decoders may drop a codec's priming differently)."""
+    n = min(len(ours), len(reference))
+    a, b = ours[:n], reference[:n]
+    spectrum = np.fft.rfft(a, 2 * n) * np.conj(np.fft.rfft(b, 2 * n))
+    correlation = np.fft.irfft(spectrum)
+    candidates = np.concatenate([correlation[: max_lag + 1], correlation[-max_lag:]])
+    best = int(np.argmax(candidates))
+    lag = best if best <= max_lag else best - (2 * max_lag + 1)
+    return (a[lag:], b[: n - lag]) if lag >= 0 else (a[: n + lag], b[-lag:])
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("name", STEREO + MONO)
+def test_our_decode_agrees_with_ffmpegs(name: str, tmp_path: Path) -> None:
+    """ffmpeg decodes the file to float WAV; both go through the same resampler: only the decoders differ.
+    Tolerance: within 2 LSB of int16 and a correlation of 0.9999 (FFmpeg's decoders, here and in ffmpeg);
+    for Opus, decoded by libsndfile's libopus, a correlation of 0.98."""
+    source = FORMATS / name
+    reference = tmp_path / "ffmpeg.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(source), "-map", "0:a:0", "-c:a",
+                    "pcm_f32le", str(reference)], check=True, timeout=60)
+    options = {} if name in MONO else {"channel": "left"}
+    ours, theirs = aligned(heard(source, **options), heard(reference, **options))
+    assert len(ours) > 8000 * 4.5  # nearly all of the five seconds
+    correlation = float(np.corrcoef(ours, theirs)[0, 1])
+    if name in OTHER_DECODER:
+        assert correlation > 0.98
+    else:
+        assert correlation > 0.9999
+        assert np.max(np.abs(ours - theirs)) <= 2
+
+
+def test_the_left_side_of_a_compressed_call_is_speaker_a_not_the_mix() -> None:
+    left, right = heard(FORMATS / "call.m4a", channel="left"), heard(FORMATS / "call.m4a", channel="right")
+    speaker_a = heard(DATA / "speech-a-8k-mono.wav", start=1, end=6)
+    a_left, ref = aligned(left, speaker_a)
+    a_right, ref_right = aligned(right, speaker_a)
+    assert np.corrcoef(a_left, ref)[0, 1] > 0.9  # lossy at 48 kbit/s, and resampled twice
+    assert abs(np.corrcoef(a_right, ref_right)[0, 1]) < 0.3
+
+
+@pytest.mark.parametrize("name", STEREO + MONO)
+def test_register_enrolls_each_format(name: str, dasctl: Run, emulator: Emulator) -> None:
+    channel = [] if name in MONO else ["--channel", "left"]
+    done = dasctl("register", "--json", "--speed", "0", "-q", "--no-store", "--duration", "3", *channel,
+                  str(FORMATS / name), env=emulator.client_env())
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["ok"] is True and document["credential"]
+    assert document["audio_seconds_sent"] > 3
+
+
+@pytest.mark.parametrize("name", ["call.mp3", "call.m4a", "call.webm", "call.amr", "call.aac", "call.wma"])
+def test_register_reads_each_from_a_pipe(name: str, dasctl: Run, emulator: Emulator) -> None:
+    """`cat x.mp3 | dasctl register -`: streamed where the container allows, an m4a spooled to disk."""
+    done = dasctl("register", "-", "--speaker", "CUST1", "--json", "--speed", "0", "-q", "--duration", "3",
+                  input=(FORMATS / name).read_bytes(), text=False, env=emulator.client_env())
+    assert done.returncode == 0, done.stderr.decode()
+    document = json.loads(done.stdout)
+    assert document["ok"] is True and document["stored"]["speaker"] == "CUST1"
+
+
+def test_transcode_names_the_container_and_codec(dasctl: Run, tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    done = dasctl("transcode", str(FORMATS / "call.mp4"), str(out), "--channel", "left")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"transcode: {FORMATS / 'call.mp4'} (MP4 aac, 44100 Hz, 2 ch, channel left) -> "
+                           f"{out}: 5.0 s of 8 kHz mu-law\n")
+
+
+BAD = {
+    "noise.mp3": "noise.mp3: not a recording dasctl can read (unknown or unsupported format)",
+    "truncated.m4a": "truncated.m4a: an MP4/M4A file whose index is missing or damaged",
+    "truncated-faststart.m4a": "truncated-faststart.m4a: truncated: the data stops at 1.5 s but the header "
+                               "announces more (5.0 s)",
+    "truncated.mp3": "truncated.mp3: truncated: the audio stops at 1.6 s but the header announces 5.0 s",
+    "video-only.mp4": "video-only.mp4: has no audio track (video only)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_damaged_or_soundless_file_is_one_clear_line_and_exit_3(name: str, dasctl: Run,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    done = dasctl("transcode", str(FORMATS / name), str(out))
+    assert done.returncode == 3
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"dasctl: error: {FORMATS / BAD[name]}"
+    assert len(lines) <= 2 and all(line.startswith("  ") for line in lines[1:])  # the line, and a hint
+    assert "Traceback" not in done.stderr and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_cut_off_file_with_end_inside_what_is_there_is_accepted(dasctl: Run, tmp_path: Path) -> None:
+    done = dasctl("transcode", str(FORMATS / "truncated.mp3"), str(tmp_path / "out.ul"), "--end", "1.5")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.ul").stat().st_size == 12000
+
+
+def test_ffmpegs_own_words_are_only_in_the_debug_log(dasctl: Run, tmp_path: Path) -> None:
+    quiet = dasctl("transcode", str(FORMATS / "noise.mp3"), str(tmp_path / "out.wav"))
+    verbose = dasctl("-vv", "transcode", str(FORMATS / "noise.mp3"), str(tmp_path / "out.wav"))
+    assert quiet.returncode == verbose.returncode == 3
+    assert "FFmpeg" not in quiet.stderr and "Invalid data" not in quiet.stderr
+    assert "FFmpeg cannot open it" in verbose.stderr and "Invalid data found" in verbose.stderr
+
+
+def test_without_pyav_a_format_that_needs_it_says_what_to_install(dasctl: Run, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocked"
+    (blocker / "av").mkdir(parents=True)
+    (blocker / "av" / "__init__.py").write_text("raise ImportError(\"No module named 'av'\")\n")
+    env = {"PYTHONPATH": str(blocker)}
+    done = dasctl("transcode", str(FORMATS / "call.m4a"), str(tmp_path / "out.wav"), env=env)
+    assert done.returncode == 3
+    assert done.stderr.splitlines() == [
+        f"dasctl: error: {FORMATS / 'call.m4a'}: reading this format needs FFmpeg's decoders (the Python "
+        "package av), which is not installed",
+        "  Install it: pip install 'av>=14' (dasctl's own install includes it).",
+    ]
+    # what libsndfile reads does not need it
+    still = dasctl("transcode", str(FORMATS / "call.mp3"), str(tmp_path / "out.wav"), env=env)
+    assert still.returncode == 0, still.stderr

@@ -1,0 +1,180 @@
+"""Piped into another program on a terminal (`dasctl ... | jq`): nothing dasctl draws overwrites its lines.
+
+Each test runs a real shell pipeline in a real terminal (a private tmux server) and reads the final
+screen: every line the downstream program printed must be there, whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dasctl.environment import Environment, live_display_allowed
+from tests.conftest import DATA, ROOT, Emulator
+from tests.test_reenroll import seed
+
+SPEECH = str(DATA / "speech-a-8k-mono.wav")
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Terminal:
+    """A private tmux server (`tmux -L NAME`) running one shell command in a WIDTH x HEIGHT window."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.server = f"dasctl-pipes-{uuid.uuid4().hex[:8]}"
+        self.tmp_path = tmp_path
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.server, *args], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    def run(self, pipeline: str, env: dict[str, str], *, width: int = 100, height: int = 40,
+            timeout: float = 60) -> tuple[str, str]:
+        """Run `pipeline` (its first word after `dasctl` is dasctl's argv); return (exit code of dasctl,
+        final screen with wrapped lines joined)."""
+        done = self.tmp_path / f"exit-{uuid.uuid4().hex[:6]}"
+        exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+        dasctl = f"{shlex.quote(sys.executable)} -m dasctl"
+        script = (
+            # the pane starts at tmux's default size and is resized after: wait for the asked one (bounded)
+            f"for i in $(seq 100); do [ \"$(stty size)\" = '{height} {width}' ] && break; sleep 0.05; done; "
+            f"cd {shlex.quote(str(ROOT))}; export {exports}; unset NO_COLOR COLUMNS LINES; "
+            f"{pipeline.replace('dasctl ', dasctl + ' ', 1)}; "
+            f"echo ${{PIPESTATUS[0]}} > {shlex.quote(str(done))}; sleep 60"
+        )
+        subprocess.run(["tmux", "-L", self.server, "new-session", "-d", "-x", str(width), "-y", str(height),
+                        "bash", "-c", script], check=True, timeout=10)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not done.exists():
+            time.sleep(0.1)
+        time.sleep(0.3)  # the downstream program's last lines after dasctl's exit
+        return (done.read_text().strip() if done.exists() else "timeout",
+                self.tmux("capture-pane", "-p", "-J", "-S", "-", "-E", "-"))
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    term = Terminal(tmp_path)
+    yield term
+    term.close()
+
+
+def _env(emulator: Emulator) -> dict[str, str]:
+    return {**emulator.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"],
+            "TERM": "xterm-256color"}
+
+
+def _json_lines(screen: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in screen.splitlines() if line.startswith("{")]
+
+
+def test_register_piped_into_jq_leaves_jq_line_whole(emulator: Emulator, terminal: Terminal) -> None:
+    code, screen = terminal.run(f"dasctl register {shlex.quote(SPEECH)} --speed 2 --json | jq -c .",
+                                _env(emulator))
+    assert code == "0", screen
+    (document,) = _json_lines(screen)  # json.loads fails on a line a redraw cut or overwrote
+    assert document["ok"] is True and document["outcome"]["event"] == "result-success"  # type: ignore[index]
+    assert "━" not in screen  # no live bar: plain progress lines, which only add lines
+    assert "speech-a-8k-mono.wav: streaming audio" in screen and "\r" not in screen
+
+
+def test_reenroll_piped_into_cat_leaves_every_line_readable(two_models: Emulator, terminal: Terminal) -> None:
+    seed(6)
+    code, screen = terminal.run("dasctl reenroll --model-hash new -j 2 --speed 3 --json | cat",
+                                _env(two_models))
+    assert code == "0", screen
+    documents = _json_lines(screen)
+    assert sorted(str(d["speaker"]) for d in documents) == [f"spk-{i:03d}" for i in range(6)]
+    assert "━" not in screen
+    assert "dasctl: reenroll: [6/6]" in screen
+    assert "re-enrolled 6 of 6 speaker(s) with new; 0 failed" in screen
+
+
+def test_stdout_into_a_file_keeps_the_live_bar(emulator: Emulator, terminal: Terminal,
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    code, screen = terminal.run(
+        f"dasctl register {shlex.quote(SPEECH)} --speed 0 --json > {shlex.quote(str(out))}", _env(emulator))
+    assert code == "0", screen
+    assert "━" in screen  # nobody else writes to this terminal: the bar is safe
+    assert json.loads(out.read_text())["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("stderr_tty", "piped", "dumb", "quiet", "live"),
+    [
+        (True, False, False, False, True),
+        (True, True, False, False, False),  # | jq, | tee, | less
+        (False, False, False, False, False),  # stderr into a log
+        (True, False, True, False, False),  # TERM=dumb
+        (True, False, False, True, False),  # --quiet
+    ],
+)
+def test_the_one_rule_for_live_bars(stderr_tty: bool, piped: bool, dumb: bool, quiet: bool,
+                                    live: bool) -> None:
+    assert live_display_allowed(stderr_isatty=stderr_tty, stdout_piped=piped, dumb_terminal=dumb,
+                                quiet=quiet) is live
+
+
+def test_a_pipe_on_stdout_is_seen_as_one() -> None:
+    read, write = os.pipe()
+    try:
+        with os.fdopen(write, "w") as stdout:
+            environment = Environment(stdout=stdout, stderr_isatty=True, env={"TERM": "xterm"})
+            assert environment.stdout_piped is True and environment.live_display is False
+    finally:
+        os.close(read)
+    with open(os.devnull, "w") as devnull:
+        environment = Environment(stdout=devnull, stderr_isatty=True, env={"TERM": "xterm"})
+        assert environment.stdout_piped is False and environment.live_display is True
+
+
+LONG_NAME = "20261201-0915-CUST000123-inbound-queue-sales.wav"
+
+
+@pytest.mark.parametrize("width", [100, 160])
+def test_names_in_the_bar_are_cut_only_as_far_as_the_width_demands(
+    emulator: Emulator, terminal: Terminal, tmp_path: Path, width: int
+) -> None:
+    recording = tmp_path / LONG_NAME
+    shutil.copy(SPEECH, recording)
+    code, screen = terminal.run(f"dasctl register {shlex.quote(str(recording))} --speed 0 > /dev/null",
+                                _env(emulator), width=width)
+    assert code == "0", screen
+    unjoined = terminal.tmux("capture-pane", "-p", "-S", "-", "-E", "-")
+    (bar,) = [line for line in unjoined.splitlines() if "━" in line]
+    assert "voice " in bar and "result-success" in bar  # the whole bar on one line: nothing wrapped
+    if width == 160:
+        assert LONG_NAME in bar
+    else:
+        assert "…" in bar and bar.split()[0].endswith("sales.wav") and len(bar.rstrip()) <= width
+
+
+def test_watch_piped_into_jq_leaves_every_jq_line_whole(
+    emulator: Emulator, terminal: Terminal, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    fixtures = ["speech-a-8k-mono.wav", "speech-b-16k-mono.wav", "speech-c-22k-mono.wav"]
+    for index, fixture in enumerate(fixtures):
+        shutil.copy(DATA / fixture, inbox / f"CUST{index:03d}.wav")
+    code, screen = terminal.run(f"dasctl watch {shlex.quote(str(inbox))} --once --speed 2 -j 2 | jq -c .",
+                                _env(emulator))
+    assert code == "0", screen
+    files = sorted(str(d["file"]) for d in _json_lines(screen) if "file" in d)
+    assert files == ["CUST000.wav", "CUST001.wav", "CUST002.wav"], screen
+    assert "━" not in screen
