@@ -21,9 +21,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+# `cryptography` (OpenSSL) is imported where a key is used: listing and completion, which need none, skip it
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12
@@ -73,11 +71,15 @@ def _is_base64_of_key(text: bytes) -> bool:
 
 
 def wrap(kek: bytes, data_key: bytes) -> bytes:
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
     return aes_key_wrap(kek, data_key)
 
 
 def unwrap(kek: bytes, wrapped: bytes) -> bytes | None:
     """The data key, or None when this KEK did not wrap it (AES key wrap checks its integrity)."""
+    from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
     try:
         return aes_key_unwrap(kek, bytes(wrapped))
     except (InvalidUnwrap, ValueError):
@@ -93,6 +95,8 @@ class Sealer:
     """Seals with the store's active data key; opens with any data key it was given."""
 
     def __init__(self, data_keys: Mapping[int, bytes], active: int) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._ciphers = {key_id: AESGCM(key) for key_id, key in data_keys.items()}
         self.active = active
 
@@ -102,6 +106,8 @@ class Sealer:
         return BINARY_MAGIC + self.active.to_bytes(4, "big") + nonce + sealed
 
     def open(self, sealed: bytes, aad: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
         sealed = bytes(sealed)
         if not sealed.startswith(BINARY_MAGIC) or len(sealed) < len(BINARY_MAGIC) + 4 + NONCE_BYTES + 16:
             raise SealError("a truncated or foreign ciphertext")

@@ -39,6 +39,7 @@ class Sealing(StoreParts):
     _key: StoreKey | None = None
     _key_problem: StoreKeyError | None = None
     _data_keys: dict[int, bytes]
+    _pending_rows: list[tuple[int, str, bytes]] | None = None
 
     # -- opening ----------------------------------------------------------------------------------
     def _setup_sealing(self, key: StoreKey) -> None:
@@ -63,18 +64,28 @@ class Sealing(StoreParts):
         if key.kek is None:
             self._key_problem = self._missing(new_store=False)
             return
-        self._data_keys = self._unwrap(rows, key.kek)
+        # unwrapped when first needed: a listing (or a shell completion) never touches the cipher
+        self._pending_rows = rows
+        if not self._is_marked():
+            self._load_sealer()
+            if self._sealer is not None:
+                self._seal_plaintext()
+
+    def _load_sealer(self) -> None:
+        """Unwrap the data keys this process's key opens (once); the wrong key becomes the key problem."""
+        rows, self._pending_rows = self._pending_rows, None
+        if rows is None or self._key is None or self._key.kek is None:
+            return
+        self._data_keys = self._unwrap(rows, self._key.kek)
         if not self._data_keys:
             held = ", ".join(sorted({row[1] for row in rows}))
             self._key_problem = StoreKeyError(
-                f"the store key from {key.source} (id {kek_id(key.kek)}) does not open the credential store "
-                f"{self.location} (its data key is wrapped by key id {held})",
+                f"the store key from {self._key.source} (id {kek_id(self._key.kek)}) does not open the "
+                f"credential store {self.location} (its data key is wrapped by key id {held})",
                 "Pass the key this store was made or last rekeyed with.",
             )
             return
         self._sealer = Sealer(self._data_keys, max(self._data_keys))
-        if not self._is_marked():
-            self._seal_plaintext()
 
     def _key_rows(self) -> list[tuple[int, str, bytes]]:
         with self._read() as cursor:
@@ -110,12 +121,14 @@ class Sealing(StoreParts):
     # -- what callers see -------------------------------------------------------------------------
     @property
     def encrypted(self) -> bool:
+        self._load_sealer()
         return self._sealer is not None
 
     def require_secrets(self, *, write: bool = True) -> None:
         """Raise StoreKeyError (exit 4) unless this process can read and write the store's secrets, and
         (`write`) StoreError (exit 6) when a write would fail (a read-only file, a full disk): what
         register, verify, reenroll and watch check before any session starts."""
+        self._load_sealer()
         if self._key_problem is not None:
             raise self._key_problem
         problem = self.writable_problem() if write else None
@@ -130,6 +143,7 @@ class Sealing(StoreParts):
         return None
 
     def _sealer_or_fail(self) -> Sealer:
+        self._load_sealer()
         if self._sealer is None:
             raise self._key_problem or StoreKeyError(f"no key for the credential store {self.location}")
         return self._sealer
@@ -238,6 +252,7 @@ class Sealing(StoreParts):
         data key is wrapped by the old key or the new one), and running it again finishes the job. Records
         are not rewritten, so a running `watch` (its data key in memory) keeps working. (re-wrapped,
         already under the new key)"""
+        self._load_sealer()
         rows = self._key_rows()
         new_id = kek_id(new_kek)
         known = {**self._data_keys, **self._unwrap(rows, new_kek)}
@@ -259,6 +274,7 @@ class Sealing(StoreParts):
 
     def key_status(self) -> dict[str, Any]:
         """Which key opens this store, the data keys and how many values each seals (metadata only)."""
+        self._load_sealer()
         counts: dict[str, dict[str, int]] = {}
 
         def count(kind: str, value: object) -> None:

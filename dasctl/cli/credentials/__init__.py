@@ -26,8 +26,18 @@ credentials_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-key_app = typer.Typer(name="key", help="The credential store's key: make one, see which one is used.",
-                      no_args_is_help=True, rich_markup_mode=None)
+key_app = typer.Typer(
+    name="key",
+    help=compose_help(
+        "The credential store's key: make one, see which one is used (docs/store.md).",
+        examples=[
+            "dasctl credentials key new /etc/dasctl/store.key",
+            "dasctl credentials key status",
+        ],
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def install(app: typer.Typer) -> None:
