@@ -116,6 +116,11 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         # not `secret`: only the password inside a postgresql:// URL is (see masked_store_url)
         ConfigKey("store", "--store", ENV_STORE, "store",
                   "credential store: a SQLite file, or postgresql://USER@HOST/DB"),
+        # the path is not secret; the file it names is (dasctl/store/vault.py)
+        ConfigKey("store_key_file", "--store-key-file", "DASCTL_STORE_KEY_FILE", "text",
+                  "the credential store's key file (dasctl credentials key new > FILE)"),
+        ConfigKey("retention", "--retention", "DASCTL_RETENTION", "text",
+                  "retention policy watch applies, e.g. audio-older-than=90d,inactive-for=3y"),
         # which channel register and watch send (docs/audio.md); unset: the mix, with a warning on stereo.
         # Kinds "channel" and "side" are checked by dasctl.audio.channels.
         ConfigKey("channel", "--channel", "DASCTL_CHANNEL", "channel",
@@ -308,6 +313,10 @@ class Profile:
     stored: bool = False
     #: the credential store (None: the default SQLite file in the data directory)
     store: str | None = None
+    #: the credential store's key file (None: DASCTL_STORE_KEY, else the implicit local key)
+    store_key_file: str | None = None
+    #: the retention policy `watch` applies (dasctl/store/retention.py), e.g. "audio-older-than=90d"
+    retention: str | None = None
     #: the channel register and watch send (None: not chosen, the mix); the customer's side for named picks
     channel: str | None = None
     customer_channel: str | None = None
@@ -565,6 +574,8 @@ def load_profile(
         sources=sources,
         stored=stored_table is not None,
         store=optional_text("store"),
+        store_key_file=optional_text("store_key_file"),
+        retention=optional_text("retention"),
         channel=optional_text("channel"),
         customer_channel=optional_text("customer_channel"),
     )

@@ -24,6 +24,8 @@ ROOT = Path(__file__).parent.parent
 #: The emulator's documented demo client (the built-in `local` profile uses it).
 DEMO_CLIENT_ID = "dasctl-demo"
 DEMO_CLIENT_SECRET = "dasctl-demo-secret"
+#: the credential store key every test runs with (base64 of 32 bytes; see isolated_config)
+TEST_STORE_KEY = "dGVzdC1zdG9yZS1rZXktMzItYnl0ZXMtZXhhY3RseSE="
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +39,13 @@ def isolated_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     # No keyring daemon on test machines; tests that want a keyring choose one explicitly.
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.setenv("NO_COLOR", "1")
+    # Every store is encrypted (a team store needs a key): one fixed test key, also as the local key file
+    # (so that a dasctl started with only DASCTL_CONFIG_DIR, in tmux, finds it), so that tests about other
+    # things see no "key kept in FILE" warning; tests/test_vault*.py remove both to test the implicit key.
+    monkeypatch.setenv("DASCTL_STORE_KEY", TEST_STORE_KEY)
+    key_file = config_dir / "store.key"
+    key_file.write_text(TEST_STORE_KEY + "\n")
+    key_file.chmod(0o600)
     return config_dir
 
 

@@ -59,7 +59,7 @@ def enrollments() -> dict[str, list[EnrollmentRecord]]:
     try:
         speakers = sorted({record.speaker for record in store.list_current()})
         return {
-            speaker: [entry for entry in store.history(speaker) if isinstance(entry, EnrollmentRecord)]
+            speaker: [e for e in store.history(speaker, reveal=True) if isinstance(e, EnrollmentRecord)]
             for speaker in speakers
         }
     finally:

@@ -233,18 +233,21 @@ def watch(
                          "--journal names an old journal to import; watch's state now lives in the store.")
     kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
     env = environment()
-    if dry_run:
+    if dry_run:  # reads metadata only: no key needed, and no retention run by a look
         from dasctl.display.watch import print_plan
         from dasctl.watch.dry_run import plan
 
-        # the store's opt-out check, where the store has one (Store.refusal: the reason, or None)
-        refusal = getattr(kept, "refusal", None)
-        opted_out = (lambda speaker: bool(refusal(speaker))) if callable(refusal) else None
         try:
+            opted_out = lambda speaker: kept.refusal(speaker) is not None  # noqa: E731
             print_plan(env, plan(settings, kept, opted_out), json=json)
         finally:
             kept.close()
         return
+    kept.require_secrets()  # watch writes credentials: no key is exit 4 now, not after a session
+    from dasctl.cli.common import warn
+    from dasctl.store.retention import start_retention
+
+    start_retention(kept, resolved.retention, warn)  # the profile's retention: now and every 24 h
     from dasctl.cli.common import warn_of_stale_profile_model
 
     warn_of_stale_profile_model(kept, resolved, env.stderr)

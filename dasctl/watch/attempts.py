@@ -58,6 +58,7 @@ class AttemptSteps:
     _stop_reason: str | None
     _signals: int
     _fatal: DasctlError | None
+    _opted_out: set[FileIdentity]
 
     if TYPE_CHECKING:  # sharing.InboxSharing's, declared for the type checker only
         def _let_go(self, identity: FileIdentity) -> None: ...
@@ -77,6 +78,10 @@ class AttemptSteps:
             attempt.speaker = self.settings.speakers.speaker(name)
         except DasctlError as error:  # a name --speaker-from does not match: no session for it
             self._after_error(item, attempt, attempt_number, call_id, error)
+            return
+        refusal = self.journal.store.refusal(attempt.speaker)  # an opt-out: never sent (docs/store.md)
+        if refusal:
+            self._skip_opted_out(item, attempt_number, call_id, attempt.speaker, refusal)
             return
 
         def on_progress(progress: Progress) -> None:
@@ -166,6 +171,25 @@ class AttemptSteps:
             item, attempt, attempt_number, call_id, error=known, timings=attempt.marks
         )
         self._complete(item, report)
+
+    def _skip_opted_out(
+        self, item: WorkItem, attempt_number: int, call_id: str, speaker: str, refusal: str
+    ) -> None:
+        """Not a failure, and not final: an `optin` lets a later run enroll the file."""
+        from dasctl.watch.report import opted_out_report
+        from dasctl.watch.settings import ndjson_line
+
+        self._abandon(item, attempt_number, call_id, refusal)
+        self._opted_out.add(item.identity)
+        self.totals.opted_out += 1
+        report = opted_out_report(item.identity, item.path, speaker, refusal)
+        try:
+            human = f"{report['file']}: skipped, {refusal}"
+            self.lines.out.write((ndjson_line(report) if self.lines.render is ndjson_line else human) + "\n")
+            self.lines.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self._stdout_closed()
+        self._update_totals()
 
     def _fatal_error(self, error: DasctlError) -> None:
         if self._fatal is None:

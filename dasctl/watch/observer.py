@@ -64,6 +64,7 @@ class WatchTotals:
     waiting: int = 0  # seen, not settled
     retrying: int = 0
     skipped: int = 0  # already reported by an earlier run (the journal has their outcome)
+    opted_out: int = 0  # skipped, never sent: the customer opted out
 
 
 def summary_line(totals: WatchTotals, elapsed: float, failed_earlier: int, failed_dir: Path | None,
@@ -74,6 +75,8 @@ def summary_line(totals: WatchTotals, elapsed: float, failed_earlier: int, faile
     summary = f"{totals.done} done, {totals.failed} failed"
     if totals.skipped:
         summary += f", {totals.skipped} already reported"
+    if totals.opted_out:
+        summary += f", {totals.opted_out} skipped (opted out)"
     summary += f" in {elapsed:.1f} s"
     if failed_earlier:
         where = failed_dir or "`dasctl credentials history SPEAKER`"

@@ -117,3 +117,10 @@ def attempt_outcome(
     enrollment = build_enrollment(report, speaker=attempt.speaker, tap=attempt.tap, settings=settings,
                                   collected_audio=getattr(event, "collected_audio", None))
     return report, enrollment
+
+
+def opted_out_report(identity: FileIdentity, path: Path, speaker: str, refusal: str) -> dict[str, Any]:
+    """The line of a recording of a customer who opted out: skipped, never sent (counted apart)."""
+    return {"schema": OUTPUT_SCHEMA, "id": identity.id, "file": identity.relpath, "path": str(path),
+            "ok": False, "outcome": "opted-out", "skipped": True, "speaker": speaker, "reason": refusal,
+            "exit_code": 0}

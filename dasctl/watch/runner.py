@@ -85,6 +85,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
         self.totals = WatchTotals()
         self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
         self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
+        self._opted_out: set[FileIdentity] = set()  # skipped once per run (an optin needs a new run)
         self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -305,7 +306,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
 
     def _consider(self, settled: SettledFile) -> None:
         identity = settled.identity
-        if identity in self._active:
+        if identity in self._active or identity in self._opted_out:
             return
         entry = self.journal.entry(identity)
         if entry is not None and entry.state in FINAL_STATES:
