@@ -7,6 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Workers for `make test` (pytest-xdist). Most of the suite's time is real-time audio paced to the
+# emulator, not CPU, so more workers than cores pays (measured in docs/contributing.md); 0 = no xdist.
+PYTEST_WORKERS ?= 8
 
 .PHONY: install system-deps test demo bench lint clean fixtures
 
@@ -19,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 		&& $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[server,dev,postgres]'; } \
 		> $(VENV)/install.log 2>&1 \
 		|| { tail -n 30 $(VENV)/install.log >&2; echo 'make: installing dasctl into $(VENV) failed' >&2; exit 1; }
-	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, av, pytest, psycopg' \
+	@$(BIN)/python -c 'import dasctl, socketio, aiohttp, soundfile, soxr, webrtcvad, av, pytest, xdist, psycopg' \
 		|| { echo 'make: dasctl is installed but does not import (see $(VENV)/install.log)' >&2; exit 1; }
 	@touch $(STAMP)
 
@@ -27,8 +30,9 @@ $(STAMP): pyproject.toml constraints.txt
 system-deps:
 	@bash scripts/system-deps.sh
 
+# pytest's own exit status is make's: 5 (no tests collected) fails the target like any other.
 test: install system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 demo: install
 	@bash scripts/demo.sh

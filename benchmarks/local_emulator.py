@@ -29,11 +29,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_emulator(*serve_flags: str, log: Path | None = None) -> Iterator[RunningEmulator]:
-    """Start `dasctl -q serve` with these flags, wait until it listens; stop it (TERM, then KILL) at exit."""
+def running_emulator(*serve_flags: str, log: Path | None = None, quiet: bool = True
+                     ) -> Iterator[RunningEmulator]:
+    """Start `dasctl -q serve` with these flags, wait until it listens; stop it (TERM, then KILL) at exit.
+    quiet=False: without -q, so that LOG gets the session log (one line per terminal event)."""
     port = free_port()
-    command = [sys.executable, "-m", "dasctl", "-q", "serve", "--host", "127.0.0.1", "--port", str(port),
-               *serve_flags]
+    command = [sys.executable, "-m", "dasctl", *(["-q"] if quiet else []), "serve", "--host", "127.0.0.1",
+               "--port", str(port), *serve_flags]
     if log is None:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/startup.py [--runs N] [--check]
 Prints the median wall time of each and its ratio to the bare interpreter; with --check, exits 1 when a
-median misses its DESIGN.md target (--version <= 0.10 s, --help <= 0.20 s).
+median misses its target (docs/contributing.md) (--version <= 0.10 s, --help <= 0.20 s).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/store_list.py [--records N] [--runs N] [--check]
 Baseline, same run, same file: the sqlite3 command-line tool printing the same rows as JSON (or, when it
-is missing, `python -c` running the bare SELECT and printing each row). Target (DESIGN.md): <= 0.5 s.
+is missing, `python -c` running the bare SELECT and printing each row). docs/contributing.md: <= 0.5 s.
 The records are written straight into a store made by dasctl (a fresh schema), with a realistic
 credential (~600 characters); the audio lives in its own table and is never read by a listing.
 """
@@ -89,6 +89,7 @@ def main() -> int:
     dasctl = str(Path(sys.executable).with_name("dasctl"))
     with tempfile.TemporaryDirectory(prefix="dasctl-bench-list-") as temp:
         path = Path(temp) / "store.db"
+        os.environ["DASCTL_CONFIG_DIR"] = temp  # the store's implicit key goes there, not in your home
         fill(path, args.records, made_when_kept=not args.old_rows)
         env = {**os.environ, "DASCTL_CONFIG_DIR": temp, "NO_COLOR": "1"}
         ours_command = [dasctl, "credentials", "list", "--json", "--store", str(path)]
@@ -108,10 +109,18 @@ def main() -> int:
             seconds, cpu, _ = wall(baseline_command, env, Path(temp) / "out")
             baseline.append(seconds)
             base_cpu.append(cpu)
+        checks = []
+        for _ in range(3):  # what an open costs when the file changed since its last good check
+            db = sqlite3.connect(path)
+            started = time.perf_counter()
+            db.execute("PRAGMA quick_check(5)").fetchall()
+            checks.append(time.perf_counter() - started)
+            db.close()
     ours_s, base_s = statistics.median(ours), statistics.median(baseline)
     print(f"dasctl credentials list --json  median {ours_s:6.3f} s wall, "
           f"{statistics.median(ours_cpu):6.3f} s CPU  ({lines} lines, {args.records} records)")
     print(f"{baseline_name:31s} median {base_s:6.3f} s wall, {statistics.median(base_cpu):6.3f} s CPU")
+    print(f"PRAGMA quick_check (on open, when the file changed) median {statistics.median(checks):6.3f} s")
     print(f"ratio dasctl/baseline: {ours_s / base_s:.2f}x   target: <= {TARGET_S:g} s -> "
           f"{'met' if ours_s <= TARGET_S else 'MISSED'}")
     return 1 if args.check and ours_s > TARGET_S else 0

@@ -1,7 +1,7 @@
 """Peak RSS of `dasctl transcode` on a 1-hour 48 kHz stereo WAV, from a file and from a pipe; then the same
 hour as AAC/m4a (FFmpeg's decoder, through PyAV) from a file and from a pipe (spooled to disk, not memory).
 
-Target (DESIGN.md): <= 120 MB; the audio is streamed in blocks, never loaded whole (the input is 660 MB).
+docs/contributing.md: <= 120 MB; the audio is streamed in blocks, never loaded whole (the input is 660 MB).
 The baseline printed beside it is the same interpreter importing numpy, soundfile and soxr and doing
 nothing: what the pipeline adds is the difference. Run: .venv/bin/python benchmarks/transcode_memory.py
 """

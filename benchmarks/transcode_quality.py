@@ -5,7 +5,7 @@ anti-aliasing filter folds back into the band. The ideal reference mixes to mono
 resamples by exact band-limiting in the frequency domain (an infinitely long sinc filter: nothing
 above 4 kHz survives, nothing below is touched), then rounds to int16 and applies mu-law (audioop's
 table). Each tool's output is decoded, aligned (best lag within +-64 samples) and compared on the
-middle of the signal. Target (DESIGN.md): dasctl's SNR >= ffmpeg's.
+middle of the signal. Target (docs/contributing.md): dasctl's SNR >= ffmpeg's.
 
 Run: .venv/bin/python benchmarks/transcode_quality.py
 """

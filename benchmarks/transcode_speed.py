@@ -1,7 +1,7 @@
 """Wall time of `dasctl transcode` against ffmpeg and sox on 44.1 kHz stereo calls of 1, 3, 10 and 17 minutes.
 
 One run measures the whole curve (the same load on the machine for every point): dasctl pays Python's
-start-up on every file, so short files show it most. Target (DESIGN.md): dasctl's median wall time <=
+start-up on every file, so short files show it most. docs/contributing.md: dasctl's median wall time <=
 ffmpeg's on the 17-minute call. Then the same call compressed as recorders write it (MP3 through libsndfile,
 AAC/m4a through FFmpeg's decoder in PyAV), against ffmpeg decoding the same file in the same run.
 Run: .venv/bin/python benchmarks/transcode_speed.py [--minutes 1 3 10 17] [--formats mp3 m4a]

@@ -7,11 +7,11 @@ Makes FILES recordings of 6-8 s of speech (cuts of the committed fixtures, varie
 under benchmarks/.work/watch/, starts `dasctl serve` on a free port, then in the same run times:
 - watch: one `dasctl watch DIR --once` process for all files (peak RSS from wait4), keeping an enrollment
   record per file in a fresh SQLite store, and the same with `--no-store` (watch's own state is still kept,
-  in its own fresh store), alternated for ROUNDS rounds, best of each (DESIGN.md: with the store
+  in its own fresh store), alternated for ROUNDS rounds, best of each (docs/contributing.md: with the store
   >= 95% of the files/s without it);
 - baseline: `dasctl register --speed 0 FILE` once per file, one process each, on the first
   BASELINE_FILES files (sequential, as a shell loop would), scaled per file.
-Prints files/s for each, the ratios (DESIGN.md targets: >= 5x register-per-file; store >= 0.95 of
+Prints files/s for each, the ratios (docs/contributing.md targets: >= 5x register-per-file; store >= 0.95 of
 --no-store) and watch's peak RSS. --check exits 1 when a ratio misses its target.
 """
 

@@ -32,7 +32,7 @@ TWILIO_AUDIO_PATH = "/audio/twilio"
 AUDIOHOOK_AUDIO_PATH = "/audio/audiohook"
 DEFAULT_NAMESPACE_PREFIX = "/socket.io"
 
-# --- the cloud service (PROTOCOL.md §1) --------------------------------------------------------
+# --- the cloud service (docs/protocol.md §1) --------------------------------------------------------
 CLOUD_EU_URL = "https://api.eu.veri-das.com"
 CLOUD_EU_AUTH_URL = CLOUD_EU_URL + AUTH_PATH
 
@@ -40,7 +40,7 @@ CLOUD_EU_AUTH_URL = CLOUD_EU_URL + AUTH_PATH
 DEFAULT_AUTHENTICITY_THRESHOLD = 0.8
 DEFAULT_AUDIO_TOTAL_DURATION = 5.0
 DEFAULT_AUDIO_PROTOCOL = "twilio"
-#: verify: the lowest score that verifies, and the seconds of voice it collects (PROTOCOL.md §5: 3 s)
+#: verify: the lowest score that verifies, and the seconds of voice it collects (docs/protocol.md §5: 3 s)
 DEFAULT_SCORE_THRESHOLD = 0.6
 DEFAULT_VERIFY_DURATION = 3.0
 
@@ -50,7 +50,7 @@ LOCAL_URL = f"http://{DEFAULT_EMULATOR_HOST}:{DEFAULT_EMULATOR_PORT}"
 AUDIO_PATHS = {"twilio": TWILIO_AUDIO_PATH, "audiohook": AUDIOHOOK_AUDIO_PATH}
 AUDIO_PROTOCOLS = tuple(AUDIO_PATHS)
 
-# --- environment variables (DESIGN.md: everything a flag sets can come from DASCTL_*) -------------
+# --- environment variables (docs/architecture.md §2: everything a flag sets can come from DASCTL_*) ---
 ENV_CONFIG_DIR = "DASCTL_CONFIG_DIR"
 ENV_PROFILE = "DASCTL_PROFILE"
 ENV_CLIENT_ID = "DASCTL_CLIENT_ID"
@@ -116,6 +116,11 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         # not `secret`: only the password inside a postgresql:// URL is (see masked_store_url)
         ConfigKey("store", "--store", ENV_STORE, "store",
                   "credential store: a SQLite file, or postgresql://USER@HOST/DB"),
+        # the path is not secret; the file it names is (dasctl/store/vault.py)
+        ConfigKey("store_key_file", "--store-key-file", "DASCTL_STORE_KEY_FILE", "text",
+                  "the credential store's key file (dasctl credentials key new > FILE)"),
+        ConfigKey("retention", "--retention", "DASCTL_RETENTION", "text",
+                  "retention policy watch applies, e.g. audio-older-than=90d,inactive-for=3y"),
         # which channel register and watch send (docs/audio.md); unset: the mix, with a warning on stereo.
         # Kinds "channel" and "side" are checked by dasctl.audio.channels.
         ConfigKey("channel", "--channel", "DASCTL_CHANNEL", "channel",
@@ -308,6 +313,10 @@ class Profile:
     stored: bool = False
     #: the credential store (None: the default SQLite file in the data directory)
     store: str | None = None
+    #: the credential store's key file (None: DASCTL_STORE_KEY, else the implicit local key)
+    store_key_file: str | None = None
+    #: the retention policy `watch` applies (dasctl/store/retention.py), e.g. "audio-older-than=90d"
+    retention: str | None = None
     #: the channel register and watch send (None: not chosen, the mix); the customer's side for named picks
     channel: str | None = None
     customer_channel: str | None = None
@@ -529,7 +538,7 @@ def load_profile(
         default("client_id", DEMO_CLIENT_ID)
         default("model_hash", DEMO_MODEL_HASH)
         default("audiohook_api_key", DEMO_AUDIOHOOK_API_KEY)
-    # the real service's audio consumer URLs are not documented: never guess them (PROTOCOL.md §1)
+    # the real service's audio consumer URLs are not documented: never guess them (docs/protocol.md §1)
     for key_name in CONFIG_KEYS:
         sources.setdefault(key_name, SOURCE_DEFAULT)
 
@@ -565,6 +574,8 @@ def load_profile(
         sources=sources,
         stored=stored_table is not None,
         store=optional_text("store"),
+        store_key_file=optional_text("store_key_file"),
+        retention=optional_text("retention"),
         channel=optional_text("channel"),
         customer_channel=optional_text("customer_channel"),
     )

@@ -1,4 +1,4 @@
-"""One error hierarchy for dasctl; exit codes (DESIGN.md) are decided here and nowhere else."""
+"""One error hierarchy for dasctl; exit codes (docs/architecture.md §5) are decided here and nowhere else."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class Interrupted(DasctlError):
     kind = "interrupted"
 
 
-# Terminal events of PROTOCOL.md §3.2 and what they mean for the exit status.
+# Terminal events of docs/protocol.md §3.2 and what they mean for the exit status.
 _EVENT_EXIT_CODES: dict[str, ExitCode] = {
     "result-success": ExitCode.OK,
     "result-fail-spoof": ExitCode.REJECTED,

@@ -1,6 +1,6 @@
 """das-Peak Streaming event names, payload field names, and typed events parsed from raw payloads.
 
-This is the only module that knows the wire names (PROTOCOL.md §3). The emulator imports the
+This is the only module that knows the wire names (docs/protocol.md §3). The emulator imports the
 constants; the client also uses the parser. Parsing is lenient on purpose: the vendor may add
 events and fields at any time, so unknown ones are kept as raw data, never an error.
 """

@@ -1,6 +1,6 @@
 """G.711 mu-law, bit-exact with Sun's reference g711.c (Python's `audioop`, `audioop-lts`).
 
-ffmpeg's `pcm_mulaw` rounds differently on 512 of the 65536 int16 inputs (PROTOCOL.md §5); we follow
+ffmpeg's `pcm_mulaw` rounds differently on 512 of the 65536 int16 inputs (docs/protocol.md §5); we follow
 audioop, and tests pin every input against it. Both directions are table lookups built once, lazily.
 """
 

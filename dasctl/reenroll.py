@@ -1,6 +1,6 @@
 """Re-enroll every speaker whose current credential was made with another model, from the kept audio.
 
-The vendor's advice when the biometric model changes (PROTOCOL.md §6): enroll again from the enrollment
+The vendor's advice when the biometric model changes (docs/protocol.md §6): enroll again from the enrollment
 audio, without calling anyone. For each stale speaker, one register session with the new model sends the
 kept 8 kHz mu-law bytes as they are; the new credential becomes current (origin "reenroll") and the old
 one stays as history.

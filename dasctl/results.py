@@ -23,7 +23,7 @@ SCHEMA = "dasctl.register/1"
 VERIFY_SCHEMA = "dasctl.verify/1"
 EVENT_SCHEMA = "dasctl.event/1"
 
-# What to do after each "no" from the service (PROTOCOL.md §3.2), in one line.
+# What to do after each "no" from the service (docs/protocol.md §3.2), in one line.
 _HINTS = {
     events.RESULT_FAIL_SPOOF: "The recording looks replayed or synthetic; enroll from a live call recording.",
     events.RESULT_FAIL_SCORE: "The voice did not match; check that the recording is of the right speaker.",

@@ -30,7 +30,9 @@ class StoreReader:
         """Each speaker's current credential (`dasctl credentials list`): speakers matching a glob
         (fnmatch, e.g. 'team-a-*'), made with a model hash, or stale for one (made with any other)."""
         with closing(self._open()) as store:
-            return list(store.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for))
+            # credentials when this process holds the store's key, metadata otherwise (docs/store.md)
+            return list(store.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for,
+                                           reveal=store.encrypted))
 
     def current(self, speaker: str) -> EnrollmentRecord | None:
         """The speaker's current credential, or None."""
@@ -40,7 +42,7 @@ class StoreReader:
     def history(self, speaker: str) -> builtins.list[EnrollmentRecord | VerificationRecord]:
         """Every enrollment attempt and verification of a speaker, oldest first (`credentials history`)."""
         with closing(self._open()) as store:
-            return store.history(speaker)
+            return store.history(speaker, reveal=store.encrypted)
 
     def export(
         self, target: str | os.PathLike[str] | IO[str] | None = None, *, speaker: str | None = None
@@ -52,7 +54,10 @@ class StoreReader:
         from dasctl.store.records import credential_document
 
         with closing(self._open()) as store:
-            documents = [credential_document(record) for record in store.enrollments(speaker_glob=speaker)]
+            documents = [credential_document(record)
+                         for record in store.enrollments(speaker_glob=speaker, reveal=store.encrypted)]
+            if store.encrypted and documents:
+                store.audit("python export", sorted({str(d["speaker"]) for d in documents}), len(documents))
         if target is None:
             return documents
         text = "".join(json_line(document) + "\n" for document in documents)

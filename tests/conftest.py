@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.tmux_server import TmuxServer
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
@@ -19,6 +24,8 @@ ROOT = Path(__file__).parent.parent
 #: The emulator's documented demo client (the built-in `local` profile uses it).
 DEMO_CLIENT_ID = "dasctl-demo"
 DEMO_CLIENT_SECRET = "dasctl-demo-secret"
+#: the credential store key every test runs with (base64 of 32 bytes; see isolated_config)
+TEST_STORE_KEY = "dGVzdC1zdG9yZS1rZXktMzItYnl0ZXMtZXhhY3RseSE="
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +39,13 @@ def isolated_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     # No keyring daemon on test machines; tests that want a keyring choose one explicitly.
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.setenv("NO_COLOR", "1")
+    # Every store is encrypted (a team store needs a key): one fixed test key, also as the local key file
+    # (so that a dasctl started with only DASCTL_CONFIG_DIR, in tmux, finds it), so that tests about other
+    # things see no "key kept in FILE" warning; tests/test_vault*.py remove both to test the implicit key.
+    monkeypatch.setenv("DASCTL_STORE_KEY", TEST_STORE_KEY)
+    key_file = config_dir / "store.key"
+    key_file.write_text(TEST_STORE_KEY + "\n")
+    key_file.chmod(0o600)
     return config_dir
 
 
@@ -96,20 +110,38 @@ class Emulator:
                 self.proc.wait()
 
 
+def _announced_port(log: Path, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """The port `dasctl serve --port 0` chose, read from its banner (flushed as soon as it listens)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
+        if proc.poll() is not None:
+            raise RuntimeError(f"emulator exited with {proc.returncode}: {log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    raise RuntimeError(f"emulator did not say where it listens within {timeout}s")
+
+
 def launch_emulator(log_dir: Path, *args: str) -> Emulator:
-    """Start `dasctl serve` with these flags on a free port of 127.0.0.1, its log in log_dir; ready."""
-    port = free_port()
-    log = log_dir / f"emulator-{port}.log"
+    """Start `dasctl serve` with these flags on 127.0.0.1, its log in log_dir; ready.
+
+    The kernel picks the port (`--port 0`, read back from the banner) unless the flags name one: a port
+    probed free and bound later could be taken meanwhile by another xdist worker's emulator.
+    """
+    log = log_dir / f"emulator-{uuid.uuid4().hex[:8]}.log"
+    port_args = [] if "--port" in args else ["--port", "0"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", *port_args, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    emulator = Emulator(port, proc, log, list(args))
+    emulator = Emulator(0, proc, log, list(args))
     try:
-        wait_for_port(port, proc)
+        emulator.port = _announced_port(log, proc) if port_args else int(args[args.index("--port") + 1])
+        wait_for_port(emulator.port, proc)
     except BaseException:
         emulator.stop()
         raise
@@ -182,14 +214,40 @@ def _postgres_bindir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A PostgreSQL cluster on a free 127.0.0.1 port under a temp dir, removed afterwards (also on failure);
-    yields its base URL (with a password in it, which trust auth ignores: the tests check it is masked).
+@dataclass
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster: where it lives, how to reach it, how to run its tools."""
 
-    PostgreSQL refuses to run as root, so as root the cluster runs as Debian's `postgres` user. Missing
-    binaries are installed by scripts/system-deps.sh; if they still are missing the tests FAIL (never skip).
-    """
+    base: Path
+    port: int
+    bindir: Path
+    as_postgres: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://dasctl:pg-test-password@127.0.0.1:{self.port}"
+
+    def record(self) -> str:
+        return json.dumps({"base": str(self.base), "port": self.port, "bindir": str(self.bindir),
+                           "as_postgres": self.as_postgres})
+
+    @classmethod
+    def recorded(cls, text: str) -> PostgresCluster:
+        known = json.loads(text)
+        return cls(Path(known["base"]), known["port"], Path(known["bindir"]), known["as_postgres"])
+
+    def stop(self) -> None:
+        import shutil
+
+        if (self.base / "data" / "postmaster.pid").exists():
+            subprocess.run([*self.as_postgres, str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"),
+                            "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _start_postgres() -> PostgresCluster:
+    """initdb and start a cluster on a free 127.0.0.1 port under a temp dir (TCP only: no socket path,
+    whose length limit a long TMPDIR would pass); removed again if it does not come up."""
     import shutil
     import tempfile
 
@@ -205,8 +263,8 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:
         as_postgres = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, "postgres", "postgres")
+    cluster = PostgresCluster(base, free_port(), bindir, as_postgres)
     data, log = base / "data", base / "server.log"
-    port = free_port()
 
     def run(*command: str) -> None:
         done = subprocess.run([*as_postgres, *command], capture_output=True, text=True, timeout=120)
@@ -218,14 +276,59 @@ def postgres_server() -> Iterator[str]:
         run(str(bindir / "initdb"), "-D", str(data), "-U", "dasctl", "--auth=trust", "-E", "UTF8",
             "--no-sync")
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            "start")
-        yield f"postgresql://dasctl:pg-test-password@127.0.0.1:{port}"
-    finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                           capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+            f"-p {cluster.port} -c unix_socket_directories= -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c max_connections=400", "start")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every xdist worker of this run sees (the controller's basetemp); basetemp without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL cluster on a free 127.0.0.1 port under a temp dir, removed afterwards (also on failure);
+    yields its base URL (with a password in it, which trust auth ignores: the tests check it is masked).
+
+    One cluster per run: the first xdist worker that needs it starts it (under a file lock) and the
+    controller stops it when every worker is done (pytest_sessionfinish below); each test still gets a
+    database of its own (postgres_store_url). Without xdist the fixture stops it itself.
+
+    PostgreSQL refuses to run as root, so as root the cluster runs as Debian's `postgres` user. Missing
+    binaries are installed by scripts/system-deps.sh; if they still are missing the tests FAIL (never skip).
+    """
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        cluster = _start_postgres()
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
+        return
+    record = _shared_dir(tmp_path_factory) / "postgres-cluster.json"
+    with FileLock(str(record) + ".lock", timeout=180):
+        if not record.exists():
+            cluster = _start_postgres()
+            record.write_text(cluster.record())
+        url = PostgresCluster.recorded(record.read_text()).url
+    yield url
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The xdist controller stops the cluster its workers shared (they are all done by now)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    factory: pytest.TempPathFactory | None = getattr(session.config, "_tmp_path_factory", None)
+    record = factory.getbasetemp() / "postgres-cluster.json" if factory is not None else None
+    if record is not None and record.exists():
+        PostgresCluster.recorded(record.read_text()).stop()
+        record.unlink()
 
 
 @pytest.fixture
@@ -239,3 +342,119 @@ def postgres_store_url(postgres_server: str) -> str:
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
     return f"{postgres_server}/{name}"
+
+
+# --- hermetic: signals as a terminal gives them, private tmux servers, no process outlives the run --------
+#: Every process a test starts inherits this variable (tmux panes too: the private servers are started
+#: from the test process), so the check below finds the run's processes even once they are orphaned.
+RUN_MARKER = "PYTEST_DASCTL_RUN"
+#: `python -m dasctl ...`, `.venv/bin/dasctl ...`, and the shells of tmux panes that run them
+DASCTL_COMMAND = re.compile(r"(-m dasctl|/dasctl)( |$)")
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """Keeps the test process immune where it was (nohup, `cmd &`), while its children start with the
+    default disposition: a caught signal is reset to SIG_DFL on exec, an ignored one stays ignored."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _signals_as_on_a_terminal() -> Iterator[None]:
+    """Under `nohup make test` SIGHUP is ignored, under `make test &` in a script SIGINT is, and children
+    inherit both: the tests that send dasctl those signals would test nohup instead of a terminal. Tests
+    that want a signal ignored say so (preexec_fn). Blocked signals are unblocked for the same reason."""
+    import signal
+
+    previous = {}
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _ignore_signal)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_terminal_size_from_the_runner() -> Iterator[None]:
+    """pytest-xdist's workers run with COLUMNS=80, and a developer's shell may export COLUMNS and LINES:
+    help text would wrap at the runner's width, and rich in a tmux pane would believe them over the pane's
+    real size. Tests see no such variables; one that wants a width sets it."""
+    saved = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES") if name in os.environ}
+    yield
+    os.environ.update(saved)
+
+
+def _processes_of_this_run(marker: str) -> list[tuple[int, str]]:
+    """(pid, command line) of live dasctl processes that carry this run's marker or descend from us."""
+    me = os.getpid()
+    parents: dict[int, int] = {}
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        try:
+            stat = (entry / "stat").read_text()
+            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+            if state in ("Z", "X"):
+                continue  # already dead, only not yet reaped
+            parents[pid] = int(ppid)
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            if not DASCTL_COMMAND.search(command):
+                continue
+            environ = (entry / "environ").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if f"{RUN_MARKER}={marker}".encode() in environ.split(b"\0"):
+            found[pid] = command
+        else:
+            found.setdefault(-pid, command)  # a candidate: kept only if it descends from this process
+    for pid in [key for key in found if key < 0]:
+        command = found.pop(pid)
+        ancestor, seen = -pid, 0
+        while ancestor > 1 and seen < 64:
+            ancestor, seen = parents.get(ancestor, 0), seen + 1
+            if ancestor == me:
+                found[-pid] = command
+                break
+    return sorted(found.items())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_dasctl_outlives_the_run() -> Iterator[None]:
+    """Fail the run, naming them, if dasctl processes a test started are still alive at its end (then
+    kill them: a stray `dasctl watch` must not keep running after the suite)."""
+    import signal
+
+    marker = uuid.uuid4().hex
+    os.environ[RUN_MARKER] = marker  # per xdist worker: workers never see each other's processes
+    yield
+    deadline = time.monotonic() + 10  # an emulator or a watch told to stop may still be closing
+    left = _processes_of_this_run(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = _processes_of_this_run(marker)
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if left:
+        named = "\n".join(f"  pid {pid}: {command}" for pid, command in left)
+        pytest.fail(f"{len(left)} dasctl process(es) outlived the tests (killed now):\n{named}",
+                    pytrace=False)
+
+
+@pytest.fixture
+def tmux_server() -> Iterator[TmuxServer]:
+    """A private tmux server (`tmux -L <unique>`, no ~/.tmux.conf) for one test; killed at teardown."""
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    server = TmuxServer()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -1,6 +1,6 @@
 """Raw-protocol clients for the emulator tests: python-socketio and websocket-client, nothing of dasctl.
 
-The emulator is tested against PROTOCOL.md, so these helpers speak the wire protocol directly.
+The emulator is tested against docs/protocol.md, so these helpers speak the wire protocol directly.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import websocket
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    # Sun's g711 reference, the encoder PROTOCOL.md §5 follows (audioop-lts on Python 3.13+)
+    # Sun's g711 reference, the encoder docs/protocol.md §5 follows (audioop-lts on Python 3.13+)
     import audioop
 
 DATA = Path(__file__).parent / "data"
@@ -51,7 +51,7 @@ def mulaw_of(name: str, channel: int | None = None) -> bytes:
 def token_response(
     emulator: Any, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_CLIENT_SECRET
 ) -> requests.Response:
-    """The token endpoint's answer to a client-credentials request (PROTOCOL.md §2)."""
+    """The token endpoint's answer to a client-credentials request (docs/protocol.md §2)."""
     return requests.post(
         emulator.auth_url,
         data={"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials"},
@@ -73,7 +73,7 @@ def initialize_payload(
     threshold: float = 0.8,
     model_hash: str = DEMO_MODEL_HASH,
 ) -> dict[str, Any]:
-    """PROTOCOL.md §3.1, field for field."""
+    """docs/protocol.md §3.1, field for field."""
     return {
         "metadata": {
             "audio_protocol": protocol,
@@ -274,7 +274,7 @@ def start_session(server: Any, protocol: str = "audiohook", duration: float = 2.
 
 
 class AudioHookClient:
-    """The Genesys side of AudioHook v2, written from the protocol (PROTOCOL.md §4.2)."""
+    """The Genesys side of AudioHook v2, written from the protocol (docs/protocol.md §4.2)."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""dasctl's AudioHook client against a minimal AudioHook server written here from PROTOCOL.md §4.2.
+"""dasctl's AudioHook client against a minimal AudioHook server written here from docs/protocol.md §4.2.
 
 Nothing of dasctl's emulator is used: the peer below is its own reading of the protocol (aiohttp
 WebSocketResponse). It records every message and frame, and checks what a strict server checks:

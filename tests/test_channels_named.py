@@ -9,9 +9,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,8 @@ from typing import Any
 import pytest
 
 from dasctl.audio import open_audio
-from tests.conftest import DATA, ROOT, Emulator
+from tests.conftest import DATA, Emulator
+from tests.tmux_server import TmuxServer, dasctl_command, wait_for_file
 
 STEREO = DATA / "speech-ab-44k-stereo.wav"  # speaker A left, speaker B right
 MONO = DATA / "speech-a-8k-mono.wav"
@@ -154,33 +152,22 @@ def test_watch_warns_once_and_each_line_says_the_channel(dasctl: Run, emulator: 
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_on_a_terminal_the_warning_is_a_whole_line_above_the_bar(emulator: Emulator, tmp_path: Path) -> None:
+def test_on_a_terminal_the_warning_is_a_whole_line_above_the_bar(
+    emulator: Emulator, tmp_path: Path, tmux_server: TmuxServer
+) -> None:
     """The live bar redraws stderr; the warning, said while it is up, must land on a line of its own."""
-    server = f"dasctl-channels-{uuid.uuid4().hex[:8]}"  # a private tmux server, killed at the end
     done = tmp_path / "exit-code"
     env = {**emulator.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"],
            "TERM": "xterm-256color"}
-    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
-    command = (f"cd {shlex.quote(str(ROOT))} && env {exports} {shlex.quote(sys.executable)} -m dasctl "
-               f"register {shlex.quote(str(STEREO))} --speed 0 --no-store --duration 3 > /dev/null; "
-               f"echo $? > {shlex.quote(str(done))}; sleep 30")
-    tmux = ["tmux", "-L", server]
-    subprocess.run([*tmux, "new-session", "-d", "-s", "t", "-x", "200", "-y", "20", command], check=True,
-                   timeout=10)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not done.exists():
-            time.sleep(0.2)
-        time.sleep(0.3)
-        screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True,
-                                timeout=10).stdout
-        assert done.read_text().strip() == "0", screen
-        lines = [line.rstrip() for line in screen.splitlines()]
-        assert lines.count(MIX_WARNING) == 1, screen
-        bar = lines[lines.index(MIX_WARNING) + 1]  # the bar goes on below it, whole
-        assert "voice 3.0/3 s" in bar and "result-success" in bar, screen
-    finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+    args = f"register {shlex.quote(str(STEREO))} --speed 0 --no-store --duration 3"
+    name = tmux_server.new_session(dasctl_command(args, env, done, unset=(), redirect="> /dev/null"), 200, 20)
+    code = wait_for_file(done, 60)
+    screen = tmux_server.screen(name)
+    assert code == "0", screen
+    lines = screen.splitlines()
+    assert lines.count(MIX_WARNING) == 1, screen
+    bar = lines[lines.index(MIX_WARNING) + 1]  # the bar goes on below it, whole
+    assert "voice 3.0/3 s" in bar and "result-success" in bar, screen
 
 
 def test_verify_takes_the_customers_side_from_the_profile(dasctl: Run, emulator: Emulator,

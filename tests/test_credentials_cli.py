@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import soundfile
 
 from dasctl.store import EnrollmentRecord, VerificationRecord, open_store
 from tests.conftest import DATA, Emulator
+from tests.tmux_server import TmuxServer
 
 Run = Callable[..., subprocess.CompletedProcess[Any]]
 AUDIO = bytes(range(256)) * 160
@@ -54,16 +56,19 @@ def test_list_is_tab_separated_and_masked_when_piped(dasctl: Run, seeded: str) -
     assert done.returncode == 0, done.stderr
     rows = [line.split("\t") for line in done.stdout.splitlines()]
     assert [row[0] for row in rows] == ["CUST1", "CUST2"]
-    assert rows[0][1] == "v2" and CREDENTIAL not in done.stdout and "…" in rows[0][3]
+    # listing is metadata: nothing is decrypted, so the credential is not even masked, it is absent
+    assert rows[0][1] == "v2" and CREDENTIAL not in done.stdout and rows[0][3] == "(encrypted)"
     shown = dasctl("credentials", "list", "--store", seeded, "--show-credential")
     assert _cred("CUST1", 2) in shown.stdout
 
 
-def test_list_json_carries_credentials_whole_and_filters(dasctl: Run, seeded: str) -> None:
+def test_list_json_carries_credentials_whole_only_when_asked_and_filters(dasctl: Run, seeded: str) -> None:
     done = dasctl("credentials", "list", "--store", seeded, "--json")
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(line["schema"] == "dasctl.credential/1" for line in lines)
-    assert [(line["speaker"], line["credential"]) for line in lines] == [
+    assert [(line["speaker"], line["credential"]) for line in lines] == [("CUST1", None), ("CUST2", None)]
+    shown = dasctl("credentials", "list", "--store", seeded, "--json", "--show-credential")
+    assert [(line["speaker"], line["credential"]) for line in map(json.loads, shown.stdout.splitlines())] == [
         ("CUST1", _cred("CUST1", 2)), ("CUST2", _cred("CUST2", 1))]
     assert all(" " not in raw for raw in done.stdout.splitlines())  # compact
     stale = dasctl("credentials", "list", "--store", seeded, "--json", "--stale-for", "v2")
@@ -73,9 +78,11 @@ def test_list_json_carries_credentials_whole_and_filters(dasctl: Run, seeded: st
 
 
 def test_show_and_unknown_speakers(dasctl: Run, seeded: str) -> None:
-    done = dasctl("credentials", "show", "CUST1", "--store", seeded, "--json")
+    done = dasctl("credentials", "show", "CUST1", "--store", seeded, "--json", "--show-credential")
     (document,) = [json.loads(line) for line in done.stdout.splitlines()]
     assert document["credential"] == _cred("CUST1", 2) and document["current"] and document["has_audio"]
+    metadata = dasctl("credentials", "show", "CUST1", "--store", seeded, "--json")
+    assert json.loads(metadata.stdout)["credential"] is None
     human = dasctl("credentials", "show", "CUST1", "--store", seeded)
     assert "model hash" in human.stdout and CREDENTIAL not in human.stdout
     unknown = dasctl("credentials", "show", "NOBODY", "--store", seeded)
@@ -101,26 +108,28 @@ def test_history_has_every_attempt_and_verification_oldest_first(dasctl: Run, se
 def test_export_then_import_rebuilds_the_store_and_importing_twice_adds_nothing(
     dasctl: Run, seeded: str, tmp_path: Path
 ) -> None:
-    exported = dasctl("credentials", "export", "--store", seeded)
-    assert exported.returncode == 0 and len(exported.stdout.splitlines()) == 5
+    exported = dasctl("credentials", "export", "--with-credential", "--store", seeded)
+    # 5 enrollments, 1 verification
+    assert exported.returncode == 0 and len(exported.stdout.splitlines()) == 6
     dump = tmp_path / "dump.ndjson"
     dump.write_text(exported.stdout)
     copy = str(tmp_path / "copy.db")
-    for _ in range(2):
+    for new, already in ((6, 0), (0, 6)):
         done = dasctl("credentials", "import", str(dump), "--store", copy, "--json")
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["kept"] == 5
-    listed = dasctl("credentials", "list", "--store", copy, "--json")
+        summary = json.loads(done.stdout)
+        assert (summary["new"], summary["already"], summary["refused"]) == (new, already, 0)
+    listed = dasctl("credentials", "list", "--store", copy, "--json", "--show-credential")
     assert [json.loads(line)["credential"] for line in listed.stdout.splitlines()] == [
         _cred("CUST1", 2), _cred("CUST2", 1)]
     history = dasctl("credentials", "history", "CUST1", "--store", copy, "--json")
-    assert len(history.stdout.splitlines()) == 3  # not 6: the second import recognised every record
+    assert len(history.stdout.splitlines()) == 4  # not 8: the second import recognised every record
 
 
 def test_export_csv_with_audio_files(dasctl: Run, seeded: str, tmp_path: Path) -> None:
     audio_dir = tmp_path / "audio"
     audio_dir.mkdir()
-    done = dasctl("credentials", "export", "--store", seeded, "--format", "csv",
+    done = dasctl("credentials", "export", "--store", seeded, "--format", "csv", "--with-credential",
                   "--audio-dir", str(audio_dir))
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
@@ -146,14 +155,15 @@ def test_export_with_audio_piped_into_import_moves_the_store_whole(
     exported = dasctl("credentials", "export", "--with-audio", "--store", seeded)
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert [bool(line["audio"]) for line in lines] == [True, False, True, False, False]
+    assert [bool(line.get("audio")) for line in lines] == [True, False, True, False, False, False]
+    assert lines[-1]["schema"] == "dasctl.verification/1"
     copy = str(tmp_path / "copy.db")
     done = dasctl("credentials", "import", "-", "--store", copy, input=exported.stdout)
     assert done.returncode == 0, done.stderr
     assert _kept_audio(dasctl, copy, "CUST1", tmp_path / "c1.wav") == AUDIO[:16000]
     store = open_store(copy)
     try:  # kept as audio, not a second time as base64 inside the record's document
-        entries = store.history("CUST1")
+        entries = store.history("CUST1", reveal=True)
         documents = [entry.document for entry in entries if isinstance(entry, EnrollmentRecord)]
         assert len(documents) == 3 and all(doc and "audio" not in doc for doc in documents)
     finally:
@@ -170,13 +180,14 @@ def test_export_audio_dir_then_import_reads_the_files_back_from_beside_the_listi
     backup = tmp_path / "backup"
     (backup / "audio").mkdir(parents=True)
     exported = subprocess.run(
-        [sys.executable, "-m", "dasctl", "credentials", "export", "--audio-dir", "audio", "--store", seeded],
+        [sys.executable, "-m", "dasctl", "credentials", "export", "--audio-dir", "audio", "--with-credential",
+         "--store", seeded],
         cwd=backup, capture_output=True, text=True, timeout=60,
     )
     assert exported.returncode == 0, exported.stderr
     listing = backup / "kept.ndjson"
     listing.write_text(exported.stdout)
-    assert [json.loads(line)["audio_file"] for line in exported.stdout.splitlines()][0].startswith("audio/")
+    assert json.loads(exported.stdout.splitlines()[0])["audio_file"].startswith("audio/")
     copy = str(tmp_path / "copy.db")
     done = dasctl("credentials", "import", str(listing), "--store", copy)  # from another directory
     assert done.returncode == 0, done.stderr
@@ -189,14 +200,15 @@ def test_export_audio_dir_then_import_reads_the_files_back_from_beside_the_listi
     partial = dasctl("credentials", "import", str(listing), "--store", other)
     assert partial.returncode == 7
     assert f"{listing}:3: not imported: " in partial.stderr and current.name in partial.stderr
-    assert "4 record(s) kept" in partial.stderr and "Traceback" not in partial.stderr
-    listed = dasctl("credentials", "list", "--store", other, "--json").stdout
-    assert {json.loads(line)["credential"] for line in listed.splitlines()} == {
-        _cred("CUST1", 1), _cred("CUST2", 1)}  # CUST1's later credential waits for its audio
+    assert "5 new" in partial.stderr and "Traceback" not in partial.stderr
+    listed = dasctl("credentials", "list", "--store", other, "--json", "--show-credential").stdout
+    # CUST1's current credential waits for its audio; its first stays superseded, as it was exported
+    assert {json.loads(line)["credential"] for line in listed.splitlines()} == {_cred("CUST2", 1)}
 
 
 def test_import_refuses_audio_that_is_not_8k_mono_mulaw(dasctl: Run, seeded: str, tmp_path: Path) -> None:
-    line = json.loads(dasctl("credentials", "export", "--store", seeded).stdout.splitlines()[0])
+    line = json.loads(dasctl("credentials", "export", "--with-credential", "--store",
+                             seeded).stdout.splitlines()[0])
     line["audio_file"] = str(DATA / "speech-b-16k-mono.wav")
     listing = tmp_path / "one.ndjson"
     listing.write_text(json.dumps(line) + "\n")
@@ -208,15 +220,18 @@ def test_import_refuses_audio_that_is_not_8k_mono_mulaw(dasctl: Run, seeded: str
 def test_import_reports_a_malformed_line_by_number_and_imports_the_rest(
     dasctl: Run, seeded: str, tmp_path: Path
 ) -> None:
-    exported = dasctl("credentials", "export", "--store", seeded).stdout.splitlines()
+    exported = dasctl("credentials", "export", "--with-credential", "--store", seeded).stdout.splitlines()
     mixed = tmp_path / "mixed.ndjson"
     mixed.write_text("\n".join([exported[0], "{not json", exported[3], '{"schema":"dasctl.event/1"}']) + "\n")
     copy = str(tmp_path / "copy.db")
     done = dasctl("credentials", "import", str(mixed), "--store", copy)
     assert done.returncode == 7
-    assert f"{mixed}:2:" in done.stderr and "2 record(s) kept" in done.stderr
+    assert f"{mixed}:2:" in done.stderr and "2 new" in done.stderr
     listed = dasctl("credentials", "list", "--store", copy, "--json").stdout
-    assert {json.loads(line)["speaker"] for line in listed.splitlines()} == {"CUST1", "CUST2"}
+    # CUST1's line was its first credential, superseded when exported: kept so, not made current
+    assert {json.loads(line)["speaker"] for line in listed.splitlines()} == {"CUST2"}
+    history = dasctl("credentials", "history", "CUST1", "--store", copy, "--json").stdout
+    assert [json.loads(line)["current"] for line in history.splitlines()] == [False]
 
 
 def test_import_takes_register_json_output(dasctl: Run, emulator: Emulator, tmp_path: Path) -> None:
@@ -227,7 +242,7 @@ def test_import_takes_register_json_output(dasctl: Run, emulator: Emulator, tmp_
     store = str(tmp_path / "from-register.db")
     imported = dasctl("credentials", "import", "-", "--store", store, input=done.stdout)
     assert imported.returncode == 0, imported.stderr
-    output = dasctl("credentials", "list", "--store", store, "--json").stdout
+    output = dasctl("credentials", "list", "--store", store, "--json", "--show-credential").stdout
     listed = [json.loads(line) for line in output.splitlines()]
     assert [(r["speaker"], r["credential"], r["origin"]) for r in listed] == [
         ("speech-a-8k-mono", json.loads(done.stdout)["credential"], "import")]
@@ -277,47 +292,35 @@ def test_every_command_has_examples_and_exit_codes_in_its_help(dasctl: Run, comm
     assert "\nEXIT CODES\n  0 " in done.stdout and "--store" in done.stdout
 
 
-def _in_tmux(command: str, tmp_path: Path, answer: str | None = None, expect: str = "") -> tuple[str, str]:
+def _in_tmux(
+    tmux_server: TmuxServer, command: str, tmp_path: Path, answer: str | None = None, expect: str = ""
+) -> tuple[str, str]:
     """Run a dasctl command in a real terminal (tmux); optionally answer a prompt; (screen, exit code)."""
     import os
-    import shlex
-    import sys
-    import time
-    import uuid
 
-    from tests.conftest import ROOT
-    from tests.test_terminal import tmux
+    from tests.tmux_server import dasctl_command, wait_for_file
 
-    name = f"dasctl-cred-{uuid.uuid4().hex[:8]}"
-    done = tmp_path / f"{name}.rc"
-    config_dir = shlex.quote(os.environ["DASCTL_CONFIG_DIR"])
-    script = (f"cd {shlex.quote(str(ROOT))} && DASCTL_CONFIG_DIR={config_dir} TERM=xterm-256color "
-              f" {shlex.quote(sys.executable)} -m dasctl {command}; "
-              f"echo $? > {shlex.quote(str(done))}; sleep 30")
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "20", script], check=True,
-                   timeout=10)
-    try:
-        deadline = time.monotonic() + 30
-        if answer is not None:
-            while expect not in tmux("capture-pane", "-p", "-t", name) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            subprocess.run(["tmux", "send-keys", "-t", name, answer, "Enter"], check=True, timeout=10)
-        while not done.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        return tmux("capture-pane", "-p", "-t", name), done.read_text().strip() if done.exists() else "?"
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+    done = tmp_path / f"{uuid.uuid4().hex[:8]}.rc"
+    env = {"DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"], "TERM": "xterm-256color"}
+    name = tmux_server.new_session(dasctl_command(command, env, done, unset=()), width=160, height=20)
+    if answer is not None:
+        tmux_server.wait_for(name, lambda screen: expect in screen, 30)
+        tmux_server.send_keys(name, answer, "Enter")
+    code = wait_for_file(done, 30)
+    return tmux_server.screen(name), code
 
 
 @pytest.mark.terminal
 @pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux is not installed")
-def test_on_a_terminal_list_is_a_table_and_rm_asks_first(seeded: str, tmp_path: Path) -> None:
-    screen, code = _in_tmux(f"credentials list --store {seeded}", tmp_path)
+def test_on_a_terminal_list_is_a_table_and_rm_asks_first(
+    seeded: str, tmp_path: Path, tmux_server: TmuxServer
+) -> None:
+    screen, code = _in_tmux(tmux_server, f"credentials list --store {seeded}", tmp_path)
     assert code == "0" and "speaker" in screen and "model hash" in screen and "CUST2" in screen
-    assert _cred("CUST2", 1) not in screen and "…" in screen
+    assert _cred("CUST2", 1) not in screen and "(encrypted)" in screen
     # times to the second on a terminal (piped lines keep the whole timestamp)
     assert re.search(r"CUST2 .* \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ ", screen), screen
-    screen, code = _in_tmux(f"credentials history CUST1 --store {seeded}", tmp_path)
+    screen, code = _in_tmux(tmux_server, f"credentials history CUST1 --store {seeded}", tmp_path)
     stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ)  ", screen, re.MULTILINE)
     assert code == "0" and len(stamps) == 4, screen
     piped = subprocess.run(
@@ -325,14 +328,14 @@ def test_on_a_terminal_list_is_a_table_and_rm_asks_first(seeded: str, tmp_path: 
         capture_output=True, text=True, timeout=60,
     ).stdout
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\t", piped), piped
-    screen, code = _in_tmux(f"credentials export --with-audio --store {seeded}", tmp_path)
+    screen, code = _in_tmux(tmux_server, f"credentials export --with-audio --store {seeded}", tmp_path)
     assert code == "2" and "not for a terminal" in screen and "UklGR" not in screen and "{" not in screen
-    screen, code = _in_tmux(f"credentials rm CUST1 --store {seeded}", tmp_path, "n", "[y/N]")
+    screen, code = _in_tmux(tmux_server, f"credentials rm CUST1 --store {seeded}", tmp_path, "n", "[y/N]")
     assert "Remove everything kept about CUST1" in screen and code == "2"
     store = open_store(seeded)
     try:
         assert store.current("CUST1") is not None
     finally:
         store.close()
-    screen, code = _in_tmux(f"credentials rm CUST1 --store {seeded}", tmp_path, "y", "[y/N]")
+    screen, code = _in_tmux(tmux_server, f"credentials rm CUST1 --store {seeded}", tmp_path, "y", "[y/N]")
     assert code == "0" and "Removed CUST1: 4 record(s)" in screen

@@ -1,4 +1,4 @@
-"""Where `dasctl serve` listens: loopback only unless told otherwise (DESIGN.md, reliability)."""
+"""Where `dasctl serve` listens: loopback only unless told otherwise (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The emulator against PROTOCOL.md: token endpoint, handshake, and the seed sequence of §7 over twilio."""
+"""The emulator against docs/protocol.md: token endpoint, handshake, and the seed run of §7 over twilio."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_handshake_refuses_missing_and_wrong_tokens(emulator):
         while not refusals and time.monotonic() < deadline:
             time.sleep(0.01)
         client.disconnect()
-        # PROTOCOL.md §2: a refused token is connect_error with {"message": "unauthorized"}
+        # docs/protocol.md §2: a refused token is connect_error with {"message": "unauthorized"}
         assert refusals == [{"message": "unauthorized"}], (authorization, refusals)
 
 
@@ -128,7 +128,7 @@ def test_connect_error_says_unauthorized(emulator):
 
 
 def test_seed_sequence_for_five_seconds_of_speech(emulator):
-    """PROTOCOL.md §7, field by field, speech sent as fast as possible."""
+    """docs/protocol.md §7, field by field, speech sent as fast as possible."""
     call_id = str(uuid.uuid4())
     client = Signalling(emulator)
     try:

@@ -1,4 +1,4 @@
-"""Verify sessions, biometric answers, and every error event of PROTOCOL.md §3.2/§3.3."""
+"""Verify sessions, biometric answers, and every error event of docs/protocol.md §3.2/§3.3."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def test_decode_then_encode_is_the_identity_on_codes_except_negative_zero():
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 def test_ffmpeg_differs_only_at_segment_boundaries_as_protocol_md_says():
-    """The known disagreement with ffmpeg's pcm_mulaw (PROTOCOL.md §5): 512 inputs, all one code apart."""
+    """The known disagreement with ffmpeg's pcm_mulaw (docs/protocol.md §5): 512 inputs, each one code off."""
     ffmpeg = subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "-", "-f", "mulaw", "-"],
         input=ALL_INT16.tobytes(), capture_output=True, timeout=30, check=True,

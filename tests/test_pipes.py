@@ -10,11 +10,9 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ import pytest
 from dasctl.environment import Environment, live_display_allowed
 from tests.conftest import DATA, ROOT, Emulator
 from tests.test_reenroll import seed
+from tests.tmux_server import TmuxServer
 
 SPEECH = str(DATA / "speech-a-8k-mono.wav")
 
@@ -29,15 +28,14 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 
 class Terminal:
-    """A private tmux server (`tmux -L NAME`) running one shell command in a WIDTH x HEIGHT window."""
+    """Runs one shell pipeline at a time in a WIDTH x HEIGHT window of the test's private tmux server."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.server = f"dasctl-pipes-{uuid.uuid4().hex[:8]}"
+    def __init__(self, server: TmuxServer, tmp_path: Path) -> None:
+        self.server = server
         self.tmp_path = tmp_path
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.server, *args], capture_output=True, text=True,
-                              timeout=10).stdout
+        return self.server.run(*args).stdout
 
     def run(self, pipeline: str, env: dict[str, str], *, width: int = 100, height: int = 40,
             timeout: float = 60) -> tuple[str, str]:
@@ -53,24 +51,18 @@ class Terminal:
             f"{pipeline.replace('dasctl ', dasctl + ' ', 1)}; "
             f"echo ${{PIPESTATUS[0]}} > {shlex.quote(str(done))}; sleep 60"
         )
-        subprocess.run(["tmux", "-L", self.server, "new-session", "-d", "-x", str(width), "-y", str(height),
-                        "bash", "-c", script], check=True, timeout=10)
+        name = self.server.new_session(f"bash -c {shlex.quote(script)}", width, height)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not done.exists():
             time.sleep(0.1)
         time.sleep(0.3)  # the downstream program's last lines after dasctl's exit
-        return (done.read_text().strip() if done.exists() else "timeout",
-                self.tmux("capture-pane", "-p", "-J", "-S", "-", "-E", "-"))
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True, timeout=10)
+        screen = self.server.run("capture-pane", "-p", "-J", "-S", "-", "-E", "-", "-t", name).stdout
+        return (done.read_text().strip() if done.exists() else "timeout"), screen
 
 
 @pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[Terminal]:
-    term = Terminal(tmp_path)
-    yield term
-    term.close()
+def terminal(tmux_server: TmuxServer, tmp_path: Path) -> Terminal:
+    return Terminal(tmux_server, tmp_path)
 
 
 def _env(emulator: Emulator) -> dict[str, str]:

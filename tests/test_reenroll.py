@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from functools import cache
 from pathlib import Path
@@ -26,7 +24,8 @@ import pytest
 from dasctl.audio import open_audio
 from dasctl.errors import ExitCode
 from dasctl.store import EnrollmentRecord, open_store
-from tests.conftest import DATA, ROOT, Emulator
+from tests.conftest import DATA, Emulator
+from tests.tmux_server import TmuxServer, dasctl_command, wait_for_file
 
 FIXTURES = ["speech-a-8k-mono.wav", "speech-b-16k-mono.wav", "speech-c-22k-mono.wav"]
 FAST = ("--speed", "0")
@@ -60,7 +59,7 @@ def enrollments() -> dict[str, list[EnrollmentRecord]]:
     try:
         speakers = sorted({record.speaker for record in store.list_current()})
         return {
-            speaker: [entry for entry in store.history(speaker) if isinstance(entry, EnrollmentRecord)]
+            speaker: [e for e in store.history(speaker, reveal=True) if isinstance(e, EnrollmentRecord)]
             for speaker in speakers
         }
     finally:
@@ -321,42 +320,22 @@ def test_help_has_examples_and_exit_codes(dasctl: Any) -> None:
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_a_terminal_shows_one_bar_over_the_batch(two_models: Emulator, tmp_path: Path) -> None:
+def test_a_terminal_shows_one_bar_over_the_batch(
+    two_models: Emulator, tmp_path: Path, tmux_server: TmuxServer
+) -> None:
     seed(8)
-    name = f"dasctl-test-{uuid.uuid4().hex[:8]}"
     done = tmp_path / "exit-code"
     env = {**two_models.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"],
            "TERM": "xterm-256color"}
-    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
-    command = (
-        f"cd {shlex.quote(str(ROOT))} && env -u NO_COLOR {exports} {shlex.quote(sys.executable)} -m dasctl "
-        f"reenroll --model-hash new -j 2 --speed 3; echo $? > {shlex.quote(str(done))}; sleep 30"
-    )
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "20", command],
-                   check=True, timeout=10)
-    try:
-        mid_run = screen = ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not mid_run:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True,
-                                    text=True, timeout=10).stdout
-            if re.search(r"done [1-7] ", screen) and "left " in screen:
-                mid_run = screen
-            time.sleep(0.1)
-        assert mid_run, f"no batch bar seen mid-run; last screen:\n{screen}"
-        (bar,) = [line for line in mid_run.splitlines() if "done " in line]
-        assert "re-enroll → new" in bar and "/8" in bar and "failed 0" in bar
-        assert "ETA " in bar and "/s" in bar
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not done.exists():
-            time.sleep(0.2)
-        assert done.read_text().strip() == "0"
-        final = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True,
-                               timeout=10).stdout
-        assert "8/8" in final and "re-enrolled 8 of 8 speaker(s) with new; 0 failed" in final
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
-
+    name = tmux_server.new_session(dasctl_command("reenroll --model-hash new -j 2 --speed 3", env, done))
+    mid_run = tmux_server.wait_for(name, lambda screen: bool(re.search(r"done [1-7] ", screen))
+                                   and "left " in screen, 30)
+    (bar,) = [line for line in mid_run.splitlines() if "done " in line]
+    assert "re-enroll → new" in bar and "/8" in bar and "failed 0" in bar
+    assert "ETA " in bar and "/s" in bar
+    assert wait_for_file(done, 30) == "0"
+    final = tmux_server.screen(name)
+    assert "8/8" in final and "re-enrolled 8 of 8 speaker(s) with new; 0 failed" in final
 
 def test_register_and_watch_warn_when_the_profile_was_left_on_the_old_model(
     dasctl: Any, two_models: Emulator, tmp_path: Path

@@ -132,7 +132,9 @@ def test_list_current_filters_by_glob_model_hash_and_staleness(store: Store) -> 
     # stale for v2: made with any other model, an unknown one included
     assert [r.speaker for r in store.list_current(stale_for="model-v2")] == ["CUST1", "CUST4", "VIP1"]
     listed = next(iter(store.list_current(speaker_glob="CUST1")))
-    assert listed.credential == "cred-CUST1-a" and listed.audio is None
+    assert listed.credential is None and listed.audio is None  # metadata: listing never opens a secret
+    revealed = next(iter(store.list_current(speaker_glob="CUST1", reveal=True)))
+    assert revealed.credential == "cred-CUST1-a" and revealed.audio is None
 
 
 def test_remove_deletes_everything_about_a_speaker_and_nothing_else(store: Store) -> None:
@@ -155,8 +157,8 @@ def test_verifications_join_the_speakers_history(store: Store) -> None:
     history = store.history("CUST1")
     assert history[0].id == enrolled.id and isinstance(history[0], EnrollmentRecord)
     assert isinstance(history[1], VerificationRecord)
-    assert (history[1].score, history[1].enrollment_id, history[1].document) == (
-        0.2, enrolled.id, {"schema": "dasctl.verify/1"})
+    # history is metadata: the (sealed) document is not opened
+    assert (history[1].score, history[1].enrollment_id, history[1].document) == (0.2, enrolled.id, None)
 
 
 def test_records_written_by_one_connection_are_seen_by_another(
@@ -325,6 +327,8 @@ def test_an_older_schema_is_migrated_forward_and_keeps_its_records(tmp_path: Pat
         from dasctl.results import json_line
         from dasctl.store.records import credential_document
 
+        # sealed on this first open with a key, and listed without it (a listing never holds a secret)
+        old.credential = None
         assert list(store.list_current_lines()) == [json_line(credential_document(old))]
         store.watch_update("/in", WatchKey("a.wav", 1, 1), "started", attempt=1)  # the newer table exists
         assert len(list(store.watch_files("/in"))) == 1

@@ -8,60 +8,38 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import DATA, ROOT, Emulator
+from tests.conftest import DATA, Emulator
+from tests.tmux_server import TmuxServer, dasctl_command, wait_for_file
 
 SPEECH = str(DATA / "speech-a-8k-mono.wav")
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
-
-
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_the_live_bar_shows_voice_collected_mid_run(emulator: Emulator, tmp_path: Path) -> None:
-    name = f"dasctl-test-{uuid.uuid4().hex[:8]}"
+def test_the_live_bar_shows_voice_collected_mid_run(
+    emulator: Emulator, tmp_path: Path, tmux_server: TmuxServer
+) -> None:
     done = tmp_path / "exit-code"
     env = {
         **emulator.client_env(),
         "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"],
         "TERM": "xterm-256color",
     }
-    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
-    command = (
-        f"cd {shlex.quote(str(ROOT))} && env -u NO_COLOR {exports} {shlex.quote(sys.executable)} -m dasctl "
-        f"register {shlex.quote(SPEECH)} --speed 1; echo $? > {shlex.quote(str(done))}; sleep 30"
+    name = tmux_server.new_session(dasctl_command(f"register {shlex.quote(SPEECH)} --speed 1", env, done))
+    mid_run = tmux_server.wait_for(
+        name, lambda screen: "streaming audio" in screen and "voice " in screen and " 0% " not in screen, 20
     )
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "20", command], check=True, timeout=10
-    )
-    try:
-        mid_run = ""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            screen = tmux("capture-pane", "-p", "-t", name)
-            if "streaming audio" in screen and "voice " in screen and " 0% " not in screen:
-                mid_run = screen
-                break
-            time.sleep(0.2)
-        assert mid_run, f"no live bar with voice seen; last screen:\n{screen}"
-        bar = next(line for line in mid_run.splitlines() if "voice " in line)
-        assert "speech-a-8k-mono.wav" in bar and "%" in bar and "audio " in bar and "/5 s" in bar
-        assert "━" in bar  # rich's bar is drawn
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not done.exists():
-            time.sleep(0.2)
-        assert done.read_text().strip() == "0"
-        final = tmux("capture-pane", "-p", "-t", name)
-        assert "registered" in final and "credential" in final and "result-success" in final
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+    bar = next(line for line in mid_run.splitlines() if "voice " in line)
+    assert "speech-a-8k-mono.wav" in bar and "%" in bar and "audio " in bar and "/5 s" in bar
+    assert "━" in bar  # rich's bar is drawn
+    assert wait_for_file(done, 20) == "0"
+    final = tmux_server.screen(name)
+    assert "registered" in final and "credential" in final and "result-success" in final
 
 
 def test_stderr_redirected_to_a_file_has_plain_lines_and_no_carriage_returns(
@@ -96,27 +74,15 @@ def test_quiet_prints_nothing_on_stderr(emulator: Emulator, dasctl: Any) -> None
 COLOUR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-7]|9[0-7]|38;[25];[0-9;]+)m")
 
 
-def finished_screen(emulator: Emulator, tmp_path: Path, args: str, env: dict[str, str]) -> tuple[str, str]:
-    """Run register in a real terminal and return its exit code and the final screen, escapes kept."""
-    name = f"dasctl-test-{uuid.uuid4().hex[:8]}"
-    done = tmp_path / f"exit-{name}"
+def finished_screen(
+    tmux_server: TmuxServer, emulator: Emulator, tmp_path: Path, args: str, env: dict[str, str]
+) -> tuple[str, str]:
+    """Run dasctl in a real terminal and return its exit code and the final screen, escapes kept."""
+    done = tmp_path / f"exit-{uuid.uuid4().hex[:8]}"
     full_env = {**emulator.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"], **env}
-    exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in full_env.items())
-    command = (
-        f"cd {shlex.quote(str(ROOT))} && env -u NO_COLOR {exports} {shlex.quote(sys.executable)} -m dasctl "
-        f"{args} > /dev/null; echo $? > {shlex.quote(str(done))}; sleep 30"
-    )
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "20", command], check=True, timeout=10
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not done.exists():
-            time.sleep(0.1)
-        time.sleep(0.2)  # the exit code is written after the last frame; let tmux catch up
-        return done.read_text().strip(), tmux("capture-pane", "-e", "-p", "-t", name)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+    name = tmux_server.new_session(dasctl_command(args, full_env, done, redirect="> /dev/null"))
+    code = wait_for_file(done, 30)
+    return code, tmux_server.screen(name, escapes=True)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -131,17 +97,21 @@ def finished_screen(emulator: Emulator, tmp_path: Path, args: str, env: dict[str
     ids=["default", "--no-color", "NO_COLOR", "--no-color-after-the-command"],
 )
 def test_colour_on_a_terminal_unless_asked_not_to(
-    emulator: Emulator, tmp_path: Path, args: str, env: dict[str, str], coloured: bool
+    emulator: Emulator, tmp_path: Path, tmux_server: TmuxServer, args: str, env: dict[str, str],
+    coloured: bool,
 ) -> None:
-    code, screen = finished_screen(emulator, tmp_path, args, env)
+    code, screen = finished_screen(tmux_server, emulator, tmp_path, args, env)
     assert code == "0", screen
     assert "━" in screen  # the live bar is drawn either way
     assert bool(COLOUR.search(screen)) is coloured, repr(screen)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_a_dumb_terminal_gets_plain_lines_not_a_bar(emulator: Emulator, tmp_path: Path) -> None:
-    code, screen = finished_screen(emulator, tmp_path, f"register {SPEECH} --speed 0", {"TERM": "dumb"})
+def test_a_dumb_terminal_gets_plain_lines_not_a_bar(
+    emulator: Emulator, tmp_path: Path, tmux_server: TmuxServer
+) -> None:
+    args = f"register {SPEECH} --speed 0"
+    code, screen = finished_screen(tmux_server, emulator, tmp_path, args, {"TERM": "dumb"})
     assert code == "0", screen
     assert "━" not in screen and not COLOUR.search(screen)
     assert "speech-a-8k-mono.wav: connecting" in screen

@@ -7,14 +7,14 @@ Plain lines (stderr not a terminal) carry the same figures, in the order things 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import DATA, Emulator, free_port
+from tests.tmux_server import TmuxServer
 
 BIN = Path(sys.executable).parent
 
@@ -34,30 +35,10 @@ def late_speech(tmp_path: Path, silence: float = 40.0) -> Path:
     return path
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
-
-
-def screen_of(name: str) -> str:
-    return tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", name)
-
-
-def wait_for(name: str, predicate: object, seconds: float) -> str:
-    deadline = time.monotonic() + seconds
-    screen = ""
-    while time.monotonic() < deadline:
-        screen = screen_of(name)
-        if predicate(screen):  # type: ignore[operator]
-            return screen
-        time.sleep(0.2)
-    raise AssertionError(f"timed out; last screen:\n{screen}")
-
-
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_try_it_in_one_terminal_keeps_the_bar_clean(tmp_path: Path) -> None:
+def test_try_it_in_one_terminal_keeps_the_bar_clean(tmp_path: Path, tmux_server: TmuxServer) -> None:
     recording = late_speech(tmp_path)
     port = free_port()
-    name = f"dasctl-try-{uuid.uuid4().hex[:8]}"
     env = {
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"],
@@ -66,28 +47,25 @@ def test_try_it_in_one_terminal_keeps_the_bar_clean(tmp_path: Path) -> None:
         "PS1": "$ ",
     }
     exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "40",
-                    f"env -u NO_COLOR {exports} bash --norc --noprofile -i"], check=True, timeout=10)
+    name = tmux_server.new_session(f"env -u NO_COLOR {exports} bash --norc --noprofile -i", 100, 40)
 
-    def type_line(line: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", name, line, "Enter"], check=True, timeout=10)
+    def wait_for(predicate: Callable[[str], bool], seconds: float) -> str:
+        return tmux_server.wait_for(name, predicate, seconds, history=200)
 
-    try:
-        type_line(f"dasctl serve --port {port} &")
-        wait_for(name, lambda s: "; log in " in s, 30)
-        type_line("dasctl login")
-        wait_for(name, lambda s: "Logged in to profile 'local'" in s, 30)
-        type_line(f"dasctl register {shlex.quote(str(recording))} --speed 4; echo EXIT=$?")
-        mid = wait_for(name, lambda s: re.search(r"audio 0:[1-3]\d/0:51", s) is not None, 40)
-        bar = next(line for line in mid.splitlines() if "audio 0:" in line)
-        assert "late-speech.wav" in bar and "voice 0.0/5 s" in bar
-        assert re.search(r"~0:\d\d ", bar), bar  # an estimate of the time left, even before any voice
-        final = wait_for(name, lambda s: re.search(r"^EXIT=", s, re.M) is not None, 60)
-        assert re.search(r"^EXIT=0", final, re.M) and "registered" in final
-        type_line("kill %1; wait; echo STOPPED=$?")
-        final = wait_for(name, lambda s: re.search(r"^STOPPED=", s, re.M) is not None, 20)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+    type_line = functools.partial(tmux_server.type_line, name)
+    type_line(f"dasctl serve --port {port} &")
+    wait_for(lambda s: "; log in " in s, 30)
+    type_line("dasctl login")
+    wait_for(lambda s: "Logged in to profile 'local'" in s, 30)
+    type_line(f"dasctl register {shlex.quote(str(recording))} --speed 4; echo EXIT=$?")
+    mid = wait_for(lambda s: re.search(r"audio 0:[1-3]\d/0:51", s) is not None, 40)
+    bar = next(line for line in mid.splitlines() if "audio 0:" in line)
+    assert "late-speech.wav" in bar and "voice 0.0/5 s" in bar
+    assert re.search(r"~0:\d\d ", bar), bar  # an estimate of the time left, even before any voice
+    final = wait_for(lambda s: re.search(r"^EXIT=", s, re.M) is not None, 60)
+    assert re.search(r"^EXIT=0", final, re.M) and "registered" in final
+    type_line("kill %1; wait; echo STOPPED=$?")
+    final = wait_for(lambda s: re.search(r"^STOPPED=", s, re.M) is not None, 20)
     # nothing from the background emulator in the terminal but its one line about where it listens
     assert "Stop with Ctrl-C" not in final
     assert "das-Peak Streaming emulator listening on" in final and "log in " in final

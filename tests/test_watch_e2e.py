@@ -19,6 +19,7 @@ import pytest
 from conftest import DATA, Emulator, free_port, wait_for_port
 
 from dasctl.store import Store, WatchFile, open_store
+from tests.tmux_server import TmuxServer, dasctl_command, wait_for_file
 
 SPEECH = [
     "speech-a-8k-mono.wav", "speech-b-16k-mono.wav", "speech-c-22k-mono.wav", "speech-ab-44k-stereo.wav",
@@ -394,6 +395,8 @@ def test_two_watches_cannot_share_a_folder(emulator, tmp_path: Path, watch_proce
     first.wait_until(lambda: "watching" in first.stderr())
     second = dasctl("watch", str(inbox), "--once", env=emulator.client_env())
     assert second.returncode == 2 and "another dasctl watch" in second.stderr
+    # with SQLite: one watch per folder, and the error names the way to run several
+    assert "PostgreSQL store" in second.stderr and "--store postgresql://" in second.stderr
 
 
 def test_a_failing_token_endpoint_counts_as_unreachable(start_emulator, dasctl, tmp_path: Path) -> None:
@@ -458,28 +461,23 @@ def test_once_over_files_that_failed_earlier_exits_7_and_says_so(emulator, dasct
 
 @pytest.mark.terminal
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_results_on_a_terminal_are_clean_human_lines_above_the_bars(emulator, tmp_path: Path) -> None:
+def test_results_on_a_terminal_are_clean_human_lines_above_the_bars(
+    emulator, tmp_path: Path, tmux_server: TmuxServer
+) -> None:
     inbox = tmp_path / "calls"
     fill(inbox, good=3, tone=1)
-    session = f"dasctl-watch-human-{os.getpid()}"
     status = tmp_path / "status"
     variables = {**emulator.client_env(), "DASCTL_CONFIG_DIR": str(tmp_path), "TERM": "xterm-256color"}
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
-    command = (f"env -u NO_COLOR {env} {sys.executable} -m dasctl watch {inbox} --once -j 2 --speed 3 "
-               f"--settle 0; echo $? > {status}; sleep 30")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "30", command], check=True)
-    try:
-        screens = []
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not status.exists():
-            screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                                          text=True).stdout)
-            time.sleep(0.1)
-        time.sleep(0.3)
-        final = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                               text=True).stdout
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    command = dasctl_command(f"watch {shlex.quote(str(inbox))} --once -j 2 --speed 3 --settle 0", variables,
+                             status)
+    session = tmux_server.new_session(command, 160, 30)
+    screens = []
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not status.exists():
+        screens.append(tmux_server.screen(session))
+        time.sleep(0.1)
+    time.sleep(0.3)
+    final = tmux_server.screen(session)
     assert status.read_text().strip() == "7", final
     # mid-run: a result line above bars still drawing, and never a result glued onto a bar
     assert any("━" in screen and "\ndone  " in screen for screen in screens), screens[-1]
@@ -498,25 +496,16 @@ def test_results_on_a_terminal_are_clean_human_lines_above_the_bars(emulator, tm
 
 @pytest.mark.terminal
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_json_on_a_terminal_prints_ndjson(emulator, tmp_path: Path) -> None:
+def test_json_on_a_terminal_prints_ndjson(emulator, tmp_path: Path, tmux_server: TmuxServer) -> None:
     inbox = tmp_path / "calls"
     fill(inbox, good=1)
-    session = f"dasctl-watch-json-{os.getpid()}"
     status = tmp_path / "status"
     variables = {**emulator.client_env(), "DASCTL_CONFIG_DIR": str(tmp_path), "TERM": "xterm-256color"}
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
-    command = (f"env {env} {sys.executable} -m dasctl watch {inbox} --once --json --speed 0 --settle 0 "
-               f"2>/dev/null; echo $? > {status}; sleep 30")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "400", "-y", "10", command], check=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not status.exists():
-            time.sleep(0.1)
-        time.sleep(0.3)
-        screen = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", session], capture_output=True,
-                                text=True).stdout
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    command = dasctl_command(f"watch {shlex.quote(str(inbox))} --once --json --speed 0 --settle 0",
+                             variables, status, unset=(), redirect="2>/dev/null")
+    session = tmux_server.new_session(command, 400, 10)
+    wait_for_file(status, 30)
+    screen = tmux_server.screen(session)
     assert status.read_text().strip() == "0", screen
     [line] = lines_of(screen)
     assert line["schema"] == "dasctl.watch/1" and line["file"] == "good-00.wav" and line["ok"]
@@ -524,25 +513,36 @@ def test_json_on_a_terminal_prints_ndjson(emulator, tmp_path: Path) -> None:
 
 @pytest.mark.terminal
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_a_terminal_shows_one_live_bar_per_file_in_flight_and_totals(emulator, tmp_path: Path) -> None:
+def test_a_terminal_shows_one_live_bar_per_file_in_flight_and_totals(
+    emulator, tmp_path: Path, tmux_server: TmuxServer
+) -> None:
     inbox = tmp_path / "calls"
     fill(inbox, good=3)
-    session = f"dasctl-watch-{os.getpid()}"
     variables = {**emulator.client_env(), "DASCTL_CONFIG_DIR": str(tmp_path)}
-    env = " ".join(f"{k}={v}" for k, v in variables.items())
-    command = (f"env -u NO_COLOR {env} {sys.executable} -m dasctl watch {inbox} -j 2 --speed 2 --settle 0 "
-               f"> {tmp_path / 'out.jsonl'}; sleep 30")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "20", command], check=True)
-    try:
-        deadline = time.monotonic() + 20
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                                    text=True).stdout
-            if screen.count("%") >= 2 and "in flight" in screen:
-                break
-            time.sleep(0.1)
-        assert "2 in flight" in screen and "1 queued" in screen, screen
-        assert sum("good-0" in line and "%" in line for line in screen.splitlines()) == 2, screen
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    command = dasctl_command(f"watch {shlex.quote(str(inbox))} -j 2 --speed 2 --settle 0", variables,
+                             tmp_path / "status", redirect=f"> {shlex.quote(str(tmp_path / 'out.jsonl'))}")
+    session = tmux_server.new_session(command, 120, 20)
+    screen = tmux_server.wait_for(session, lambda shown: shown.count("%") >= 2 and "in flight" in shown, 20)
+    assert "2 in flight" in screen and "1 queued" in screen, screen
+    assert sum("good-0" in line and "%" in line for line in screen.splitlines()) == 2, screen
+    # Closing the terminal mid-session (SIGHUP, and every later write to it fails with EIO) stops watch:
+    # it once kept running, deaf to SIGTERM, SIGINT and SIGHUP, because saying "stopping" failed first.
+    tmux_server.kill()
+    deadline = time.monotonic() + 30
+    while running_with(str(inbox)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running_with(str(inbox)), running_with(str(inbox))
+
+
+def running_with(fragment: str) -> list[str]:
+    """Command lines of live processes (zombies aside) whose arguments contain `fragment`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if stat[stat.rindex(")") + 2] != "Z" and fragment in command and "-m dasctl watch" in command:
+            found.append(command)
+    return found

@@ -142,7 +142,7 @@ def test_watch_and_eight_register_processes_share_one_store(emulator: Emulator, 
     watched = lines_of(outputs[0][0])
     assert sorted(line["file"] for line in watched) == [f"W{n:02}.wav" for n in range(16)]
     with closing(open_store(str(shared))) as opened:
-        current = {record.speaker: record for record in opened.list_current()}
+        current = {record.speaker: record for record in opened.list_current(reveal=True)}
         assert sorted(current) == sorted([f"R{n}" for n in range(8)] + [f"W{n:02}" for n in range(16)])
         for line in watched:
             assert current[Path(line["file"]).stem].credential == line["credential"]

@@ -1,4 +1,4 @@
-"""OAuth 2.0 client-credentials tokens (PROTOCOL.md §2): the token endpoint, a shared cache, the secrets.
+"""OAuth 2.0 client-credentials tokens (docs/protocol.md §2): the token endpoint, a shared cache, the secrets.
 
 The cache is one 0600 JSON file per (profile, auth_url, client_id), replaced atomically and refreshed
 under a file lock, so that many dasctl processes share one token instead of stampeding the endpoint.
@@ -65,7 +65,7 @@ class Token:
 
     @property
     def authorization(self) -> str:
-        """The Authorization header value (PROTOCOL.md §2)."""
+        """The Authorization header value (docs/protocol.md §2)."""
         return f"{self.token_type} {self.access_token}"
 
     @property

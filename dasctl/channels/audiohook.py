@@ -1,4 +1,4 @@
-"""The `audiohook` audio channel (PROTOCOL.md §4.2): dasctl plays the Genesys side of AudioHook v2.
+"""The `audiohook` audio channel (docs/protocol.md §4.2): dasctl plays the Genesys side of AudioHook v2.
 
 open -> opened -> binary audio (with pings) -> close -> closed. The service sending `disconnect`
 (reason `completed`) means it has enough audio: stop sending, run the close transaction, no error.
@@ -208,7 +208,7 @@ class AudioHookClient:
         await self.send("open", self.open_parameters())
         await wait_event(self.opened, OPEN_TIMEOUT)
         if self.disconnected.is_set():
-            # the server expects the close transaction in every state (PROTOCOL.md §4.2)
+            # the server expects the close transaction in every state (docs/protocol.md §4.2)
             await self.close_transaction("disconnect")
             raise self._disconnect_error("before opening the session", refused=True)
         if self.socket_gone.is_set():

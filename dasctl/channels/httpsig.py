@@ -20,9 +20,9 @@ ALGORITHM = "hmac-sha256"
 DEFAULT_LABEL = "sig1"
 DEFAULT_LIFETIME = 30  # seconds, as the reference client
 _OBS_FOLD = re.compile(r"[ \t]*\r\n[ \t]+")
-NONCE_BYTES = 18  # 24 base64 characters; PROTOCOL.md §4.2 asks for >= 22
+NONCE_BYTES = 18  # 24 base64 characters; docs/protocol.md §4.2 asks for >= 22
 
-#: The components AudioHook signs, in order (PROTOCOL.md §4.2).
+#: The components AudioHook signs, in order (docs/protocol.md §4.2).
 AUDIOHOOK_COMPONENTS = (
     "@request-target",
     "@authority",

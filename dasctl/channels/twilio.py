@@ -1,4 +1,4 @@
-"""The `twilio` audio channel (PROTOCOL.md §4.1): a Twilio Media Streams subset over one WebSocket.
+"""The `twilio` audio channel (docs/protocol.md §4.1): a Twilio Media Streams subset over one WebSocket.
 
 `start` with the call id, then `media` frames of base64 mu-law. The service closing the socket means it
 has enough audio: that is normal completion. When the audio runs out first we close the socket, so the

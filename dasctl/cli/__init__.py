@@ -112,8 +112,8 @@ def _finishing() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run dasctl; map every outcome to the exit codes of DESIGN.md. A signal at any moment is exit 130
-    (141 when stdout was closed), never a traceback or a death by the signal."""
+    """Run dasctl; map every outcome to the exit codes of docs/architecture.md §5. A signal at any moment
+    is exit 130 (141 when stdout was closed), never a traceback or a death by the signal."""
     from dasctl.errors import ExitCode
 
     _late_signals.clear()

@@ -164,10 +164,22 @@ StoreOption = Annotated[
 ]
 
 
-def open_store_option(flag: str | None, profile: Profile | None = None) -> Store:
-    """The store by precedence: --store > DASCTL_STORE > the profile's `store` > the default file."""
+def open_store_option(flag: str | None, profile: Profile | None = None, *, create: bool = True) -> Store:
+    """The store by precedence: --store > DASCTL_STORE > the profile's `store` > the default file; its key
+    by the profile's store_key_file resolution (flag > DASCTL_STORE_KEY_FILE > file), then vault.py."""
     from dasctl.config import parse_store_url
-    from dasctl.store import open_store
+    from dasctl.store import open_store as open_any_store
+    from dasctl.store.vault import KeySettings
+
+    settings = KeySettings()
+    if profile is not None and profile.store_key_file:
+        source = profile.sources.get("store_key_file")
+        where = {"flag": "--store-key-file", "environment": "DASCTL_STORE_KEY_FILE"}.get(
+            source or "", f"store_key_file of profile '{profile.name}'")
+        settings = KeySettings(profile.store_key_file, source, where)
+
+    def open_store(url: str | None) -> Store:
+        return open_any_store(url, key=settings, warn=warn, create=create)
 
     if flag is not None:
         url = parse_store_url(flag, "--store") if flag.strip() else flag

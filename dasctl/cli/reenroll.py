@@ -111,7 +111,9 @@ def reenroll(
         speed=speed,
         timeout=timeout,
     )
-    store = common.open_store_option(store_url, profile_obj)
+    store = common.open_store_option(store_url, profile_obj, create=not dry_run)  # a plan creates nothing
+    if not dry_run:  # its sessions read the kept audio and write credentials: the key first (exit 4)
+        store.require_secrets()
     try:
         work = plan(store, model_hash, speaker)
         from dasctl.auth import TokenProvider
@@ -136,6 +138,7 @@ def reenroll(
         if dry_run:
             _print_plan(work, environment, as_json)
             return
+        store.audit("reenroll", [r.speaker for r in work.to_do], len(work.to_do))  # it reads their audio
         display = choose_reenroll_display(environment, quiet=quiet)
         outcomes: list[SpeakerResult] = []
 

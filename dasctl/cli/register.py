@@ -194,6 +194,9 @@ def register(
     keeper = (None if no_store
               else enroll.Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj))
     if keeper is not None:
+        keeper.store.require_secrets()  # before any audio is sent: no key (exit 4), an unwritable store (6)
+        for recording in recordings:  # ...and a customer who opted out (exit 5)
+            keeper.store.refuse_opted_out(keeper.speaker_for(recording))
         common.warn_of_stale_profile_model(keeper.store, profile_obj, environment.stderr)
     display = choose_display(environment, quiet=quiet, events=events)
     try:

@@ -152,6 +152,10 @@ def verify(
         profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
     store = common.open_store_option(store_url, profile_obj) if speaker is not None else None
     try:
+        if store is not None and speaker is not None:  # before any session (docs/store.md)
+            store.require_secrets()
+            store.refuse_opted_out(speaker)
+            store.audit("verify", [speaker], 1)  # it reads the speaker's credential
         target = load_target(speaker, credential, store)
         if store is None and target.speaker is not None:
             # a record that names its speaker (register with the store): its verifications are kept too

@@ -37,11 +37,18 @@ WATCH_HELP = compose_help(
     or --speaker-from) before it is printed, so a restart resumes where the last run stopped and reports
     every file exactly once. Nothing is written into DIR. Transient failures (exit-6 class) are
     retried with backoff; a service unreachable for longer than --unreachable-budget ends watch with 6.
+
+    Every recording is taken (audio extensions, and files whose content opens as audio); what is not
+    taken is counted and named in the closing line. With one PostgreSQL store, any number of watchers on
+    one or several hosts share DIR, each file enrolled once; `dasctl watch status [DIR]` shows them.
     """,
     examples=[
         "dasctl watch /data/backlog --once --concurrency 8 > results.ndjson",
         "dasctl watch /data/calls --done-dir /data/enrolled --failed-dir /data/rejected",
         "dasctl watch /data/exports --once --speaker-from '-(?P<speaker>CUST[0-9]+)'   # 0412-CUST1.wav",
+        "dasctl watch /data/calls --dry-run",
+        "dasctl watch /mnt/calls --store postgresql://ops@db/dasctl --metrics 9464 --log-format json",
+        "dasctl watch status /mnt/calls --store postgresql://ops@db/dasctl",
     ],
     exit_codes="""
     0 (--once) every recording in DIR is enrolled
@@ -56,14 +63,35 @@ WATCH_HELP = compose_help(
 
 def watch(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to watch.", show_default=False)],
+    status_of: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="[DIR]", hidden=True, show_default=False,
+                       help="Only after `status` (dasctl watch status [DIR]): the inbox to show."),
+    ] = None,
     pattern: Annotated[
         list[str] | None,
         typer.Option("--pattern", metavar="GLOB", show_default=False,
-                     help="File name pattern, case-insensitive; repeat for several. [default: *.wav]"),
+                     help="File name pattern, case-insensitive; repeat for several. "
+                          "[default: every recording, by extension or content]"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be enrolled (and under which speaker id), "
+                                             "what is done, opted out or skipped; send nothing.")
+    ] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", metavar="text|json",
+                          help="stderr: lines for people, or one JSON object per event (ts, level, msg, "
+                               "file, speaker, call_id, outcome, worker) for a log shipper.")
+    ] = "text",
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", metavar="ADDR", show_default=False,
+                     help="Serve Prometheus metrics (/metrics) and /healthz on ADDR, e.g. 127.0.0.1:9464 "
+                          "(a bare port listens on loopback only)."),
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also watch sub-folders.")] = False,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-j", min=1, max=64, help="Sessions at once.")
+        int, typer.Option("--concurrency", "-j", min=1, max=256, help="Sessions at once.")
     ] = 4,
     once: Annotated[
         bool, typer.Option("--once", help="Process the files there now, then exit (0, or 7 if any failed).")
@@ -136,6 +164,18 @@ def watch(
     from dasctl.net import NetworkSettings
     from dasctl.watch.speakers import SpeakerNaming
 
+    if str(directory) == "status":  # `dasctl watch status [DIR]` (a folder named status: ./status)
+        _status(status_of, store, profile, json)
+        return
+    if status_of:
+        raise UsageError(f"unexpected argument {status_of[0]}", "watch takes one folder: dasctl watch DIR")
+    if log_format not in ("text", "json"):
+        raise UsageError(f"--log-format {log_format!r}: text or json")
+    address = None
+    if metrics is not None:
+        from dasctl.watch.metrics import parse_address
+
+        address = parse_address(metrics)
     root = directory.expanduser().absolute()
     if not root.is_dir():
         raise UsageError(f"{directory} is not a directory", "Give the folder to watch (create it first).")
@@ -197,28 +237,87 @@ def watch(
     env = environment()
     if quiet:  # `watch DIR -q` as well as `dasctl -q watch DIR`
         env.quiet = True
+    if dry_run:  # reads metadata only: no key needed, and no retention run by a look
+        from dasctl.display.watch import print_plan
+        from dasctl.watch.dry_run import plan
+
+        try:
+            opted_out = lambda speaker: kept.refusal(speaker) is not None  # noqa: E731
+            print_plan(env, plan(settings, kept, opted_out), json=json)
+        finally:
+            kept.close()
+        return
+    kept.require_secrets()  # watch writes credentials: no key is exit 4 now, not after a session
+    from dasctl.cli.common import warn
+    from dasctl.store.retention import start_retention
+
+    start_retention(kept, resolved.retention, warn)  # the profile's retention: now and every 24 h
     from dasctl.cli.common import warn_of_stale_profile_model
 
     warn_of_stale_profile_model(kept, resolved, env.stderr)
+
+    from dasctl.watch.claims import worker_name
+
+    if log_format == "json":
+        from dasctl import logs
+
+        logs.configure(env.verbosity, env.stderr, log_format="json")
     human = not json and bool(env.stdout_isatty)
-    display = make_display(env, human_results=human)
+    display = make_display(env, human_results=human, log_format=log_format, worker=worker_name())
     out, render = result_output(env, display, json=json, speaker=speakers.speaker)
+    state = core.WatchState(kept, root)
+    observer: core.WatchObserver = display
+    server = None
+    if address is not None:
+        from dasctl.watch.metrics import MetricsObserver, WatchMetrics, serve
+
+        counted = WatchMetrics()
+        state.on_store_call = counted.store_call
+        observer = MetricsObserver(display, counted, state.claims.count)
+        try:
+            server = serve(counted, address)
+        except BaseException:
+            display.close()
+            kept.close()
+            raise
     runner = core.WatchRunner(
         settings,
         core.register_file_session(resolved, tokens, network, options, channel=choice, start=start, end=end),
         store=kept,
         out=out,
         render=render,
-        observer=display,
+        observer=observer,
         token_check=token_check,
+        state=state,
     )
     try:
         code = asyncio.run(runner.run())
     finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         kept.close()
         if runner.stdout_closed:
             _forget_stdout()
     raise typer.Exit(int(code))
+
+
+def _status(folders: list[Path] | None, store: str | None, profile: str | None, json: bool) -> None:
+    """`dasctl watch status [DIR]`: the watchers of an inbox (every inbox the store knows without DIR)."""
+    from dasctl.cli.common import profile_name
+    from dasctl.config import load_profile
+    from dasctl.display.watch import print_status
+    from dasctl.watch.status import inbox_status
+
+    kept = open_store_option(store, load_profile(profile_name(profile)))
+    try:
+        if folders:
+            inboxes = [str(folder.expanduser().absolute()) for folder in folders]
+        else:
+            inboxes = kept.watch_inboxes()
+        print_status(environment(), [inbox_status(kept, inbox) for inbox in inboxes], json=json)
+    finally:
+        kept.close()
 
 
 def _forget_stdout() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
 from dasctl.environment import Environment
@@ -14,8 +14,11 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
+    from rich.text import Text
 
     from dasctl.session import Progress
+    from dasctl.watch.dry_run import Plan
+    from dasctl.watch.status import InboxStatus
 
 PREFIX = "dasctl: watch:"
 
@@ -83,6 +86,68 @@ class PlainWatchDisplay:
     def totals(self, totals: WatchTotals) -> None:
         pass
 
+    def skipped(self, name: str, reason: str) -> None:
+        if self.verbosity >= 1 and not self.quiet:
+            self._line(f"skipped {name}: {reason}")
+
+    def summary(self, figures: dict[str, Any]) -> None:
+        pass  # the closing status line says it in words
+
+    def close(self) -> None:
+        pass
+
+
+class JsonWatchDisplay:
+    """`--log-format json`: one JSON object per event on stderr (ts, level, msg, file, speaker, call_id,
+    outcome, worker), for a log shipper. Never a credential: only named, plain fields are written."""
+
+    def __init__(self, stream: IO[str], *, worker: str, verbosity: int = 0) -> None:
+        self.stream = stream
+        self.worker = worker
+        self.verbosity = verbosity
+
+    def _event(self, level: str, msg: str, **fields: object) -> None:
+        from dasctl.logs import json_line
+
+        try:
+            self.stream.write(json_line(level, msg, worker=self.worker, **fields) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def status(self, message: str) -> None:
+        self._event("info", message)
+
+    def warning(self, message: str) -> None:
+        self._event("warning", message)
+
+    def started(self, name: str, attempt: int) -> None:
+        self._event("info", "started", file=name, attempt=attempt)
+
+    def progress(self, name: str, progress: Progress) -> None:
+        pass
+
+    def finished(self, name: str, report: dict[str, Any]) -> None:
+        ok = report.get("exit_code") == 0
+        outcome, error = report.get("outcome"), report.get("error")
+        event = outcome.get("event") if isinstance(outcome, dict) else None
+        error = error if isinstance(error, dict) else {}
+        self._event(
+            "info" if ok else "error", "done" if ok else _failure_text(name, report), file=name,
+            speaker=report.get("speaker"), call_id=report.get("call_id"),
+            outcome=event or (error or {}).get("kind") or ("done" if ok else "failed"),
+            exit_code=report.get("exit_code"), attempts=report.get("attempts"),
+        )
+
+    def totals(self, totals: WatchTotals) -> None:
+        pass
+
+    def skipped(self, name: str, reason: str) -> None:
+        self._event("info", f"skipped: {reason}", file=name, outcome="skipped")
+
+    def summary(self, figures: dict[str, Any]) -> None:
+        self._event("info", "summary", **figures)
+
     def close(self) -> None:
         pass
 
@@ -112,12 +177,13 @@ class _TotalsLine:
 class LiveWatchDisplay:
     """One bar per file in flight (voice collected, as a share of what the service wants) plus totals."""
 
-    def __init__(self, console: Console, *, results_here: bool = False) -> None:
+    def __init__(self, console: Console, *, results_here: bool = False, verbosity: int = 0) -> None:
         from rich.console import Group
         from rich.live import Live
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = console
+        self.verbosity = verbosity
         self.bars: RichProgress = Progress(
             # markup=False: the description is a file name, never rich markup
             TextColumn("{task.description}", justify="left", markup=False),
@@ -136,12 +202,17 @@ class LiveWatchDisplay:
         self.results_here = results_here
         self.live.start()
 
+    def _print(self, text: str | Text, **style: Any) -> None:
+        try:
+            self.live.console.print(text, **style)
+        except OSError:  # the terminal hung up (EIO): the journal and stdout still carry everything
+            pass
+
     def status(self, message: str) -> None:
-        self.live.console.print(f"{PREFIX} {line(message)}", markup=False, highlight=False)
+        self._print(f"{PREFIX} {line(message)}", markup=False, highlight=False)
 
     def warning(self, message: str) -> None:
-        self.live.console.print(f"{PREFIX} warning: {line(message)}", style="yellow", markup=False,
-                                highlight=False)
+        self._print(f"{PREFIX} warning: {line(message)}", style="yellow", markup=False, highlight=False)
 
     def started(self, name: str, attempt: int) -> None:
         label = quoted(name) if attempt == 1 else f"{quoted(name)} (attempt {attempt})"
@@ -166,16 +237,26 @@ class LiveWatchDisplay:
         from dasctl.display.safe import data_text, line_text
 
         if report.get("exit_code") == 0:
-            self.live.console.print(Text.assemble(("done", "green"), " ", data_text(name)), highlight=False)
+            self._print(Text.assemble(("done", "green"), " ", data_text(name)), highlight=False)
         else:
             reason = line_text(_failure_text(name, report))
-            self.live.console.print(Text.assemble(("failed", "red"), " ", reason), highlight=False)
+            self._print(Text.assemble(("failed", "red"), " ", reason), highlight=False)
 
     def totals(self, totals: WatchTotals) -> None:
         self.totals_line.totals = totals
 
+    def skipped(self, name: str, reason: str) -> None:
+        if self.verbosity >= 1:
+            self.live.console.print(f"{PREFIX} skipped {name}: {reason}", markup=False, highlight=False)
+
+    def summary(self, figures: dict[str, Any]) -> None:
+        pass
+
     def close(self) -> None:
-        self.live.stop()
+        try:
+            self.live.stop()
+        except OSError:
+            pass
 
 
 class LiveResultLines:
@@ -201,14 +282,19 @@ def _same_terminal(a: IO[str], b: IO[str]) -> bool:
     return (first.st_rdev, first.st_dev, first.st_ino) == (second.st_rdev, second.st_dev, second.st_ino)
 
 
-def make_display(environment: Environment, *, human_results: bool = False) -> WatchObserver:
-    """Live bars when stderr is an interactive terminal, else plain lines."""
+def make_display(
+    environment: Environment, *, human_results: bool = False, log_format: str = "text", worker: str = ""
+) -> WatchObserver:
+    """JSON events with --log-format json; else live bars when stderr is an interactive terminal, else
+    plain lines."""
+    if log_format == "json":
+        return JsonWatchDisplay(environment.stderr, worker=worker, verbosity=environment.verbosity)
     results_here = human_results and _same_terminal(environment.stdout, environment.stderr)
     if environment.live_display:
         from rich.console import Console
 
         console = Console(file=environment.stderr, no_color=not environment.color, highlight=False)
-        return LiveWatchDisplay(console, results_here=results_here)
+        return LiveWatchDisplay(console, results_here=results_here, verbosity=environment.verbosity)
     return PlainWatchDisplay(environment.stderr, verbosity=environment.verbosity, quiet=environment.quiet,
                              results_here=results_here)
 
@@ -231,3 +317,61 @@ def result_output(
     if isinstance(display, LiveWatchDisplay) and display.results_here:
         return LiveResultLines(display), render
     return environment.stdout, render
+
+
+def print_plan(environment: Environment, plans: Iterable[Plan], *, json: bool) -> None:
+    """`watch --dry-run`: a table on a terminal, one JSON object per file piped (or with --json); then
+    the count of each action on stderr."""
+    from collections import Counter
+
+    from dasctl.results import json_line
+
+    counts: Counter[str] = Counter()
+    if json or not environment.stdout_isatty:
+        for item in plans:
+            counts[item.action] += 1
+            environment.stdout.write(json_line(item.document()) + "\n")
+        environment.stdout.flush()
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("FILE", "WOULD", "SPEAKER", "WHY"):
+            table.add_column(column, overflow="fold")
+        for item in plans:
+            counts[item.action] += 1
+            table.add_row(item.file, item.action, item.speaker or "", item.reason or "")
+        Console(file=environment.stdout, no_color=not environment.color, highlight=False).print(table)
+    if not environment.quiet:
+        said = ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "no files"
+        environment.stderr.write(f"{PREFIX} dry run, nothing sent: {said}\n")
+
+
+def print_status(environment: Environment, statuses: Iterable[InboxStatus], *, json: bool) -> None:
+    """`watch status`: a few lines per inbox for people, one JSON object per inbox piped (or --json)."""
+    from dasctl.results import json_line
+
+    machine = json or not environment.stdout_isatty
+    shown = 0
+    for status in statuses:
+        shown += 1
+        if machine:
+            environment.stdout.write(json_line(status.document()) + "\n")
+            continue
+        lines = [f"{status.inbox}  (store {status.store})"]
+        if status.watchers:
+            for watcher in status.watchers:
+                held = f", {watcher.claims} file(s) in hand" if watcher.claims is not None else ""
+                lines.append(f"  watcher {watcher.name} since {watcher.since or '?'}{held}")
+        else:
+            lines.append("  no watcher is working on it")
+        left = f"{status.left}" + ("" if status.unseen is not None else " known to the store (the folder "
+                                                                     "is not readable here)")
+        lines.append(f"  {status.done} done, {status.failed} failed, {left} left")
+        if status.oldest_waiting:
+            lines.append(f"  oldest waiting: {status.oldest_waiting} (since {status.oldest_waiting_since})")
+        environment.stdout.write("\n".join(lines) + "\n")
+    if shown == 0 and not environment.quiet:
+        environment.stderr.write(f"{PREFIX} the store has no watch state yet\n")
+    environment.stdout.flush()

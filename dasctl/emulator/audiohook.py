@@ -1,4 +1,4 @@
-"""The `audiohook` audio consumer (PROTOCOL.md §4.2): the server side of Genesys AudioHook v2."""
+"""The `audiohook` audio consumer (docs/protocol.md §4.2): the server side of Genesys AudioHook v2."""
 
 from __future__ import annotations
 

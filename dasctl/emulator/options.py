@@ -65,7 +65,7 @@ class EmulatorOptions:
     # a connection must send its HTTP request, and an audio socket its first message, this soon
     handshake_timeout: float = 10.0
     # AudioHook: send `pause` once this much audio (stream seconds) arrived, `resume` resume_after s
-    # after the client's `paused` (PROTOCOL.md §4.2: lets clients test their pause handling)
+    # after the client's `paused` (docs/protocol.md §4.2: lets clients test their pause handling)
     pause_at: float | None = None
     resume_after: float = 2.0
     # AudioHook: answer `open` with `opened` asking the client to start paused (`resume` comes

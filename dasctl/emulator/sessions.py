@@ -15,7 +15,7 @@ from dasctl.emulator.options import EmulatorOptions
 
 log = logging.getLogger("dasctl.emulator")
 
-#: A new info-vad-status each time collected voice grows by this much (PROTOCOL.md §3.2).
+#: A new info-vad-status each time collected voice grows by this much (docs/protocol.md §3.2).
 VAD_STATUS_STEP = 0.5
 #: How often the timers are checked.
 WATCH_INTERVAL = 0.1

@@ -1,4 +1,4 @@
-"""The Socket.IO side (PROTOCOL.md §3): namespaces, the Authorization check, `initialize` validation."""
+"""The Socket.IO side (docs/protocol.md §3): namespaces, the Authorization check, `initialize` validation."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ ALIVE_GRACE = 2.0
 
 
 def namespaces(kind: str) -> list[str]:
-    """The cloud namespace and the emulator's aliases for one kind (PROTOCOL.md §3)."""
+    """The cloud namespace and the emulator's aliases for one kind (docs/protocol.md §3)."""
     names = [f"{config.DEFAULT_NAMESPACE_PREFIX}/{kind}", f"/{kind}"]
     if kind == events.NS_REGISTER:
         names.append("/")
@@ -110,7 +110,7 @@ def _numeric_string(container: dict[str, Any], name: str, path: str, expected: i
 
 
 def parse_initialize(kind: str, args: tuple[Any, ...], options: EmulatorOptions) -> SessionRequest:
-    """Validate an `initialize` payload field by field (PROTOCOL.md §3.1)."""
+    """Validate an `initialize` payload field by field (docs/protocol.md §3.1)."""
     if not args or not isinstance(args[0], dict):
         raise BadParameter("initialize needs one JSON object with metadata and a request")
     data = args[0]

@@ -1,4 +1,4 @@
-"""The OAuth 2.0 client-credentials token endpoint (PROTOCOL.md §2) and the tokens it issued."""
+"""The OAuth 2.0 client-credentials token endpoint (docs/protocol.md §2) and the tokens it issued."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `twilio` audio consumer (PROTOCOL.md §4.1): Twilio Media Streams JSON frames over a WebSocket."""
+"""The `twilio` audio consumer (docs/protocol.md §4.1): Twilio Media Streams JSON frames over a WebSocket."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The credential store: every enrollment, verification and watch state, kept (DESIGN.md "Credential store").
+"""The credential store: every enrollment, verification and watch state, kept (docs/store.md).
 
-das-Peak keeps no credentials (PROTOCOL.md §6), so dasctl does. One small interface (`Store`), two
+das-Peak keeps no credentials (docs/protocol.md §6), so dasctl does. One small interface (`Store`), two
 backends: SQLite (the embedded default, `sqlite.py`) and PostgreSQL (`postgres.py`, the `postgres`
 extra). Callers use only what is in this module; the SQL lives in the backends.
 
@@ -9,12 +9,18 @@ No Typer or rich here: the store is library code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dasctl.errors import ServiceUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from dasctl.store.audit import AuditRow
+    from dasctl.store.consent import OptOut
+    from dasctl.store.retention import PurgeReport, RetentionPolicy
+    from dasctl.store.vault import KeySettings
 
 #: Where a record came from.
 ORIGINS = ("register", "watch", "reenroll", "import")
@@ -128,8 +134,11 @@ class Store(Protocol):
         returned."""
         ...
 
-    def current(self, speaker: str, *, with_audio: bool = False) -> EnrollmentRecord | None:
-        """The speaker's current (latest successful, not superseded) enrollment, or None."""
+    def current(
+        self, speaker: str, *, with_audio: bool = False, reveal: bool = True
+    ) -> EnrollmentRecord | None:
+        """The speaker's current (latest successful, not superseded) enrollment, or None. `reveal`: with
+        its credential (needs the key); without, metadata only."""
         ...
 
     def enrollment_audio(self, enrollment_id: int) -> bytes | None:
@@ -142,9 +151,10 @@ class Store(Protocol):
         speaker_glob: str | None = None,
         model_hash: str | None = None,
         stale_for: str | None = None,
+        reveal: bool = False,
     ) -> Iterator[EnrollmentRecord]:
         """Current enrollments by speaker (no audio loaded): matching a glob (fnmatch syntax), made with
-        a model hash, or stale for one (made with any other model)."""
+        a model hash, or stale for one (made with any other model). The credential only when `reveal`."""
         ...
 
     def speaker_ids(self, prefix: str = "", limit: int = 200) -> list[str]:
@@ -159,9 +169,11 @@ class Store(Protocol):
         """How many speakers' current credential each model hash made ("" for none recorded)."""
         ...
 
-    def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
+    def enrollments(
+        self, *, speaker_glob: str | None = None, reveal: bool = False
+    ) -> Iterator[EnrollmentRecord]:
         """Every enrollment attempt (superseded and failed included; no audio loaded), by speaker then
-        age: what `credentials export` writes."""
+        age: what `credentials export` writes. The credential and document only when `reveal`."""
         ...
 
     def list_current_lines(
@@ -175,12 +187,35 @@ class Store(Protocol):
         the newline): what `credentials list --json` prints, built as fast as the backend can."""
         ...
 
-    def history(self, speaker: str) -> list[EnrollmentRecord | VerificationRecord]:
-        """Every enrollment attempt and verification of a speaker, oldest first (no audio loaded)."""
+    def history(self, speaker: str, *, reveal: bool = False) -> list[EnrollmentRecord | VerificationRecord]:
+        """Every enrollment attempt and verification of a speaker, oldest first (no audio loaded; the
+        credentials only when `reveal`)."""
         ...
 
     def remove(self, speaker: str) -> int:
         """Delete everything kept about a speaker; the number of records removed."""
+        ...
+
+    # -- moving records between stores (moving.py) ----------------------------------------------
+    def import_enrollment(self, record: EnrollmentRecord) -> bool:
+        """Keep a record from another store as it was (times, origin); False when already here. The newest
+        success by created_at is current, whatever the order records arrive in."""
+        ...
+
+    def import_verification(self, record: VerificationRecord) -> bool:
+        """Keep a verification from another store, its time kept; False when already here."""
+        ...
+
+    def watch_state_rows(self, *, reveal: bool) -> Iterator[dict[str, Any]]:
+        """Every watched file's state, for export (the report only when `reveal`)."""
+        ...
+
+    def import_watch_file(self, row: dict[str, Any]) -> bool:
+        """Keep a watched file's state from another store; False when already known."""
+        ...
+
+    def verifications(self, *, speaker_glob: str | None = None) -> Iterator[VerificationRecord]:
+        """Every verification by speaker then age (metadata only)."""
         ...
 
     # -- verifications -------------------------------------------------------------------------
@@ -197,6 +232,14 @@ class Store(Protocol):
         """What the store knows about every recording of this folder."""
         ...
 
+    def watch_inboxes(self) -> list[str]:
+        """Every watched folder the store has state for."""
+        ...
+
+    def watch_file(self, inbox: str, key: WatchKey) -> WatchFile | None:
+        """What the store says now about one recording of this folder, or None."""
+        ...
+
     def watch_update(
         self,
         inbox: str,
@@ -207,36 +250,128 @@ class Store(Protocol):
         call_id: str | None = None,
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
-    ) -> None:
+        report_stored: bool = False,
+    ) -> EnrollmentRecord | None:
         """Record a recording's new state; with a final report (and its enrollment) in one transaction,
-        durable before it returns, and marked not yet reported."""
+        durable before it returns, and marked not yet reported. The enrollment as kept (its id); with
+        report_stored, the kept report also carries its `stored` object (records.stored_fields)."""
         ...
 
     def watch_reported(self, inbox: str, key: WatchKey) -> None:
         """Mark the latest final report of a recording as printed."""
         ...
 
+    # -- consent (consent.py) -------------------------------------------------------------------------
+    def opt_out_of(self, speaker: str) -> OptOut | None:
+        """The speaker's opt-out record, or None."""
+        ...
+
+    def refusal(self, speaker: str) -> str | None:
+        """Why nothing may be sent or kept for this speaker ("the customer X opted out on DATE"), or None."""
+        ...
+
+    def refuse_opted_out(self, speaker: str) -> None:
+        """OptedOut (exit 5) when the speaker opted out: what register/verify/reenroll check first."""
+        ...
+
+    def opt_outs(self) -> list[OptOut]:
+        ...
+
+    def opt_out(self, speaker: str, reason: str | None = None, *, at: str | None = None,
+                who: str | None = None) -> int:
+        """Destroy the speaker's secrets, keep the metadata, record the opt-out; records destroyed."""
+        ...
+
+    def opt_in(self, speaker: str) -> bool:
+        """Lift an opt-out; False when there was none."""
+        ...
+
+    def import_opt_out(self, opted: OptOut) -> bool:
+        ...
+
+    # -- retention (retention.py) -------------------------------------------------------------------
+    def purge(self, policy: RetentionPolicy, *, dry_run: bool = False, command: str = "purge") -> PurgeReport:
+        """Destroy what is past the policy's limits (or count it); audited."""
+        ...
+
+    # -- the audit log (audit.py) ------------------------------------------------------------------
+    def audit(self, command: str, speakers: list[str], count: int, detail: str | None = None) -> None:
+        """Append a row: a secret was read or something destroyed (when, who, what, whom, how many)."""
+        ...
+
+    def audit_rows(self, *, since: str | None = None, until: str | None = None) -> Iterator[AuditRow]:
+        """The audit log, oldest first, within [since, until)."""
+        ...
+
+    def import_audit(self, row: AuditRow) -> bool:
+        """Keep an audit row from another store as it was; False when already here."""
+        ...
+
+    # -- encryption at rest (sealing.py) --------------------------------------------------------------
+    @property
+    def encrypted(self) -> bool:
+        """Whether this process holds the store's key (secrets can be read and written)."""
+        ...
+
+    def require_secrets(self, *, write: bool = True) -> None:
+        """StoreKeyError (exit 4, naming where dasctl looked for the key) unless secrets can be read and
+        written, and StoreError (exit 6) when a write would fail: checked before any session starts."""
+        ...
+
+    def integrity_problems(self) -> list[str]:
+        """A full integrity check of the store (`credentials check`): every problem, none when sound."""
+        ...
+
+    def rekey(self, new_kek: bytes) -> tuple[int, int]:
+        """Re-wrap the store's data keys under a new key; (re-wrapped, already under it). Resumable."""
+        ...
+
+    def key_status(self) -> dict[str, Any]:
+        """Which key opens the store, its data keys and how many values each one seals."""
+        ...
+
     def close(self) -> None: ...
 
 
-def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> Store:
+def _warn(message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"dasctl: warning: {message}\n")
+    sys.stderr.flush()
+
+
+def open_store(
+    url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    key: KeySettings | None = None,
+    warn: Callable[[str], None] = _warn,
+    create: bool = True,
+) -> Store:
     """Open (creating and migrating as needed) the store at `url`: None or a path for SQLite (default:
-    the data directory, or DASCTL_STORE when set), `postgresql://...` for PostgreSQL."""
+    the data directory, or DASCTL_STORE when set), `postgresql://...` for PostgreSQL. Its key is found by
+    `key` (the --store-key-file setting) and the environment (vault.py); without one, metadata still
+    reads and `require_secrets` says why secrets do not."""
     import os
 
     from dasctl import config
+    from dasctl.store.vault import KeySettings, resolve_key
 
     environ = os.environ if env is None else env
     url = url or environ.get(config.ENV_STORE) or None
+    settings = key or KeySettings()
     if url is None:
         from dasctl.store.sqlite import SqliteStore
 
         try:
-            config.private_dir(config.data_dir(environ))  # dasctl's own directory: 0700
+            if create or config.data_dir(environ).exists():
+                config.private_dir(config.data_dir(environ))  # dasctl's own directory: 0700
         except OSError as error:
             raise StoreUnusable(f"cannot create the data directory {config.data_dir(environ)}: "
                                 f"{error.strerror}") from None
-        return SqliteStore(config.store_path(environ), environ)
+        return SqliteStore(config.store_path(environ), environ,
+                           resolve_key(settings, environ, local=True, warn=warn), create=create, default=True,
+                           warn=warn)
     scheme = url.split(":", 1)[0].lower() if "://" in url else ""
     if scheme in config.POSTGRES_SCHEMES:
         try:
@@ -246,7 +381,7 @@ def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> 
                 "a postgresql:// store needs psycopg, which is not installed",
                 "Install it with: pip install 'dasctl[postgres]'",
             ) from None
-        return PostgresStore(url)
+        return PostgresStore(url, resolve_key(settings, environ, local=False, warn=warn))
     if scheme:
         raise UsageError(f"unsupported store URL scheme {scheme!r}",
                          "Use a file path (SQLite) or postgresql://USER@HOST/DB.")
@@ -254,7 +389,8 @@ def open_store(url: str | None = None, env: Mapping[str, str] | None = None) -> 
 
     from dasctl.store.sqlite import SqliteStore
 
-    return SqliteStore(Path(url), environ)
+    return SqliteStore(Path(url), environ, resolve_key(settings, environ, local=True, warn=warn),
+                       create=create, warn=warn)
 
 
 __all__ = [

@@ -116,3 +116,48 @@ def m003_current_listing() -> list[str]:
 def statements(name: str, function: Migration, types: dict[str, str]) -> list[str]:
     """A migration's statements with the backend's column types filled in."""
     return [statement.format(**types) for statement in function()]
+
+
+@migration
+def m004_store_keys() -> list[str]:
+    # envelope encryption (crypto.py): each data key wrapped by the key the user holds, named by its id in
+    # every ciphertext; `store_meta` says when the last plaintext was sealed (a migration done once)
+    return [
+        """CREATE TABLE store_keys (
+            id {id},
+            kek_id TEXT NOT NULL,
+            wrapped {blob} NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ]
+
+
+@migration
+def m005_audit_log() -> list[str]:
+    # who read a secret or destroyed something, when (never a secret itself; never purged by retention)
+    return [
+        """CREATE TABLE audit_log (
+            id {id},
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            command TEXT NOT NULL,
+            speakers TEXT NOT NULL,
+            count {bigint} NOT NULL,
+            detail TEXT
+        )""",
+        "CREATE INDEX audit_log_at ON audit_log (at)",
+    ]
+
+
+@migration
+def m006_opt_outs() -> list[str]:
+    # a customer who withdrew consent: never enrolled or verified again until opted in (GDPR art. 7(3))
+    return [
+        """CREATE TABLE opt_outs (
+            speaker TEXT PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT
+        )""",
+    ]

@@ -26,6 +26,7 @@ import psycopg
 from dasctl.store import StoreBusy, StoreError, StoreUnusable
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from dasctl.store.sql import SqlStore
+from dasctl.store.vault import StoreKey
 
 #: seconds to wait for the server to answer a connection (an unreachable store fails within this)
 CONNECT_TIMEOUT_S = 8
@@ -105,7 +106,7 @@ class PostgresStore(SqlStore):
     types = POSTGRES_TYPES
     IS_DISTINCT = "IS DISTINCT FROM"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, key: StoreKey | None = None) -> None:
         from dasctl.config import masked_store_url, store_url_password
         from dasctl.logs import register_secret
 
@@ -126,6 +127,7 @@ class PostgresStore(SqlStore):
                     raise StoreUnusable(f"the store {self.location} was written by a newer dasctl "
                                         f"(schema {newer[-1]})", "Upgrade dasctl to use it.")
                 self._migrate(cursor, applied)
+            self._setup_sealing(key or StoreKey(None, None))
         except BaseException:
             self._connection.close()
             raise
@@ -172,6 +174,16 @@ class PostgresStore(SqlStore):
             except psycopg.Error as error:
                 raise StoreError(f"cannot read the store {self.location}: {_first_line(error)}") from None
 
+    def _scrub(self) -> None:
+        # an UPDATE leaves the old row version (the plaintext) in the table until VACUUM reclaims it
+        with self._lock:
+            self._ready()
+            try:
+                for table in ("enrollments", "enrollment_audio", "verifications", "watch_files"):
+                    self._connection.execute(f"VACUUM {table}")
+            except psycopg.Error as error:
+                raise StoreError(f"cannot vacuum the store {self.location}: {_first_line(error)}") from None
+
     def _insert_id(self, cursor: Any, sql: str, params: Sequence[Any]) -> int:
         cursor.execute(sql + " RETURNING id", params)
         return int(cursor.fetchone()[0])
@@ -199,6 +211,27 @@ class PostgresStore(SqlStore):
             yield
         finally:
             connection.close()  # closing the session releases its advisory locks
+
+    def session_connection(self, application_name: str = "dasctl") -> psycopg.Connection[Any]:
+        """A new autocommit connection of the caller's own, for state that lives as long as a session
+        (watch's claims: advisory locks the server drops with the connection); StoreError if refused."""
+        try:
+            return psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                   application_name=application_name[:63])
+        except psycopg.Error as error:
+            raise StoreError(f"cannot connect to the store {self.location}: {_first_line(error)}") from None
+
+    def integrity_problems(self) -> list[str]:
+        # PostgreSQL checks its own pages (data checksums, amcheck for a DBA); what is ours to check is
+        # that every table the store needs answers
+        try:
+            with self._read() as cursor:
+                for table in ("enrollments", "enrollment_audio", "verifications", "watch_files", "store_keys",
+                              "audit_log", "opt_outs"):
+                    cursor.execute(f"SELECT count(*) FROM {table}")
+        except StoreError as error:
+            return [error.message]
+        return []
 
     def close(self) -> None:
         with self._lock:

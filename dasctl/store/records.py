@@ -74,6 +74,14 @@ CREDENTIAL_FIELDS = (
 )
 
 
+#: the fields of a dasctl.verification/1 line, in order (export's CSV columns too)
+VERIFICATION_FIELDS = (
+    "speaker", "id", "ok", "outcome", "error", "score", "authenticity", "voice_seconds", "call_id",
+    "model_hash", "enrollment_id", "profile", "service_url", "protocol", "source_path", "source_sha256",
+    "created_at",
+)
+
+
 def credential_document(record: EnrollmentRecord) -> dict[str, Any]:
     """One enrollment as `credentials` prints it (schema dasctl.credential/1): the credential whole."""
     return {

@@ -1,4 +1,4 @@
-"""What the SQLite and PostgreSQL backends share: the queries and the record <-> row mapping.
+"""What the SQLite and PostgreSQL backends share: the queries (the row <-> record mapping is rows.py).
 
 The SQL here is the dialect both databases speak (qmark placeholders, converted by the PostgreSQL backend).
 Where the two differ, the backend says so by overriding a small hook: how a write transaction starts and
@@ -9,11 +9,9 @@ and how a speaker's writes are serialised (`_lock_speaker`).
 from __future__ import annotations
 
 import fnmatch
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime, timezone
 from typing import Any
 
 from dasctl.store import (
@@ -23,86 +21,34 @@ from dasctl.store import (
     WatchFile,
     WatchKey,
 )
+from dasctl.store.audit import Audit
+from dasctl.store.consent import Consent
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE, statements
-
-ENROLLMENT_COLUMNS = (
-    "speaker", "ok", "origin", "outcome", "error", "credential", "model_hash", "profile", "service_url",
-    "call_id", "protocol", "authenticity", "voice_seconds", "source_path", "source_size", "source_sha256",
-    "document", "created_at", "superseded_at", "audio_size",
+from dasctl.store.moving import Moving
+from dasctl.store.retention import Retention
+from dasctl.store.rows import (
+    ENROLLMENT_COLUMNS,
+    ENROLLMENT_SELECT,
+    LIST_SELECT,
+    VERIFICATION_COLUMNS,
+    VERIFICATION_SELECT,
+    WATCH_COLUMNS,
+    enrollment_from_row,
+    from_json,
+    glob_prefix,
+    now_iso,
+    to_json,
+    verification_from_row,
 )
-VERIFICATION_COLUMNS = (
-    "speaker", "ok", "outcome", "error", "score", "authenticity", "voice_seconds", "call_id", "model_hash",
-    "enrollment_id", "profile", "service_url", "protocol", "source_path", "source_sha256", "document",
-    "created_at",
-)
-WATCH_COLUMNS = (
-    "relpath", "size", "mtime_ns", "state", "attempts", "call_id", "report", "reported", "updated_at",
-)
-_ENROLLMENT_SELECT = "SELECT id, " + ", ".join(ENROLLMENT_COLUMNS) + " FROM enrollments"
-# listing leaves out the (possibly large) printed document: a list shows fields, not documents
-_LIST_COLUMNS = tuple("NULL" if c == "document" else c for c in ENROLLMENT_COLUMNS)
-_LIST_SELECT = "SELECT id, " + ", ".join(_LIST_COLUMNS) + " FROM enrollments"
-_VERIFICATION_SELECT = "SELECT id, " + ", ".join(VERIFICATION_COLUMNS) + " FROM verifications"
+from dasctl.store.sealing import Sealing
 
 # watch's words (dasctl/watch): attempts that ended count against a file's retries
 _ENDED_STATES = ("retry", "done", "failed")
 
 
-def now_iso() -> str:
-    """The current time as the store writes it: ISO 8601 UTC, milliseconds (2026-11-25T17:42:00.123Z)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _json(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _unjson(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    value = json.loads(text)
-    return value if isinstance(value, dict) else None
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def enrollment_from_row(row: Sequence[Any]) -> EnrollmentRecord:
-    (id_, speaker, ok, origin, outcome, error, credential, model_hash, profile, service_url, call_id,
-     protocol, authenticity, voice_seconds, source_path, source_size, source_sha256, document, created_at,
-     superseded_at, audio_size) = row
-    return EnrollmentRecord(
-        speaker=speaker, ok=bool(ok), origin=origin, outcome=outcome, error=error, credential=credential,
-        model_hash=model_hash, profile=profile, service_url=service_url, call_id=call_id, protocol=protocol,
-        authenticity=_float(authenticity), voice_seconds=_float(voice_seconds), source_path=source_path,
-        source_size=source_size, source_sha256=source_sha256, document=_unjson(document), id=id_,
-        created_at=created_at, superseded_at=superseded_at, has_audio=audio_size is not None,
-    )
-
-
-def verification_from_row(row: Sequence[Any]) -> VerificationRecord:
-    (id_, speaker, ok, outcome, error, score, authenticity, voice_seconds, call_id, model_hash, enrollment_id,
-     profile, service_url, protocol, source_path, source_sha256, document, created_at) = row
-    return VerificationRecord(
-        speaker=speaker, ok=bool(ok), outcome=outcome, error=error, score=_float(score),
-        authenticity=_float(authenticity), voice_seconds=_float(voice_seconds), call_id=call_id,
-        model_hash=model_hash, enrollment_id=enrollment_id, profile=profile, service_url=service_url,
-        protocol=protocol, source_path=source_path, source_sha256=source_sha256, document=_unjson(document),
-        id=id_, created_at=created_at,
-    )
-
-
-def glob_prefix(pattern: str) -> str:
-    """The literal start of an fnmatch pattern (narrows the rows read before fnmatch decides)."""
-    for index, char in enumerate(pattern):
-        if char in "*?[":
-            return pattern[:index]
-    return pattern
-
-
-class SqlStore:
-    """The Store protocol over a DB-API connection; the backends add connecting and their dialect."""
+class SqlStore(Sealing, Moving, Audit, Consent, Retention):
+    """The Store protocol over a DB-API connection; the backends add connecting and their dialect.
+    Secrets are sealed on the way in and opened only when asked for (`reveal`): sealing.py."""
 
     location: str
     #: column types the migrations leave open ({id}, {real}, {bigint}, {blob})
@@ -131,6 +77,15 @@ class SqlStore:
     def _sql(self, sql: str) -> str:
         return sql
 
+    def _enrollment(self, row: Sequence[Any], reveal: bool) -> EnrollmentRecord:
+        """A record from its row: the credential and document opened when `reveal`, else None (what
+        metadata commands see, with or without the key)."""
+        record = enrollment_from_row(row)
+        if reveal:
+            record.credential = self._open_text(row[6], "enrollments.credential", record.speaker)
+            record.document = from_json(self._open_text(row[17], "enrollments.document", record.speaker))
+        return record
+
     def _error(self, action: str, error: Exception) -> StoreError:
         return StoreError(f"cannot {action} the store {self.location}: {error}")
 
@@ -153,11 +108,11 @@ class SqlStore:
     def _record_enrollment(self, cursor: Any, record: EnrollmentRecord) -> EnrollmentRecord:
         self._lock_speaker(cursor, record.speaker)
         if record.call_id is not None:
-            cursor.execute(self._sql(_ENROLLMENT_SELECT + " WHERE speaker = ? AND call_id = ? AND ok = ?"),
+            cursor.execute(self._sql(ENROLLMENT_SELECT + " WHERE speaker = ? AND call_id = ? AND ok = ?"),
                            (record.speaker, record.call_id, int(record.ok)))
             row = cursor.fetchone()
             if row is not None:
-                return enrollment_from_row(row)
+                return self._enrollment(row, reveal=True)
         created_at = now_iso()
         if record.ok:
             cursor.execute(
@@ -165,51 +120,64 @@ class SqlStore:
                           "WHERE speaker = ? AND ok = 1 AND superseded_at IS NULL"),
                 (created_at, record.speaker),
             )
+        return self._insert_enrollment(cursor, record, created_at, None)
+
+    def _insert_enrollment(
+        self, cursor: Any, record: EnrollmentRecord, created_at: str, superseded_at: str | None
+    ) -> EnrollmentRecord:
+        """Insert one record, its secrets sealed, its audio apart, its listing line made when current."""
         audio = record.audio
+        speaker = record.speaker
         values = (
-            record.speaker, int(record.ok), record.origin, record.outcome, record.error, record.credential,
+            speaker, int(record.ok), record.origin, record.outcome, record.error,
+            self._seal_text(record.credential, "enrollments.credential", speaker),
             record.model_hash, record.profile, record.service_url, record.call_id, record.protocol,
             record.authenticity, record.voice_seconds, record.source_path, record.source_size,
-            record.source_sha256, _json(record.document), created_at, None,
-            None if audio is None else len(audio),
+            record.source_sha256, self._seal_text(to_json(record.document), "enrollments.document", speaker),
+            created_at, superseded_at, None if audio is None else len(audio),
         )
         sql = self._sql(f"INSERT INTO enrollments ({', '.join(ENROLLMENT_COLUMNS)}) "
                         f"VALUES ({', '.join('?' for _ in ENROLLMENT_COLUMNS)})")
         new_id = self._insert_id(cursor, sql, values)
         if audio is not None:
             cursor.execute(self._sql("INSERT INTO enrollment_audio (enrollment_id, audio) VALUES (?, ?)"),
-                           (new_id, audio))
+                           (new_id, self._seal_bytes(audio, "enrollment_audio.audio", speaker)))
         kept = EnrollmentRecord(
-            **{**record.__dict__, "id": new_id, "created_at": created_at, "superseded_at": None,
+            **{**record.__dict__, "id": new_id, "created_at": created_at, "superseded_at": superseded_at,
                "has_audio": audio is not None},
         )
-        if record.ok:  # its line of `credentials list --json` while it is current (migration m003)
+        # its line of `credentials list --json` while it is current (migration m003)
+        if record.ok and superseded_at is None:
             from dasctl.results import json_line
             from dasctl.store.records import credential_document
 
+            # metadata only: listing never needs the key, so the line never holds the credential
+            listed = EnrollmentRecord(**{**kept.__dict__, "credential": None})
             cursor.execute(self._sql("UPDATE enrollments SET listing = ? WHERE id = ?"),
-                           (json_line(credential_document(kept)), new_id))
+                           (json_line(credential_document(listed)), new_id))
         return kept
 
-    def current(self, speaker: str, *, with_audio: bool = False) -> EnrollmentRecord | None:
+    def current(
+        self, speaker: str, *, with_audio: bool = False, reveal: bool = True
+    ) -> EnrollmentRecord | None:
         with self._read() as cursor:
             cursor.execute(
-                self._sql(_ENROLLMENT_SELECT + " WHERE speaker = ? AND ok = 1 AND superseded_at IS NULL"),
+                self._sql(ENROLLMENT_SELECT + " WHERE speaker = ? AND ok = 1 AND superseded_at IS NULL"),
                 (speaker,),
             )
             row = cursor.fetchone()
             if row is None:
                 return None
-            record = enrollment_from_row(row)
+            record = self._enrollment(row, reveal)
             if with_audio and record.has_audio:
                 record.audio = self._audio(cursor, record.id)
             return record
 
     def _audio(self, cursor: Any, enrollment_id: int | None) -> bytes | None:
-        cursor.execute(self._sql("SELECT audio FROM enrollment_audio WHERE enrollment_id = ?"),
-                       (enrollment_id,))
+        cursor.execute(self._sql("SELECT a.audio, e.speaker FROM enrollment_audio a JOIN enrollments e "
+                                 "ON e.id = a.enrollment_id WHERE a.enrollment_id = ?"), (enrollment_id,))
         row = cursor.fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else self._open_bytes(row[0], "enrollment_audio.audio", row[1])
 
     def enrollment_audio(self, enrollment_id: int) -> bytes | None:
         with self._read() as cursor:
@@ -221,15 +189,17 @@ class SqlStore:
         speaker_glob: str | None = None,
         model_hash: str | None = None,
         stale_for: str | None = None,
+        reveal: bool = False,
     ) -> Iterator[EnrollmentRecord]:
-        sql, params = self._current_query(_LIST_SELECT, speaker_glob, model_hash, stale_for)
+        select = ENROLLMENT_SELECT if reveal else LIST_SELECT
+        sql, params = self._current_query(select, speaker_glob, model_hash, stale_for)
         with self._read() as cursor:
             cursor.execute(self._sql(sql), params)
             rows = cursor.fetchall()
         for row in rows:
             if speaker_glob and not fnmatch.fnmatchcase(row[1], speaker_glob):
                 continue
-            yield enrollment_from_row(row)
+            yield self._enrollment(row, reveal)
 
     def speaker_ids(self, prefix: str = "", limit: int = 200) -> list[str]:
         sql = "SELECT DISTINCT speaker FROM enrollments"
@@ -286,25 +256,29 @@ class SqlStore:
             params.append(stale_for)
         return sql + " ORDER BY speaker", params
 
-    def enrollments(self, *, speaker_glob: str | None = None) -> Iterator[EnrollmentRecord]:
-        sql, params = _ENROLLMENT_SELECT, []
+    def enrollments(
+        self, *, speaker_glob: str | None = None, reveal: bool = False
+    ) -> Iterator[EnrollmentRecord]:
+        for row in self._rows_by_speaker(ENROLLMENT_SELECT, speaker_glob):
+            yield self._enrollment(row, reveal)
+
+    def _rows_by_speaker(self, select: str, speaker_glob: str | None) -> list[Sequence[Any]]:
+        """The rows of a `SELECT id, speaker, ...` by speaker then id, of the speakers matching the glob."""
+        sql, params = select, []
         prefix = glob_prefix(speaker_glob) if speaker_glob else ""
-        if prefix:
+        if prefix:  # a range on the index; fnmatch below decides exactly, the same in both backends
             sql += " WHERE speaker >= ? AND speaker < ?"
             params = [prefix, prefix + "\U0010ffff"]
         with self._read() as cursor:
             cursor.execute(self._sql(sql + " ORDER BY speaker, id"), params)
             rows = cursor.fetchall()
-        for row in rows:
-            if speaker_glob and not fnmatch.fnmatchcase(row[1], speaker_glob):
-                continue
-            yield enrollment_from_row(row)
+        return [row for row in rows if not speaker_glob or fnmatch.fnmatchcase(row[1], speaker_glob)]
 
-    def history(self, speaker: str) -> list[EnrollmentRecord | VerificationRecord]:
+    def history(self, speaker: str, *, reveal: bool = False) -> list[EnrollmentRecord | VerificationRecord]:
         with self._read() as cursor:
-            cursor.execute(self._sql(_ENROLLMENT_SELECT + " WHERE speaker = ? ORDER BY id"), (speaker,))
-            enrollments = [enrollment_from_row(row) for row in cursor.fetchall()]
-            cursor.execute(self._sql(_VERIFICATION_SELECT + " WHERE speaker = ? ORDER BY id"), (speaker,))
+            cursor.execute(self._sql(ENROLLMENT_SELECT + " WHERE speaker = ? ORDER BY id"), (speaker,))
+            enrollments = [self._enrollment(row, reveal) for row in cursor.fetchall()]
+            cursor.execute(self._sql(VERIFICATION_SELECT + " WHERE speaker = ? ORDER BY id"), (speaker,))
             verifications = [verification_from_row(row) for row in cursor.fetchall()]
         entries: list[EnrollmentRecord | VerificationRecord] = [*enrollments, *verifications]
         # the same millisecond: an enrollment comes before the verification made against it
@@ -328,7 +302,7 @@ class SqlStore:
             record.speaker, int(record.ok), record.outcome, record.error, record.score, record.authenticity,
             record.voice_seconds, record.call_id, record.model_hash, record.enrollment_id, record.profile,
             record.service_url, record.protocol, record.source_path, record.source_sha256,
-            _json(record.document), created_at,
+            self._seal_text(to_json(record.document), "verifications.document", record.speaker), created_at,
         )
         sql = self._sql(f"INSERT INTO verifications ({', '.join(VERIFICATION_COLUMNS)}) "
                         f"VALUES ({', '.join('?' for _ in VERIFICATION_COLUMNS)})")
@@ -343,11 +317,33 @@ class SqlStore:
             cursor.execute(self._sql(f"SELECT {', '.join(WATCH_COLUMNS)} FROM watch_files WHERE inbox = ? "
                                      "ORDER BY COALESCE(final_seq, 0), relpath"), (inbox,))
             rows = cursor.fetchall()
-        for relpath, size, mtime_ns, state, attempts, call_id, report, reported, updated_at in rows:
-            yield WatchFile(
-                key=WatchKey(relpath, int(size), int(mtime_ns)), state=state, attempts=int(attempts),
-                call_id=call_id, report=_unjson(report), reported=bool(reported), updated_at=updated_at,
-            )
+        for row in rows:
+            yield self._watch_file(inbox, row)
+
+    def watch_inboxes(self) -> list[str]:
+        """Every watched folder the store has state for."""
+        with self._read() as cursor:
+            cursor.execute("SELECT DISTINCT inbox FROM watch_files ORDER BY inbox")
+            return [row[0] for row in cursor.fetchall()]
+
+    def watch_file(self, inbox: str, key: WatchKey) -> WatchFile | None:
+        """What the store says now about one recording (several watchers share an inbox: the memory of
+        one of them is not the truth)."""
+        where = "inbox = ? AND relpath = ? AND size = ? AND mtime_ns = ?"
+        with self._read() as cursor:
+            cursor.execute(self._sql(f"SELECT {', '.join(WATCH_COLUMNS)} FROM watch_files WHERE {where}"),
+                           (inbox, key.relpath, key.size, key.mtime_ns))
+            row = cursor.fetchone()
+        return None if row is None else self._watch_file(inbox, row)
+
+    def _watch_file(self, inbox: str, row: Sequence[Any]) -> WatchFile:
+        """A watch_files row (WATCH_COLUMNS) as a WatchFile, its sealed report opened."""
+        relpath, size, mtime_ns, state, attempts, call_id, report, reported, updated_at = row
+        report = self._open_text(report, "watch_files.report", inbox, relpath)
+        return WatchFile(
+            key=WatchKey(relpath, int(size), int(mtime_ns)), state=state, attempts=int(attempts),
+            call_id=call_id, report=from_json(report), reported=bool(reported), updated_at=updated_at,
+        )
 
     def watch_update(
         self,
@@ -359,13 +355,19 @@ class SqlStore:
         call_id: str | None = None,
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
-    ) -> None:
+        report_stored: bool = False,
+    ) -> EnrollmentRecord | None:
+        from dasctl.store.records import stored_fields
+
         updated_at = now_iso()
         where = "inbox = ? AND relpath = ? AND size = ? AND mtime_ns = ?"
         key_params = (inbox, key.relpath, key.size, key.mtime_ns)
+        kept: EnrollmentRecord | None = None
         with self._write() as cursor:
             if enrollment is not None:
-                self._record_enrollment(cursor, enrollment)
+                kept = self._record_enrollment(cursor, enrollment)
+                if report is not None and report_stored:  # the line says where its record is (register's way)
+                    report = {**report, "stored": stored_fields(kept, self.location)}
             cursor.execute(self._sql("SELECT attempts, call_id, report, reported, final_seq "
                                      f"FROM watch_files WHERE {where}"), key_params)
             row = cursor.fetchone()
@@ -375,7 +377,8 @@ class SqlStore:
                 attempts = max(int(attempts), attempt)
             report_text = old_report
             if report is not None:
-                report_text, reported = _json(report), 0
+                report_text = self._seal_text(to_json(report), "watch_files.report", inbox, key.relpath)
+                reported = 0
                 cursor.execute(
                     self._sql("SELECT COALESCE(MAX(final_seq), 0) + 1 FROM watch_files WHERE inbox = ?"),
                     (inbox,),
@@ -396,6 +399,7 @@ class SqlStore:
                               f"reported = ?, final_seq = ?, updated_at = ? WHERE {where}"),
                     (*values, *key_params),
                 )
+        return kept
 
     def watch_reported(self, inbox: str, key: WatchKey) -> None:
         with self._write() as cursor:

@@ -15,7 +15,7 @@ import fnmatch
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,15 @@ from dasctl.store import StoreBusy, StoreError, StoreUnusable, WatchKey
 from dasctl.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from dasctl.store.records import CREDENTIAL_FIELDS, CREDENTIAL_SCHEMA
 from dasctl.store.sql import SqlStore
+from dasctl.store.sqlite_file import (
+    check_path,
+    fix_mode,
+    integrity_problems,
+    quick_check,
+    remember_good,
+    writable_problem,
+)
+from dasctl.store.vault import StoreKey
 
 #: seconds a writer waits for another's transaction before giving up: within the 15 s bound every store
 #: call keeps (exit 6)
@@ -45,6 +54,7 @@ _COMPUTED = {
     "ok": _json_bool("ok = 1"),
     "current": _json_bool("ok = 1 AND superseded_at IS NULL"),
     "has_audio": _json_bool("audio_size IS NOT NULL"),
+    "credential": "NULL",  # sealed (sealing.py): a listing never needs the key, so never holds it
 }
 _CREDENTIAL_JSON = "json_object('schema', '{}', {})".format(
     CREDENTIAL_SCHEMA, ", ".join(f"'{key}', {_COMPUTED.get(key, key)}" for key in CREDENTIAL_FIELDS)
@@ -57,18 +67,48 @@ class SqliteStore(SqlStore):
     types = SQLITE_TYPES
     IS_DISTINCT = "IS NOT"
 
-    def __init__(self, path: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        env: Mapping[str, str] | None = None,
+        key: StoreKey | None = None,
+        *,
+        create: bool = True,
+        default: bool = False,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self.path = Path(path).expanduser()
         self.location = str(self.path)
         self._env = env
+        self._warn = warn or (lambda message: None)
+        # a read-only command never creates a store: the default one missing reads as empty (in memory)
+        self._in_memory = not create and default and not self.path.exists()
+        if not create and not default and not self.path.exists() and not self.path.is_symlink():
+            raise StoreUnusable(f"no credential store at {self.path}",
+                                "Nothing was created. Check --store (or DASCTL_STORE, the profile's store).")
         self._connection = self._open()
+        if self._in_memory and key is not None:
+            key = StoreKey(key.kek, key.source, key.looked)  # and no key made for it either
+        try:
+            self._setup_sealing(key or StoreKey(None, None))
+        except BaseException:
+            self._connection.close()
+            raise
 
     # -- opening ----------------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
         from dasctl.config import private_dir
 
         path = self.path
+        if self._in_memory:
+            connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            connection.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at TEXT)")
+            self._connection = connection
+            with self._write() as cursor:
+                self._migrate(cursor, set())
+            return connection
+        check_path(path)
         if path.is_dir():
             raise StoreUnusable(f"the store {path} is a directory, not a dasctl store file",
                                 "Pass --store with a file path, e.g. --store ~/credentials.db.")
@@ -90,10 +130,16 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot open the store {path}: {error}") from None
         try:
             self._check_ours(connection)
+            if existed:
+                fix_mode(path, self._warn)
+                quick_check(connection, path, self._env)
             connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
+            # what is deleted or overwritten is zeroed, not left in free pages (a sealed value's plaintext,
+            # a removed speaker's ciphertext)
+            connection.execute("PRAGMA secure_delete = ON")
             self._connection = connection
             with self._write() as cursor:
                 cursor.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")
@@ -171,6 +217,17 @@ class SqliteStore(SqlStore):
                     pass
                 cursor.close()
 
+    def _scrub(self) -> None:
+        # the WAL may still hold pages written before they were sealed: copy them in, truncate it, and
+        # rewrite the file so that no free page keeps an old copy
+        with self._lock:
+            try:
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._connection.execute("VACUUM")
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                raise self._failure("scrub", error) from None
+
     def _failure(self, action: str, error: sqlite3.Error) -> Exception:
         if isinstance(error, (sqlite3.OperationalError, sqlite3.IntegrityError)):  # locked, full, refused
             return StoreError(f"cannot {action} the store {self.path}: {error}")
@@ -222,9 +279,18 @@ class SqliteStore(SqlStore):
         name = hashlib.sha256(f"{self.path.resolve()}\0{inbox}".encode()).hexdigest()[:24]
         return InboxLock(locks_dir(self._env) / f"watch-{name}.lock", inbox, self.location)
 
+    def writable_problem(self) -> str | None:
+        return None if self._in_memory else writable_problem(self.path)
+
+    def integrity_problems(self) -> list[str]:
+        with self._lock:
+            return integrity_problems(self._connection)
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+            if not self._in_memory and self.path.exists():
+                remember_good(self.path, self._env)  # as we leave it: the next open need not check
 
 
 class InboxLock:

@@ -61,6 +61,10 @@ class AttemptSteps:
     _stop_reason: str | None
     _signals: int
     _fatal: DasctlError | None
+    _opted_out: set[FileIdentity]
+
+    if TYPE_CHECKING:  # sharing.InboxSharing's, declared for the type checker only
+        def _let_go(self, identity: FileIdentity) -> None: ...
 
 
     async def _process(self, item: WorkItem) -> None:
@@ -84,6 +88,10 @@ class AttemptSteps:
             attempt.speaker = self.settings.speakers.speaker(name)
         except DasctlError as error:  # a name --speaker-from does not match: no session for it
             self._after_error(item, attempt, attempt_number, call_id, error)
+            return
+        refusal = self.journal.store.refusal(attempt.speaker)  # an opt-out: never sent (docs/store.md)
+        if refusal:
+            self._skip_opted_out(item, attempt_number, call_id, attempt.speaker, refusal)
             return
 
         def on_progress(progress: Progress) -> None:
@@ -174,6 +182,25 @@ class AttemptSteps:
         )
         self._complete(item, report)
 
+    def _skip_opted_out(
+        self, item: WorkItem, attempt_number: int, call_id: str, speaker: str, refusal: str
+    ) -> None:
+        """Not a failure, and not final: an `optin` lets a later run enroll the file."""
+        from dasctl.watch.report import opted_out_report
+        from dasctl.watch.settings import ndjson_line
+
+        self._abandon(item, attempt_number, call_id, refusal)
+        self._opted_out.add(item.identity)
+        self.totals.opted_out += 1
+        report = opted_out_report(item.identity, item.path, speaker, refusal)
+        try:
+            human = f"{report['file']}: skipped, {refusal}"
+            self.lines.out.write((ndjson_line(report) if self.lines.render is ndjson_line else human) + "\n")
+            self.lines.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self._stdout_closed()
+        self._update_totals()
+
     def _fatal_error(self, error: DasctlError) -> None:
         if self._fatal is None:
             self._fatal = error  # raised at the end: the CLI prints it, once, with its exit code
@@ -185,6 +212,7 @@ class AttemptSteps:
         self.writes.spawn(identity.relpath,
                           lambda: self.journal.step(ABORTED, identity, attempt_number, call_id))
         self._active.discard(identity)
+        self._let_go(identity)  # another watcher may take it now
 
     def _schedule_retry(
         self, item: WorkItem, attempt_number: int, call_id: str, message: str, *, unreachable: bool
@@ -259,6 +287,7 @@ class AttemptSteps:
         self._report(item.identity, report)
         state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
         self._move_finished(item.path, state)
+        self._let_go(item.identity)  # printed, marked and moved: nothing left for another watcher
 
     def _report(
         self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True

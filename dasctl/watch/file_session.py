@@ -33,7 +33,15 @@ def register_file_session(
     async def run(
         path: Path, call_id: str, on_progress: Callable[[Progress], None], tap: SessionTap
     ) -> RegisterOutcome:
-        with audio.open_audio(path, channel=channel, start=start, end=end) as stream:
+        # opened in a thread: with -j 256 a burst of header reads must not hold up the sessions streaming
+        opening = asyncio.ensure_future(
+            asyncio.to_thread(audio.open_audio, path, channel=channel, start=start, end=end))
+        try:
+            opened = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # a shutdown while the header is read: close what it opens
+            opening.add_done_callback(_close_when_opened)
+            raise
+        with opened as stream:
             tap.channel = stream.channel_fields()
             if tap.keep:  # known before the answer arrives: its record is written the moment it does
                 tap.source = await asyncio.to_thread(stream.fingerprint)
@@ -43,3 +51,8 @@ def register_file_session(
             )
 
     return run
+
+
+def _close_when_opened(opening: Any) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()

@@ -16,10 +16,30 @@ from typing import Any
 
 from dasctl.errors import UsageError
 
-DEFAULT_PATTERNS = ("*.wav",)
+#: No --pattern: every recording, known by its extension, or by its content when the extension says
+#: nothing (probe.py opens the header).
+DEFAULT_PATTERNS: tuple[str, ...] = ()
 
 # Files that writers use while a recording is still being produced (rsync, browsers, editors).
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".swp", "~")
+
+#: What recorders, phones, contact-centre platforms and screen recorders write: taken without a look
+#: inside (a file that is not audio after all fails with the audio error, as register says it).
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .rf64 .bw64 .w64 .aif .aiff .aifc .au .snd .caf .flac .mp3 .mp2 .ogg .oga .opus .spx "
+    ".m4a .m4b .aac .mp4 .m4v .mov .3gp .3g2 .amr .awb .gsm .wma .asf .wmv .mka .mkv .webm .ac3 .vox "
+    ".ulaw .alaw .mulaw .g711 .g722 .g729 .sln .raw .pcm".split()
+)
+#: Files that are certainly not recordings: counted as "not audio" without opening them.
+NOT_AUDIO_EXTENSIONS = frozenset(
+    ".txt .csv .tsv .json .jsonl .ndjson .xml .yaml .yml .log .md .html .htm .pdf .doc .docx .xls .xlsx "
+    ".jpg .jpeg .png .gif .bmp .tif .tiff .zip .gz .tgz .bz2 .xz .7z .tar .rar .sha256 .md5 .sig .ini "
+    ".cfg .conf .sh .py .db .sqlite .lock .pid".split()
+)
+
+#: why a file in the folder is not taken (the words of the summary)
+NOT_AUDIO = "not audio"
+BY_PATTERN = "excluded by --pattern"
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,13 +103,16 @@ class Inbox:
         wallclock: Callable[[], float] = time.time,
     ) -> None:
         self.root = Path(os.path.abspath(root))
-        self.patterns = tuple(p.lower() for p in patterns) or DEFAULT_PATTERNS
+        self.patterns = tuple(p.lower() for p in patterns)  # none: every recording
         self.recursive = recursive
         self.excluded = tuple(Path(os.path.abspath(p)) for p in excluded)
         self.settle = settle
         self._clock = clock
         self._wallclock = wallclock
         self._watching: dict[Path, _Observation] = {}
+        #: files of the folder not taken, and why (relpath -> NOT_AUDIO or BY_PATTERN)
+        self.skipped: dict[str, str] = {}
+        self.on_skip: Callable[[str, str], None] | None = None  # told of each file the first time
 
     # which paths count
     def relpath(self, path: Path) -> str | None:
@@ -103,20 +126,51 @@ class Inbox:
         return any(path == ex or ex in path.parents for ex in self.excluded)
 
     def accepts(self, path: Path) -> bool:
-        """Whether a path is a recording this inbox takes (by name and place, not by content)."""
+        """Whether a path is a recording this inbox takes (by name and place; a name that says nothing
+        is opened once it settles, see needs_probe)."""
+        return self.judge(path) is None
+
+    def judge(self, path: Path) -> str | None:
+        """None when the path is a candidate; else why not: "" for what is never a recording of this
+        folder (outside it, hidden, a temporary name, a sub-folder's file without -r), or the reason the
+        summary counts (NOT_AUDIO, BY_PATTERN)."""
         path = Path(os.path.abspath(path))
         rel = self.relpath(path)
         if rel is None or rel == "." or self._is_excluded(path):
-            return False
+            return ""
         parts = rel.split("/")
         if not self.recursive and len(parts) > 1:
-            return False
+            return ""
         if any(part.startswith(".") for part in parts):
-            return False
+            return ""
         name = parts[-1].lower()
         if name.endswith(TEMP_SUFFIXES):
-            return False
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
+            return ""
+        if self.patterns:
+            return None if any(fnmatch.fnmatchcase(name, p) for p in self.patterns) else BY_PATTERN
+        return NOT_AUDIO if os.path.splitext(name)[1] in NOT_AUDIO_EXTENSIONS else None
+
+    def needs_probe(self, path: Path) -> bool:
+        """Whether a settled candidate must be opened to know it is a recording (no --pattern, and an
+        extension that does not say)."""
+        return not self.patterns and os.path.splitext(path.name.lower())[1] not in AUDIO_EXTENSIONS
+
+    def skip(self, path: Path, reason: str) -> None:
+        """Count a file of the folder as not taken (the summary names it)."""
+        rel = self.relpath(path)
+        if rel is not None and reason and self.skipped.get(rel) != reason:
+            self.skipped[rel] = reason
+            if self.on_skip is not None:
+                self.on_skip(rel, reason)
+
+    def _sort(self, path: Path) -> bool:
+        """A regular file: a candidate (True), or counted as skipped when it is one the summary names."""
+        reason = self.judge(path)
+        if reason is None:
+            return path.is_file()
+        if reason and path.is_file():
+            self.skip(path, reason)
+        return False
 
     def scan(self) -> Iterator[Path]:
         """Every accepted regular file now in the folder (sorted, so runs are reproducible)."""
@@ -127,7 +181,7 @@ class Inbox:
                 raise UsageError(f"cannot read {self.root}: {error.strerror}") from error
             for name in names:
                 path = self.root / name
-                if self.accepts(path) and path.is_file():
+                if self._sort(path):
                     yield path
             return
         for directory, dirnames, filenames in os.walk(self.root):
@@ -137,7 +191,7 @@ class Inbox:
             )
             for name in sorted(filenames):
                 path = here / name
-                if self.accepts(path) and path.is_file():
+                if self._sort(path):
                     yield path
 
     # settling
@@ -230,7 +284,10 @@ async def follow_changes(inbox: Inbox, stop: asyncio.Event, changed: Callable[[]
     from watchfiles import Change, awatch
 
     def wanted(change: Change, path: str) -> bool:
-        return inbox.accepts(Path(path))
+        reason = inbox.judge(Path(path))
+        if reason and change != Change.deleted and os.path.isfile(path):
+            inbox.skip(Path(path), reason)
+        return reason is None
 
     async for changes in awatch(
         inbox.root, watch_filter=wanted, recursive=inbox.recursive, stop_event=stop, debounce=200, step=50,

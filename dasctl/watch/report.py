@@ -111,8 +111,16 @@ def attempt_outcome(
         timings=timings,
     )
     report.update(attempt.tap.channel)  # which channel was sent, as register's document says it
+    report["speaker"] = attempt.speaker  # whose voice it enrolled (None: no name matched --speaker-from)
     if not settings.keep_enrollments or attempt.speaker is None:
         return report, None
     enrollment = build_enrollment(report, speaker=attempt.speaker, tap=attempt.tap, settings=settings,
                                   collected_audio=getattr(event, "collected_audio", None))
     return report, enrollment
+
+
+def opted_out_report(identity: FileIdentity, path: Path, speaker: str, refusal: str) -> dict[str, Any]:
+    """The line of a recording of a customer who opted out: skipped, never sent (counted apart)."""
+    return {"schema": OUTPUT_SCHEMA, "id": identity.id, "file": identity.relpath, "path": str(path),
+            "ok": False, "outcome": "opted-out", "skipped": True, "speaker": speaker, "reason": refusal,
+            "exit_code": 0}

@@ -23,10 +23,11 @@ from dasctl.errors import (
     UsageError,
 )
 from dasctl.watch.attempts import AttemptSteps
-from dasctl.watch.inbox import FileIdentity, Inbox, SettledFile, follow_changes
+from dasctl.watch.inbox import NOT_AUDIO, FileIdentity, Inbox, SettledFile, follow_changes
 from dasctl.watch.journal import DEFAULT_JOURNAL_NAME, FAILED, FINAL_STATES
 from dasctl.watch.lines import ResultLines
-from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals, summary_line
+from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals, skipped_figures, summary_line
+from dasctl.watch.probe import probe
 from dasctl.watch.retries import ServiceHealth, wait_for_service
 from dasctl.watch.settings import (
     FileSession,
@@ -36,6 +37,7 @@ from dasctl.watch.settings import (
     WorkItem,
     ndjson_line,
 )
+from dasctl.watch.sharing import InboxSharing
 from dasctl.watch.state import WatchState
 from dasctl.watch.store_writes import StoreWrites
 
@@ -52,7 +54,7 @@ class _Stop(Exception):
         self.error = error
 
 
-class WatchRunner(AttemptSteps):
+class WatchRunner(InboxSharing, AttemptSteps):
     """Schedules register sessions for an inbox on one asyncio loop; the store makes it resumable."""
 
     def __init__(
@@ -66,6 +68,7 @@ class WatchRunner(AttemptSteps):
         observer: WatchObserver | None = None,
         token_check: TokenCheck | None = None,
         clock: Callable[[], float] = time.monotonic,
+        state: WatchState | None = None,
     ) -> None:
         self.settings = settings
         self.session = session
@@ -78,7 +81,7 @@ class WatchRunner(AttemptSteps):
             root, settings.patterns, recursive=settings.recursive, excluded=excluded, settle=settings.settle,
             clock=clock,
         )
-        self.journal = WatchState(store, root)
+        self.journal = state if state is not None else WatchState(store, root)
         self.health = ServiceHealth(settings.unreachable_budget, clock)
         self.writes = StoreWrites(settings.unreachable_budget, settings.retry, self._status,
                                   self._fatal_error, clock)
@@ -86,6 +89,7 @@ class WatchRunner(AttemptSteps):
         self.totals = WatchTotals()
         self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
         self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
+        self._opted_out: set[FileIdentity] = set()  # skipped once per run (an optin needs a new run)
         self._queue: asyncio.Queue[WorkItem] = asyncio.Queue()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -95,6 +99,11 @@ class WatchRunner(AttemptSteps):
         self._signals = 0
         self._fatal: DasctlError | None = None
         self._failed_earlier = 0  # failed files an earlier run reported, still in the folder
+        # settled files another watcher holds (a shared PostgreSQL store): looked at again when one is let go
+        self._elsewhere: dict[FileIdentity, Path] = {}
+        self._looked_elsewhere = 0.0
+        self._probing: set[asyncio.Task[None]] = set()  # files whose name says nothing, being opened
+        self.inbox.on_skip = self.observer.skipped
         self.lines = ResultLines(out, render, self.journal, self.observer, self.totals)
 
     @property
@@ -125,8 +134,7 @@ class WatchRunner(AttemptSteps):
         started = self.clock()
         try:
             self._import_old_journal()
-            for identity, report in self.journal.unreported():
-                self._report(identity, report, replay=True)
+            self._replay_unreported()
             await self._connect()
         except _Stop as stop:
             return self._finish(stop.error, started)
@@ -140,10 +148,14 @@ class WatchRunner(AttemptSteps):
         self._rescan()
         self.observer.status(self._watching_line())
         dispatcher = asyncio.create_task(self._dispatch())
+        stop_following = self._follow_nudges(asyncio.get_running_loop())
         try:
             await self._coordinate()
         finally:
+            stop_following()
             stop_watching.set()
+            for probing in list(self._probing):
+                probing.cancel()
             dispatcher.cancel()
             for timer in self._timers:
                 timer.cancel()
@@ -157,7 +169,13 @@ class WatchRunner(AttemptSteps):
 
     def _finish(self, fatal: DasctlError | None, started: float) -> ExitCode:
         elapsed = self.clock() - started
-        summary = summary_line(self.totals, elapsed, self._failed_earlier, self.settings.failed_dir)
+        skipped = self.inbox.skipped
+        summary = summary_line(self.totals, elapsed, self._failed_earlier, self.settings.failed_dir, skipped)
+        self.observer.summary({
+            "done": self.totals.done, "failed": self.totals.failed, "already_reported": self.totals.skipped,
+            "failed_earlier": self._failed_earlier, "skipped": len(skipped),
+            "skipped_files": skipped_figures(skipped), "seconds": round(elapsed, 3),
+        })
         if fatal is not None:
             self.observer.status(f"stopped: {summary}")
             raise fatal
@@ -211,21 +229,28 @@ class WatchRunner(AttemptSteps):
 
     def request_stop(self, reason: str = "stop") -> None:
         """First call: take no new files, let the in-flight ones finish (bounded). Second: abort them now."""
+        # Act first, then say so: on a hung-up terminal (SIGHUP from a closed tmux pane) the message
+        # raises EIO, and a stop requested after it was never requested: watch outlived every signal.
         self._signals += 1
+        self._stop_requested.set()
+        self._wakeup.set()
+        in_flight = len(self._in_flight)
         if self._signals == 1:
             self._stop_reason = f"stopped by {reason}"
-            if self._in_flight:
-                self.observer.status(
-                    f"{reason}: taking no new files; finishing {len(self._in_flight)} in flight "
-                    f"(at most {self.settings.grace:g} s; {reason} again aborts them)"
-                )
+            message = (
+                f"{reason}: taking no new files; finishing {in_flight} in flight "
+                f"(at most {self.settings.grace:g} s; {reason} again aborts them)"
+            ) if in_flight else ""
         else:
-            self.observer.status(f"{reason} again: aborting {len(self._in_flight)} in flight")
             for task in self._in_flight:
                 task.cancel()
             self.writes.cancel()
-        self._stop_requested.set()
-        self._wakeup.set()
+            message = f"{reason} again: aborting {in_flight} in flight"
+        if message:
+            try:
+                self.observer.status(message)
+            except OSError:  # stderr is gone; the journal and stdout still carry the results
+                pass
 
     # ---- startup
 
@@ -263,7 +288,8 @@ class WatchRunner(AttemptSteps):
         last_rescan = self.clock()
         while not self._stop_requested.is_set() and self._fatal is None:
             for settled in self.inbox.take_settled():
-                self._consider(settled)
+                self._take(settled)
+            self._look_elsewhere()
             if not self.settings.once and self.clock() - last_rescan >= self.settings.rescan_interval:
                 last_rescan = self.clock()
                 self._rescan()
@@ -279,12 +305,31 @@ class WatchRunner(AttemptSteps):
                 pass
 
     def _idle(self) -> bool:
-        # _active covers queued, held by the dispatcher, in flight and waiting to retry
-        return self.inbox.waiting == 0 and not self._active and not self._in_flight
+        # _active covers queued, held by the dispatcher, in flight and waiting to retry; --once also waits
+        # for the files other watchers hold: if one of them dies, its files are ours to finish
+        return (self.inbox.waiting == 0 and not self._active and not self._in_flight and not self._elsewhere
+                and not self._probing)
+
+    def _take(self, settled: SettledFile) -> None:
+        """A settled file: considered now, or once a look inside shows it is a recording."""
+        entry = self.journal.entry(settled.identity)
+        if not self.inbox.needs_probe(settled.path) or (entry is not None and entry.state in FINAL_STATES):
+            self._consider(settled)
+            return
+        task = asyncio.create_task(self._probe(settled))
+        self._probing.add(task)
+        task.add_done_callback(self._probing.discard)
+
+    async def _probe(self, settled: SettledFile) -> None:
+        if await probe(settled.path):
+            self._consider(settled)
+        else:
+            self.inbox.skip(settled.path, NOT_AUDIO)
+        self._wakeup.set()
 
     def _consider(self, settled: SettledFile) -> None:
         identity = settled.identity
-        if identity in self._active:
+        if identity in self._active or identity in self._opted_out:
             return
         entry = self.journal.entry(identity)
         if entry is not None and entry.state in FINAL_STATES:
@@ -315,6 +360,10 @@ class WatchRunner(AttemptSteps):
             if self._stop_requested.is_set() or self._fatal is not None:
                 slots.release()
                 return
+            if not self._claim(item):
+                slots.release()
+                self._wakeup.set()
+                continue
             task = asyncio.create_task(self._process(item))
             self._in_flight.add(task)
 

@@ -10,44 +10,59 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dasctl.watch.claims import Claims, claims_for
 from dasctl.watch.inbox import FileIdentity
 from dasctl.watch.journal import ABORTED, FINAL_STATES, RETRY, STARTED, JournalEntry, LegacyJournal
 
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-    from dasctl.store import EnrollmentRecord, Store
-
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from dasctl.store import EnrollmentRecord, Store
 
 
 class WatchState:
-    """One watched folder's state in a store: held by one watch at a time, mirrored in memory."""
+    """One watched folder's state in a store, mirrored in memory. Several watchers may share it (a
+    PostgreSQL store): then a recording's entry is read again from the store once it is claimed."""
 
-    def __init__(self, store: Store, root: Path) -> None:
+    def __init__(self, store: Store, root: Path, claims: Claims | None = None) -> None:
         self.store = store
         self.inbox = os.path.abspath(root)
+        self.claims = claims if claims is not None else claims_for(store, self.inbox)
         self.entries: dict[FileIdentity, JournalEntry] = {}
         self._unreported: dict[FileIdentity, None] = {}  # in the order they finished
-        self._lock: AbstractContextManager[None] | None = None
         # Store calls made while sessions run go to this one thread, in order: a store that stops
         # answering holds that thread (for its bounded wait), never the event loop and its sessions.
         self._worker: ThreadPoolExecutor | None = None
+        self.on_store_call: Callable[[float, BaseException | None], None] | None = None  # --metrics
+
+    def _call(self, step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Every store call watch makes while it runs goes through here (one transaction each): timed
+        for --metrics, and the one place to move them off the event loop."""
+        started = time.monotonic()
+        error: BaseException | None = None
+        try:
+            return step(*args, **kwargs)
+        except BaseException as failed:
+            error = failed
+            raise
+        finally:
+            if self.on_store_call is not None:
+                self.on_store_call(time.monotonic() - started, error)
 
     @property
     def location(self) -> str:
         return self.store.location
 
     def open(self) -> None:
-        """Take the folder's lock in the store (StoreBusy when another watch has it) and load its state."""
-        lock = self.store.watch_lock(self.inbox)
-        lock.__enter__()
-        self._lock = lock
+        """Join the folder's watchers (SQLite: take its lock, StoreBusy when another watch has it) and
+        load its state."""
+        self.claims.open()
         try:
             for known in self.store.watch_files(self.inbox):
                 key = known.key
@@ -66,9 +81,22 @@ class WatchState:
         if self._worker is not None:
             worker, self._worker = self._worker, None
             worker.shutdown(wait=True, cancel_futures=True)  # a call under way ends within the store's bound
-        if self._lock is not None:
-            lock, self._lock = self._lock, None
-            lock.__exit__(None, None, None)
+        self.claims.close()
+
+    def refresh(self, identity: FileIdentity) -> JournalEntry | None:
+        """The entry as the store has it now (another watcher may have moved it on); the memory alone
+        when no other watcher can share this folder."""
+        if not self.claims.shared:
+            return self.entries.get(identity)
+        known = self._call(self.store.watch_file, self.inbox, _key(identity))
+        if known is None:
+            return self.entries.get(identity)
+        final = known.report if known.state in FINAL_STATES and not known.reported else None
+        entry = JournalEntry(known.state, known.attempts, final, known.reported, known.call_id)
+        self.entries[identity] = entry
+        if final is None:
+            self._unreported.pop(identity, None)
+        return entry
 
     @property
     def empty(self) -> bool:
@@ -93,8 +121,7 @@ class WatchState:
         report: dict[str, Any] | None = None, enrollment: EnrollmentRecord | None = None,
     ) -> None:
         """A recording's new state written off the event loop (with a final report: durable on return)."""
-        await self.off_loop(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
-                            call_id=call_id, report=report, enrollment=enrollment)
+        await self.off_loop(self._write, identity, state, attempt, call_id, report, enrollment)
         self._remember(identity, state, attempt=attempt, call_id=call_id, report=report)
 
     # -- the steps of a recording (each one transaction; StoreError when the store cannot be written)
@@ -116,14 +143,13 @@ class WatchState:
         report: dict[str, Any],
         enrollment: EnrollmentRecord | None = None,
     ) -> None:
-        """The outcome, its report line and its enrollment record: one transaction, durable on return."""
+        """The outcome, its report line and its enrollment record: one transaction, durable on return.
+        The report gains the `stored` object (the record's id), as the store kept it."""
         self._update(identity, state, attempt=attempt, call_id=call_id, report=report, enrollment=enrollment)
 
     def reported(self, identity: FileIdentity) -> None:
         """The report line was printed."""
-        # on the event loop, between one line and the next (the order exactly-once rests on); bounded by
-        # the store itself, and a tiny write
-        self.store.watch_reported(self.inbox, _key(identity))
+        self._call(self.store.watch_reported, self.inbox, _key(identity))
         entry = self.entries.get(identity)
         if entry is not None and entry.final is not None:
             entry.reported = True
@@ -140,9 +166,19 @@ class WatchState:
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
     ) -> None:
-        self.store.watch_update(self.inbox, _key(identity), state, attempt=attempt, call_id=call_id,
-                                report=report, enrollment=enrollment)
+        self._write(identity, state, attempt, call_id, report, enrollment)
         self._remember(identity, state, attempt=attempt, call_id=call_id, report=report)
+
+    def _write(
+        self, identity: FileIdentity, state: str, attempt: int, call_id: str | None,
+        report: dict[str, Any] | None, enrollment: EnrollmentRecord | None,
+    ) -> None:
+        kept = self._call(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
+                          call_id=call_id, report=report, enrollment=enrollment, report_stored=True)
+        if kept is not None and report is not None:
+            from dasctl.store.records import stored_fields
+
+            report["stored"] = stored_fields(kept, self.store.location)
 
     def _remember(
         self, identity: FileIdentity, state: str, *, attempt: int, call_id: str | None,
