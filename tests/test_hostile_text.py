@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from dasctl.store import EnrollmentRecord, open_store
 from tests.conftest import DATA, ROOT, Emulator
+from tests.tmux_server import TmuxServer, wait_for_file
 
 SPEECH = DATA / "speech-a-8k-mono.wav"
 
@@ -41,7 +41,6 @@ NUL_ID = "nul\x00byte-T11"  # storable in SQLite, never an argument
 FILE_MARKUP = ("[bold red]RICH-F1", "[link=mailto:a@b]click-F2")
 RAW = ("\x1b", "\x07", "\r", "\b", "\x00", "\u202e")
 MARKUP = ("[/x]T7", "[bold red]RICH[/bold red]T8", "[link=file:///etc/passwd]click[/link]T9")
-SERVER = f"dasctl-hostile-{uuid.uuid4().hex[:8]}"
 
 
 def ansi_c(text: str) -> str:
@@ -57,20 +56,11 @@ def ansi_c(text: str) -> str:
     return "$'" + "".join(out) + "'"
 
 
-@pytest.fixture(scope="module")
-def tmux_server() -> Iterator[str]:
-    if shutil.which("tmux") is None:
-        pytest.fail("tmux is not installed (make system-deps)")
-    # a session that outlives the others: a server whose last session ends exits, and a new session
-    # started at that moment fails
-    subprocess.run(["tmux", "-L", SERVER, "new-session", "-d", "-s", "keep", "sleep 3600"], check=True,
-                   timeout=10)
-    yield SERVER
-    subprocess.run(["tmux", "-L", SERVER, "kill-server"], capture_output=True, timeout=10)
-
-
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", "-L", SERVER, *args], capture_output=True, text=True, timeout=10).stdout
+def keep_alive(server: TmuxServer) -> None:
+    """A session that outlives the others: a server whose last session ends exits, and a new session
+    started at that moment fails."""
+    if "keep" not in server.run("list-sessions", "-F", "#{session_name}").stdout.split():
+        server.new_session("sleep 3600", name="keep")
 
 
 @dataclass
@@ -80,27 +70,24 @@ class Screen:
     code: str
 
 
-def on_terminal(words: list[str], env: dict[str, str], tmp_path: Path, rows: int = 120) -> Screen:
+def on_terminal(words: list[str], env: dict[str, str], tmp_path: Path, server: TmuxServer,
+                rows: int = 120) -> Screen:
     """Run dasctl in a fresh tmux window after a marker line; what the terminal shows, its title, the exit."""
+    keep_alive(server)
     name = f"w{uuid.uuid4().hex[:8]}"
     done = tmp_path / f"{name}.rc"
     exports = " ".join(f"{key}={ansi_c(value)}" for key, value in env.items())
     script = (f"cd {ROOT} && echo MARKER-BEFORE && env -u COLUMNS -u LINES {exports} TERM=xterm-256color "
               f"{sys.executable} -m dasctl "
               + " ".join(ansi_c(word) for word in words) + f"; echo $? > {done}; sleep 60")
-    subprocess.run(["tmux", "-L", SERVER, "new-session", "-d", "-s", name, "-x", "250", "-y", str(rows),
-                    "bash", "-c", script], check=True, timeout=10)
-    tmux("set-option", "-t", name, "scroll-on-clear", "off")  # a clear then erases the marker
+    server.new_session("bash -c " + shlex.quote(script), width=250, height=rows, name=name)
+    server.run("set-option", "-t", name, "scroll-on-clear", "off")  # a clear then erases the marker
     try:
-        deadline = time.monotonic() + 60
-        while not done.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(0.3)
-        return Screen(tmux("capture-pane", "-p", "-J", "-t", name, "-S", "-", "-E", "-"),
-                      tmux("display-message", "-p", "-t", name, "#{pane_title}"),
-                      done.read_text().strip() if done.exists() else "?")
+        code = wait_for_file(done, 60)
+        return Screen(server.run("capture-pane", "-p", "-J", "-t", name, "-S", "-", "-E", "-").stdout,
+                      server.run("display-message", "-p", "-t", name, "#{pane_title}").stdout, code)
     finally:
-        tmux("kill-session", "-t", name)
+        server.kill_session(name)
 
 
 def assert_nothing_acted_on(screen: Screen) -> None:
@@ -159,11 +146,11 @@ def test_credentials_piped_carry_no_control_bytes_and_json_keeps_exact_values(ho
 
 
 def test_credentials_on_a_terminal_act_on_nothing(
-    hostile_store: Path, tmp_path: Path, tmux_server: str
+    hostile_store: Path, tmp_path: Path, tmux_server: TmuxServer
 ) -> None:
     env = {"DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"]}
     store = str(hostile_store)
-    screen = on_terminal(["credentials", "list", "--store", store], env, tmp_path, rows=200)
+    screen = on_terminal(["credentials", "list", "--store", store], env, tmp_path, tmux_server, rows=200)
     assert screen.code == "0", screen.text[-2000:]
     assert_nothing_acted_on(screen)
     assert "\\033]0;pwned\\aT1" in screen.text and all(text in screen.text for text in MARKUP)
@@ -171,13 +158,13 @@ def test_credentials_on_a_terminal_act_on_nothing(
                   ["credentials", "history", CORPUS[1][1], "--store", store],
                   ["credentials", "show", CORPUS[8][1], "--show-credential", "--store", store],
                   ["credentials", "export", "--format", "csv", "--store", store]):
-        screen = on_terminal(words, env, tmp_path, rows=200)
+        screen = on_terminal(words, env, tmp_path, tmux_server, rows=200)
         assert screen.code == "0", (words, screen.text[-2000:])
         assert_nothing_acted_on(screen)
 
 
 def test_register_verify_and_watch_with_hostile_names(
-    emulator: Emulator, tmp_path: Path, tmux_server: str
+    emulator: Emulator, tmp_path: Path, tmux_server: TmuxServer
 ) -> None:
     env = {**emulator.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"]}
     calls = tmp_path / "calls"
@@ -196,16 +183,17 @@ def test_register_verify_and_watch_with_hostile_names(
     exact = dasctl("register", str(clear), "--speed", "0", "--json", "--store", store, env=env)
     assert json.loads(exact.stdout)["stored"]["speaker"] == CORPUS[1][1]
     # register and verify on a terminal, the live bar included
-    screen = on_terminal(["register", str(calls / names[7]), "--speed", "0", "--store", store], env, tmp_path)
+    screen = on_terminal(["register", str(calls / names[7]), "--speed", "0", "--store", store], env, tmp_path,
+                         tmux_server)
     assert screen.code == "0", screen.text[-2000:]
     assert_nothing_acted_on(screen)
     assert FILE_MARKUP[1] in screen.text
     screen = on_terminal(["register", str(clear), "--speed", "0", "--speaker", CORPUS[0][1],
-                          "--store", store], env, tmp_path)
+                          "--store", store], env, tmp_path, tmux_server)
     assert screen.code == "0" and "\\033]0;pwned\\aT1" in screen.text, screen.text[-2000:]
     assert_nothing_acted_on(screen)
     screen = on_terminal(["verify", str(title), "--speaker", CORPUS[0][1], "--speed", "0", "--store", store],
-                         env, tmp_path)
+                         env, tmp_path, tmux_server)
     assert screen.code in ("0", "5"), screen.text[-2000:]
     assert_nothing_acted_on(screen)
     verified = dasctl("verify", str(clear), "--speaker", CORPUS[1][1], "--speed", "0", "--store", store,
@@ -220,14 +208,14 @@ def test_register_verify_and_watch_with_hostile_names(
     assert_safe_bytes(piped.stderr)
     assert sorted(json.loads(line)["file"] for line in piped.stdout.decode().splitlines()) == sorted(names)
     screen = on_terminal(["-v", "watch", str(calls), "--once", "--speed", "0", "--settle", "0", "--store",
-                          str(tmp_path / "w2.db")], env, tmp_path)
+                          str(tmp_path / "w2.db")], env, tmp_path, tmux_server)
     assert screen.code == "0", screen.text[-2000:]
     assert_nothing_acted_on(screen)
     assert "\\033]0;pwned\\aT1" in screen.text and FILE_MARKUP[0] in screen.text
 
 
 def test_reenroll_failure_lines_act_on_nothing(
-    emulator: Emulator, hostile_store: Path, tmp_path: Path, tmux_server: str
+    emulator: Emulator, hostile_store: Path, tmp_path: Path, tmux_server: TmuxServer
 ) -> None:
     env = {**emulator.client_env(), "DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"]}
     store = str(hostile_store)
@@ -240,6 +228,6 @@ def test_reenroll_failure_lines_act_on_nothing(
     assert b"\\033]0;pwned\\aT1" in piped.stderr
     shutil.copy(hostile_store, tmp_path / "again.db")
     screen = on_terminal(["reenroll", "--model-hash", model, "--speed", "0", "--store",
-                          str(tmp_path / "again.db")], env, tmp_path, rows=200)
+                          str(tmp_path / "again.db")], env, tmp_path, tmux_server, rows=200)
     assert screen.code in ("0", "5", "6", "7"), screen.text[-2000:]
     assert_nothing_acted_on(screen)
