@@ -216,8 +216,11 @@ class PostgresStore(SqlStore):
         """A new autocommit connection of the caller's own, for state that lives as long as a session
         (watch's claims: advisory locks the server drops with the connection); StoreError if refused."""
         try:
-            return psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                   application_name=application_name[:63])
+            return AnswerBoundedConnection.connect(  # bounded as every connection of the store
+                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                application_name=application_name[:63], options=_with_statement_timeout(self._url),
+                **KEEPALIVES,
+            )
         except psycopg.Error as error:
             raise StoreError(f"cannot connect to the store {self.location}: {_first_line(error)}") from None
 
