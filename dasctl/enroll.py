@@ -6,6 +6,7 @@ The command line parses and renders; everything between is here. No Typer or ric
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,7 +240,8 @@ class Registration:
         except (AudioError, AuthError, ServiceUnavailable, UsageError) as failure:
             self.sink.end()
             document = results.failure_document(recording.name, failure, call_id=options.call_id)
-            store_error = self.keeper.keep(document, recording, None, None) if self.keeper else None
+            store_error = (await asyncio.to_thread(self.keeper.keep, document, recording, None, None)
+                           if self.keeper else None)  # off the loop: the store's wait is its own
             return RegisterResult.from_document(document, failure, store_error)
         self.sink.end()
         document = results.result_document(
@@ -255,7 +257,8 @@ class Registration:
             # then adds to that speaker's history); the service's collected voice when it returned it,
             # else what was sent (8 kHz mu-law either way)
             kept_audio = getattr(result, "collected_audio", None) or (bytes(sent) if sent else None)
-            store_error = self.keeper.keep(document, recording, kept_audio, fingerprint)
+            keep = self.keeper.keep
+            store_error = await asyncio.to_thread(keep, document, recording, kept_audio, fingerprint)
         if error is None and outputs.output is not None:
             results.write_private_json(outputs.output, results.credential_record(document))
             document["output"] = str(outputs.output)

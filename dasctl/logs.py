@@ -29,8 +29,15 @@ def redact(text: str) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
+    """Secrets masked; control characters escaped (a record quotes file names, speaker ids, service
+    messages): line breaks stay only at -vv, where tracebacks need them."""
+
+    keep_newlines = True
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        from dasctl.safe_text import line
+
+        return line(redact(super().format(record)), keep_newlines=self.keep_newlines)
 
 
 class OneLineFormatter(RedactingFormatter):
@@ -39,6 +46,8 @@ class OneLineFormatter(RedactingFormatter):
     Mostly for asyncio's "Task exception was never retrieved" from a library's background task as a
     command ends: the user gets one line that says where the details are, never a traceback.
     """
+
+    keep_newlines = False
 
     def format(self, record: logging.LogRecord) -> str:
         if not record.exc_info:

@@ -182,27 +182,30 @@ def masked_credential(credential: str) -> str:
 
 
 def human_summary(document: dict[str, Any]) -> str:
-    """A few aligned lines for a person: what happened, the credential, the figures."""
-    file = document.get("file", "")
+    """A few aligned lines for a person: what happened, the credential, the figures (every value that
+    came from outside dasctl quoted by safe_text: file names, speaker ids, the service's words)."""
+    from dasctl.safe_text import line, quoted
+
+    file = quoted(document.get("file", ""))
     outcome = document.get("outcome") or {}
     error = document.get("error") or {}
     done = "verified" if document.get("schema") == VERIFY_SCHEMA else "registered"
     if document.get("ok"):
         head = f"{file}: {done}"
     elif outcome:
-        head = f"{file}: not {done} ({outcome.get('event')})"
+        head = f"{file}: not {done} ({quoted(outcome.get('event'))})"
     else:
-        head = f"{file}: failed ({error.get('kind', 'error')})"
+        head = f"{file}: failed ({quoted(error.get('kind', 'error'))})"
     rows: list[tuple[str, str]] = []
     if document.get("speaker"):
-        rows.append(("speaker", str(document["speaker"])))
+        rows.append(("speaker", quoted(document["speaker"])))
     if document.get("credential"):
-        rows.append(("credential", masked_credential(str(document["credential"]))))
+        rows.append(("credential", quoted(masked_credential(str(document["credential"])))))
     if outcome:
         if document.get("model_hash"):
-            rows.append(("model hash", str(document["model_hash"])))
+            rows.append(("model hash", quoted(document["model_hash"])))
         if outcome.get("content"):
-            rows.append(("service says", str(outcome["content"])))
+            rows.append(("service says", quoted(outcome["content"])))
         if "authenticity" in document:
             rows.append(("authenticity", f"{document['authenticity']}"))
         if "score" in document:
@@ -220,16 +223,17 @@ def human_summary(document: dict[str, Any]) -> str:
         if finished is not None:
             rows.append(("took", f"{finished:.2f} s"))
     if document.get("call_id"):
-        rows.append(("call id", str(document["call_id"])))
+        rows.append(("call id", quoted(document["call_id"])))
     stored = document.get("stored")
     if isinstance(stored, dict):
         if stored.get("id") is not None:
-            where = f"as {stored.get('speaker')} (record {stored['id']}) in {stored.get('store')}"
-            rows.append(("stored", where))
+            speaker, store = quoted(stored.get("speaker")), quoted(stored.get("store"))
+            rows.append(("stored", f"as {speaker} (record {stored['id']}) in {store}"))
         else:
-            rows.append(("stored", f"NOT kept in {stored.get('store')}"))
+            rows.append(("stored", f"NOT kept in {quoted(stored.get('store'))}"))
     width = max((len(name) for name, _ in rows), default=0)
-    return "\n".join([head, *(f"  {name.ljust(width)}  {value}" for name, value in rows)])
+    lines = [head, *(f"  {name.ljust(width)}  {value}" for name, value in rows)]
+    return "\n".join(line(text) for text in lines)
 
 
 # --- typed records: what the Python API returns, and what the command line prints ---------------------

@@ -111,12 +111,13 @@ def stale_model_error(
 ) -> ServiceRejected:
     """The service could not use the credential (error-parameters about it): most often a credential made
     with a model the service no longer has, which only re-enrolling cures."""
-    made_with = f" was made with model {target.model_hash}" if target.model_hash else ""
+    made_with = (f"The credential was made with model {target.model_hash}" if target.model_hash
+                 else "The credential may have been made with a model the service no longer has")
     new = service_model_hash if service_model_hash and service_model_hash != target.model_hash else "NEW"
     who = f" --speaker '{target.speaker}'" if target.speaker else ""
     return ServiceRejected(
         f"{file}: the service cannot use this credential (error-parameters): {outcome_content}",
-        f"The credential{made_with}; when the service has moved to another model, run "
+        f"{made_with}; if the service has moved to another model, run "
         f"`dasctl reenroll --model-hash {new}{who}` and verify again.",
         event=events.ERROR_PARAMETERS,
     )
@@ -155,8 +156,10 @@ def load_target(speaker: str | None, credential: str | None, store: Store | None
 
 def credential_file(path: Path, name: str) -> Target:
     """The credential in a file: a `register -o` record, a `register --json` document, or the bare one."""
-    if not path.is_file():
+    if not path.exists():  # a device (/dev/null), a FIFO or <(...) is read like a file
         raise UsageError(f"--credential {name}: no such file", "Give a record written by `register -o`.")
+    if path.is_dir():
+        raise UsageError(f"--credential {name} is a directory", "Give a record written by `register -o`.")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError) as error:

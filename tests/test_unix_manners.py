@@ -214,3 +214,124 @@ def test_an_error_is_still_reported_when_stdout_is_closed(tmp_path):
     result = _run_with_closed_stdout(["transcode", str(tmp_path / "missing.wav"), "-"], tmp_path)
     assert result.returncode == ExitCode.USAGE
     assert result.stderr.startswith("dasctl: error: ") and "no such file" in result.stderr
+
+
+# --- issue 16's smaller items: `-` for stdout, watch -q, verify's words, a service that dies ---------------
+def _seeded_store(path: Path, count: int, model: str = "old") -> None:
+    from dasctl.audio import open_audio
+    from dasctl.store import EnrollmentRecord, open_store
+
+    with open_audio(DATA / "speech-a-8k-mono.wav") as audio:
+        voice = b"".join(audio.chunks())
+    store = open_store(str(path))
+    try:
+        for index in range(count):
+            store.record_enrollment(EnrollmentRecord(
+                speaker=f"CUST{index}", ok=True, origin="register", outcome="result-success",
+                credential=f"credential-{index}", model_hash=model, call_id=str(uuid.uuid4()),
+                protocol="twilio", audio=voice,
+            ))
+    finally:
+        store.close()
+
+
+def _dasctl(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "dasctl", *args], env={**os.environ, **(env or {})},
+                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_credentials_audio_dash_writes_the_wav_to_stdout_and_no_file(tmp_path: Path) -> None:
+    import soundfile
+
+    store = tmp_path / "store.db"
+    _seeded_store(store, 1)
+    done = _dasctl("credentials", "audio", "CUST0", "-", "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout[:4] == b"RIFF" and not (Path.cwd() / "-").exists() and not (tmp_path / "-").exists()
+    (tmp_path / "out.wav").write_bytes(done.stdout)
+    info = soundfile.info(str(tmp_path / "out.wav"))
+    assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "ULAW") and info.duration > 5
+    assert b"stdout" in done.stderr and b"CUST0" in done.stderr
+
+
+def test_credentials_audio_dash_refuses_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    store = tmp_path / "store.db"
+    _seeded_store(store, 1)
+    leader, follower = pty.openpty()
+    try:
+        command = [sys.executable, "-m", "dasctl", "credentials", "audio", "CUST0", "-",
+                   "--store", str(store)]
+        done = subprocess.run(command, stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == ExitCode.USAGE and b"stdout is a terminal" in done.stderr
+
+
+def test_credentials_show_of_an_unknown_speaker_names_the_store(tmp_path: Path) -> None:
+    store = tmp_path / "store.db"
+    _seeded_store(store, 1)
+    done = _dasctl("credentials", "show", "NOBODY", "--store", str(store))
+    assert done.returncode == ExitCode.USAGE
+    [line, _hint] = done.stderr.decode().splitlines()
+    assert "'NOBODY'" in line and str(store) in line
+
+
+def test_watch_takes_q_after_the_folder(emulator: Emulator, tmp_path: Path) -> None:
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    (inbox / "CUST1.wav").write_bytes((DATA / "speech-a-8k-mono.wav").read_bytes())
+    done = _dasctl("watch", str(inbox), "-q", "--once", "--speed", "0", "--settle", "0", "--store",
+                   str(tmp_path / "s.db"), env=emulator.client_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""  # no progress lines
+    assert json.loads(done.stdout)["file"] == "CUST1.wav"
+
+
+def test_verify_credential_dev_null_is_empty_not_missing(tmp_path: Path) -> None:
+    done = _dasctl("verify", str(DATA / "speech-a-8k-mono.wav"), "--credential", "/dev/null")
+    assert done.returncode == ExitCode.USAGE
+    assert b"/dev/null: no credential in it (empty)" in done.stderr and b"no such file" not in done.stderr
+
+
+def test_verify_hint_for_a_credential_of_another_model_reads_as_sentences() -> None:
+    from dasctl.verify import Target, stale_model_error
+
+    bare = stale_model_error("a.wav", "bad credential", Target(credential="x", source="f"), "new")
+    old = Target(credential="x", source="f", model_hash="old")
+    made = stale_model_error("a.wav", "bad credential", old, "new")
+    assert bare.hint is not None and made.hint is not None
+    assert bare.hint.startswith("The credential may have been made with a model the service no longer has; "
+                                "if the service has moved")
+    assert made.hint.startswith("The credential was made with model old; if the service has moved")
+    assert "credential;" not in bare.hint
+
+
+def test_a_service_that_dies_mid_reenroll_is_exit_6(
+    start_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    service = start_emulator("--model-hash", "old", "--model-hash", "new")
+    store = tmp_path / "store.db"
+    _seeded_store(store, 6)
+    proc = subprocess.Popen([sys.executable, "-m", "dasctl", "reenroll", "--model-hash", "new", "-j", "1",
+                             "--speed", "1", "--timeout", "5", "--json", "--store", str(store)],
+                            env={**os.environ, **service.client_env()}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # one speaker done, then the service goes away
+        service.stop()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert json.loads(first)["speaker"] == "CUST0"
+    assert proc.returncode == ExitCode.UNAVAILABLE, err
+    errors = [line for line in err.splitlines() if line.startswith("dasctl: error:")]
+    assert len(errors) == 1 and "unreachable or failing" in errors[0] and "Traceback" not in err
+

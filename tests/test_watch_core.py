@@ -485,6 +485,10 @@ def test_a_credential_is_kept_when_it_arrives_even_if_the_session_hangs(tmp_path
         arrived = asyncio.Event()
         task = asyncio.create_task(runner.run())
         await asyncio.wait_for(arrived.wait(), 5)
+        for _ in range(100):  # written off the event loop the moment it arrived: wait for that write
+            if runner._keeping and all(task.done() for task in runner._keeping.values()):
+                break
+            await asyncio.sleep(0.05)
         with closing(store_of(tmp_path)) as other:  # durable before any return: another process sees it
             assert (watch_files(other, tmp_path / "in")["CUST1.wav"].report or {})["credential"] == "precious"
             current = other.current("CUST1")

@@ -102,7 +102,7 @@ def test_no_store_keeps_no_records_but_watch_still_remembers_its_files(
     assert os.listdir(inbox) == ["CUST1.wav"]
 
 
-def test_a_store_that_refuses_the_write_still_prints_the_line_then_exits_6(
+def test_a_store_that_refuses_the_write_is_retried_within_the_budget_then_exits_6_reporting_nothing(
     dasctl: Run, emulator: Emulator, tmp_path: Path
 ) -> None:
     path = tmp_path / "refusing.db"
@@ -112,10 +112,11 @@ def test_a_store_that_refuses_the_write_still_prints_the_line_then_exits_6(
         db.execute("CREATE TRIGGER refuse BEFORE INSERT ON enrollments "
                    "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END")
     inbox = inbox_with(tmp_path, "CUST1.wav", "CUST2.wav")
-    done = dasctl("watch", str(inbox), *FAST, "-j", "1", "--store", str(path), env=emulator.client_env())
+    done = dasctl("watch", str(inbox), *FAST, "-j", "1", "--unreachable-budget", "1", "--store", str(path),
+                  env=emulator.client_env())
     assert done.returncode == 6, done.stderr
-    [line] = lines_of(done.stdout)  # the outcome is not lost: its line, credential and all
-    assert line["ok"] and line["credential"] and line["file"] == "CUST1.wav"
+    assert lines_of(done.stdout) == []  # never reported unless recorded: the next run does it again
+    assert "CUST1.wav: not kept yet" in done.stderr and "trying again" in done.stderr
     errors = [text for text in done.stderr.splitlines() if text.startswith("dasctl: error:")]
     assert len(errors) == 1 and str(path) in errors[0] and "disk quota exceeded" in errors[0]
     assert "Traceback" not in done.stderr

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from dasctl.audio.output import (
         WAV_HEADER_BYTES,
         MulawAudio,
+        mulaw_wav_bytes,
         read_mulaw_wav,
         write_mulaw_raw,
         write_mulaw_wav,
@@ -73,6 +74,7 @@ _EXPORTS = {
     "paced_frames": ("dasctl.audio.frames", "paced_frames"),
     "WAV_HEADER_BYTES": ("dasctl.audio.output", "WAV_HEADER_BYTES"),
     "MulawAudio": ("dasctl.audio.output", "MulawAudio"),
+    "mulaw_wav_bytes": ("dasctl.audio.output", "mulaw_wav_bytes"),
     "read_mulaw_wav": ("dasctl.audio.output", "read_mulaw_wav"),
     "write_mulaw_raw": ("dasctl.audio.output", "write_mulaw_raw"),
     "write_mulaw_wav": ("dasctl.audio.output", "write_mulaw_wav"),
@@ -109,6 +111,7 @@ __all__ = [
     "paced_frames",
     "parse_channel",
     "path_fingerprint",
+    "mulaw_wav_bytes",
     "read_mulaw_wav",
     "resolve_channel",
     "write_mulaw_raw",

@@ -56,6 +56,13 @@ def _write_atomically(path: str | os.PathLike[str], chunks: Iterable[bytes], wav
     return total
 
 
+def mulaw_wav_bytes(audio: bytes) -> bytes:
+    """A whole 8 kHz mono mu-law WAV in memory (for stdout, where the header cannot be rewritten)."""
+    if len(audio) > _MAX_WAV_DATA:
+        raise UsageError(f"{len(audio)} bytes of audio do not fit a WAV file")
+    return _wav_header(len(audio)) + audio + (b"\0" if len(audio) & 1 else b"")
+
+
 def write_mulaw_wav(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> int:
     """Write 8 kHz mono mu-law chunks as a playable WAV, atomically; return the bytes of audio."""
     return _write_atomically(path, chunks, wav=True)

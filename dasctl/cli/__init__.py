@@ -8,19 +8,23 @@ import signal
 import sys
 import traceback
 from types import FrameType
+from typing import Any
 
 
 def _report(message: str, hint: str | None, color: bool) -> None:
+    from dasctl.safe_text import line  # messages carry speaker ids, paths and library errors
+
     prefix = "\x1b[1;31merror:\x1b[0m" if color else "error:"
-    print(f"dasctl: {prefix} {message}", file=sys.stderr)
+    print(f"dasctl: {prefix} {line(message)}", file=sys.stderr)
     if hint:
-        print(f"  {hint}", file=sys.stderr)
+        print(f"  {line(hint)}", file=sys.stderr)
 
 
 def _like_sigint(signum: int, frame: FrameType | None) -> None:
     """SIGTERM and SIGHUP take Ctrl-C's path, whoever handles SIGINT at the moment: Python's
     KeyboardInterrupt, asyncio's runner (cancels the main task, so sessions close), or a command's own
     loop handler (watch's graceful stop). Temporary files go away in the same `finally` blocks."""
+    note_signal(signum)
     handler = signal.getsignal(signal.SIGINT)
     if handler in (signal.SIG_IGN, signal.SIG_DFL, None):  # e.g. `dasctl ... &` in a script ignores SIGINT
         raise KeyboardInterrupt
@@ -58,11 +62,108 @@ def _is_broken_pipe(error: BaseException | None) -> bool:
     return isinstance(error, OSError) and error.errno == errno.EPIPE
 
 
+def _traceback_text() -> str:
+    """The current exception's traceback for -vv: redacted, and escaped as every other line is."""
+    from dasctl.logs import redact
+    from dasctl.safe_text import line
+
+    return line(redact(traceback.format_exc()), keep_newlines=True)
+
+
+#: signals dasctl's handlers saw: the exit is 130 even when the KeyboardInterrupt they raised was swallowed
+#: (raised inside a weakref callback or a __del__, Python only prints it), or came once the work was over
+_late_signals: list[int] = []
+
+
+def note_signal(signum: int) -> None:
+    """Remember that a signal asked this run to end (every handler of dasctl's calls it)."""
+    import warnings
+
+    _late_signals.append(signum)
+    # sessions cut short on purpose leave coroutines never awaited: not worth a warning on the way out
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
+
+
+def _note_late_signal(signum: int, frame: FrameType | None) -> None:
+    note_signal(signum)
+
+
+def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Errors Python can only print (in a __del__, a weakref callback), mostly objects half made when a
+    signal landed: a traceback only at -vv, as for every other error."""
+    from dasctl.cli import common
+
+    if common.OPTIONS.verbosity >= 2:
+        sys.__unraisablehook__(unraisable)
+
+
+def _finishing() -> None:
+    """From here on a signal is only noted (the exit code says so): raised as KeyboardInterrupt while the
+    last line is flushed, or while the interpreter exits, it would be a traceback, or a death by SIGINT."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, _note_late_signal)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run dasctl; map every outcome to the exit codes of docs/architecture.md §5."""
+    """Run dasctl; map every outcome to the exit codes of docs/architecture.md §5. A signal at any moment
+    is exit 130 (141 when stdout was closed), never a traceback or a death by the signal."""
+    from dasctl.errors import ExitCode
+
+    _late_signals.clear()
+    before = _handlers() if argv is not None else {}  # called in a process that goes on: give them back
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:  # a signal between the command's own handlers and _finishing
+        _finishing()
+        code = int(ExitCode.INTERRUPTED)
+    for signum, handler in before.items():
+        try:
+            signal.signal(signum, handler)
+        except (ValueError, TypeError, OSError):  # not the main thread, or a handler from C
+            pass
+    if _late_signals and code != ExitCode.STDOUT_CLOSED:
+        code = int(ExitCode.INTERRUPTED)
+    if code == ExitCode.INTERRUPTED and argv is None:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the interrupted program here, with its exit code. CPython remembers a KeyboardInterrupt that
+    passed through some of its C frames even when dasctl caught it, and then ends the process by SIGINT
+    at exit (a shell sees 130, a supervisor a death by signal, -2): every cleanup has run by now, so only
+    the buffers are left to flush."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _handlers() -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            found[signum] = signal.getsignal(signum)
+    return found
+
+
+def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     _end_signals_like_sigint()
+    if argv is None:  # the program itself, not a caller's process
+        sys.unraisablehook = _quiet_unraisable
     code = _run(args)
+    _finishing()
     try:
         sys.stdout.flush()  # here, not at exit, where a closed stdout would be a traceback and exit 120
     except BrokenPipeError:
@@ -71,6 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError):
         pass
     return code
+
+
+def _caused_by_interrupt(error: BaseException) -> bool:
+    """A KeyboardInterrupt that Python wrapped on its way (a signal while a class was being made becomes
+    "RuntimeError: Error calling __set_name__"): an interruption, not a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _run(args: list[str]) -> int:
@@ -98,11 +212,13 @@ def _run(args: list[str]) -> int:
             return 0
         if isinstance(code, int):
             return code
-        print(code, file=sys.stderr)
+        from dasctl.safe_text import line
+
+        print(line(str(code)), file=sys.stderr)
         return 1
     except DasctlError as error:
         if common.OPTIONS.verbosity >= 2:
-            sys.stderr.write(redact(traceback.format_exc()))
+            sys.stderr.write(_traceback_text())
         _report(redact(error.message), redact(error.hint) if error.hint else None, common.color_stderr())
         return int(error.exit_code)
     except KeyboardInterrupt:
@@ -110,8 +226,10 @@ def _run(args: list[str]) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except Exception as error:  # a bug: say so plainly, traceback only at -vv
+        if _caused_by_interrupt(error):
+            return int(ExitCode.INTERRUPTED)
         if common.OPTIONS.verbosity >= 2:
-            sys.stderr.write(redact(traceback.format_exc()))
+            sys.stderr.write(_traceback_text())
             _report(f"internal error: {type(error).__name__}", None, common.color_stderr())
         else:
             _report(
@@ -120,4 +238,10 @@ def _run(args: list[str]) -> int:
                 common.color_stderr(),
             )
         return int(ExitCode.INTERNAL)
+    except BaseException as error:
+        # asyncio.CancelledError out of a command's event loop: a signal cancelled it where the command had
+        # no handler of its own (asyncio is not imported here: `dasctl --version` stays fast)
+        if type(error).__name__ == "CancelledError" or _caused_by_interrupt(error):
+            return int(ExitCode.INTERRUPTED)
+        raise
     return 0

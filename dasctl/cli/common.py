@@ -49,14 +49,18 @@ def environment() -> Environment:
 
 def say(message: str) -> None:
     """A status line for people on stderr; nothing with --quiet."""
+    from dasctl.safe_text import line
+
     if not OPTIONS.quiet:
-        print(message, file=sys.stderr)
+        print(line(message, keep_newlines=True), file=sys.stderr)  # dasctl's own lines stay lines
 
 
 def warn(message: str, stream: IO[str] | None = None) -> None:
     """A warning on stderr (or the given stream), shown even with --quiet."""
+    from dasctl.safe_text import line
+
     out = stream if stream is not None else sys.stderr
-    out.write(f"dasctl: warning: {message}\n")
+    out.write(f"dasctl: warning: {line(message, keep_newlines=True)}\n")
     out.flush()
 
 
@@ -208,7 +212,9 @@ def run_sessions(main: Coroutine[Any, Any, T]) -> T:
     sees asyncio.CancelledError. dasctl.cli.main sends them down SIGINT's path, but where SIGINT is
     ignored (`dasctl register ... &` in a script) that path raises KeyboardInterrupt wherever the loop
     happens to be, and an HTTP session can be left unclosed. An ignored SIGHUP (nohup) stays ignored;
-    the handlers from before the run come back after it (the loop's own removal leaves SIG_DFL).
+    the handlers from before the run come back after it. Plain signal.signal handlers, as asyncio's
+    runner uses for SIGINT: the loop's add/remove_signal_handler would leave SIG_DFL behind, a window in
+    which SIGTERM kills the process (143) instead of ending it as an interruption.
     """
     import asyncio
     import signal
@@ -220,11 +226,22 @@ def run_sessions(main: Coroutine[Any, Any, T]) -> T:
     async def cancellable() -> T:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
+
+        def cancel(signum: int, frame: object) -> None:
+            from dasctl.cli import note_signal
+
+            note_signal(signum)
+            if task is None or task.done():
+                raise KeyboardInterrupt  # the sessions are over: end as Ctrl-C ends the rest
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop is closing
+                raise KeyboardInterrupt from None
+
         for signum in signums:
             try:
-                if task is not None:
-                    loop.add_signal_handler(signum, task.cancel)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                signal.signal(signum, cancel)
+            except (ValueError, OSError):  # not the main thread
                 pass
         return await main
 

@@ -47,18 +47,18 @@ HELP = compose_help(
 def _print_plan(plan: Plan, environment: Environment, as_json: bool) -> None:
     from dasctl import results
     from dasctl.reenroll import no_audio_hint, planned_document
+    from dasctl.safe_text import line, quoted
 
     for record in [*plan.to_do, *plan.no_audio]:
+        speaker, old = quoted(record.speaker), quoted(record.model_hash)
         if as_json:
             environment.stdout.write(results.json_line(planned_document(record, plan.model_hash)) + "\n")
         elif record.has_audio:
-            environment.stdout.write(
-                f"would re-enroll {record.speaker}: model {record.model_hash} -> {plan.model_hash}\n"
-            )
+            environment.stdout.write(f"would re-enroll {speaker}: model {old} -> {quoted(plan.model_hash)}\n")
         else:
             environment.stdout.write(
-                f"cannot re-enroll {record.speaker} (model {record.model_hash}): no kept audio. "
-                f"{no_audio_hint(record.speaker, plan.model_hash)}\n"
+                f"cannot re-enroll {speaker} (model {old}): no kept audio. "
+                f"{line(no_audio_hint(record.speaker, plan.model_hash))}\n"
             )
     environment.stdout.flush()
     common.say(
@@ -194,6 +194,16 @@ def reenroll(
         # the display said nothing: each failure once, here
         for result in failed:
             common.warn(f"not re-enrolled: {_failure_reason(result)}", environment.stderr)
+    from dasctl.errors import ExitCode, ServiceUnavailable
+
+    unreachable = [result.error for result in failed
+                   if result.error is not None and result.error.exit_code == ExitCode.UNAVAILABLE]
+    if unreachable:  # not the speakers' fault: the whole batch is worth running again (exit 6, as documented)
+        raise ServiceUnavailable(
+            f"{len(failed)} of {work.total} speaker(s) not re-enrolled; for {len(unreachable)} the service "
+            f"was unreachable or failing: {unreachable[0].message}",
+            "Run the same command again once the service answers; it continues where it stopped.",
+        )
     raise BatchFailed(
         f"{len(failed)} of {work.total} speaker(s) not re-enrolled: "
         + ", ".join(result.speaker for result in failed[:10])

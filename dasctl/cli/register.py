@@ -51,10 +51,11 @@ HELP = compose_help(
 
 def _report_failure(environment: Environment, error: DasctlError, position: str = "") -> None:
     from dasctl.logs import redact
+    from dasctl.safe_text import line
 
-    environment.stderr.write(f"dasctl: error: {position}{redact(error.message)}\n")
+    environment.stderr.write(f"dasctl: error: {position}{line(redact(error.message))}\n")
     if error.hint:
-        environment.stderr.write(f"  {redact(error.hint)}\n")
+        environment.stderr.write(f"  {line(redact(error.hint))}\n")
     environment.stderr.flush()
 
 

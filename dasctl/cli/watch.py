@@ -15,6 +15,7 @@ from dasctl.cli.common import (
     ModelHashOption,
     ProfileOption,
     ProtocolOption,
+    QuietOption,
     StoreOption,
     ThresholdOption,
     check_protocol,
@@ -151,6 +152,7 @@ def watch(
     duration: DurationOption = None,
     profile: ProfileOption = None,
     json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     import asyncio
 
@@ -233,6 +235,8 @@ def watch(
                          "--journal names an old journal to import; watch's state now lives in the store.")
     kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
     env = environment()
+    if quiet:  # `watch DIR -q` as well as `dasctl -q watch DIR`
+        env.quiet = True
     if dry_run:  # reads metadata only: no key needed, and no retention run by a look
         from dasctl.display.watch import print_plan
         from dasctl.watch.dry_run import plan

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from dasctl.environment import Environment
     from dasctl.reenroll import SpeakerResult
 
+from dasctl.safe_text import line, quoted
+
 PREFIX = "dasctl: reenroll:"
 
 
@@ -61,7 +63,7 @@ class Tally:
 def _failure_text(result: SpeakerResult) -> str:
     error = result.error
     message = error.message if error is not None else str((result.document.get("error") or {}).get("message"))
-    return message if message.startswith(result.speaker) else f"{result.speaker}: {message}"
+    return line(message if message.startswith(result.speaker) else f"{quoted(result.speaker)}: {message}")
 
 
 class NoReenrollDisplay:
@@ -90,21 +92,22 @@ class PlainReenrollDisplay(NoReenrollDisplay):
 
     def line(self, text: str) -> None:
         try:
-            self.stream.write(f"{PREFIX} {text}\n")
+            self.stream.write(f"{PREFIX} {line(text)}\n")
             self.stream.flush()
         except (OSError, ValueError):
             pass
 
     def begin(self, total: int, model_hash: str) -> None:
         super().begin(total, model_hash)
-        self.line(f"{total} speaker(s) to re-enroll with model {model_hash}")
+        self.line(f"{total} speaker(s) to re-enroll with model {quoted(model_hash)}")
 
     def finished(self, result: SpeakerResult) -> None:
         super().finished(result)
         tally = self.tally
         position = f"[{tally.done + tally.failed}/{tally.total}]"
         if result.ok:
-            self.line(f"{position} {result.speaker}: {result.status} (was {result.previous_model_hash})")
+            self.line(f"{position} {quoted(result.speaker)}: {result.status} "
+                      f"(was {quoted(result.previous_model_hash)})")
         else:
             self.line(f"{position} {_failure_text(result)}")
 
@@ -126,12 +129,12 @@ class LiveReenrollDisplay(NoReenrollDisplay):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.progress = Progress(
-            TextColumn(f"re-enroll → {model_hash}"),
+            TextColumn(f"re-enroll → {quoted(model_hash)}", markup=False),
             BarColumn(bar_width=24),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[counts]}"),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("ETA {task.fields[eta]}"),
+            TextColumn("{task.fields[counts]}", markup=False),
+            TextColumn("{task.fields[rate]}", markup=False),
+            TextColumn("ETA {task.fields[eta]}", markup=False),
             console=self.console,
             transient=False,
             refresh_per_second=8,

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from dasctl import results, session
 from dasctl.display import fit_name
+from dasctl.safe_text import line, quoted
 
 if TYPE_CHECKING:
     from dasctl.environment import Environment
@@ -154,11 +155,11 @@ class PlainLines:
         self.pace = Pace()
 
     def say(self, text: str) -> None:
-        self.stream.write(f"{self.name}: {text}\n")
+        self.stream.write(line(f"{self.name}: {text}") + "\n")
         self.stream.flush()
 
     def begin(self, name: str, index: int, total: int) -> None:
-        self.name = name if total == 1 else f"[{index + 1}/{total}] {name}"
+        self.name = quoted(name) if total == 1 else f"[{index + 1}/{total}] {quoted(name)}"
         self.state = ""
         self.quarter = -1
         self.file_quarter = 0
@@ -242,14 +243,15 @@ class LiveBar:
         columns = _terminal_columns(self.console.file)
         if columns:
             self.console.width = columns
-        label = prefix + short_name(name, label_width(columns, prefix))
+        label = prefix + short_name(quoted(name), label_width(columns, prefix))
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            # markup=False: the label is a file name and the state may be the service's event name
+            TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=10),
-            TextColumn("{task.fields[voice]}"),
-            TextColumn("{task.fields[position]}"),
-            TextColumn("{task.fields[eta]}"),
-            TextColumn("{task.fields[state]}"),
+            TextColumn("{task.fields[voice]}", markup=False),
+            TextColumn("{task.fields[position]}", markup=False),
+            TextColumn("{task.fields[eta]}", markup=False),
+            TextColumn("{task.fields[state]}", markup=False),
             console=self.console,
             auto_refresh=False,
             transient=False,
@@ -267,7 +269,7 @@ class LiveBar:
         now = time.monotonic()
         changed = progress.state != self.state
         self.state = progress.state
-        state = state_text(progress)
+        state = quoted(state_text(progress))
         eta = self.pace.eta(progress, words=False)
         self.progress.update(
             self.task,

@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
 from dasctl.environment import Environment
+from dasctl.safe_text import line, quoted
 from dasctl.watch import TextOut, WatchObserver, WatchTotals, ndjson_line
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
+    from rich.text import Text
 
     from dasctl.session import Progress
     from dasctl.watch.dry_run import Plan
@@ -22,22 +24,23 @@ PREFIX = "dasctl: watch:"
 
 
 def _failure_text(name: str, report: dict[str, Any]) -> str:
-    """The error's message, which usually names the file already; else prefixed with it."""
+    """The error's message, which usually names the file already; else prefixed with it (quoted)."""
     message = str((report.get("error") or {}).get("message") or "failed")
-    return message if message.startswith(name) else f"{name}: {message}"
+    return message if message.startswith(name) else f"{quoted(name)}: {message}"
 
 
 def human_result_line(report: dict[str, Any], speaker: Callable[[str], str | None]) -> str:
     """A result for a person: `done  file.wav  speaker  authenticity 0.99` or `failed  file.wav  reason`."""
-    name = str(report.get("file", ""))
+    raw = str(report.get("file", ""))
+    name = quoted(raw)
     if report.get("exit_code") == 0:
-        parts = ["done  ", name, speaker(name) or ""]
+        parts = ["done  ", name, quoted(speaker(raw) or "")]
         if report.get("authenticity") is not None:
             parts.append(f"authenticity {report['authenticity']:.2f}")
         return "  ".join(part for part in parts if part)
-    reason = _failure_text(name, report)
-    reason = reason[len(name) + 2:] if reason.startswith(f"{name}: ") else reason
-    return f"failed  {name}  {reason}"
+    reason = _failure_text(raw, report)
+    reason = reason[len(raw) + 2:] if reason.startswith(f"{raw}: ") else reason
+    return f"failed  {name}  {line(reason)}"
 
 
 class PlainWatchDisplay:
@@ -53,7 +56,7 @@ class PlainWatchDisplay:
 
     def _line(self, text: str) -> None:
         try:
-            self.stream.write(f"{PREFIX} {text}\n")
+            self.stream.write(f"{PREFIX} {line(text)}\n")
             self.stream.flush()
         except (OSError, ValueError):  # stderr gone: the journal and stdout still carry everything
             pass
@@ -67,7 +70,7 @@ class PlainWatchDisplay:
 
     def started(self, name: str, attempt: int) -> None:
         if self.verbosity >= 1 and not self.quiet:
-            self._line(f"{name}: started" + (f" (attempt {attempt})" if attempt > 1 else ""))
+            self._line(f"{quoted(name)}: started" + (f" (attempt {attempt})" if attempt > 1 else ""))
 
     def progress(self, name: str, progress: Progress) -> None:
         pass
@@ -78,7 +81,7 @@ class PlainWatchDisplay:
         if report.get("exit_code") != 0:
             self._line(f"failed: {_failure_text(name, report)}")
         elif self.verbosity >= 1:
-            self._line(f"done: {name}")
+            self._line(f"done: {quoted(name)}")
 
     def totals(self, totals: WatchTotals) -> None:
         pass
@@ -182,10 +185,11 @@ class LiveWatchDisplay:
         self.console = console
         self.verbosity = verbosity
         self.bars: RichProgress = Progress(
-            TextColumn("{task.description}", justify="left"),
+            # markup=False: the description is a file name, never rich markup
+            TextColumn("{task.description}", justify="left", markup=False),
             BarColumn(bar_width=30),
             TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[state]}", style="dim"),
+            TextColumn("{task.fields[state]}", style="dim", markup=False),
             TimeElapsedColumn(),
             console=console,
             auto_refresh=False,
@@ -198,20 +202,20 @@ class LiveWatchDisplay:
         self.results_here = results_here
         self.live.start()
 
-    def _print(self, text: str, **style: Any) -> None:
+    def _print(self, text: str | Text, **style: Any) -> None:
         try:
             self.live.console.print(text, **style)
         except OSError:  # the terminal hung up (EIO): the journal and stdout still carry everything
             pass
 
     def status(self, message: str) -> None:
-        self._print(f"{PREFIX} {message}", markup=False, highlight=False)
+        self._print(f"{PREFIX} {line(message)}", markup=False, highlight=False)
 
     def warning(self, message: str) -> None:
-        self._print(f"{PREFIX} warning: {message}", style="yellow", markup=False, highlight=False)
+        self._print(f"{PREFIX} warning: {line(message)}", style="yellow", markup=False, highlight=False)
 
     def started(self, name: str, attempt: int) -> None:
-        label = name if attempt == 1 else f"{name} (attempt {attempt})"
+        label = quoted(name) if attempt == 1 else f"{quoted(name)} (attempt {attempt})"
         if name in self.tasks:
             self.bars.update(self.tasks[name], description=label, completed=0, state="connecting")
         else:
@@ -228,12 +232,15 @@ class LiveWatchDisplay:
             self.bars.remove_task(task)
         if self.results_here:
             return
-        from rich.markup import escape
+        from rich.text import Text
+
+        from dasctl.display.safe import data_text, line_text
 
         if report.get("exit_code") == 0:
-            self._print(f"[green]done[/] {escape(name)}", highlight=False)
+            self._print(Text.assemble(("done", "green"), " ", data_text(name)), highlight=False)
         else:
-            self._print(f"[red]failed[/] {escape(_failure_text(name, report))}", highlight=False)
+            reason = line_text(_failure_text(name, report))
+            self._print(Text.assemble(("failed", "red"), " ", reason), highlight=False)
 
     def totals(self, totals: WatchTotals) -> None:
         self.totals_line.totals = totals
@@ -259,8 +266,8 @@ class LiveResultLines:
         self.display = display
 
     def write(self, text: str, /) -> int:
-        for line in text.splitlines():
-            self.display.live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        for text_line in text.splitlines():
+            self.display.live.console.print(line(text_line), markup=False, highlight=False, soft_wrap=True)
         return len(text)
 
     def flush(self) -> None:

@@ -23,13 +23,14 @@ from dasctl.errors import (
     is_retryable,
 )
 from dasctl.watch.inbox import FileIdentity, Inbox, move_out
-from dasctl.watch.journal import DONE, FAILED
+from dasctl.watch.journal import ABORTED, DONE, FAILED, RETRY, STARTED
 from dasctl.watch.lines import ResultLines, StdoutClosed
 from dasctl.watch.observer import WatchObserver, WatchTotals
 from dasctl.watch.report import attempt_outcome
 from dasctl.watch.retries import ServiceHealth, failure_of
 from dasctl.watch.settings import Attempt, FileSession, WatchSettings, WorkItem
 from dasctl.watch.state import WatchState
+from dasctl.watch.store_writes import StoreWrites
 
 if TYPE_CHECKING:
     from dasctl.session import Progress
@@ -49,6 +50,8 @@ class AttemptSteps:
     health: ServiceHealth
     totals: WatchTotals
     lines: ResultLines
+    writes: StoreWrites
+    _keeping: dict[FileIdentity, asyncio.Task[bool]]  # final outcomes not yet durable
     _active: set[FileIdentity]
     _queue: asyncio.Queue[WorkItem]
     _in_flight: set[asyncio.Task[None]]
@@ -69,7 +72,14 @@ class AttemptSteps:
         call_id = str(uuid.uuid4())
         name = item.identity.relpath
         attempt = Attempt(started=self.clock())
-        if not self._write_state(self.journal.started, item.identity, attempt_number, call_id):
+        try:
+            started = await self.writes.keep(
+                item.identity.relpath,
+                lambda: self.journal.step(STARTED, item.identity, attempt_number, call_id))
+        except asyncio.CancelledError:
+            self._active.discard(item.identity)
+            raise
+        if not started:
             self._active.discard(item.identity)
             return
         self.observer.started(name, attempt_number)
@@ -198,19 +208,11 @@ class AttemptSteps:
 
     def _abandon(self, item: WorkItem, attempt_number: int, call_id: str, reason: str) -> None:
         log.debug("%s: attempt %d abandoned: %s", item.identity.relpath, attempt_number, reason)
-        self._write_state(self.journal.aborted, item.identity, attempt_number, call_id)
-        self._active.discard(item.identity)
-        self._let_go(item.identity)  # another watcher may take it now
-
-    def _write_state(self, step: Callable[[FileIdentity, int, str], None], identity: FileIdentity,
-                     attempt_number: int, call_id: str) -> bool:
-        """A step that no result depends on yet; a store that cannot be written stops watch (exit 6)."""
-        try:
-            step(identity, attempt_number, call_id)
-        except DasctlError as error:
-            self._fatal_error(error)
-            return False
-        return True
+        identity = item.identity
+        self.writes.spawn(identity.relpath,
+                          lambda: self.journal.step(ABORTED, identity, attempt_number, call_id))
+        self._active.discard(identity)
+        self._let_go(identity)  # another watcher may take it now
 
     def _schedule_retry(
         self, item: WorkItem, attempt_number: int, call_id: str, message: str, *, unreachable: bool
@@ -223,9 +225,9 @@ class AttemptSteps:
         else:
             item.unreachable = 0
             delay = self.settings.retry.delay(attempt_number)
-        if not self._write_state(self.journal.retry, item.identity, attempt_number, call_id):
-            self._active.discard(item.identity)
-            return
+        ended = attempt_number
+        self.writes.spawn(item.identity.relpath,
+                          lambda: self.journal.step(RETRY, item.identity, ended, call_id))
         item.attempts = attempt_number
         self.observer.status(f"retrying {item.identity.relpath} in {delay:.1f} s: {message}")
         loop = asyncio.get_running_loop()
@@ -257,19 +259,31 @@ class AttemptSteps:
                                              self.settings, event=event, error=error, timings=timings)
         state = DONE if report["exit_code"] == ExitCode.OK else FAILED
         attempt.report = report
-        try:
-            self.journal.final(item.identity, state, attempt_number, call_id, report, enrollment)
-        except DasctlError as error:
-            # Not kept: the line is still printed (the credential reaches the user), then watch stops.
-            self._fatal_error(error)
-            self._report(item.identity, report, durable=False)
-            self._active.discard(item.identity)
+        # Durable off the loop (retried while the store is unreachable); _complete reports it once kept.
+        identity = item.identity
+        self._keeping[identity] = self.writes.spawn(
+            identity.relpath,
+            lambda: self.journal.step(state, identity, attempt_number, call_id, report=report,
+                                      enrollment=enrollment),
+        )
         return report
 
     def _complete(self, item: WorkItem, report: dict[str, Any]) -> None:
         if item.identity not in self._active:
             return  # already completed (the early record, then the session's return)
+        keeping = self._keeping.get(item.identity)
+        if keeping is not None:
+            if not keeping.done():
+                keeping.add_done_callback(lambda _: self._complete(item, report))
+                return
+            del self._keeping[item.identity]
+            if keeping.cancelled() or not keeping.result():
+                # never reported unless recorded: the file stays unfinished for the next run
+                self._active.discard(item.identity)
+                self._wakeup.set()
+                return
         self._active.discard(item.identity)
+        self._wakeup.set()
         self._report(item.identity, report)
         state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
         self._move_finished(item.path, state)

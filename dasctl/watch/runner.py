@@ -39,6 +39,7 @@ from dasctl.watch.settings import (
 )
 from dasctl.watch.sharing import InboxSharing
 from dasctl.watch.state import WatchState
+from dasctl.watch.store_writes import StoreWrites
 
 if TYPE_CHECKING:
     from dasctl.store import Store
@@ -82,6 +83,9 @@ class WatchRunner(InboxSharing, AttemptSteps):
         )
         self.journal = state if state is not None else WatchState(store, root)
         self.health = ServiceHealth(settings.unreachable_budget, clock)
+        self.writes = StoreWrites(settings.unreachable_budget, settings.retry, self._status,
+                                  self._fatal_error, clock)
+        self._keeping: dict[FileIdentity, asyncio.Task[bool]] = {}  # final outcomes not yet durable
         self.totals = WatchTotals()
         self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
         self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
@@ -118,8 +122,11 @@ class WatchRunner(InboxSharing, AttemptSteps):
             self.journal.open()
             return await self._run()
         finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
+            for signum, previous in installed.items():
+                try:
+                    signal.signal(signum, previous)
+                except (ValueError, TypeError, OSError):
+                    pass
             self.journal.close()
             self.observer.close()
 
@@ -153,6 +160,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
             for timer in self._timers:
                 timer.cancel()
             await self._drain()
+            await self.writes.settle(0.0 if self._fatal is not None else self.settings.grace)
             if watcher is not None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
@@ -193,17 +201,31 @@ class WatchRunner(InboxSharing, AttemptSteps):
 
     # ---- signals
 
-    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        installed: list[int] = []
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> dict[int, Any]:
+        """SIGINT, SIGTERM, SIGHUP ask for a stop; the handlers from before come back after the run.
+        Plain signal.signal handlers (as asyncio's runner uses): the loop's remove_signal_handler would
+        leave SIG_DFL behind, and a SIGTERM while watch prints its summary would kill it (143)."""
+        installed: dict[int, Any] = {}
+
+        def stop(signum: int, frame: object) -> None:
+            try:
+                loop.call_soon_threadsafe(self.request_stop, signal.Signals(signum).name)
+            except RuntimeError:  # the loop is closing: the run is over, nothing left to stop
+                pass
+
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(signum) is signal.SIG_IGN and signum != signal.SIGINT:
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN and signum != signal.SIGINT:
                 continue  # `nohup dasctl watch ...`: the hangup stays ignored
             try:
-                loop.add_signal_handler(signum, self.request_stop, signal.Signals(signum).name)
-                installed.append(signum)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                signal.signal(signum, stop)
+                installed[signum] = previous
+            except (ValueError, OSError):  # not the main thread
                 pass
         return installed
+
+    def _status(self, message: str) -> None:
+        self.observer.status(message)
 
     def request_stop(self, reason: str = "stop") -> None:
         """First call: take no new files, let the in-flight ones finish (bounded). Second: abort them now."""
@@ -222,6 +244,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
         else:
             for task in self._in_flight:
                 task.cancel()
+            self.writes.cancel()
             message = f"{reason} again: aborting {in_flight} in flight"
         if message:
             try:

@@ -7,9 +7,12 @@ and marked reported right after printing. On a restart, final outcomes not yet m
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,6 +36,9 @@ class WatchState:
         self.claims = claims if claims is not None else claims_for(store, self.inbox)
         self.entries: dict[FileIdentity, JournalEntry] = {}
         self._unreported: dict[FileIdentity, None] = {}  # in the order they finished
+        # Store calls made while sessions run go to this one thread, in order: a store that stops
+        # answering holds that thread (for its bounded wait), never the event loop and its sessions.
+        self._worker: ThreadPoolExecutor | None = None
         self.on_store_call: Callable[[float, BaseException | None], None] | None = None  # --metrics
 
     def _call(self, step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -72,6 +78,9 @@ class WatchState:
             raise
 
     def close(self) -> None:
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            worker.shutdown(wait=True, cancel_futures=True)  # a call under way ends within the store's bound
         self.claims.close()
 
     def refresh(self, identity: FileIdentity) -> JournalEntry | None:
@@ -99,6 +108,21 @@ class WatchState:
     def unreported(self) -> list[tuple[FileIdentity, dict[str, Any]]]:
         """Final reports whose stdout line may not have been printed, oldest first."""
         return [(identity, self.entries[identity].final or {}) for identity in self._unreported]
+
+    async def off_loop(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one store call on the store's own thread, in the order asked."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dasctl-store")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(call, *args, **kwargs))
+
+    async def step(
+        self, state: str, identity: FileIdentity, attempt: int, call_id: str, *,
+        report: dict[str, Any] | None = None, enrollment: EnrollmentRecord | None = None,
+    ) -> None:
+        """A recording's new state written off the event loop (with a final report: durable on return)."""
+        await self.off_loop(self._write, identity, state, attempt, call_id, report, enrollment)
+        self._remember(identity, state, attempt=attempt, call_id=call_id, report=report)
 
     # -- the steps of a recording (each one transaction; StoreError when the store cannot be written)
     def started(self, identity: FileIdentity, attempt: int, call_id: str) -> None:
@@ -142,12 +166,25 @@ class WatchState:
         report: dict[str, Any] | None = None,
         enrollment: EnrollmentRecord | None = None,
     ) -> None:
+        self._write(identity, state, attempt, call_id, report, enrollment)
+        self._remember(identity, state, attempt=attempt, call_id=call_id, report=report)
+
+    def _write(
+        self, identity: FileIdentity, state: str, attempt: int, call_id: str | None,
+        report: dict[str, Any] | None, enrollment: EnrollmentRecord | None,
+    ) -> None:
         kept = self._call(self.store.watch_update, self.inbox, _key(identity), state, attempt=attempt,
                           call_id=call_id, report=report, enrollment=enrollment, report_stored=True)
         if kept is not None and report is not None:
             from dasctl.store.records import stored_fields
 
             report["stored"] = stored_fields(kept, self.store.location)
+
+    def _remember(
+        self, identity: FileIdentity, state: str, *, attempt: int, call_id: str | None,
+        report: dict[str, Any] | None = None,
+    ) -> None:
+        """The in-memory mirror of a write that reached the store (on the event loop's thread)."""
         entry = self.entries.get(identity)
         if entry is None:
             entry = self.entries[identity] = JournalEntry(state)

@@ -76,7 +76,7 @@ def list_credentials(
         write_lines(environment, (credential_document(r) for r in records))
         return
     rows = (
-        [r.speaker, text(r.model_hash), text(r.created_at), mask(r.credential, show_credential, r.ok),
+        [text(r.speaker), text(r.model_hash), text(r.created_at), mask(r.credential, show_credential, r.ok),
          text(r.has_audio), text(r.id)]
         for r in records
     )
@@ -102,7 +102,7 @@ def show(
             if opened.history(speaker):
                 raise UsageError(f"speaker {speaker!r} has no current credential (no attempt succeeded)",
                                  f"See its attempts: `dasctl credentials history {speaker}`.")
-            raise unknown(speaker)
+            raise unknown(speaker, opened.location)
         if show_credential:
             opened.audit("show --show-credential", [speaker], 1)
     document = credential_document(record)
@@ -134,7 +134,7 @@ def history(
         if entries and show_credential:
             opened.audit("history --show-credential", [speaker], len(entries))
     if not entries:
-        raise unknown(speaker)
+        raise unknown(speaker, opened.location)
     if as_json:
         write_lines(environment, (
             credential_document(e) if isinstance(e, EnrollmentRecord) else verification_document(e)
@@ -162,7 +162,8 @@ def _history_row(entry: EnrollmentRecord | VerificationRecord, show_credential: 
 
 def audio(
     speaker: SpeakerArgument,
-    out: Annotated[Path, typer.Argument(metavar="OUT.wav", help="Where to write the WAV (8 kHz mu-law).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT.wav|-",
+                                        help="Where to write the WAV (8 kHz mu-law); - for stdout.")],
     force: Annotated[bool, typer.Option("--force", help="Replace OUT.wav if it exists.")] = False,
     as_json: common.JsonOption = False,
     store: common.StoreOption = None,
@@ -170,26 +171,45 @@ def audio(
 ) -> None:
     from dasctl.audio import write_mulaw_wav
 
-    if out.exists() and not force:
-        raise UsageError(f"{out} already exists; not overwriting it", "Pass --force to replace it.")
     environment = common.environment()
+    to_stdout = str(out) == "-"
+    if to_stdout and environment.stdout_isatty:  # as export --with-audio: binary is not for a terminal
+        raise UsageError("'-' writes the WAV to stdout, and stdout is a terminal",
+                         f"Redirect it (dasctl credentials audio {speaker} - > voice.wav) or pipe it into a "
+                         "player (| play -).")
+    if to_stdout and as_json:
+        raise UsageError("--json and '-' both write to stdout", "Write the WAV to a file to get --json.")
+    if not to_stdout and out.exists() and not force:
+        raise UsageError(f"{out} already exists; not overwriting it", "Pass --force to replace it.")
     with closing(open_store(store, store_key_file)) as opened:
         opened.require_secrets(write=False)
         record = opened.current(speaker, with_audio=True)
         if record is None:
-            raise unknown(speaker) if not opened.history(speaker) else UsageError(
+            raise unknown(speaker, opened.location) if not opened.history(speaker) else UsageError(
                 f"speaker {speaker!r} has no current credential, so no enrollment audio",
                 f"See its attempts: `dasctl credentials history {speaker}`.")
         if not record.audio:
             raise UsageError(f"no enrollment audio was kept for {speaker!r} (record {record.id})")
         opened.audit("audio", [speaker], 1)
-    written = write_mulaw_wav(out, [record.audio])  # atomic: a temp file beside OUT, then renamed
+    if to_stdout:
+        from dasctl.audio import mulaw_wav_bytes
+
+        binary = getattr(environment.stdout, "buffer", None)
+        if binary is None:
+            raise UsageError("stdout takes no binary data here", "Write the WAV to a file instead.")
+        environment.stdout.flush()
+        binary.write(mulaw_wav_bytes(record.audio))
+        binary.flush()
+        written = len(record.audio)
+    else:
+        written = write_mulaw_wav(out, [record.audio])  # atomic: a temp file beside OUT, then renamed
     seconds = written / 8000
     if as_json:
         write_lines(environment, [{"schema": AUDIO_SCHEMA, "speaker": speaker, "id": record.id,
                                    "file": str(out), "seconds": round(seconds, 3)}])
     else:
-        common.say(f"{out}: {seconds:.2f} s of enrollment audio of {speaker} (record {record.id})")
+        where = "stdout" if to_stdout else str(out)
+        common.say(f"{where}: {seconds:.2f} s of enrollment audio of {speaker} (record {record.id})")
 
 
 def remove(
@@ -206,10 +226,12 @@ def remove(
     with closing(open_store(store, store_key_file)) as opened:
         entries = opened.history(speaker)
         if not entries:
-            raise unknown(speaker)
+            raise unknown(speaker, opened.location)
         if not yes:
-            question = (f"Remove everything kept about {speaker} ({len(entries)} record(s), credentials and "
-                        f"audio included) from {opened.location}?")
+            from dasctl.safe_text import quoted
+
+            question = (f"Remove everything kept about {quoted(speaker)} ({len(entries)} record(s), "
+                        f"credentials and audio included) from {quoted(opened.location)}?")
             if not typer.confirm(question, default=False, err=True):
                 raise UsageError(f"{speaker!r} not removed")
         removed = opened.remove(speaker)

@@ -52,31 +52,36 @@ def open_store(store: str | None, key_file: Path | None = None, *, create: bool 
     return common.open_store_option(store, profile, create=create)
 
 
-def unknown(speaker: str) -> UsageError:
-    return UsageError(f"no speaker {speaker!r} in the credential store",
-                      "`dasctl credentials list` shows the speakers kept.")
+def unknown(speaker: str, location: str | None = None) -> UsageError:
+    where = f" {location}" if location else ""
+    return UsageError(f"no speaker {speaker!r} in the credential store{where}",
+                      "`dasctl credentials list` shows the speakers kept (--store picks another store).")
 
 
 def mask(credential: str | None, show: bool, ok: bool = False) -> str:
     """Masked as tokens are (auth.mask), plus the last characters: credentials share their first ones.
     A success whose credential was not decrypted says so."""
     from dasctl.results import masked_credential
+    from dasctl.safe_text import quoted
 
     if not credential:
         return "(encrypted)" if ok else "-"
     if show:
-        return credential
-    return masked_credential(credential)
+        return quoted(credential)
+    return quoted(masked_credential(credential))
 
 
 def text(value: object) -> str:
+    """A store value as a table cell or a show line: quoted as git quotes an unusual path (safe_text)."""
+    from dasctl.safe_text import quoted
+
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return quoted(value)
 
 
 def write_lines(environment: Environment, documents: Iterable[dict[str, Any]]) -> int:
@@ -103,8 +108,8 @@ def table(
     """
     out = environment.stdout
     if not environment.stdout_isatty:
-        for row in rows:
-            out.write("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n")
+        for row in rows:  # cells come quoted (text()): a tab or a newline in one is shown as \t or \n
+            out.write("\t".join(row) + "\n")
         out.flush()
         return
     from rich.console import Console
@@ -129,8 +134,10 @@ def table(
         printed.add_column(header, no_wrap=fixed, min_width=whole.get(index) or words.get(index) or None,
                            max_width=words.get(index) if narrow and not fixed else None,
                            overflow="ellipsis" if fixed else "fold")
+    from dasctl.display.safe import data_text
+
     for row in shown:
-        printed.add_row(*row)
+        printed.add_row(*(data_text(cell) for cell in row))  # data: never read as rich markup
     console.print(printed)
 
 

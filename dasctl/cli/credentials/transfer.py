@@ -153,9 +153,13 @@ def _csv_columns(columns: str | None, kind: str, with_files: bool, with_credenti
 def _write_csv(out: Any, header: list[str], documents: Iterable[dict[str, Any]]) -> None:
     import csv
 
-    def cell(value: object) -> object:
+    from dasctl.safe_text import line
+
+    def cell(value: object) -> object:  # for spreadsheets and eyes: controls escaped (NDJSON is exact)
         if isinstance(value, bool):
             return "true" if value else "false"
+        if isinstance(value, str):
+            return line(value)
         return "" if value is None else value
 
     writer = csv.DictWriter(out, fieldnames=header, extrasaction="ignore", lineterminator="\n")

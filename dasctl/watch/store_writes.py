@@ -1,0 +1,78 @@
+"""Every store write of a running watch: off the event loop, and tried again while the store is unreachable.
+
+A database that stops answering must not freeze the sessions in flight (their audio, their sockets): the
+writes run on the store's own thread (WatchState.off_loop), each bounded by the store itself, and one that
+fails is tried again with backoff until the store has been unreachable for --unreachable-budget; then watch
+stops with exit 6. A final outcome is reported only once its write has landed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from dasctl.errors import DasctlError
+from dasctl.store import StoreError
+from dasctl.watch.retries import RetryPolicy, ServiceHealth
+
+
+class StoreWrites:
+    """The writes under way, their retries, and the store's health (the same budget as the service's)."""
+
+    def __init__(
+        self,
+        budget: float,
+        retry: RetryPolicy,
+        status: Callable[[str], None],
+        fatal: Callable[[DasctlError], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.health = ServiceHealth(budget, clock)
+        self.retry = retry
+        self.status = status
+        self.fatal = fatal
+        self.tasks: set[asyncio.Task[bool]] = set()
+
+    async def keep(self, name: str, write: Callable[[], Awaitable[None]]) -> bool:
+        """One write, tried again with backoff while the store stays unreachable within the budget;
+        False (after telling `fatal`) once it cannot be kept."""
+        failures = 0
+        while True:
+            try:
+                await write()
+            except StoreError as error:
+                failures += 1
+                if self.health.unreachable(error.message):
+                    self.fatal(error)
+                    return False
+                delay = self.retry.delay(failures)
+                self.status(f"{name}: not kept yet ({error.message}); trying again in {delay:.1f} s")
+                await asyncio.sleep(delay)
+            except DasctlError as error:
+                self.fatal(error)
+                return False
+            else:
+                self.health.reached()
+                return True
+
+    def spawn(self, name: str, write: Callable[[], Awaitable[None]]) -> asyncio.Task[bool]:
+        """`keep` in the background; the task says whether the write landed."""
+        task = asyncio.create_task(self.keep(name, write))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def cancel(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def settle(self, grace: float) -> None:
+        """Let the writes under way land within `grace` seconds; give up the rest (their files are not
+        reported, and the next run does them again)."""
+        if not self.tasks:
+            return
+        if grace > 0:
+            await asyncio.wait(set(self.tasks), timeout=grace)
+        self.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
