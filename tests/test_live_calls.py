@@ -311,6 +311,7 @@ def test_attach_needs_no_audio_url_in_the_profile(
                         "--wait", "30", env=emulator.client_env())
     attached = dasctl("register", "--attach", call_id, "--profile", "crm", "--protocol", protocol,
                       "--no-store", "--json")
-    assert attached.returncode == 0, attached.stderr
+    fed, _, fed_err = feeder.finish()
+    assert attached.returncode == 0, attached.stderr + fed_err
     assert json.loads(attached.stdout)["credential"]
-    assert feeder.finish()[0] == 0
+    assert fed == 0, fed_err

@@ -122,7 +122,7 @@ def test_a_dumb_terminal_gets_plain_lines_not_a_bar(
 @pytest.mark.parametrize("models", [("dasctl-emulator-model-v1", "dasctl-emulator-model-v2"),
                                     ("vd-2027-05-a3f5c9e1d2b4f6a8c", "vd-2026-11-9b1d2c3e4f5a6b7c8")])
 def test_credentials_history_fits_100_columns_with_every_model_hash_whole(
-    tmp_path: Path, models: tuple[str, str]
+    tmp_path: Path, tmux_server: TmuxServer, models: tuple[str, str]
 ) -> None:
     from dasctl.store import EnrollmentRecord, VerificationRecord, open_store
     from tests.test_pipes import Terminal
@@ -140,18 +140,15 @@ def test_credentials_history_fits_100_columns_with_every_model_hash_whole(
                                                      model_hash=new))
     finally:
         store.close()
-    terminal = Terminal(tmp_path)
-    try:
-        code, _ = terminal.run(f"dasctl credentials history CUST1 --store {shlex.quote(str(store_file))}",
-                               {"DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"], "TERM": "xterm"},
-                               width=100, height=20)
-        screen = terminal.tmux("capture-pane", "-p")
-    finally:
-        terminal.close()
+    code, screen = Terminal(tmux_server, tmp_path).run(
+        f"dasctl credentials history CUST1 --store {shlex.quote(str(store_file))}",
+        {"DASCTL_CONFIG_DIR": os.environ["DASCTL_CONFIG_DIR"], "TERM": "xterm"}, width=100, height=20)
     assert code == "0", screen
     lines = screen.splitlines()
     assert lines[0].split() == ["when", "what", "outcome", "model", "hash", "credential", "id"], screen
     rows = [line for line in lines if line.startswith("20")]
     assert len(rows) == 4
+    assert all(len(line.rstrip()) <= 100 for line in lines), screen  # wrapped lines come back joined
     assert [next(word for word in row.split() if word in models) for row in rows] == [old, new, new, new]
-    assert "QQQQ…QQQQQQ" in rows[0] and "…" not in rows[1]  # masked credential whole, nothing else cut
+    # the credential is a secret: history (metadata) never decrypts it; nothing else is cut
+    assert "(encrypted)" in rows[0] and "Q" * 8 not in screen and "…" not in rows[1]

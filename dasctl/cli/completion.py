@@ -15,6 +15,7 @@ Cheap imports only: no numpy, socketio or audio libraries.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 from typer import _click
 from typer.core import TyperGroup
 
-#: a <Tab> never waits longer than this for the store
+#: a <Tab> never waits longer than this for the store (DASCTL_COMPLETION_SECONDS moves it: a slow
+#: network store, or a test suite on a loaded machine asserting what the lookup finds, not how fast)
 COMPLETION_SECONDS = 0.2
 #: and never offers more words than this
 COMPLETION_LIMIT = 200
@@ -56,6 +58,13 @@ def _metavar_choices(param: Any) -> tuple[str, ...]:
     return tuple(part for part in metavar.split("|") if part and part == part.lower() and part != "-")
 
 
+def _completion_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get("DASCTL_COMPLETION_SECONDS", COMPLETION_SECONDS)))
+    except ValueError:
+        return COMPLETION_SECONDS
+
+
 def _bounded(lookup: Callable[[], list[str]]) -> list[str]:
     """The lookup's words, or none when it takes longer than COMPLETION_SECONDS or fails. A daemon thread:
     a store that hangs is left behind when the shell's completion process exits."""
@@ -69,7 +78,7 @@ def _bounded(lookup: Callable[[], list[str]]) -> list[str]:
 
     worker = threading.Thread(target=run, name="dasctl-completion", daemon=True)
     worker.start()
-    worker.join(COMPLETION_SECONDS)
+    worker.join(_completion_seconds())
     return found[0] if found else []
 
 
