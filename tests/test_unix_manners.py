@@ -335,3 +335,39 @@ def test_a_service_that_dies_mid_reenroll_is_exit_6(
     errors = [line for line in err.splitlines() if line.startswith("dasctl: error:")]
     assert len(errors) == 1 and "unreachable or failing" in errors[0] and "Traceback" not in err
 
+
+
+def test_register_output_dash_prints_the_credential_record_on_stdout(emulator: Emulator) -> None:
+    env = {**emulator.client_env()}
+    done = _dasctl("register", str(SPEECH), "--speed", "0", "--no-store", "-o", "-", env=env)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)  # the record alone: the summary went to stderr
+    assert record["credential"] and record["model_hash"]
+    assert not (Path.cwd() / "-").exists()
+
+
+def test_register_keep_audio_dash_writes_the_wav_to_stdout(emulator: Emulator, tmp_path: Path) -> None:
+    import soundfile
+
+    done = _dasctl("register", str(SPEECH), "--speed", "0", "--no-store", "--keep-audio", "-",
+                   env=emulator.client_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout[:4] == b"RIFF" and not (Path.cwd() / "-").exists()
+    (tmp_path / "voice.wav").write_bytes(done.stdout)
+    info = soundfile.info(str(tmp_path / "voice.wav"))
+    assert (info.samplerate, info.channels) == (8000, 1) and info.duration > 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "-", "--keep-audio", "-"], b"both ask for stdout"),
+    (["-o", "-", "--json"], b"both write to stdout"),
+    (["--keep-audio", "-", "--events"], b"both write to stdout"),
+])
+def test_register_dash_outputs_that_cannot_share_stdout_are_usage_errors(
+    emulator: Emulator, args: list[str], message: bytes
+) -> None:
+    done = _dasctl("register", str(SPEECH), "--speed", "0", "--no-store", *args, env=emulator.client_env())
+    assert done.returncode == ExitCode.USAGE and message in done.stderr and done.stdout == b""
+    several = _dasctl("register", str(SPEECH), str(SPEECH), "--no-store", "-o", "-",
+                      env=emulator.client_env())
+    assert several.returncode == ExitCode.USAGE and b"takes one recording" in several.stderr

@@ -128,18 +128,43 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, handler)
         except (ValueError, TypeError, OSError):  # not the main thread, or a handler from C
             pass
+    if argv is None and _block_late_signals():
+        note_signal(signal.SIGTERM)  # one came while the last cleanups ran: the exit code says so
     if _late_signals and code != ExitCode.STDOUT_CLOSED:
         code = int(ExitCode.INTERRUPTED)
-    if code == ExitCode.INTERRUPTED and argv is None:
+    if argv is None:
         _exit_now(code)
     return code
 
 
+def _block_late_signals() -> bool:
+    """Hold SIGINT, SIGTERM and SIGHUP back until the process ends (a pending one dies with it): Python's
+    finalization gives them their default action again, so one landing while the interpreter shuts down
+    was a death by the signal (-15, -2), seen under load. True when one was already pending."""
+    wanted = set()
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            wanted.add(signum)
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+        return bool(wanted & set(signal.sigpending()))
+    except (AttributeError, OSError, ValueError):  # no POSIX signal masks here, or not the main thread
+        return False
+
+
 def _exit_now(code: int) -> None:
-    """End the interrupted program here, with its exit code. CPython remembers a KeyboardInterrupt that
-    passed through some of its C frames even when dasctl caught it, and then ends the process by SIGINT
-    at exit (a shell sees 130, a supervisor a death by signal, -2): every cleanup has run by now, so only
-    the buffers are left to flush."""
+    """End the program here, with its exit code, without the interpreter's finalization: it gives SIGINT,
+    SIGTERM and SIGHUP their default action back while threads may still take them (a late signal was a
+    death by it, -15, under load), and CPython remembers a KeyboardInterrupt that passed through some of
+    its C frames even when dasctl caught it, ending the process by SIGINT (-2). Every cleanup of dasctl's
+    has run by now; the atexit functions (logging's flush among them) and the buffers are what is left."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    except Exception:  # an exit function's failure must not change the exit code
+        pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

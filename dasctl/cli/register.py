@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,7 +13,7 @@ from dasctl.cli import common
 from dasctl.cli.stream import AttachOption, AttachWaitOption
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
-from dasctl.errors import DasctlError, Interrupted
+from dasctl.errors import DasctlError, Interrupted, UsageError
 
 if TYPE_CHECKING:
     from dasctl.environment import Environment
@@ -59,14 +60,25 @@ def _report_failure(environment: Environment, error: DasctlError, position: str 
     environment.stderr.flush()
 
 
-def _render(environment: Environment, as_json: bool) -> Callable[[RegisterResult, int, int], None]:
-    """Each file's result as it comes: its document on stdout, its failure on stderr."""
+def _render(
+    environment: Environment, as_json: bool, stdout_takes: str | None = None
+) -> Callable[[RegisterResult, int, int], None]:
+    """Each file's result as it comes: its document on stdout, its failure on stderr. When `-o -` or
+    `--keep-audio -` gives stdout to the record or the audio, the human summary goes to stderr instead."""
 
     def render(result: RegisterResult, index: int, total: int) -> None:
         # in a batch, every file's lines carry [i/n], its failures included
         position = f"[{index + 1}/{total}] " if total > 1 else ""
         if as_json:
             environment.stdout.write(result.json_line() + "\n")
+        elif stdout_takes is not None:
+            if result.document.get("outcome") is not None:
+                environment.stderr.write(position + result.summary() + "\n")
+            if stdout_takes == "--output" and result.error is None:
+                from dasctl import results
+
+                record = results.credential_record(result.document)
+                environment.stdout.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         elif result.document.get("outcome") is not None:
             environment.stdout.write(position + result.summary() + "\n")
         environment.stdout.flush()
@@ -77,6 +89,30 @@ def _render(environment: Environment, as_json: bool) -> Callable[[RegisterResult
             _report_failure(environment, result.failure, position)
 
     return render
+
+
+def _stdout_taker(
+    output: Path | None, keep_audio: Path | None, several: bool, machine_output: bool,
+    environment: Environment,
+) -> str | None:
+    """Which of --output/--keep-audio is `-` (stdout), refusing what cannot share stdout with it."""
+    takers = [name for name, value in (("--output", output), ("--keep-audio", keep_audio))
+              if value is not None and str(value) == "-"]
+    if not takers:
+        return None
+    if len(takers) > 1:
+        raise UsageError("--output - and --keep-audio - both ask for stdout",
+                         "Send one of them to a file.")
+    taker = takers[0]
+    if several:
+        raise UsageError(f"{taker} - takes one recording: stdout holds one result",
+                         f"Give {taker} a directory to keep one file per recording.")
+    if machine_output:
+        raise UsageError(f"{taker} - and --json/--events both write to stdout", "Choose one of them.")
+    if taker == "--keep-audio" and environment.stdout_isatty:  # as credentials audio -: WAV is binary
+        raise UsageError("--keep-audio - writes a WAV file to stdout, which is a terminal",
+                         "Redirect it: dasctl register call.wav --keep-audio - > voice.wav")
+    return taker
 
 
 def register(
@@ -108,7 +144,7 @@ def register(
         typer.Option(
             "--output",
             "-o",
-            help="Write the credential record here (JSON, mode 0600); a directory with several files.",
+            help="Write the credential record here (JSON, 0600); a directory with several files; - stdout.",
             show_default=False,
         ),
     ] = None,
@@ -116,7 +152,7 @@ def register(
         Path | None,
         typer.Option(
             "--keep-audio",
-            help="Save the voice the service collected as a WAV here; a directory with several files.",
+            help="Save the voice the service collected as a WAV; a directory for several files; - stdout.",
             show_default=False,
         ),
     ] = None,
@@ -159,6 +195,15 @@ def register(
     parse_channel(channel)  # a bad --channel or range is a usage error now, not after connecting
     check_range(start, end)
     several = len(recordings) > 1
+    stdout_takes = _stdout_taker(output, keep_audio, several, as_json or events, environment)
+    spool = None  # --keep-audio -: the WAV is written privately, then copied to stdout
+    if stdout_takes == "--output":
+        output = None  # the record is printed by _render, from the result document
+    elif stdout_takes == "--keep-audio":
+        import tempfile
+
+        spool = tempfile.TemporaryDirectory(prefix="dasctl-audio-")
+        keep_audio = Path(spool.name) / "collected.wav"
     outputs = [
         enroll.Outputs(
             enroll.output_target("--output", output, recording, ".credential.json", several, force),
@@ -204,9 +249,16 @@ def register(
             enroll.register_each(
                 recordings, outputs, options, profile_obj, audio_options=audio_options, sink=display,
                 warn=lambda message: common.warn(message, environment.stderr), keeper=keeper,
-                on_result=_render(environment, as_json or events),
+                on_result=_render(environment, as_json or events, stdout_takes),
             )
         )
+        if spool is not None and keep_audio is not None and keep_audio.exists():
+            binary = getattr(environment.stdout, "buffer", None)
+            if binary is None:
+                raise UsageError("stdout takes no binary data here", "Give --keep-audio a file instead.")
+            environment.stdout.flush()
+            binary.write(keep_audio.read_bytes())  # at most the collected voice: a few hundred kB
+            binary.flush()
     except (KeyboardInterrupt, asyncio.CancelledError):
         display.end()
         raise Interrupted(
@@ -215,6 +267,8 @@ def register(
     finally:
         if keeper is not None:
             keeper.store.close()
+        if spool is not None:
+            spool.cleanup()
     ending = batch_failure(
         results,
         "{failed} of {total} files failed ({numbers})",
