@@ -316,7 +316,7 @@ class RegisterSession:
 
         assert self.audio is not None  # an attached session never opens the audio channel
         return await send_audio(http, self.profile, self.options, self.call_id, self.audio, on_sent, on_pause,
-                                env=self.tokens.env)
+                                env=getattr(self.tokens, "env", None))  # a provider may keep none
 
     async def close(self, sio: Any, http: aiohttp.ClientSession) -> None:
         """Leave the namespace and close the HTTP session, bounded: a dead peer must not hang the exit."""
