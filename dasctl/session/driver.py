@@ -172,6 +172,7 @@ class RegisterSession:
         stream_task: asyncio.Task[bool] | None = None
         channel_failure: DasctlError | None = None
         last_sent, last_sent_at = 0.0, time.monotonic()
+        audio_ended = False  # the stream task's end (its result or its error) is taken once
         getter: asyncio.Future[tuple[str, Any]] = asyncio.ensure_future(self.queue.get())
         try:
             while True:
@@ -221,7 +222,9 @@ class RegisterSession:
                     self.report(event)
                     continue
 
-                if stream_task is not None and stream_task in done:
+                # done(), not `in done`: a task that ended while an event was handled is not waited on
+                if stream_task is not None and stream_task.done() and not audio_ended:
+                    audio_ended = True
                     self.mark("audio_done")
                     error = stream_task.exception()
                     if error is None:
