@@ -42,6 +42,8 @@ _LAZY = {
     "RegisterResult": "dasctl.results",
     "VerifyResult": "dasctl.results",
     "SessionReport": "dasctl.results",
+    "StreamOutcome": "dasctl.stream",
+    "StreamProgress": "dasctl.stream",
     "Progress": "dasctl.session",
     "ServiceEvent": "dasctl.events",
     "ConsumerReady": "dasctl.events",

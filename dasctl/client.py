@@ -13,7 +13,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 from dasctl.batch import CallbackProgress, check_inputs
 from dasctl.errors import UsageError
@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from dasctl.results import RegisterResult, SessionReport, VerifyResult
     from dasctl.session import Progress
     from dasctl.store import Store
+    from dasctl.stream import StreamOutcome, StreamProgress
 
 log = logging.getLogger("dasctl")
 
-R = TypeVar("R", bound="SessionReport")
+R = TypeVar("R")  # what a Run ends with: a SessionReport, or a StreamOutcome
+Report = TypeVar("Report", bound="SessionReport")
 P = ParamSpec("P")
 
 #: How the API's keyword arguments are named in messages (the command line names its flags).
@@ -291,6 +293,51 @@ class AsyncClient(ClientSettings):
 
         return Run(work, on_progress)
 
+    # --- stream ------------------------------------------------------------------------------------
+    def stream(
+        self,
+        audio: AudioInput,
+        *,
+        call_id: str,
+        protocol: str = "twilio",
+        channel: str = "mix",
+        start: float = 0.0,
+        end: float | None = None,
+        speed: float = 1.0,
+        wait: float = 0.0,
+        timeout: float = 60.0,
+        name: str | None = None,
+        on_progress: Callable[[StreamProgress], None] | None = None,
+    ) -> Run[StreamOutcome]:
+        """Send one recording as the audio of call `call_id`, as `dasctl stream` does: the platform's part
+        of a live call, whose session another process (or `register(...)` elsewhere) drives with the same
+        call id. `wait` keeps retrying while no session waits for the call. Progress comes as
+        dasctl.stream.StreamProgress snapshots; the result is a StreamOutcome (closed_by_service: the
+        service had enough audio)."""
+        from dasctl.recording import Recording
+
+        async def work(sink: CallbackProgress) -> StreamOutcome:
+            from dasctl.config import load_profile
+            from dasctl.net import NetworkSettings
+            from dasctl.session import parse_call_id
+            from dasctl.stream import StreamOptions, stream_call
+
+            call = parse_call_id(call_id, "call_id")
+            recording = Recording.of(audio, name)
+            _check_common(recording, protocol, channel, start, end, speed, timeout, None)
+            if wait < 0:
+                raise UsageError(f"wait {wait:g} must be 0 or more")
+            profile = load_profile(self.profile, flags={"url": self.url}, env=self.env,
+                                   flag_names=_FLAG_NAMES)
+            profile.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
+            options = StreamOptions(call_id=call, protocol=protocol, speed=speed, wait=wait, timeout=timeout)
+            with recording.open(channel=channel, start=start, end=end) as opened:
+                return await stream_call(opened.stream, options, profile,
+                                         NetworkSettings.from_profile(profile, self.env),
+                                         cast(Any, sink.callback), env=self.env)
+
+        return Run(work, cast(Any, on_progress))
+
     async def _try_store(self, profile: Profile) -> Store | None:
         from dasctl.errors import DasctlError
 
@@ -341,6 +388,7 @@ class Client(ClientSettings):
 
     register = _blocking(AsyncClient.register)
     verify = _blocking(AsyncClient.verify)
+    stream = _blocking(AsyncClient.stream)
 
 
 def _no_running_loop(method: str) -> None:
@@ -374,7 +422,7 @@ def _path(value: str | os.PathLike[str] | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _checked(result: R, check: bool) -> R:
+def _checked(result: Report, check: bool) -> Report:
     if check and result.failure is not None:
         result.failure.result = result  # the call id, the document, a credential that could not be kept
         raise result.failure

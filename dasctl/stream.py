@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -124,6 +124,7 @@ async def stream_call(
     profile: Profile,
     network: NetworkSettings,
     on_progress: Callable[[StreamProgress], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> StreamOutcome:
     """Send the audio to the profile's audio consumer for options.call_id; retry refused opens (wait).
 
@@ -163,7 +164,8 @@ async def stream_call(
             position = 0.0
             report(OPENING)
             try:
-                closed = await send_audio(http, profile, channel, options.call_id, replay, on_sent, on_pause)
+                closed = await send_audio(http, profile, channel, options.call_id, replay, on_sent, on_pause,
+                                          env=env)
             except AudioRefused as refusal:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not replay.rewind():

@@ -274,6 +274,7 @@ def test_the_examples_in_docs_python_md_run(emulator: Emulator) -> None:
     assert outputs[1].startswith("5 ") and "result-fail-score" in outputs[1]
     assert "5 s of voice" in outputs[2]
     assert "registered" in outputs[3] and "voice 5.0/5 s" in outputs[3]
+    assert outputs[-1].startswith("6 ") and "no session" in outputs[-1]  # the stream example
 
 
 def test_cancelling_a_run_closes_its_session(emulator: Emulator) -> None:
@@ -317,3 +318,31 @@ def test_env_carries_the_audiohook_secret_too(start_emulator: Any, tmp_path: Pat
     with pytest.raises(dasctl.DasctlError) as refused:
         unsigned.register(SPEECH_A, protocol="audiohook", store=False, **FAST)
     assert refused.value.exit_code == 4
+
+
+def test_stream_plays_the_platforms_part_of_a_live_call(emulator: Emulator) -> None:
+    """Client.stream feeds a call whose session `dasctl register --attach` drives in another process."""
+    import uuid
+
+    call_id = str(uuid.uuid4())
+    attached = subprocess.Popen(
+        [sys.executable, "-m", "dasctl", "register", "--attach", call_id, "--no-store", "--json", "-q"],
+        env={**os.environ, **emulator.client_env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        seen: list[Any] = []
+        client = dasctl.Client(profile="local", url=emulator.url)
+        outcome = client.stream(SPEECH_A, call_id=call_id, speed=0, wait=30, on_progress=seen.append)
+        out, err = attached.communicate(timeout=60)
+    finally:
+        if attached.poll() is None:
+            attached.kill()
+            attached.wait()
+    assert attached.returncode == 0, err
+    assert json.loads(out)["credential"] and json.loads(out)["call_id"] == call_id
+    assert outcome.call_id == call_id and outcome.position > 0 and outcome.attempts >= 1
+    assert seen and all(isinstance(progress, dasctl.StreamProgress) for progress in seen)
+    with pytest.raises(dasctl.UsageError) as bad:
+        client.stream(SPEECH_A, call_id="call-42")
+    assert bad.value.exit_code == 2 and "not a call id" in bad.value.message
