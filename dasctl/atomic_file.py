@@ -29,27 +29,34 @@ def atomic_file(path: str | os.PathLike[str], mode: int = PRIVATE) -> Iterator[I
         raise UsageError(f"{target}: cannot write there: directory {directory} does not exist")
     if target.is_dir():
         raise UsageError(f"{target}: is a directory; give a file name")
-    for _ in range(100):
-        temp = directory / f".{target.name}.{os.urandom(4).hex()}.tmp"
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            break
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise UsageError(f"{target}: cannot write there: {error.strerror or error}") from None
-    else:
-        raise UsageError(f"{target}: cannot create a temporary file beside it")
-    if mode == PRIVATE:
-        os.fchmod(fd, PRIVATE)  # whatever the umask: dasctl's own files are the owner's only
+    # One try from before the temp file exists to its rename: a signal (KeyboardInterrupt) can land at
+    # any bytecode, also the one right after os.open, and must never leave the temp file behind.
+    temp: Path | None = None
     try:
+        for _ in range(100):
+            temp = directory / f".{target.name}.{os.urandom(4).hex()}.tmp"
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                break
+            except FileExistsError:  # another writer's temp file: not ours to remove
+                temp = None
+                continue
+            except OSError as error:
+                temp = None
+                raise UsageError(f"{target}: cannot write there: {error.strerror or error}") from None
+        else:
+            temp = None
+            raise UsageError(f"{target}: cannot create a temporary file beside it")
         with os.fdopen(fd, "wb") as out:
+            if mode == PRIVATE:
+                os.fchmod(out.fileno(), PRIVATE)  # whatever the umask: dasctl's files are the owner's only
             yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, target)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        if temp is not None:
+            temp.unlink(missing_ok=True)
         raise
 
 
