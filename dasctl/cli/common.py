@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from dasctl.config import Profile
-    from dasctl.session import RegisterOptions
     from dasctl.store import Store
 
 
@@ -253,34 +252,6 @@ def run_sessions(main: Coroutine[Any, Any, T]) -> T:
                 signal.signal(signum, handler)
             except (ValueError, TypeError, OSError):
                 pass
-
-
-def load_register_request(
-    profile: str | None,
-    *,
-    protocol: str,
-    model_hash: str | None,
-    threshold: float | None,
-    duration: float | None,
-    speed: float,
-    timeout: float,
-    call_id: str | None = None,
-    sends_audio: bool = True,
-) -> tuple[Profile, RegisterOptions]:
-    """The profile with register's per-request flags applied, and the session options they make."""
-    from dasctl.enroll import register_request
-
-    return register_request(
-        profile_name(profile),
-        protocol=protocol,
-        model_hash=model_hash,
-        threshold=threshold,
-        duration=duration,
-        speed=speed,
-        timeout=timeout,
-        call_id=call_id,
-        sends_audio=sends_audio,
-    )
 
 
 # Shell completion callbacks: called on every <Tab>, so cheap (no numpy, socketio or audio imports).

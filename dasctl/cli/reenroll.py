@@ -102,8 +102,10 @@ def reenroll(
 
     environment = common.environment()
     common.check_protocol(protocol)
-    profile_obj, options = common.load_register_request(
-        profile,
+    from dasctl.enroll import register_request
+
+    profile_obj, options = register_request(
+        common.profile_name(profile),
         protocol=protocol,
         model_hash=model_hash,
         threshold=threshold,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -77,8 +76,7 @@ def _render(
             if stdout_takes == "--output" and result.error is None:
                 from dasctl import results
 
-                record = results.credential_record(result.document)
-                environment.stdout.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+                environment.stdout.write(results.json_line(results.credential_record(result.document)) + "\n")
         elif result.document.get("outcome") is not None:
             environment.stdout.write(position + result.summary() + "\n")
         environment.stdout.flush()
@@ -212,8 +210,8 @@ def register(
         for recording in recordings
     ]
     enroll.check_speaker(recordings, speaker, not no_store)
-    profile_obj, options = common.load_register_request(
-        profile,
+    profile_obj, options = enroll.register_request(
+        common.profile_name(profile),
         protocol=protocol,
         model_hash=model_hash,
         threshold=threshold,

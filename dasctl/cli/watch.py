@@ -20,8 +20,8 @@ from dasctl.cli.common import (
     ThresholdOption,
     check_protocol,
     environment,
-    load_register_request,
     open_store_option,
+    profile_name,
 )
 from dasctl.cli.transcode import ChannelOption, EndOption, StartOption
 from dasctl.cli.usage import compose_help
@@ -191,8 +191,10 @@ def watch(
                 raise UsageError(f"{flag} cannot be the watched folder itself")
             moves[flag] = target
 
-    resolved, options = load_register_request(
-        profile,
+    from dasctl.enroll import register_request
+
+    resolved, options = register_request(
+        profile_name(profile),
         protocol=protocol,
         model_hash=model_hash,
         threshold=threshold,
