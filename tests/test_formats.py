@@ -5,8 +5,10 @@ made by tests/data/make-fixtures.sh)."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from dasctl.audio import open_audio
+from dasctl.audio.segments import split_points
 from tests.conftest import DATA, Emulator
 
 FORMATS = DATA / "formats"
@@ -157,3 +160,83 @@ def test_without_pyav_a_format_that_needs_it_says_what_to_install(dasctl: Run, t
     # what libsndfile reads does not need it
     still = dasctl("transcode", str(FORMATS / "call.mp3"), str(tmp_path / "out.wav"), env=env)
     assert still.returncode == 0, still.stderr
+
+
+# --- a long MP4/M4A is decoded in two parts at once (dasctl/audio/segments.py) --------------------------
+
+
+def _long_m4a(path: Path, seconds: int, *extra: str) -> Path:
+    """The stereo speech fixture looped to `seconds`, as a recorder's AAC file (64 kbit/s)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-stream_loop", "-1", "-i",
+                    str(DATA / "speech-ab-44k-stereo.wav"), "-t", str(seconds), *extra, "-c:a", "aac",
+                    "-b:a", "64k", str(path)], check=True, timeout=120)
+    return path
+
+
+def _ffmpegs_decode(source: Path, tmp_path: Path) -> Path:
+    reference = tmp_path / f"{source.stem}-ffmpeg.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(source), "-map", "0:a:0", "-c:a",
+                    "pcm_f32le", str(reference)], check=True, timeout=120)
+    return reference
+
+
+def _snr_db(ours: np.ndarray, reference: np.ndarray) -> float:
+    noise = float(np.sum((ours - reference) ** 2))
+    return 10 * np.log10(float(np.sum(reference**2)) / max(noise, 1e-9))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("channel", ["mix", "right"])
+def test_a_long_m4a_decoded_in_two_parts_sends_what_one_decoder_would(
+    channel: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """150 s of AAC: the second half is decoded on another thread from its own seek point; every sample
+    is there, in place (same count, no shift at the seam), and equal to ffmpeg's one-piece decode but for
+    AAC's noise substitution, which a fresh decoder draws afresh (far below the codec's own noise)."""
+    source = _long_m4a(tmp_path / "long.m4a", 150)
+    caplog.set_level(logging.DEBUG, logger="dasctl.audio.segments")
+    ours = heard(source, channel=channel)
+    assert "decoding in 2 parts" in caplog.text
+    assert "does not join" not in caplog.text
+    theirs = heard(_ffmpegs_decode(source, tmp_path), channel=channel)  # our WAV reader: one piece
+    assert len(ours) == len(theirs)
+    assert _snr_db(ours, theirs) > 70
+    seam = len(ours) // 2
+    around = slice(seam - 4000, seam + 4000)  # the half second each side of the seam
+    assert _snr_db(ours[around], theirs[around]) > 50
+
+
+@needs_ffmpeg
+def test_a_long_m4a_whose_times_lie_is_decoded_in_one_piece(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file whose timestamps jump by a second at 40 s (its sample table says so; the samples run on):
+    the second part would start a second off, the seam check sees it, and the first part goes on."""
+    source = _long_m4a(tmp_path / "jump.m4a", 150, "-af", "asetpts='PTS+if(gte(T,40),44100,0)'")
+    caplog.set_level(logging.DEBUG, logger="dasctl.audio.segments")
+    ours = heard(source, channel="left")
+    assert "does not join the one before it; decoding on in one piece" in caplog.text
+    theirs = heard(_ffmpegs_decode(source, tmp_path), channel="left")
+    assert len(ours) == len(theirs)
+    assert np.max(np.abs(ours - theirs)) <= 2  # the same one decoder, here and in ffmpeg
+
+
+@needs_ffmpeg
+def test_closing_a_long_m4a_halfway_stops_both_decoders(tmp_path: Path) -> None:
+    source = _long_m4a(tmp_path / "long.m4a", 150)
+    stream = open_audio(source)
+    blocks = stream.pcm_blocks()
+    for _ in range(3):
+        next(blocks)
+    stream.close()
+    assert not [thread for thread in threading.enumerate() if thread.name == "dasctl-audio-part"]
+    with pytest.raises(ValueError, match="closed while it was being read"):
+        next(blocks)
+
+
+def test_split_points_fall_on_the_resampling_period() -> None:
+    assert split_points(44100 * 119, 44100) == [0]
+    starts = split_points(44100 * 1020, 44100)
+    assert len(starts) == 2 and starts[1] % 441 == 0 and abs(starts[1] - 44100 * 510) <= 441
+    assert len(split_points(48000 * 2460, 48000)) == 3  # 41 minutes: parts of at most 20
+    assert all(start % 6 == 0 for start in split_points(48000 * 2460, 48000))

@@ -14,6 +14,7 @@ from dasctl.audio.channels import channel_label, to_mono
 from dasctl.audio.ffmpeg import FfmpegReader
 from dasctl.audio.frames import SAMPLE_RATE, check_frame_ms
 from dasctl.audio.resample import resampler, to_int16
+from dasctl.audio.segments import SplitDecode, split_points
 from dasctl.audio.sndfile import INT16_EXACT_SUBTYPES, c_library_stderr_to_log, libsndfile_message
 from dasctl.audio.truncation import two_figures
 from dasctl.errors import AudioError, UsageError
@@ -76,7 +77,7 @@ class AudioStream:
         self._seekable = seekable
         self._expected_frames = expected_frames
         self._frames_read = 0
-        self._read_ahead: _ReadAhead | None = None
+        self._read_ahead: _ReadAhead | SplitDecode | None = None
         #: (size, sha256) of the input's bytes, when they can be known (see fingerprint)
         self._fingerprint: Callable[[], tuple[int, str] | None] | None = None
         #: a copy of the mu-law frames as they were read (keep_frames), at most _keep_limit bytes
@@ -176,6 +177,10 @@ class AudioStream:
         if self._started:
             raise RuntimeError("an AudioStream can be read only once")
         self._started = True
+        split = self._split_decode()
+        if split is not None:
+            yield from self._split_blocks(split)
+            return
         resample = resampler(self.input_rate) if self.input_rate != SAMPLE_RATE else None
         produced = False
         blocks = self._input_blocks()
@@ -196,6 +201,23 @@ class AudioStream:
         if not produced:
             raise AudioError(f"{self.name}: no audio in the selected range (0 samples)",
                              "Check --start/--end, or that the recording is not empty.")
+
+    def _split_decode(self) -> SplitDecode | None:
+        """A long MP4/M4A file read whole is decoded in parts on both cores (segments.py)."""
+        sound = self._sound
+        if not (self._seekable and isinstance(sound, FfmpegReader) and self.input_rate != SAMPLE_RATE
+                and self._start_frame == 0 and self._end_frame is None):
+            return None
+        frames = sound.split_frames()
+        if frames is None or len(split_points(frames, self.input_rate)) < 2:
+            return None
+        return SplitDecode(sound, frames, self._channel)
+
+    def _split_blocks(self, split: SplitDecode) -> Iterator[np.ndarray]:
+        self._read_ahead = split
+        for block in split.blocks():
+            self._frames_read = split.position
+            yield block
 
     def _input_blocks(self) -> Iterator[np.ndarray]:
         """Mono float32 blocks of the input at its own rate, between --start and --end."""

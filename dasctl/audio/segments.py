@@ -1,0 +1,295 @@
+"""A long MP4/M4A recording decoded in two places at once: one core decodes the first part while the
+other decodes the next, each through its own resampler, and the parts are handed out in order.
+
+FFmpeg's AAC decoder runs on one thread, and it is most of the work (about 0.4 s of the 17-minute
+benchmark call against 0.15 s for soxr); decoding the next part on the second core roughly halves the
+wall time. Only files whose container gives every packet's exact time (the ISO media family: mp4, m4a,
+3gp, mov, whose sample table counts samples) are split, so the second decoder starts on exactly the sample
+the first stops at. Each part after the first starts earlier and throws away what it decoded before its
+first sample (the codec's warm-up) and what soxr made of the first _LEAD_SECONDS (the filter's warm-up),
+so the samples sent are the ones one decoder would have made, up to AAC's own randomness (noise
+substitution draws from a generator that a fresh decoder starts afresh).
+
+Each seam is checked: the part before it decodes a little past it, and the two versions of those samples
+must agree. When they do not (a file whose times lie), the earlier part simply goes on to the end, as one
+decoder would have, and the later parts are dropped: the result is never worse than not splitting.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dasctl.audio.channels import to_mono
+from dasctl.audio.frames import SAMPLE_RATE
+from dasctl.audio.resample import resampler, to_int16
+
+if TYPE_CHECKING:
+    from dasctl.audio.ffmpeg import FfmpegReader
+
+log = logging.getLogger(__name__)
+
+#: shorter recordings are decoded in one piece: a split costs a second open and a warm-up
+MIN_SPLIT_SECONDS = 120.0
+#: at most this much audio per part, so the part decoded ahead (held as 8 kHz int16) stays small: 19 MB
+MAX_PART_SECONDS = 1200.0
+#: input decoded before a part's first sample and thrown away: AAC needs one 1024-sample frame
+_DECODER_LEAD_SECONDS = 0.25
+#: input fed to soxr before a part's first sample, its output dropped: longer than the filter
+_LEAD_SECONDS = 0.5
+#: output samples (8 kHz) both sides of a seam decode, to check they agree
+_CHECK_SAMPLES = 800
+#: the seam check: the two versions may differ by AAC's noise substitution, never by a shifted signal
+#: (one input sample of shift is a -17 dB difference on 1 kHz speech; noise substitution stays below -30 dB)
+_MAX_SEAM_DIFFERENCE_DB = -24.0
+_SEAM_FLOOR = 64.0  # int16 RMS of near-silence, where a relative difference means nothing
+
+
+def split_points(frames: int, rate: int) -> list[int]:
+    """Input sample indices where parts start (the first is 0); each a multiple of the resampling period,
+    so that every part's first output sample falls on the same instant as in one unbroken stream."""
+    period = rate // math.gcd(rate, SAMPLE_RATE)
+    seconds = frames / rate
+    if seconds < MIN_SPLIT_SECONDS:
+        return [0]
+    parts = max(2, math.ceil(seconds / MAX_PART_SECONDS))
+    return [round(frames * k / parts / period) * period for k in range(parts)]
+
+
+@dataclass
+class _Seam:
+    """The output samples a part made past its end: the next part must have made the same ones."""
+
+    after: np.ndarray
+
+
+def _part(reader: FfmpegReader, first: int, stop: int | None, channel: str | int
+          ) -> Iterator[np.ndarray | _Seam]:
+    """One part: int16 8 kHz output for input samples [first, stop), then (not for the last part) a _Seam,
+    then, only if its consumer keeps reading, the rest of the recording as if there were no later part."""
+    rate = reader.samplerate
+    lead = skip = 0
+    if first:
+        period = rate // math.gcd(rate, SAMPLE_RATE)
+        lead = math.ceil(rate * _LEAD_SECONDS / period) * period
+        position = reader.start_near(first - lead - int(rate * _DECODER_LEAD_SECONDS))
+        if position is None or position > first - lead:  # no time, or past where we asked: no safe seam
+            raise _Unaligned
+        skip = first - lead - position  # the decoder's warm-up
+    resample = resampler(rate)
+    drop = lead * SAMPLE_RATE // rate  # soxr's warm-up
+    wanted = None if stop is None else (stop - first) * SAMPLE_RATE // rate
+    made = 0  # output samples handed out
+    seam: list[np.ndarray] | None = None if stop is None else []
+    blocks = reader.blocks()
+    finished = False
+    while not finished:
+        block = next(blocks, None)
+        finished = block is None
+        if block is None:
+            mono = np.zeros(0, dtype=np.float32)
+        else:
+            if skip:
+                cut = min(skip, block.shape[1])
+                block, skip = block[:, cut:], skip - cut
+                if not block.shape[1]:
+                    continue
+            mono = to_mono(block.T, channel, 1.0)
+        out = resample(mono, finished)
+        if drop:
+            cut = min(drop, len(out))
+            out, drop = out[cut:], drop - cut
+        if not len(out):
+            continue
+        samples = to_int16(out)
+        if seam is not None and wanted is not None:
+            room = wanted - made
+            if room > 0:
+                head = samples[:room]
+                made += len(head)
+                yield head
+                samples = samples[room:]
+                if not len(samples):
+                    continue
+            seam.append(samples)
+            if sum(len(piece) for piece in seam) < _CHECK_SAMPLES and not finished:
+                continue
+            past = np.concatenate(seam)
+            seam = None
+            yield _Seam(past)  # the consumer stops here unless the seam does not hold
+            samples = past
+        yield samples
+
+
+class _Unaligned(Exception):
+    """A later part could not start on its first sample: the part before it goes on instead."""
+
+
+def _agree(ours: np.ndarray, theirs: np.ndarray) -> bool:
+    count = min(len(ours), len(theirs))
+    if count < min(_CHECK_SAMPLES, len(ours)):
+        return False
+    a = ours[:count].astype(np.float64)
+    b = theirs[:count].astype(np.float64)
+    signal = max(float(np.sqrt(np.mean(a * a))), _SEAM_FLOOR)
+    difference = float(np.sqrt(np.mean((a - b) ** 2)))
+    return difference <= signal * 10 ** (_MAX_SEAM_DIFFERENCE_DB / 20)
+
+
+_END = object()
+
+
+class _Worker:
+    """A part running on its own thread; what it yields waits in a queue (a part ahead is held whole:
+    at most MAX_PART_SECONDS of 8 kHz int16)."""
+
+    def __init__(self, blocks: Iterator[np.ndarray | _Seam], reader: FfmpegReader | None,
+                 depth: int = 0) -> None:
+        self.reader = reader
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._blocks = blocks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dasctl-audio-part", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for block in self._blocks:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(block, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(_END)
+        except BaseException as error:  # handed to the consumer, raised there
+            self._queue.put(error)
+
+    def items(self) -> Iterator[np.ndarray | _Seam]:
+        while True:
+            if self._stop.is_set():
+                raise ValueError("the audio stream was closed while it was being read")
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def stop(self) -> None:
+        """Stop the thread, wait for it, and close its own reader (never the stream's)."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()  # unblock a producer waiting on a full queue
+            except queue.Empty:
+                self._thread.join(0.05)
+        if self.reader is not None:
+            self.reader.close()
+
+
+class SplitDecode:
+    """The parts of one recording, decoded two at a time, yielded in order as 8 kHz int16 blocks."""
+
+    def __init__(self, reader: FfmpegReader, frames: int, channel: str | int) -> None:
+        self._reader = reader
+        self._channel = channel
+        self._starts = split_points(frames, reader.samplerate)
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self.position = 0  # input samples the handed-out output stands for
+        self._first = self._made = 0  # the part being handed out: its first input sample, its output so far
+
+    def _start(self, index: int) -> _Worker:
+        starts = self._starts
+        stop = starts[index + 1] if index + 1 < len(starts) else None
+        reader = self._reader if index == 0 else self._reader.sibling()
+        try:
+            worker = _Worker(_part(reader, starts[index], stop, self._channel),
+                             None if index == 0 else reader, depth=2 if index == 0 else 0)
+        except BaseException:
+            if index:
+                reader.close()
+            raise
+        with self._lock:
+            self._workers.append(worker)
+        return worker
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        log.debug("%s: decoding in %d parts, two at a time", self._reader.name, len(self._starts))
+        current = self._start(0)
+        index = 0
+        try:
+            while True:
+                following = self._start(index + 1) if index + 1 < len(self._starts) else None
+                for item in current.items():
+                    if isinstance(item, _Seam):
+                        assert following is not None
+                        taken = self._take_over(following, item)
+                        if taken is not None:
+                            break
+                        # the seam does not hold: this part goes on (its next item is what it made past
+                        # the seam), the later ones are dropped
+                        log.debug("%s: the part decoded from %.1f s does not join the one before it; "
+                                  "decoding on in one piece", self._reader.name,
+                                  self._starts[index + 1] / self._reader.samplerate)
+                        self._drop(following)
+                        following = None
+                        self._starts = self._starts[: index + 1]
+                        continue
+                    yield self._count(item)
+                else:
+                    return  # the last part ended, or one that went on to the end
+                self._drop(current)
+                current, index = following, index + 1
+                self._first, self._made = self._starts[index], 0
+                for block in taken:
+                    yield self._count(block)
+        finally:
+            self.stop()
+
+    def _count(self, block: np.ndarray) -> np.ndarray:
+        self._made += len(block)
+        self.position = self._first + self._made * self._reader.samplerate // SAMPLE_RATE
+        return block
+
+    def _take_over(self, following: _Worker, seam: _Seam) -> list[np.ndarray] | None:
+        """The next part's first blocks, if they agree with what this part made past the seam."""
+        items = following.items()
+        taken: list[np.ndarray] = []
+        try:
+            while sum(len(block) for block in taken) < len(seam.after):
+                item = next(items, None)
+                if item is None or isinstance(item, _Seam):
+                    break
+                taken.append(item)
+        except _Unaligned:
+            return None
+        if not taken or not _agree(seam.after, np.concatenate(taken)):
+            return None
+        return taken
+
+    def _drop(self, worker: _Worker) -> None:
+        worker.stop()
+        with self._lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+
+    def stop(self) -> None:
+        """Stop every part's thread (safe to call twice, from the consumer or from close())."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
