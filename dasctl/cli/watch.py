@@ -153,6 +153,11 @@ def watch(
     profile: ProfileOption = None,
     json: JsonOption = False,
     quiet: QuietOption = False,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="End NDJSON output (piped, or --json) with one summary line: "
+                                             "schema dasctl.watch-summary/1, counts of done, failed, "
+                                             "opted out and skipped by reason, the skipped files' names.")
+    ] = False,
 ) -> None:
     import asyncio
 
@@ -227,6 +232,7 @@ def watch(
         model_hash=resolved.model_hash,
         protocol=protocol,
         audio_total_duration=resolved.audio_total_duration,
+        summary_line=summary,
     )
 
     async def token_check() -> object:

@@ -73,6 +73,7 @@ class WatchSettings:
     keep_enrollments: bool = True  # --no-store: False (watch's own state is kept either way)
     profile: str | None = None  # for the enrollment records: which profile, which service
     service_url: str | None = None
+    summary_line: bool = False  # --summary: NDJSON output ends with the run's summary (lines.SUMMARY_SCHEMA)
 
 
 @dataclass
