@@ -592,5 +592,6 @@ def test_summary_ends_the_ndjson_with_what_the_run_did_and_jq_keeps_the_file_lin
         piped = subprocess.run(
             f"{shlex.quote(sys.executable)} -m dasctl watch {shlex.quote(str(inbox))} {' '.join(fast)} "
             "--summary | jq -c 'select(.schema == \"dasctl.watch/1\") | .file'",
-            shell=True, capture_output=True, text=True, timeout=60, env={**os.environ, **emulator.client_env()})
+            shell=True, capture_output=True, text=True, timeout=60,
+            env={**os.environ, **emulator.client_env()})
         assert sorted(piped.stdout.splitlines()) == ['"0412-CUST9.wav"', '"good-03.wav"'], piped.stderr

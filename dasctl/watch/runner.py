@@ -173,8 +173,8 @@ class WatchRunner(InboxSharing, AttemptSteps):
         summary = summary_line(self.totals, elapsed, self._failed_earlier, self.settings.failed_dir, skipped)
         figures = {
             "done": self.totals.done, "failed": self.totals.failed, "already_reported": self.totals.skipped,
-            "opted_out": self.totals.opted_out, "failed_earlier": self._failed_earlier, "skipped": len(skipped),
-            "skipped_files": skipped_figures(skipped), "seconds": round(elapsed, 3),
+            "opted_out": self.totals.opted_out, "failed_earlier": self._failed_earlier,
+            "skipped": len(skipped), "skipped_files": skipped_figures(skipped), "seconds": round(elapsed, 3),
         }
         self.observer.summary(figures)
         # What `--once` (and a run its reader cut short) answers: is every recording here enrolled?
