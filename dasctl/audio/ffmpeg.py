@@ -86,37 +86,12 @@ class _PipeFile:
         return os.read(self._fd, size)
 
 
-class _PreadFile:
-    """A regular file read at its own offset (os.pread), so a second decoder of the same fd never moves
-    the first one's position."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._offset = 0
-
-    def read(self, size: int) -> bytes:
-        data = os.pread(self._fd, size, self._offset)
-        self._offset += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._offset}.get(whence)
-        self._offset = (os.fstat(self._fd).st_size if base is None else base) + offset
-        return self._offset
-
-    def tell(self) -> int:
-        return self._offset
-
-
 class FfmpegReader:
     """One audio track decoded by FFmpeg, read as libsndfile's SoundFile is (read, seek, close)."""
 
-    def __init__(self, container: Any, name: str, end: float | None, file: Any, fd: int | None = None,
-                 forced_format: str | None = None) -> None:
+    def __init__(self, container: Any, name: str, end: float | None, file: Any) -> None:
         self._container = container
         self._file = file
-        self._fd = fd  # a regular file's descriptor (None for a pipe): sibling() opens it again
-        self._forced_format = forced_format
         self.name = name
         self._end = end
         stream = container.streams.audio[0]
@@ -125,7 +100,7 @@ class FfmpegReader:
         self.samplerate = int(context.sample_rate or 0)
         self.channels = int(context.layout.nb_channels if context.layout else 0)
         self._layout = context.layout.name if context.layout else ""
-        short = self._short = str(container.format.name).split(",")[0]
+        short = str(container.format.name).split(",")[0]
         self.format = {"mov": "MP4", "matroska": "MKV"}.get(short, short.upper())
         self.subtype = str(context.name)
         self.duration = _announced_seconds(container, stream)
@@ -136,44 +111,6 @@ class FfmpegReader:
         self._offset = 0  # into _pending[0]
         self._position = 0  # frames handed out
         self._decoded = 0  # frames decoded
-        self._sought = False  # start_near() moved the decoder: the first frame's time says where it is
-
-    @property
-    def position(self) -> int:
-        """The index of the next frame read() hands out."""
-        return self._position
-
-    def split_frames(self) -> int | None:
-        """The stream's length in frames when its container times every packet exactly (the ISO media
-        family), so that a second decoder can start on a known sample (segments.py); else None."""
-        if self._short != "mov" or self.duration is None or self._fd is None:
-            return None
-        return round(self.duration * self.samplerate)
-
-    def sibling(self) -> FfmpegReader:
-        """A second decoder of the same file, at its own offset (the file is not opened again)."""
-        import av
-
-        assert self._fd is not None
-        container = av.open(_PreadFile(self._fd), mode="r", format=self._forced_format)
-        try:
-            return FfmpegReader(container, self.name, self._end, None, self._fd, self._forced_format)
-        except BaseException:
-            container.close()
-            raise
-
-    def start_near(self, frame: int) -> int | None:
-        """Move a reader that has read nothing to the packet at or before `frame`; returns where read()
-        now starts (the first decoded frame's time), or None when the container gives no time."""
-        self._container.seek(max(0, round(frame / self.samplerate / self._stream.time_base)),
-                             stream=self._stream, backward=True)
-        self._sought = True
-        block = next(self._frames, None)
-        if block is None:
-            return None
-        self._pending.append(block)
-        self._offset = 0
-        return self._position
 
     def _decoded_frames(self) -> Iterator[np.ndarray]:
         """(channels, n) float32 blocks of about _FIFO_SECONDS, decoded packet by packet, with FFmpeg's
@@ -189,13 +126,6 @@ class FfmpegReader:
         while True:
             try:
                 for frame in self._container.decode(self._stream):
-                    if self._sought:  # the first frame after start_near(): count from its time
-                        self._sought = False
-                        if frame.pts is None or frame.time_base is None:
-                            self._sought = True  # still unknown: start_near() says so
-                            return
-                        since = frame.pts - (self._stream.start_time or 0)  # the first frame's time is 0
-                        self._position = self._decoded = round(since * frame.time_base * self.samplerate)
                     for piece in resampler.resample(frame):
                         piece.pts = None  # the FIFO checks timestamps run on; gaps are not ours to judge
                         fifo.write(piece)
@@ -267,18 +197,6 @@ class FfmpegReader:
         self._position += filled
         return planar[:, :filled].T
 
-    def blocks(self) -> Iterator[np.ndarray]:
-        """The rest of the stream as FFmpeg's FIFO gathers it: (channels, n) float32 blocks, without
-        read()'s copy (segments.py reads this way; do not mix with read())."""
-        while self._pending:
-            block = self._pending.pop(0)[:, self._offset:]
-            self._offset = 0
-            self._position += block.shape[1]
-            yield block
-        for block in self._frames:
-            self._position += block.shape[1]
-            yield block
-
     def seek(self, frame: int) -> int:
         """Move to `frame` by decoding and dropping what comes before (exact, whatever the codec)."""
 
@@ -329,9 +247,7 @@ def open_ffmpeg(fd: int, name: str, *, seekable: bool, end: float | None) -> Ffm
                 kinds = "video only" if container.streams.video else "no streams"
                 raise AudioError(f"{name}: has no audio track ({kinds})",
                                  "Give a recording with sound, or the file the audio was saved to.")
-            forced = RAW_FORMAT_BY_SUFFIX.get(suffix)
-            reader = FfmpegReader(container, name, end, file if seekable else None, fd if seekable else None,
-                                  forced)
+            reader = FfmpegReader(container, name, end, file if seekable else None)
             if reader.channels < 1 or reader.samplerate <= 0:
                 raise AudioError(f"{name}: corrupt header: no usable sample rate or channel count")
         except BaseException:

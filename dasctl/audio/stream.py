@@ -14,7 +14,7 @@ from dasctl.audio.channels import channel_label, to_mono
 from dasctl.audio.ffmpeg import FfmpegReader
 from dasctl.audio.frames import SAMPLE_RATE, check_frame_ms
 from dasctl.audio.resample import resampler, to_int16
-from dasctl.audio.segments import SplitDecode, split_points
+from dasctl.audio.segments import SplitDecode, part_source, split_points
 from dasctl.audio.sndfile import INT16_EXACT_SUBTYPES, c_library_stderr_to_log, libsndfile_message
 from dasctl.audio.truncation import two_figures
 from dasctl.errors import AudioError, UsageError
@@ -203,21 +203,22 @@ class AudioStream:
                              "Check --start/--end, or that the recording is not empty.")
 
     def _split_decode(self) -> SplitDecode | None:
-        """A long MP4/M4A file read whole is decoded in parts on both cores (segments.py)."""
-        sound = self._sound
-        if not (self._seekable and isinstance(sound, FfmpegReader) and self.input_rate != SAMPLE_RATE
-                and self._start_frame == 0 and self._end_frame is None):
+        """A long MP4/M4A or MP3 file read whole is decoded in parts on both cores (segments.py)."""
+        if not (self._seekable and self.input_rate != SAMPLE_RATE and self._start_frame == 0
+                and self._end_frame is None):
             return None
-        frames = sound.split_frames()
-        if frames is None or len(split_points(frames, self.input_rate)) < 2:
+        found = part_source(self._sound, self.name)
+        if found is None or len(split_points(found[1], self.input_rate)) < 2:
             return None
-        return SplitDecode(sound, frames, self._channel)
+        return SplitDecode(found[0], found[1], self._channel)
 
     def _split_blocks(self, split: SplitDecode) -> Iterator[np.ndarray]:
         self._read_ahead = split
         for block in split.blocks():
             self._frames_read = split.position
             yield block
+        if split.end is not None:
+            self._check_complete(split.end)
 
     def _input_blocks(self) -> Iterator[np.ndarray]:
         """Mono float32 blocks of the input at its own rate, between --start and --end."""
