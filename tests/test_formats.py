@@ -243,3 +243,12 @@ def test_split_points_fall_on_the_resampling_period() -> None:
     assert len(starts) == 2 and starts[1] % 441 == 0 and abs(starts[1] - 44100 * 510) <= 441
     assert len(split_points(48000 * 2460, 48000)) == 3  # 41 minutes: parts of at most 20
     assert all(start % 6 == 0 for start in split_points(48000 * 2460, 48000))
+
+
+@pytest.mark.parametrize("channel", ["mix", "left"])
+def test_a_whole_m4a_picked_after_the_decoding_thread_is_what_read_block_by_block_gives(channel: str) -> None:
+    """Read whole, FFmpeg's blocks cross to the consumer as decoded and the channel is picked there;
+    with --end the reader copies block by block: the same samples either way."""
+    whole = heard(FORMATS / "call.m4a", channel=channel)
+    by_blocks = heard(FORMATS / "call.m4a", channel=channel, end=1000)
+    assert len(whole) > 8000 * 4.5 and np.array_equal(whole, by_blocks)

@@ -197,6 +197,19 @@ class FfmpegReader:
         self._position += filled
         return planar[:, :filled].T
 
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The rest of the stream as FFmpeg's FIFO gathers it (about _FIFO_SECONDS each): (frames, channels)
+        float32 views of fresh planar arrays, without read()'s copy into its reused buffer, so they can be
+        handed to another thread. Do not mix with read()."""
+        while self._pending:
+            block = self._pending.pop(0)[:, self._offset:]
+            self._offset = 0
+            self._position += block.shape[1]
+            yield block.T
+        for block in self._frames:
+            self._position += block.shape[1]
+            yield block.T
+
     def seek(self, frame: int) -> int:
         """Move to `frame` by decoding and dropping what comes before (exact, whatever the codec)."""
 

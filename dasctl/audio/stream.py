@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -183,11 +183,17 @@ class AudioStream:
             return
         resample = resampler(self.input_rate) if self.input_rate != SAMPLE_RATE else None
         produced = False
-        blocks = self._input_blocks()
-        if self._seekable:
+        blocks: Iterator[np.ndarray]
+        if self._whole_ffmpeg_file():
+            # FFmpeg's decoding is the longest part: its thread does only that, the channel pick is here
+            self._read_ahead = _ReadAhead(self._sound.blocks())  # type: ignore[union-attr]
+            blocks = self._picked(self._read_ahead)
+        elif self._seekable:
             # decode the next block on a second core while this one is resampled and encoded
-            self._read_ahead = _ReadAhead(blocks)
+            self._read_ahead = _ReadAhead(self._input_blocks())
             blocks = iter(self._read_ahead)
+        else:
+            blocks = self._input_blocks()
         for mono in blocks:
             out = resample(mono, False) if resample is not None else mono
             if len(out):
@@ -201,6 +207,16 @@ class AudioStream:
         if not produced:
             raise AudioError(f"{self.name}: no audio in the selected range (0 samples)",
                              "Check --start/--end, or that the recording is not empty.")
+
+    def _whole_ffmpeg_file(self) -> bool:
+        return (self._seekable and isinstance(self._sound, FfmpegReader) and self._start_frame == 0
+                and self._end_frame is None)
+
+    def _picked(self, planar: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The channel pick (or mix) of decoded (frames, channels) float32 blocks."""
+        for block in planar:
+            self._frames_read += len(block)
+            yield to_mono(block, self._channel, 1.0)
 
     def _split_decode(self) -> SplitDecode | None:
         """A long MP4/M4A or MP3 file read whole is decoded in parts on both cores (segments.py)."""
