@@ -252,3 +252,25 @@ def test_a_whole_m4a_picked_after_the_decoding_thread_is_what_read_block_by_bloc
     whole = heard(FORMATS / "call.m4a", channel=channel)
     by_blocks = heard(FORMATS / "call.m4a", channel=channel, end=1000)
     assert len(whole) > 8000 * 4.5 and np.array_equal(whole, by_blocks)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("xing", [True, False], ids=["vbr-xing", "vbr-no-header"])
+def test_a_vbr_mp3_is_read_whole_and_right(xing: bool, tmp_path: Path) -> None:
+    """libsndfile stops a VBR MP3 without a Xing header at its estimate (150 s read as 105.8 s) and
+    decodes VBR wrongly here and there depending on where its reads end; such files go to FFmpeg."""
+    source = tmp_path / "vbr.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-stream_loop", "-1", "-i",
+                    str(DATA / "speech-ab-44k-stereo.wav"), "-t", "150", "-c:a", "libmp3lame", "-q:a", "5",
+                    "-write_xing", "1" if xing else "0", str(source)], check=True, timeout=120)
+    ours = heard(source, channel="left")
+    theirs = heard(_ffmpegs_decode(source, tmp_path), channel="left")
+    assert abs(len(ours) - 150 * 8000) < 8000 * 0.1
+    assert len(ours) == len(theirs) and np.max(np.abs(ours - theirs)) <= 2
+
+
+def _ffmpegs_decode(source: Path, tmp_path: Path) -> Path:
+    reference = tmp_path / f"{source.stem}-ffmpeg.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(source), "-map", "0:a:0", "-c:a",
+                    "pcm_f32le", str(reference)], check=True, timeout=120)
+    return reference

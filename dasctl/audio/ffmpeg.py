@@ -62,6 +62,15 @@ def is_ffmpeg_only(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0
 
 
+def has_av() -> bool:
+    """Whether PyAV can be imported (it is dasctl's dependency; a hand-made install may lack it)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def import_av(name: str) -> Any:
     """The av module, or an AudioError (exit 3) that says what to install."""
     try:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import numpy as np
 
 from dasctl.audio.channels import to_mono
 from dasctl.audio.frames import SAMPLE_RATE
+from dasctl.audio.read_ahead import ReadAhead
 from dasctl.audio.resample import resampler, to_int16
 from dasctl.audio.sndfile import c_library_stderr_to_log, libsndfile_message
 from dasctl.errors import AudioError
@@ -254,61 +254,19 @@ def seam_holds(ours: np.ndarray, theirs: np.ndarray) -> bool:
     return difference <= signal * 10 ** (_MAX_SEAM_DIFFERENCE_DB / 20)
 
 
-_END = object()
+class _Worker(ReadAhead[np.ndarray | _Seam]):
+    """A part running on its own thread; what it yields waits in the queue (a part ahead is held whole:
+    at most MAX_PART_SECONDS of 8 kHz int16). It closes its own reader (never the stream's)."""
 
-
-class _Worker:
-    """A part running on its own thread; what it yields waits in a queue (a part ahead is held whole:
-    at most MAX_PART_SECONDS of 8 kHz int16)."""
-
-    def __init__(self, blocks: Iterator[np.ndarray | _Seam], reader: PartSource | None,
-                 depth: int = 0) -> None:
+    def __init__(self, blocks: Iterator[np.ndarray | _Seam], reader: PartSource | None, depth: int) -> None:
+        super().__init__(blocks, depth, name="dasctl-audio-part")
         self.reader = reader
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._blocks = blocks
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dasctl-audio-part", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for block in self._blocks:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(block, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            self._queue.put(_END)
-        except BaseException as error:  # handed to the consumer, raised there
-            self._queue.put(error)
-
-    def items(self) -> Iterator[np.ndarray | _Seam]:
-        while True:
-            if self._stop.is_set():
-                raise ValueError("the audio stream was closed while it was being read")
-            try:
-                item = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
 
     def stop(self) -> None:
-        """Stop the thread, wait for it, and close its own reader (never the stream's)."""
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get_nowait()  # unblock a producer waiting on a full queue
-            except queue.Empty:
-                self._thread.join(0.05)
+        super().stop()
         if self.reader is not None:
             self.reader.close()
+            self.reader = None
 
 
 class SplitDecode:

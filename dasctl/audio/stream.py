@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ import numpy as np
 from dasctl.audio.channels import channel_label, to_mono
 from dasctl.audio.ffmpeg import FfmpegReader
 from dasctl.audio.frames import SAMPLE_RATE, check_frame_ms
+from dasctl.audio.read_ahead import ReadAhead
 from dasctl.audio.resample import resampler, to_int16
 from dasctl.audio.segments import SplitDecode, part_source, split_points
 from dasctl.audio.sndfile import INT16_EXACT_SUBTYPES, c_library_stderr_to_log, libsndfile_message
@@ -77,7 +77,7 @@ class AudioStream:
         self._seekable = seekable
         self._expected_frames = expected_frames
         self._frames_read = 0
-        self._read_ahead: _ReadAhead | SplitDecode | None = None
+        self._read_ahead: ReadAhead | SplitDecode | None = None
         #: (size, sha256) of the input's bytes, when they can be known (see fingerprint)
         self._fingerprint: Callable[[], tuple[int, str] | None] | None = None
         #: a copy of the mu-law frames as they were read (keep_frames), at most _keep_limit bytes
@@ -186,11 +186,11 @@ class AudioStream:
         blocks: Iterator[np.ndarray]
         if self._whole_ffmpeg_file():
             # FFmpeg's decoding is the longest part: its thread does only that, the channel pick is here
-            self._read_ahead = _ReadAhead(self._sound.blocks())  # type: ignore[union-attr]
+            self._read_ahead = ReadAhead(self._sound.blocks())  # type: ignore[union-attr]
             blocks = self._picked(self._read_ahead)
         elif self._seekable:
             # decode the next block on a second core while this one is resampled and encoded
-            self._read_ahead = _ReadAhead(self._input_blocks())
+            self._read_ahead = ReadAhead(self._input_blocks())
             blocks = iter(self._read_ahead)
         else:
             blocks = self._input_blocks()
@@ -314,70 +314,3 @@ class AudioStream:
                 f"{self.name}: truncated: the audio stops at {shown} but the header announces {promised}",
                 f"If it is still being written, wait; to use what is there, add --end {position / rate:.1f}.",
             )
-
-
-_END = object()
-
-
-class _ReadAhead:
-    """Runs a block producer in a thread, `depth` blocks ahead; errors surface in the consumer.
-
-    Only for regular files: a read from one never blocks for long, so stop() can wait for the thread
-    to finish its current block, and the file is never closed under a read in progress.
-    """
-
-    def __init__(self, blocks: Iterator[np.ndarray], depth: int = 2) -> None:
-        import queue
-
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._blocks = blocks
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="dasctl-audio-read", daemon=True)
-        self._thread.start()
-
-    def _produce(self) -> None:
-        import queue
-
-        try:
-            for block in self._blocks:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(block, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            self._queue.put(_END)
-        except BaseException as error:  # handed to the consumer, raised there
-            self._queue.put(error)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        import queue
-
-        try:
-            while True:
-                if self._stop.is_set():
-                    raise ValueError("the audio stream was closed while it was being read")
-                try:
-                    item = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item  # type: ignore[misc]
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        """Stop the thread and wait for it (safe to call twice, from the consumer or from close())."""
-        import queue
-
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get_nowait()  # unblock a producer waiting on a full queue
-            except queue.Empty:
-                self._thread.join(0.05)
