@@ -109,6 +109,7 @@ def verify(
     events: common.EventsOption = False,
     quiet: common.QuietOption = False,
     store_url: common.StoreOption = None,
+    store_key_file: common.StoreKeyFileOption = None,
     profile: common.ProfileOption = None,
     attach: AttachOption = None,
     wait: AttachWaitOption = 60.0,
@@ -142,7 +143,7 @@ def verify(
     check_range(start, end)
     profile_obj = load_profile(
         common.profile_name(profile),
-        flags={"authenticity_threshold": threshold},
+        flags={"authenticity_threshold": threshold, **common.key_file_flag(store_key_file)},
         flag_names={"authenticity_threshold": "--threshold"},
     )
     verify_duration = DEFAULT_VERIFY_DURATION if duration is None else duration
