@@ -39,6 +39,8 @@ from dasctl.store.vault import StoreKey
 #: call keeps (exit 6)
 BUSY_TIMEOUT_S = 12.0
 #: why a store could not be created that mean "not writable here" (exit 6), not "not a store" (2)
+#: SQLite's words for a store whose place (file, directory, disk) refuses writes
+_PLACE_ERRORS = ("readonly", "disk I/O error", "database or disk is full", "unable to open")
 _CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 SQLITE_TYPES = {
@@ -237,9 +239,10 @@ class SqliteStore(SqlStore):
 
     def _failure(self, action: str, error: sqlite3.Error) -> Exception:
         if isinstance(error, (sqlite3.OperationalError, sqlite3.IntegrityError)):  # locked, full, refused
-            # "attempt to write a readonly database" while reading: SQLite's WAL index (-shm) cannot be
-            # made in a read-only directory; say which place is read-only
-            why = writable_problem(self.path) if "readonly" in str(error) else None
+            # "attempt to write a readonly database" or "disk I/O error" while reading: SQLite's WAL index
+            # (-shm) cannot be made in a read-only directory or on a full disk; say which it is
+            place = any(words in str(error) for words in _PLACE_ERRORS) and not self._in_memory
+            why = writable_problem(self.path) if place else None
             if why:
                 return StoreError(f"cannot {action} the store {self.path}: {why}",
                                   "Nothing was sent or changed. Fix the permissions, or pass another --store.")
