@@ -245,7 +245,8 @@ class SqliteStore(SqlStore):
             why = writable_problem(self.path) if place else None
             if why:
                 return StoreError(f"cannot {action} the store {self.path}: {why}",
-                                  "Nothing was sent or changed. Fix the permissions, or pass another --store.")
+                                  "Nothing was sent or changed. Free the disk or fix the permissions, or "
+                                  "pass another --store.")
             return StoreError(f"cannot {action} the store {self.path}: {error}")
         return StoreUnusable(f"cannot {action} the store {self.path}: {error} (is it corrupt?)")
 
