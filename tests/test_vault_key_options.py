@@ -236,3 +236,26 @@ def test_rekey_while_a_watch_keeps_enrolling_loses_nothing(
     stale = dasctl("credentials", "export", "--with-credential", "--store", path,
                    "--store-key-file", str(old))
     assert stale.returncode == 4 and "does not open" in stale.stderr, stale.stderr
+
+
+def test_the_python_store_reader_audits_every_credential_it_returns(
+    dasctl: Run, emulator: Emulator, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "s.db")
+    done = dasctl("register", "--speed", "0", "-q", "--speaker", "R1", "--store", path, str(SPEECH),
+                  env=emulator.client_env())
+    assert done.returncode == 0, done.stderr
+    store = Client(profile="local", url=emulator.url, store=path).store
+    assert store.current("R1").credential  # type: ignore[union-attr]
+    assert [r.speaker for r in store.list()] == ["R1"] and len(store.history("R1")) == 1
+    assert store.current("NOBODY") is None
+    audited = dasctl("credentials", "audit", "--json", "--store", path)
+    rows = [json.loads(line) for line in audited.stdout.splitlines()]
+    assert [(r["command"], r["speakers"], r["count"]) for r in rows] == [
+        ("python current", ["R1"], 1), ("python list", ["R1"], 1), ("python history", ["R1"], 1)]
+    # without the key: metadata, and nothing to audit
+    keyless = Client(profile="local", url=emulator.url, store=path,
+                     env={"DASCTL_STORE_KEY": "", "DASCTL_CONFIG_DIR": str(tmp_path / "other")}).store
+    record = keyless.current("R1")
+    assert record is not None and record.credential is None and record.model_hash
+    assert len(dasctl("credentials", "audit", "--json", "--store", path).stdout.splitlines()) == 3
