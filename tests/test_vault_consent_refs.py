@@ -156,6 +156,13 @@ def test_watch_takes_the_consent_from_a_list(dasctl: Run, emulator: Emulator, tm
     assert f"no consent reference for it in --consent-from {consents}" in lines["CUST4"]["error"]["message"]
     shown = dasctl("credentials", "show", "CUST2", "--json")
     assert json.loads(shown.stdout)["consent"] == "FORM 2, page 1"
+    # the list given its missing line, the failed file runs again and is kept with its reference
+    consents.write_text(consents.read_text() + "CUST4,FORM-4\n")
+    retried = dasctl("watch", str(inbox), *FAST, "--retry-failed", "--speaker-from", r"-(CUST\d+)",
+                     "--consent-from", str(consents), env=emulator.client_env())
+    assert retried.returncode == 0, retried.stderr
+    (four,) = _lines(retried.stdout)
+    assert four["speaker"] == "CUST4" and four["ok"] and four["consent"] == "FORM-4"
     # the dry run says which file a run would fail for want of a reference
     (inbox / "0416-CUST5.wav").write_bytes(SPEECH.read_bytes())
     plan = dasctl("watch", str(inbox), "--dry-run", "--json", "--speaker-from", r"-(CUST\d+)",
@@ -205,3 +212,37 @@ def test_a_bad_consent_pattern_or_path_is_one_usage_error(dasctl: Run, tmp_path:
         assert refused.stderr.count("dasctl: error:") == 1 and "Traceback" not in refused.stderr
     both = dasctl("watch", str(inbox), *FAST, "--no-store", "--consent-from", "C-[0-9]+")
     assert both.returncode == 2 and "--no-store keeps none" in both.stderr
+
+
+def test_a_store_from_before_consent_lists_every_line_with_the_same_fields(
+    dasctl: Run, tmp_path: Path
+) -> None:
+    """Migration m007: a success kept before it has its `credentials list --json` line made then (without
+    `consent`); the migration gives it the field, so every line has the same fields in the same order."""
+    import sqlite3
+
+    from dasctl.results import json_line
+    from dasctl.store import EnrollmentRecord
+    from dasctl.store.migrations import MIGRATIONS, statements
+    from dasctl.store.records import CREDENTIAL_FIELDS, credential_document
+    from dasctl.store.sqlite import SQLITE_TYPES
+
+    path = tmp_path / "old.db"
+    old = [(name, function) for name, function in MIGRATIONS if name < "m007"]
+    record = EnrollmentRecord(speaker="OLD1", ok=True, model_hash="m", id=1,
+                              created_at="2026-01-01T00:00:00.000Z")
+    line = json_line({k: v for k, v in credential_document(record).items() if k != "consent"})
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE _dasctl_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        for name, function in old:
+            for statement in statements(name, function, SQLITE_TYPES):
+                db.execute(statement)
+            db.execute("INSERT INTO _dasctl_migrations VALUES (?, '2026-01-01T00:00:00.000Z')", (name,))
+        db.execute("INSERT INTO enrollments (speaker, ok, origin, model_hash, created_at, listing) "
+                   "VALUES ('OLD1', 1, 'register', 'm', '2026-01-01T00:00:00.000Z', ?)", (line,))
+    db.close()
+    listed = dasctl("credentials", "list", "--json", "--store", str(path))
+    assert listed.returncode == 0, listed.stderr
+    (document,) = _lines(listed.stdout)
+    assert list(document) == ["schema", *CREDENTIAL_FIELDS] and document["consent"] is None
+    assert listed.stdout == json_line(credential_document(record)) + "\n"
