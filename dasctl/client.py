@@ -295,6 +295,8 @@ class AsyncClient(ClientSettings):
                     if target.speaker is not None:
                         # a record that names its speaker: its verifications are kept in its history
                         store = await self._try_store(profile)
+                        if store is not None:  # a record the customer's opt-out outlived
+                            await asyncio.to_thread(store.refuse_opted_out, target.speaker)
                 options = verify_options(profile, target, protocol=protocol, duration=duration,
                                          score_threshold=score_threshold, speed=speed, timeout=timeout)
                 [result] = await verify_each(

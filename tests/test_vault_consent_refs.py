@@ -30,8 +30,8 @@ def _lines(text: str) -> list[dict[str, Any]]:
 
 
 def _sessions(emulator: Emulator) -> list[str]:
-    """The register sessions the emulator ran (one log line each when it ends)."""
-    return re.findall(r"session register \S+ (\S+):", emulator.output())
+    """The register and verify sessions the emulator ran (one log line each when it ends)."""
+    return re.findall(r"session (?:register|verify) \S+ (\S+):", emulator.output())
 
 
 def test_register_keeps_the_consent_and_show_history_export_import_carry_it(
@@ -246,3 +246,27 @@ def test_a_store_from_before_consent_lists_every_line_with_the_same_fields(
     (document,) = _lines(listed.stdout)
     assert list(document) == ["schema", *CREDENTIAL_FIELDS] and document["consent"] is None
     assert listed.stdout == json_line(credential_document(record)) + "\n"
+
+
+def test_verify_of_an_opted_out_customers_record_file_is_refused_before_any_session(
+    dasctl: Run, start_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """The customer's record (`register -o`) outlives the opt-out; verify --credential refuses it too."""
+    from dasctl.client import Client
+    from dasctl.errors import DasctlError
+
+    emulator = start_emulator()
+    path = str(tmp_path / "s.db")
+    record = tmp_path / "CUST8.credential.json"
+    done = dasctl("register", "--speed", "0", "-q", "--speaker", "CUST8", "--store", path, "-o", str(record),
+                  str(SPEECH), env=emulator.client_env())
+    assert done.returncode == 0, done.stderr
+    assert dasctl("credentials", "optout", "CUST8", "--store", path).returncode == 0
+    refused = dasctl("verify", "--credential", str(record), "--speed", "0", "--store", path, str(SPEECH),
+                     env=emulator.client_env())
+    assert refused.returncode == 5 and "the customer CUST8 opted out on" in refused.stderr, refused.stderr
+    assert refused.stdout == "" and refused.stderr.count("dasctl: error:") == 1
+    with pytest.raises(DasctlError) as raised:
+        Client(profile="local", url=emulator.url, store=path).verify(SPEECH, credential=record, speed=0)
+    assert raised.value.exit_code == 5
+    assert len(_sessions(emulator)) == 1  # the enrollment's alone

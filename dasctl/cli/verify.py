@@ -164,6 +164,8 @@ def verify(
                 store = common.open_store_option(store_url, profile_obj)
             except DasctlError as failure:
                 common.warn(f"verifications will not be recorded: {failure.message}", environment.stderr)
+            if store is not None:  # a record the customer's opt-out outlived: nothing is sent for them
+                store.refuse_opted_out(target.speaker)
         options = verify_options(
             profile_obj, target, protocol=protocol, duration=verify_duration, score_threshold=score_threshold,
             speed=speed, timeout=timeout,
