@@ -259,3 +259,30 @@ def test_the_python_store_reader_audits_every_credential_it_returns(
     record = keyless.current("R1")
     assert record is not None and record.credential is None and record.model_hash
     assert len(dasctl("credentials", "audit", "--json", "--store", path).stdout.splitlines()) == 3
+
+
+def test_looks_at_watch_state_need_no_key_and_create_no_store(
+    dasctl: Run, emulator: Emulator, tmp_path: Path
+) -> None:
+    """`watch status` and `watch --dry-run` read metadata: no key needed (the kept reports, which hold
+    credentials, stay sealed), and a store that is not there is an error naming it, not a new file."""
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    shutil.copy(SPEECH, inbox / "CUST1.wav")
+    path = str(tmp_path / "s.db")
+    done = dasctl("watch", str(inbox), "--once", "--speed", "0", "--settle", "0", "--store", path,
+                  env=emulator.client_env())
+    assert done.returncode == 0, done.stderr
+    shutil.copy(SPEECH, inbox / "CUST2.wav")
+    keyless = {"DASCTL_STORE_KEY": "", "DASCTL_CONFIG_DIR": str(tmp_path / "elsewhere")}
+    status = dasctl("watch", "status", str(inbox), "--json", "--store", path, env=keyless)
+    assert status.returncode == 0, status.stderr
+    assert (json.loads(status.stdout)["done"], json.loads(status.stdout)["not_seen_yet"]) == (1, 1)
+    plan = dasctl("watch", str(inbox), "--dry-run", "--json", "--store", path, env=keyless)
+    assert plan.returncode == 0, plan.stderr
+    actions = {line["file"]: line["action"] for line in map(json.loads, plan.stdout.splitlines())}
+    assert actions == {"CUST1.wav": "done", "CUST2.wav": "enroll"}
+    for command in (["watch", "status", str(inbox)], ["watch", str(inbox), "--dry-run"]):
+        typo = dasctl(*command, "--store", str(tmp_path / "typo.db"))
+        assert typo.returncode == 2 and f"no credential store at {tmp_path / 'typo.db'}" in typo.stderr
+    assert not (tmp_path / "typo.db").exists()

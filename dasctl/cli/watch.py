@@ -253,7 +253,8 @@ def watch(
     if journal is not None and not journal.expanduser().is_file():
         raise UsageError(f"--journal {journal}: no such file",
                          "--journal names an old journal to import; watch's state now lives in the store.")
-    kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
+    # before any session: an unusable store is one clear error; a dry run (a look) creates no store
+    kept = open_store_option(store, resolved, create=not dry_run)
     env = environment()
     if quiet:  # `watch DIR -q` as well as `dasctl -q watch DIR`
         env.quiet = True
