@@ -199,8 +199,6 @@ class AudioStream:
 
     def _input_blocks(self) -> Iterator[np.ndarray]:
         """Mono float32 blocks of the input at its own rate, between --start and --end."""
-        import soundfile
-
         sound = self._sound
         channels = self.input_channels
         # 16-bit-or-narrower sources are read as int16 (a copy, no conversion in libsndfile): twice as fast
@@ -227,7 +225,7 @@ class AudioStream:
             except OSError as error:
                 raise AudioError(f"{self.name}: cannot read at {position / self.input_rate:.1f} s: "
                                  f"{error.strerror or error}") from None
-            except (soundfile.LibsndfileError, RuntimeError) as error:
+            except RuntimeError as error:  # soundfile.LibsndfileError is one: no import of it for a WAV
                 raise AudioError(
                     f"{self.name}: corrupt audio data at {position / self.input_rate:.1f} s: "
                     f"{libsndfile_message(error)}"
