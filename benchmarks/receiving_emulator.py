@@ -6,7 +6,9 @@ The emulator is the real one; this wraps Session.feed (called by both audio cons
 they read off the socket, after the JSON/base64 or binary frame is decoded) and, when a session ends,
 appends one JSON line to RECEIPTS: {"call_id", "first", "last", "bytes", "frames", "last_bytes"}: first and
 last are time.monotonic() when the consumer took the first and the last frame, bytes the mu-law received,
-last_bytes the last frame's size. Nothing of the emulator's behaviour changes.
+last_bytes the last frame's size; worst_lag how far a frame came behind the real-time schedule that
+starts at the first frame (seconds), worst_at at which stream time. Nothing of the emulator's behaviour
+changes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import sys
 import time
 from typing import Any
+
+BYTES_PER_SECOND = 8000  # mu-law 8 kHz
 
 
 def main() -> int:
@@ -30,8 +34,11 @@ def main() -> int:
         now = time.monotonic()
         entry = seen.get(id(self))
         if entry is None:
-            seen[id(self)] = [now, now, len(mulaw), 1, len(mulaw)]
+            seen[id(self)] = [now, now, len(mulaw), 1, len(mulaw), 0.0, 0.0]
         else:
+            lag = now - entry[0] - entry[2] / BYTES_PER_SECOND  # behind this frame's real-time schedule
+            if lag > entry[5]:
+                entry[5], entry[6] = lag, entry[2] / BYTES_PER_SECOND
             entry[1] = now
             entry[2] += len(mulaw)
             entry[3] += 1
@@ -41,9 +48,10 @@ def main() -> int:
     def note(self: sessions.Session) -> None:
         entry = seen.pop(id(self), None)
         if entry is not None:
-            first, last, size, frames, last_bytes = entry
+            first, last, size, frames, last_bytes, worst_lag, worst_at = entry
             receipts.write(json.dumps({"call_id": self.call_id, "first": first, "last": last, "bytes": size,
-                                       "frames": frames, "last_bytes": last_bytes}) + "\n")
+                                       "frames": frames, "last_bytes": last_bytes, "worst_lag": worst_lag,
+                                       "worst_at": worst_at}) + "\n")
 
     async def noted_finish(self: sessions.Session, *args: Any, **kwargs: Any) -> None:
         note(self)

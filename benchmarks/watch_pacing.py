@@ -113,19 +113,25 @@ def client_ratios(lines: list[dict]) -> list[float]:
     return ratios
 
 
-def service_ratios(receipts: list[Path]) -> list[float]:
+def service_receipts(receipts: list[Path]) -> list[dict]:
+    return [json.loads(text) for path in receipts if path.exists() for text in path.read_text().splitlines()]
+
+
+def service_ratios(receipts: list[dict]) -> list[float]:
     """Per call, the audio up to the start of the last frame / the wall time from the first to the last
     frame, as the emulator's consumer took them off the socket."""
     ratios = []
-    for path in receipts:
-        if not path.exists():
-            continue
-        for text in path.read_text().splitlines():
-            receipt = json.loads(text)
-            span = receipt["last"] - receipt["first"]
-            if span > 0:
-                ratios.append((receipt["bytes"] - receipt["last_bytes"]) / BYTES_PER_SECOND / span)
+    for receipt in receipts:
+        span = receipt["last"] - receipt["first"]
+        if span > 0:
+            ratios.append((receipt["bytes"] - receipt["last_bytes"]) / BYTES_PER_SECOND / span)
     return ratios
+
+
+def lags(receipts: list[dict]) -> str:
+    """How far behind its real-time schedule (from its first frame) a call's worst frame arrived."""
+    worst = sorted(receipt["worst_lag"] * 1000 for receipt in receipts) or [0.0]
+    return f"worst lag per call: median {statistics.median(worst):.0f} ms, max {worst[-1]:.0f} ms"
 
 
 def spread(ratios: list[float]) -> str:
@@ -174,15 +180,17 @@ def measure(sessions: int, emulators: int, run: int, work: Path) -> bool:
         emulator_cpu_before = sum(cpu_seconds(pid) for pid in urls.values())
         results = _run_all(inboxes, share, list(urls), work)
         emulator_cpu = sum(cpu_seconds(pid) for pid in urls.values()) - emulator_cpu_before
-    heard = service_ratios(receipts)
+    received = service_receipts(receipts)
+    heard = service_ratios(received)
     wall = max(result.wall for result in results)
     print(f"-j {share} x {emulators} emulator(s), run {run} ({load_before} before): "
-          f"{len(heard)} sessions heard; pacing at the service {spread(heard)}; emulator CPU "
-          f"{emulator_cpu / wall:.2f} cores", flush=True)
+          f"{len(heard)} sessions heard; pacing at the service {spread(heard)}; {lags(received)}; "
+          f"emulator CPU {emulator_cpu / wall:.2f} cores", flush=True)
     missed = len(heard) < sessions or any(abs(r - 1) > TOLERANCE for r in heard)
     for result in results:
         cores = result.cpu / result.wall
-        print(f"    watch: {len(result.lines)} lines; client's own figure {spread(client_ratios(result.lines))}; "
+        own = spread(client_ratios(result.lines))
+        print(f"    watch: {len(result.lines)} lines; client's own figure {own}; "
               f"CPU {cores:.2f} cores (busiest {BUSIEST_WINDOW} s {result.busiest_cores:.2f}), peak RSS "
               f"{result.rss_mb:.0f} MB; wall {result.wall:.1f} s; {load_average()} after", flush=True)
         missed |= cores > MAX_CORES or result.rss_mb > MAX_RSS_MB

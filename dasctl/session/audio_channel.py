@@ -8,8 +8,9 @@ picks one and feeds it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
 
 from dasctl.errors import AuthError
 
@@ -54,37 +55,63 @@ async def send_audio(
 
         logs.register_secret(api_key)
         logs.register_secret(secret)
-        return await stream_audiohook(
+        async with aclosing(frames(audio, options.audiohook_frame_ms)) as audio_frames:
+            return await stream_audiohook(
+                http,
+                url,
+                call_id,
+                audio_frames,
+                pacer,
+                on_sent,
+                api_key=api_key,
+                secret=secret,
+                connect_timeout=options.timeout,
+                on_pause=on_pause,
+            )
+    from dasctl.channels.twilio import stream_twilio
+
+    async with aclosing(frames(audio, options.frame_ms)) as audio_frames:
+        return await stream_twilio(
             http,
             url,
             call_id,
-            frames(audio, options.audiohook_frame_ms),
+            audio_frames,
             pacer,
             on_sent,
-            api_key=api_key,
-            secret=secret,
             connect_timeout=options.timeout,
-            on_pause=on_pause,
         )
-    from dasctl.channels.twilio import stream_twilio
-
-    return await stream_twilio(
-        http,
-        url,
-        call_id,
-        frames(audio, options.frame_ms),
-        pacer,
-        on_sent,
-        connect_timeout=options.timeout,
-    )
 
 
-async def frames(audio: AudioSource, frame_ms: int) -> AsyncIterator[bytes]:
-    """The audio's frames; stdin is read in a thread so a slow writer never blocks the sockets."""
+async def frames(audio: AudioSource, frame_ms: int) -> AsyncGenerator[bytes, None]:
+    """The audio's frames, never read on the event loop when reading can take time: a recording on disk
+    is decoded a block (about two seconds) at a time in the loop's worker threads, the next block while
+    this one is sent; stdin and other pipes frame by frame in a thread, so a slow writer never blocks the
+    sockets. Close it (aclosing) before the audio is: a block being read is waited for."""
+    if getattr(audio, "seekable", False) is True and hasattr(audio, "frame_blocks"):
+        async for decoded in _decoded_in_workers(audio, frame_ms):
+            yield decoded
+        return
     iterator = iter(audio.frames(frame_ms))
-    in_thread = getattr(audio, "duration", None) is None
+    in_thread = getattr(audio, "duration", None) is None or getattr(audio, "seekable", None) is False
     while True:
         frame = await asyncio.to_thread(next, iterator, None) if in_thread else next(iterator, None)
         if frame is None:
             return
         yield frame
+
+
+async def _decoded_in_workers(audio: Any, frame_ms: int) -> AsyncGenerator[bytes, None]:
+    """An AudioStream of a regular file, block by block from the default executor (a few threads shared by
+    every session), one block ahead: no thread of its own per stream, no decoding on the loop."""
+    loop = asyncio.get_running_loop()
+    blocks = audio.frame_blocks(frame_ms, read_ahead=False)
+    pending: asyncio.Future[list[bytes] | None] | None = loop.run_in_executor(None, audio.next_block, blocks)
+    try:
+        while pending is not None:
+            block = await pending
+            pending = None if block is None else loop.run_in_executor(None, audio.next_block, blocks)
+            for frame in audio.take(block or ()):
+                yield frame
+    finally:
+        if pending is not None:
+            pending.cancel()  # a read not started never starts; one under way is waited for by close()
