@@ -8,7 +8,10 @@ picks one and feeds it.
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 from collections.abc import AsyncGenerator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +87,7 @@ async def send_audio(
 
 async def frames(audio: AudioSource, frame_ms: int) -> AsyncGenerator[bytes, None]:
     """The audio's frames, never read on the event loop when reading can take time: a recording on disk
-    is decoded a block (about two seconds) at a time in the loop's worker threads, the next block while
+    is decoded a block (about two seconds) at a time in a few shared threads, the next block while
     this one is sent; stdin and other pipes frame by frame in a thread, so a slow writer never blocks the
     sockets. Close it (aclosing) before the audio is: a block being read is waited for."""
     if getattr(audio, "seekable", False) is True and hasattr(audio, "frame_blocks"):
@@ -100,16 +103,25 @@ async def frames(audio: AudioSource, frame_ms: int) -> AsyncGenerator[bytes, Non
         yield frame
 
 
+@functools.cache
+def _audio_readers() -> ThreadPoolExecutor:
+    """The process's audio-reading threads: a few, shared by every session. Not the loop's default
+    executor, where a burst of name look-ups or token calls at -j 256 would queue ahead of the blocks."""
+    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="dasctl-audio-read")
+
+
 async def _decoded_in_workers(audio: Any, frame_ms: int) -> AsyncGenerator[bytes, None]:
-    """An AudioStream of a regular file, block by block from the default executor (a few threads shared by
-    every session), one block ahead: no thread of its own per stream, no decoding on the loop."""
+    """An AudioStream of a regular file, block by block from the audio-reading threads, one block ahead:
+    no thread of its own per stream, no decoding on the loop."""
     loop = asyncio.get_running_loop()
+    readers = _audio_readers()
     blocks = audio.frame_blocks(frame_ms, read_ahead=False)
-    pending: asyncio.Future[list[bytes] | None] | None = loop.run_in_executor(None, audio.next_block, blocks)
+    pending: asyncio.Future[list[bytes] | None] | None
+    pending = loop.run_in_executor(readers, audio.next_block, blocks)
     try:
         while pending is not None:
             block = await pending
-            pending = None if block is None else loop.run_in_executor(None, audio.next_block, blocks)
+            pending = None if block is None else loop.run_in_executor(readers, audio.next_block, blocks)
             for frame in audio.take(block or ()):
                 yield frame
     finally:
