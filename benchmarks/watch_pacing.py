@@ -15,6 +15,9 @@ Prints per N and run:
   lines, which also counts opening the audio WebSocket and the close handshake;
 - the watch process's CPU (user+system seconds / wall seconds, in cores; and the busiest 5 s, sampled
   every second) and peak RSS (wait4); the emulators' CPU over the same run, and the load average;
+- how long each event loop (the watch's, the emulator's main thread) was runnable but waited for a CPU
+  (/proc/PID/task/PID/schedstat), and the machine's CPU pressure (PSI): on a shared machine a late frame
+  is often a loop that had no CPU, not one that was busy;
 --check exits 1 when a session is outside +-2% (service side), or the watch uses more than 1 core (over
 the run) or 400 MB.
 """
@@ -53,12 +56,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds the process's main thread (its event loop) has waited, runnable, for a CPU (schedstat)."""
+    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def cpu_pressure() -> float:
+    """The machine's CPU pressure so far: seconds some task waited for a CPU (PSI `some` total), or 0."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return 0.0
+    return int(some.rsplit("total=", 1)[1]) / 1e6
+
+
 @dataclass
 class WatchRun:
     wall: float
     cpu: float
     rss_mb: float
     busiest_cores: float
+    waited: float  # seconds the event loop's thread was runnable but had no CPU
     lines: list[dict] = field(default_factory=list)
 
 
@@ -75,7 +93,8 @@ def run_watch(inbox: Path, sessions: int, url: str, work: Path) -> WatchRun:
         proc = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                 env=env)
         samples: list[float] = []
-        sampler = threading.Thread(target=_sample_cpu, args=(proc.pid, samples), daemon=True)
+        waits: list[float] = []
+        sampler = threading.Thread(target=_sample_cpu, args=(proc.pid, samples, waits), daemon=True)
         sampler.start()
         assert proc.stderr is not None
         errors = proc.stderr.read()
@@ -88,17 +107,19 @@ def run_watch(inbox: Path, sessions: int, url: str, work: Path) -> WatchRun:
     windows = [(samples[i + BUSIEST_WINDOW] - samples[i]) / BUSIEST_WINDOW
                for i in range(len(samples) - BUSIEST_WINDOW)]
     return WatchRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, max(windows, default=0.0),
-                    lines)
+                    waits[-1] if waits else 0.0, lines)
 
 
-def _sample_cpu(pid: int, samples: list[float]) -> None:
-    """The process's CPU seconds once a second, while it lives (for the busiest window)."""
+def _sample_cpu(pid: int, samples: list[float], waits: list[float]) -> None:
+    """The process's CPU seconds (for the busiest window) and its loop's wait for a CPU, once a
+    second (and once more just before it exits, at worst a second early) while it lives."""
     while True:
         try:
             samples.append(cpu_seconds(pid))
-        except (OSError, IndexError):
+            waits.append(runqueue_wait(pid))
+        except (OSError, IndexError, ValueError):
             return
-        time.sleep(1.0)
+        time.sleep(1.0 if len(samples) > 1 else 0.1)
 
 
 def client_ratios(lines: list[dict]) -> list[float]:
@@ -178,20 +199,26 @@ def measure(sessions: int, emulators: int, run: int, work: Path) -> bool:
                 shutil.copyfile(SPEECH, inbox / f"call-{i:04d}.wav")
             inboxes.append(inbox)
         emulator_cpu_before = sum(cpu_seconds(pid) for pid in urls.values())
+        emulator_wait_before = max(runqueue_wait(pid) for pid in urls.values())
+        pressure_before = cpu_pressure()
         results = _run_all(inboxes, share, list(urls), work)
         emulator_cpu = sum(cpu_seconds(pid) for pid in urls.values()) - emulator_cpu_before
+        emulator_wait = max(runqueue_wait(pid) for pid in urls.values()) - emulator_wait_before
+        pressure = cpu_pressure() - pressure_before
     received = service_receipts(receipts)
     heard = service_ratios(received)
     wall = max(result.wall for result in results)
     print(f"-j {share} x {emulators} emulator(s), run {run} ({load_before} before): "
           f"{len(heard)} sessions heard; pacing at the service {spread(heard)}; {lags(received)}; "
-          f"emulator CPU {emulator_cpu / wall:.2f} cores", flush=True)
+          f"emulator CPU {emulator_cpu / wall:.2f} cores, its loop waited {emulator_wait:.1f} s for a CPU; "
+          f"machine: some task waited for a CPU {100 * pressure / wall:.0f}% of the time", flush=True)
     missed = len(heard) < sessions or any(abs(r - 1) > TOLERANCE for r in heard)
     for result in results:
         cores = result.cpu / result.wall
         own = spread(client_ratios(result.lines))
         print(f"    watch: {len(result.lines)} lines; client's own figure {own}; "
-              f"CPU {cores:.2f} cores (busiest {BUSIEST_WINDOW} s {result.busiest_cores:.2f}), peak RSS "
+              f"CPU {cores:.2f} cores (busiest {BUSIEST_WINDOW} s {result.busiest_cores:.2f}), its loop "
+              f"waited {result.waited:.1f} s for a CPU, peak RSS "
               f"{result.rss_mb:.0f} MB; wall {result.wall:.1f} s; {load_average()} after", flush=True)
         missed |= cores > MAX_CORES or result.rss_mb > MAX_RSS_MB
     return missed
