@@ -105,9 +105,11 @@ async def frames(audio: AudioSource, frame_ms: int) -> AsyncGenerator[bytes, Non
 
 @functools.cache
 def _audio_readers() -> ThreadPoolExecutor:
-    """The process's audio-reading threads: a few, shared by every session. Not the loop's default
-    executor, where a burst of name look-ups or token calls at -j 256 would queue ahead of the blocks."""
-    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="dasctl-audio-read")
+    """The process's audio-reading threads (dasctl-audio-readers_N): a few, shared by every session. Not
+    the loop's default executor, where a burst of name look-ups or token calls at -j 256 would queue
+    ahead of the blocks."""
+    workers = min(4, os.cpu_count() or 1)
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dasctl-audio-readers")
 
 
 async def _decoded_in_workers(audio: Any, frame_ms: int) -> AsyncGenerator[bytes, None]:
