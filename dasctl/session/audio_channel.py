@@ -85,15 +85,17 @@ async def send_audio(
         )
 
 
-async def frames(audio: AudioSource, frame_ms: int) -> AsyncGenerator[bytes, None]:
+def frames(audio: AudioSource, frame_ms: int) -> AsyncGenerator[bytes, None]:
     """The audio's frames, never read on the event loop when reading can take time: a recording on disk
     is decoded a block (about two seconds) at a time in a few shared threads, the next block while
     this one is sent; stdin and other pipes frame by frame in a thread, so a slow writer never blocks the
     sockets. Close it (aclosing) before the audio is: a block being read is waited for."""
     if getattr(audio, "seekable", False) is True and hasattr(audio, "frame_blocks"):
-        async for decoded in _decoded_in_workers(audio, frame_ms):
-            yield decoded
-        return
+        return _decoded_in_workers(audio, frame_ms)  # itself, not re-yielded: 12,800 frames/s at -j 256
+    return _frame_by_frame(audio, frame_ms)
+
+
+async def _frame_by_frame(audio: AudioSource, frame_ms: int) -> AsyncGenerator[bytes, None]:
     iterator = iter(audio.frames(frame_ms))
     in_thread = getattr(audio, "duration", None) is None or getattr(audio, "seekable", None) is False
     while True:
