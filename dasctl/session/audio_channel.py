@@ -42,47 +42,31 @@ async def send_audio(
     pacer = Pacer(options.speed)
     url = profile.audio_url(options.protocol)
 
-    if options.protocol == "audiohook":
-        from dasctl.auth import audiohook_secret
-        from dasctl.channels.audiohook import stream_audiohook
+    if options.protocol != "audiohook":
+        from dasctl.channels.twilio import stream_twilio
 
-        api_key = profile.audiohook_api_key
-        if not api_key:
-            raise AuthError(
-                f"profile '{profile.name}' has no AudioHook API key",
-                f"Run `dasctl config set audiohook_api_key KEY --profile {profile.name}`, "
-                "or set DASCTL_AUDIOHOOK_API_KEY.",
-            )
-        secret = await asyncio.to_thread(audiohook_secret, profile, env)
-        from dasctl import logs
+        async with aclosing(frames(audio, options.frame_ms)) as audio_frames:
+            return await stream_twilio(http, url, call_id, audio_frames, pacer, on_sent,
+                                       connect_timeout=options.timeout)
 
-        logs.register_secret(api_key)
-        logs.register_secret(secret)
-        async with aclosing(frames(audio, options.audiohook_frame_ms)) as audio_frames:
-            return await stream_audiohook(
-                http,
-                url,
-                call_id,
-                audio_frames,
-                pacer,
-                on_sent,
-                api_key=api_key,
-                secret=secret,
-                connect_timeout=options.timeout,
-                on_pause=on_pause,
-            )
-    from dasctl.channels.twilio import stream_twilio
+    from dasctl.auth import audiohook_secret
+    from dasctl.channels.audiohook import stream_audiohook
 
-    async with aclosing(frames(audio, options.frame_ms)) as audio_frames:
-        return await stream_twilio(
-            http,
-            url,
-            call_id,
-            audio_frames,
-            pacer,
-            on_sent,
-            connect_timeout=options.timeout,
+    api_key = profile.audiohook_api_key
+    if not api_key:
+        raise AuthError(
+            f"profile '{profile.name}' has no AudioHook API key",
+            f"Run `dasctl config set audiohook_api_key KEY --profile {profile.name}`, "
+            "or set DASCTL_AUDIOHOOK_API_KEY.",
         )
+    secret = await asyncio.to_thread(audiohook_secret, profile, env)
+    from dasctl import logs
+
+    logs.register_secret(api_key)
+    logs.register_secret(secret)
+    async with aclosing(frames(audio, options.audiohook_frame_ms)) as audio_frames:
+        return await stream_audiohook(http, url, call_id, audio_frames, pacer, on_sent, api_key=api_key,
+                                      secret=secret, connect_timeout=options.timeout, on_pause=on_pause)
 
 
 def frames(audio: AudioSource, frame_ms: int) -> AsyncGenerator[bytes, None]:
