@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -78,6 +79,7 @@ class AudioStream:
         self._expected_frames = expected_frames
         self._frames_read = 0
         self._read_ahead: ReadAhead | SplitDecode | None = None
+        self._reading = threading.Lock()  # held by next_block while a worker reads a block
         #: (size, sha256) of the input's bytes, when they can be known (see fingerprint)
         self._fingerprint: Callable[[], tuple[int, str] | None] | None = None
         #: a copy of the mu-law frames as they were read (keep_frames), at most _keep_limit bytes
@@ -105,7 +107,8 @@ class AudioStream:
         if self._read_ahead is not None:
             self._read_ahead.stop()  # never close the file under the reading thread
         try:
-            self._sound.close()
+            with self._reading:  # nor under a worker's next_block
+                self._sound.close()
         finally:
             if self._on_close is not None:
                 self._on_close()
@@ -135,65 +138,86 @@ class AudioStream:
         """Seconds of input consumed so far (after --start)."""
         return self._frames_read / self.input_rate
 
+    @property
+    def seekable(self) -> bool:
+        """A regular file: a block is read from it without waiting on a writer (see next_block)."""
+        return self._seekable
+
     def frames(self, frame_ms: int = 20) -> Iterator[bytes]:
         """8 kHz mono mu-law in frames of exactly frame_ms (the last may be shorter); streaming."""
+        for block in self.frame_blocks(frame_ms):
+            yield from self.take(block)
+
+    def frame_blocks(self, frame_ms: int = 20, *, read_ahead: bool = True) -> Iterator[list[bytes]]:
+        """The frames of frames(), one decoded block (about two seconds) at a time, not yet taken (take).
+
+        read_ahead=False: no thread of its own decodes the next block; the caller fetches each block with
+        next_block in a worker (a session does, so that 256 streams do not make 256 threads)."""
         check_frame_ms(frame_ms)
         frame_bytes = SAMPLE_RATE * frame_ms // 1000
         pending = bytearray()
-        kept = self.kept
-        if kept is not None:  # the tap copies each frame as it is handed to the audio channel
-            yield from self._keeping(self._frames(frame_bytes, pending), kept)
-            return
-        yield from self._frames(frame_bytes, pending)
+        for chunk in self.chunks(read_ahead=read_ahead):
+            pending += chunk
+            usable = len(pending) - len(pending) % frame_bytes
+            if usable:
+                view = memoryview(pending)
+                block = [bytes(view[start : start + frame_bytes]) for start in range(0, usable, frame_bytes)]
+                view.release()
+                del pending[:usable]
+                yield block
+        if pending:
+            yield [bytes(pending)]
 
-    def _keeping(self, frames: Iterator[bytes], kept: bytearray) -> Iterator[bytes]:
+    def next_block(self, blocks: Iterator[list[bytes]]) -> list[bytes] | None:
+        """The next of frame_blocks(read_ahead=False), None at the end; for a worker thread: close() waits
+        for a block being read (a regular file's block: milliseconds) instead of closing the file under it."""
+        with self._reading:
+            if self._closed:
+                raise ValueError("the audio stream was closed while it was being read")
+            return next(blocks, None)
+
+    def take(self, block: list[bytes]) -> Iterable[bytes]:
+        """A block's frames as they are handed to the audio channel: the keep_frames tap copies each one
+        then, so what is kept is what was sent."""
+        if self.kept is None:
+            return block
+        return self._keeping(block, self.kept)
+
+    def _keeping(self, frames: Iterable[bytes], kept: bytearray) -> Iterator[bytes]:
         for frame in frames:
             room = self._keep_limit - len(kept)
             if room > 0:
                 kept += frame[:room]
             yield frame
 
-    def _frames(self, frame_bytes: int, pending: bytearray) -> Iterator[bytes]:
-        for chunk in self.chunks():
-            pending += chunk
-            usable = len(pending) - len(pending) % frame_bytes
-            if usable:
-                view = memoryview(pending)
-                for offset in range(0, usable, frame_bytes):
-                    yield bytes(view[offset : offset + frame_bytes])
-                view.release()
-                del pending[:usable]
-        if pending:
-            yield bytes(pending)
-
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self, *, read_ahead: bool = True) -> Iterator[bytes]:
         """8 kHz mono mu-law in blocks of about two seconds (the same bytes as frames(), fewer pieces)."""
-        for block in self.pcm_blocks():
+        for block in self.pcm_blocks(read_ahead=read_ahead):
             if len(block):
                 yield mulaw_encode_array(block).tobytes()
 
-    def pcm_blocks(self) -> Iterator[np.ndarray]:
+    def pcm_blocks(self, *, read_ahead: bool = True) -> Iterator[np.ndarray]:
         """8 kHz mono int16 in blocks: the signal just before mu-law encoding."""
         if self._started:
             raise RuntimeError("an AudioStream can be read only once")
         self._started = True
-        split = self._split_decode()
+        split = self._split_decode() if read_ahead else None  # read_ahead=False: no threads of its own
         if split is not None:
             yield from self._split_blocks(split)
             return
         resample = resampler(self.input_rate) if self.input_rate != SAMPLE_RATE else None
         produced = False
         blocks: Iterator[np.ndarray]
-        if self._whole_ffmpeg_file():
+        if not (self._seekable and read_ahead):
+            blocks = self._input_blocks()
+        elif self._whole_ffmpeg_file():
             # FFmpeg's decoding is the longest part: its thread does only that, the channel pick is here
             self._read_ahead = ReadAhead(self._sound.blocks())  # type: ignore[union-attr]
             blocks = self._picked(self._read_ahead)
-        elif self._seekable:
+        else:
             # decode the next block on a second core while this one is resampled and encoded
             self._read_ahead = ReadAhead(self._input_blocks())
             blocks = iter(self._read_ahead)
-        else:
-            blocks = self._input_blocks()
         for mono in blocks:
             out = resample(mono, False) if resample is not None else mono
             if len(out):
@@ -238,8 +262,6 @@ class AudioStream:
 
     def _input_blocks(self) -> Iterator[np.ndarray]:
         """Mono float32 blocks of the input at its own rate, between --start and --end."""
-        import soundfile
-
         sound = self._sound
         channels = self.input_channels
         # 16-bit-or-narrower sources are read as int16 (a copy, no conversion in libsndfile): twice as fast
@@ -266,7 +288,7 @@ class AudioStream:
             except OSError as error:
                 raise AudioError(f"{self.name}: cannot read at {position / self.input_rate:.1f} s: "
                                  f"{error.strerror or error}") from None
-            except (soundfile.LibsndfileError, RuntimeError) as error:
+            except RuntimeError as error:  # soundfile.LibsndfileError is one: no import of it for a WAV
                 raise AudioError(
                     f"{self.name}: corrupt audio data at {position / self.input_rate:.1f} s: "
                     f"{libsndfile_message(error)}"
