@@ -243,6 +243,10 @@ def _finish_open(
             )
         if channels < 1:
             raise AudioError(f"{name}: the header says it has {channels} channels")
+        if channels == 1 and channel_text.split(" ")[0] == "customer":
+            # a mono recording has one side: the customer's is the only one to send, whichever side
+            # customer_channel names (a folder mixes the platform's stereo calls with mono ones)
+            channel = 0
         if isinstance(channel, int) and channel >= channels:
             layout = "mono (1 channel)" if channels == 1 else f"{channels} channels (0 to {channels - 1})"
             raise UsageError(f"--channel {channel_text or channel}: {name} is {layout}",
