@@ -97,8 +97,13 @@ class Emulator:
         """Environment that points the built-in `local` profile at this emulator."""
         return {"DASCTL_PROFILE": "local", "DASCTL_URL": self.url}
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+    def output(self, since: int = 0) -> str:
+        """The log, or what it gained after `mark()` returned `since`."""
+        return self.log.read_text(errors="replace")[since:]
+
+    def mark(self) -> int:
+        """Where the log ends now: `output(since=mark)` is what came after."""
+        return len(self.output())
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -166,6 +171,19 @@ def start_emulator(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """One plain emulator shared by the tests that need no special flags."""
+    emulator = launch_emulator(tmp_path_factory.mktemp("emulator"))
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def module_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A plain emulator for one module's tests alone, for tests that count the sessions it ran.
+
+    Its log holds only that module's sessions (tests of a worker run one after another), so a test counts
+    from `mark()` taken at its start, as strong as an emulator of its own and one start-up instead of one
+    per test. Not `emulator`: a session another module's test left running could still end in its log.
+    """
     emulator = launch_emulator(tmp_path_factory.mktemp("emulator"))
     yield emulator
     emulator.stop()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from dasctl.channels import audiohook, httpsig
 from dasctl.errors import ExitCode
-from tests.conftest import DATA, Emulator
+from tests.conftest import DATA, Emulator, launch_emulator
 
 # The vector published with Genesys' AudioHook reference implementation (signature-builder test).
 VECTOR_COMPONENTS = [
@@ -121,11 +121,14 @@ def test_client_messages_are_numbered_without_gaps_and_carry_serverseq_and_posit
 SECRET = base64.b64encode(b"an audiohook client secret, 32 b").decode()
 
 
-@pytest.fixture
-def signing_emulator(start_emulator, tmp_path: Path) -> Emulator:  # type: ignore[no-untyped-def]
-    secret_file = tmp_path / "audiohook-secret"
+@pytest.fixture(scope="module")
+def signing_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """One for the module: each test's verdict is its own command's exit code, not the emulator's log."""
+    secret_file = tmp_path_factory.mktemp("audiohook") / "audiohook-secret"
     secret_file.write_text(SECRET + "\n")
-    return start_emulator("--audiohook-secret-file", str(secret_file))  # type: ignore[no-any-return]
+    emulator = launch_emulator(secret_file.parent, "--audiohook-secret-file", str(secret_file))
+    yield emulator
+    emulator.stop()
 
 
 def test_register_over_audiohook_with_a_signed_handshake(signing_emulator: Emulator, dasctl) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import uuid
 import pytest
 import websocket
 
-from tests.conftest import DATA
+from tests.conftest import DATA, launch_emulator
 from tests.emulator_client import (
     AudioHookClient,
     mulaw_of,
@@ -20,6 +20,24 @@ from tests.emulator_client import (
 )
 
 SPEECH = "speech-a-8k-mono.wav"
+PAUSED = ("--start-paused", "--resume-after", "0.2")
+DISCARD = ("--discard-to", "1.3")
+
+
+# Sessions are told apart by call id and AudioHook session id, never by the emulator's log: the tests
+# that need the same `opened` options share one emulator (each start costs a process's imports).
+@pytest.fixture(scope="module")
+def paused_server(tmp_path_factory):
+    server = launch_emulator(tmp_path_factory.mktemp("emulator"), *PAUSED)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def discard_server(tmp_path_factory):
+    server = launch_emulator(tmp_path_factory.mktemp("emulator"), *DISCARD)
+    yield server
+    server.stop()
 
 
 def test_register_over_audiohook_open_opened_disconnect_close_closed(emulator):
@@ -233,8 +251,8 @@ def test_signatures_required_when_a_secret_is_configured(start_emulator, monkeyp
 
 
 # --- `opened` with startPaused and discardTo (serve --start-paused, --discard-to) -----------------------
-def test_start_paused_is_announced_and_audio_before_resumed_is_refused(start_emulator):
-    server = start_emulator("--start-paused", "--resume-after", "0.2")
+def test_start_paused_is_announced_and_audio_before_resumed_is_refused(paused_server):
+    server = paused_server
     call_id, signalling = start_session(server)
     hook = AudioHookClient(server)
     try:
@@ -247,8 +265,8 @@ def test_start_paused_is_announced_and_audio_before_resumed_is_refused(start_emu
     assert names(signalling.until_terminal())[-1] == "error-audio"
 
 
-def test_start_paused_client_is_resumed_after_its_paused(start_emulator):
-    server = start_emulator("--start-paused", "--resume-after", "0.2")
+def test_start_paused_client_is_resumed_after_its_paused(paused_server):
+    server = paused_server
     call_id, signalling = start_session(server)
     hook = AudioHookClient(server)
     try:
@@ -264,8 +282,8 @@ def test_start_paused_client_is_resumed_after_its_paused(start_emulator):
     assert names(signalling.until_terminal())[-1] == "result-success"
 
 
-def test_discard_to_is_announced_and_checked(start_emulator):
-    server = start_emulator("--discard-to", "1.3")
+def test_discard_to_is_announced_and_checked(discard_server):
+    server = discard_server
     audio = mulaw_of(SPEECH)
     # a client that ignores discardTo sends audio from PT0S
     call_id, signalling = start_session(server)
@@ -293,8 +311,8 @@ def test_discard_to_is_announced_and_checked(start_emulator):
     assert names(signalling.until_terminal())[-1] == "result-success"
 
 
-def test_discard_to_a_position_that_forgets_the_discarded_audio_is_refused(start_emulator):
-    server = start_emulator("--discard-to", "1.3")
+def test_discard_to_a_position_that_forgets_the_discarded_audio_is_refused(discard_server):
+    server = discard_server
     call_id, signalling = start_session(server)
     hook = AudioHookClient(server)
     try:
@@ -307,9 +325,9 @@ def test_discard_to_a_position_that_forgets_the_discarded_audio_is_refused(start
         hook.shutdown()
 
 
-@pytest.mark.parametrize("flags", [("--start-paused", "--resume-after", "0.3"), ("--discard-to", "1.3")])
-def test_dasctl_honours_what_opened_asks(start_emulator, dasctl, flags):
-    server = start_emulator(*flags)
+@pytest.mark.parametrize("flags", [PAUSED, DISCARD])
+def test_dasctl_honours_what_opened_asks(request, dasctl, flags):
+    server = request.getfixturevalue("paused_server" if flags == PAUSED else "discard_server")
     run = dasctl(
         "register", str(DATA / SPEECH), "--protocol", "audiohook", "--speed", "0", "--no-store", "--json",
         env=server.client_env(),

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from dasctl.store import EnrollmentRecord, open_store
-from tests.conftest import DATA, Emulator, launch_emulator
+from tests.conftest import DATA, Emulator
 
 RUNS = 50
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -101,14 +101,6 @@ def _seed_store(path: Path, model: str) -> None:
         store.close()
 
 
-@pytest.fixture(scope="module")
-def two_model_service(tmp_path_factory: pytest.TempPathFactory) -> Emulator:
-    models = ("--model-hash", "old", "--model-hash", "new")
-    emulator = launch_emulator(tmp_path_factory.mktemp("emulator"), *models)
-    yield emulator  # type: ignore[misc]
-    emulator.stop()
-
-
 def command(name: str, base: Path) -> Command:
     """The command, and what it needs in `base`: recordings, a store seeded with three speakers."""
     calls = base / "calls"
@@ -139,9 +131,9 @@ def command(name: str, base: Path) -> Command:
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("name", ["register", "verify", "reenroll", "watch", "credentials export"])
 def test_a_signal_at_any_moment_is_exit_130_without_traceback_or_temporary_file(
-    name: str, two_model_service: Emulator, tmp_path: Path
+    name: str, two_models: Emulator, tmp_path: Path
 ) -> None:
-    env = {**os.environ, **two_model_service.client_env()}
+    env = {**os.environ, **two_models.client_env()}
     rng = random.Random(int(os.environ.get("DASCTL_SIGNAL_SEED", "16")))
     problems: list[str] = []
     chosen = command(name, tmp_path)

@@ -29,9 +29,9 @@ def _lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _sessions(emulator: Emulator) -> list[str]:
-    """The register and verify sessions the emulator ran (one log line each when it ends)."""
-    return re.findall(r"session (?:register|verify) \S+ (\S+):", emulator.output())
+def _sessions(emulator: Emulator, since: int = 0) -> list[str]:
+    """The register and verify sessions the emulator ran after `since` (one log line each when it ends)."""
+    return re.findall(r"session (?:register|verify) \S+ (\S+):", emulator.output(since))
 
 
 def test_register_keeps_the_consent_and_show_history_export_import_carry_it(
@@ -78,9 +78,9 @@ def test_register_keeps_the_consent_and_show_history_export_import_carry_it(
 
 
 def test_a_bad_consent_is_one_usage_error_before_any_session(
-    dasctl: Run, start_emulator: Callable[..., Emulator], tmp_path: Path
+    dasctl: Run, module_emulator: Emulator, tmp_path: Path
 ) -> None:
-    emulator = start_emulator()
+    emulator, since = module_emulator, module_emulator.mark()
     path = str(tmp_path / "s.db")
     env = emulator.client_env()
     for value, said in (("  ", "--consent is empty"), ("A\nB", "holds a control character"),
@@ -95,13 +95,13 @@ def test_a_bad_consent_is_one_usage_error_before_any_session(
     line = {"schema": "dasctl.credential/1", "speaker": "C2", "ok": False, "consent": 42}
     imported = dasctl("credentials", "import", "-", "--store", path, input=json.dumps(line) + "\n")
     assert imported.returncode == 7 and ":1: not imported: consent must be a string" in imported.stderr
-    assert _sessions(emulator) == []
+    assert _sessions(emulator, since) == []
 
 
 def test_watch_takes_the_consent_from_the_file_name(
-    dasctl: Run, start_emulator: Callable[..., Emulator], tmp_path: Path
+    dasctl: Run, module_emulator: Emulator, tmp_path: Path
 ) -> None:
-    emulator = start_emulator()
+    emulator, since = module_emulator, module_emulator.mark()
     inbox = tmp_path / "calls"
     inbox.mkdir()
     for name in ("CUST1_C-11.wav", "CUST2.wav"):
@@ -118,7 +118,7 @@ def test_watch_takes_the_consent_from_the_file_name(
     assert "does not match --consent-from" in missing["error"]["message"] and "credential" in missing
     assert missing["credential"] is None
     assert "1 done, 1 failed" in done.stderr
-    assert len(_sessions(emulator)) == 1
+    assert len(_sessions(emulator, since)) == 1
     with closing(open_store()) as store:
         current = store.current("CUST1", reveal=False)
         assert current is not None and current.consent == "C-11"
@@ -249,13 +249,13 @@ def test_a_store_from_before_consent_lists_every_line_with_the_same_fields(
 
 
 def test_verify_of_an_opted_out_customers_record_file_is_refused_before_any_session(
-    dasctl: Run, start_emulator: Callable[..., Emulator], tmp_path: Path
+    dasctl: Run, module_emulator: Emulator, tmp_path: Path
 ) -> None:
     """The customer's record (`register -o`) outlives the opt-out; verify --credential refuses it too."""
     from dasctl.client import Client
     from dasctl.errors import DasctlError
 
-    emulator = start_emulator()
+    emulator, since = module_emulator, module_emulator.mark()
     path = str(tmp_path / "s.db")
     record = tmp_path / "CUST8.credential.json"
     done = dasctl("register", "--speed", "0", "-q", "--speaker", "CUST8", "--store", path, "-o", str(record),
@@ -269,4 +269,4 @@ def test_verify_of_an_opted_out_customers_record_file_is_refused_before_any_sess
     with pytest.raises(DasctlError) as raised:
         Client(profile="local", url=emulator.url, store=path).verify(SPEECH, credential=record, speed=0)
     assert raised.value.exit_code == 5
-    assert len(_sessions(emulator)) == 1  # the enrollment's alone
+    assert len(_sessions(emulator, since)) == 1  # the enrollment's alone

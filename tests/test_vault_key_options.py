@@ -29,8 +29,9 @@ SPEECH = DATA / "speech-a-8k-mono.wav"
 Run = Callable[..., subprocess.CompletedProcess[Any]]
 
 
-def _sessions(emulator: Emulator) -> int:
-    return len(re.findall(r"session (?:register|verify) \S+ \S+:", emulator.output()))
+def _sessions(emulator: Emulator, since: int = 0) -> int:
+    """How many register and verify sessions the emulator ran after `since`."""
+    return len(re.findall(r"session (?:register|verify) \S+ \S+:", emulator.output(since)))
 
 
 @pytest.fixture
@@ -48,9 +49,9 @@ def _new_key(dasctl: Run, path: Path) -> Path:
 
 
 def test_every_command_that_opens_the_store_takes_store_key_file(
-    dasctl: Run, start_emulator: Callable[..., Emulator], tmp_path: Path, no_ambient_key: dict[str, str]
+    dasctl: Run, module_emulator: Emulator, tmp_path: Path, no_ambient_key: dict[str, str]
 ) -> None:
-    emulator = start_emulator()
+    emulator, since = module_emulator, module_emulator.mark()
     key, wrong = _new_key(dasctl, tmp_path / "store.key"), _new_key(dasctl, tmp_path / "wrong.key")
     path = str(tmp_path / "s.db")
     recording = tmp_path / "CUST1.wav"
@@ -65,7 +66,7 @@ def test_every_command_that_opens_the_store_takes_store_key_file(
     shown = dasctl("credentials", "show", "CUST1", "--show-credential", "--json", "--store", path,
                    "--store-key-file", str(key), env=env)
     assert json.loads(shown.stdout)["credential"] == credential
-    assert _sessions(emulator) == 1
+    assert _sessions(emulator, since) == 1
 
     # the wrong key or none: refused before any session, naming the key
     for extra, said in ((["--store-key-file", str(wrong)], f"the store key from {wrong}"),
@@ -78,7 +79,7 @@ def test_every_command_that_opens_the_store_takes_store_key_file(
             refused = dasctl(*command, *extra, env=env)
             assert refused.returncode == 4, (command, extra, refused.stderr)
             assert said in refused.stderr and refused.stdout == "", refused.stderr
-    assert _sessions(emulator) == 1
+    assert _sessions(emulator, since) == 1
 
     # the right key: each command works
     verified = dasctl("verify", "--speaker", "CUST1", *common, "-q", "--store-key-file", str(key),
@@ -96,7 +97,7 @@ def test_every_command_that_opens_the_store_takes_store_key_file(
     status = dasctl("watch", "status", str(inbox), "--json", "--store", path, "--store-key-file", str(key),
                     env=env)
     assert status.returncode == 0 and json.loads(status.stdout)["done"] == 1, status.stderr
-    assert _sessions(emulator) == 3
+    assert _sessions(emulator, since) == 3
     history = dasctl("credentials", "history", "CUST1", "--json", "--store", path, env=env)
     assert [line["schema"] for line in map(json.loads, history.stdout.splitlines())] == [
         "dasctl.credential/1", "dasctl.verification/1"]
@@ -118,9 +119,9 @@ def test_a_team_store_takes_its_key_from_register_store_key_file(
 
 
 def test_the_python_client_uses_the_profiles_store_key_file(
-    dasctl: Run, start_emulator: Callable[..., Emulator], tmp_path: Path, no_ambient_key: dict[str, str]
+    dasctl: Run, module_emulator: Emulator, tmp_path: Path, no_ambient_key: dict[str, str]
 ) -> None:
-    emulator = start_emulator()
+    emulator, since = module_emulator, module_emulator.mark()
     key = _new_key(dasctl, tmp_path / "store.key")
     path = str(tmp_path / "s.db")
     env = {**emulator.client_env(), **no_ambient_key}
@@ -139,7 +140,7 @@ def test_the_python_client_uses_the_profiles_store_key_file(
 
     # as the command: an opted-out customer is refused before any audio, and a bad consent at once
     assert dasctl("credentials", "optout", "P3", "--store", path, env=env).returncode == 0
-    sessions = _sessions(emulator)
+    sessions = _sessions(emulator, since)
     with pytest.raises(DasctlError) as refused:
         client.register(SPEECH, speaker="P3", speed=0)
     assert refused.value.exit_code == 5 and "opted out" in refused.value.message
@@ -150,14 +151,14 @@ def test_the_python_client_uses_the_profiles_store_key_file(
         client.register(SPEECH, speaker="P4", consent=" ", speed=0)
     with pytest.raises(UsageError, match="store=False"):
         client.register(SPEECH, speaker="P4", consent="F", store=False, speed=0)
-    assert _sessions(emulator) == sessions
+    assert _sessions(emulator, since) == sessions
     # the wrong key in the profile: refused before any session (exit 4), nothing kept
     wrong = _new_key(dasctl, tmp_path / "wrong.key")
     assert dasctl("config", "set", "store_key_file", str(wrong), "--profile", "local").returncode == 0
     with pytest.raises(DasctlError) as keyless:
         client.register(SPEECH, speaker="P5", speed=0)
     assert keyless.value.exit_code == 4 and str(wrong) in keyless.value.message
-    assert _sessions(emulator) == sessions
+    assert _sessions(emulator, since) == sessions
 
 
 class _Lines:

@@ -27,8 +27,8 @@ SPEECH = DATA / "speech-a-8k-mono.wav"
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
-def _sessions(emulator: Emulator) -> list[str]:
-    return re.findall(r"session register \S+ (\S+):", emulator.output())
+def _sessions(emulator: Emulator, since: int = 0) -> list[str]:
+    return re.findall(r"session register \S+ (\S+):", emulator.output(since))
 
 
 def _runs(command: list[str]) -> str | None:
@@ -76,9 +76,9 @@ def _as_nobody(home: Path, emulator: Emulator, *args: str) -> subprocess.Complet
 
 
 def test_a_read_only_store_or_directory_is_exit_6_before_any_audio_is_sent(
-    nobody_home: Path, start_emulator: Callable[..., Emulator]
+    nobody_home: Path, module_emulator: Emulator
 ) -> None:
-    emulator = start_emulator()
+    emulator, since = module_emulator, module_emulator.mark()
     home = nobody_home
     recording = str(home / "CUST1.wav")
     store_dir, new_dir = home / "store-dir", home / "new-dir"
@@ -112,18 +112,18 @@ def test_a_read_only_store_or_directory_is_exit_6_before_any_audio_is_sent(
     done = _as_nobody(home, emulator, "register", "--speed", "0", "--json", "-q", "--store",
                       str(home / "ok.db"), recording)
     assert done.returncode == 0, done.stderr
-    assert len(_sessions(emulator)) == 1, emulator.output()
+    assert len(_sessions(emulator, since)) == 1, emulator.output()
 
 
 def test_a_full_disk_is_exit_6_before_any_audio_is_sent(
-    tmp_path: Path, start_emulator: Callable[..., Emulator], dasctl: Callable[..., Any]
+    tmp_path: Path, module_emulator: Emulator, dasctl: Callable[..., Any]
 ) -> None:
     mount = tmp_path / "small"
     mount.mkdir()
     why = _runs(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {mount}"])
     if why:
         pytest.skip(f"cannot mount a small tmpfs in a private mount namespace here: {why}")
-    emulator = start_emulator()
+    emulator, since = module_emulator, module_emulator.mark()
     store = tmp_path / "made.db"
     assert dasctl("credentials", "optout", "SOMEONE", "--store", str(store)).returncode == 0
     # in its own mount namespace: a 2 MB tmpfs over `small`, the store copied in, the disk filled to the
@@ -154,4 +154,4 @@ def test_a_full_disk_is_exit_6_before_any_audio_is_sent(
     # the control: the same command on a disk with room reaches the service
     done = dasctl("register", "--speed", "0", "-q", "--store", str(store), str(SPEECH), env=env)
     assert done.returncode == 0, done.stderr
-    assert len(_sessions(emulator)) == 1, emulator.output()
+    assert len(_sessions(emulator, since)) == 1, emulator.output()

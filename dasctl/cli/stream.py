@@ -13,7 +13,6 @@ from dasctl.cli import common
 from dasctl.cli.transcode import ChannelOption
 from dasctl.cli.usage import compose_help
 from dasctl.errors import Interrupted, UsageError
-from dasctl.stream import STREAMING
 
 if TYPE_CHECKING:
     from dasctl.stream import StreamOutcome, StreamProgress
@@ -99,6 +98,9 @@ class ProgressLine:
         return f"stream: call {self.call_id}: {progress.state} at {position}"
 
     def update(self, progress: StreamProgress) -> None:
+        # here, not at the top: dasctl.stream imports asyncio, which every other command would pay for
+        from dasctl.stream import STREAMING
+
         if self.quiet:
             return
         changed = progress.state != self.last_state
