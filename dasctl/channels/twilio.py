@@ -39,6 +39,8 @@ class AudioRefused(ChannelCut):
 
 #: Close codes of a consumer that ended the stream normally (it had enough); anything else is a refusal.
 NORMAL_CLOSE_CODES = (1000, 1001, 1005, None)
+#: What aiohttp records when a close handshake broke off: no code came from the service.
+ABNORMAL_CLOSURE = 1006
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
@@ -105,6 +107,29 @@ async def open_websocket(
         ) from None
 
 
+async def _close_at_end_of_audio(
+    ws: aiohttp.ClientWebSocketResponse, close_frame: list[tuple[int | None, str]]
+) -> bool:
+    """Close after the last frame. True: the audio simply ran out (the service answers over signalling);
+    False: close_frame now holds the service's own close, for the caller to read as enough or a refusal.
+
+    A refusal can be under way when the audio runs out (at --speed 0 a short recording is all sent before
+    the service has read `start`): the close frame that answers ours must still be read as a refusal, or
+    `stream --wait` would take a refused call for a finished one. aiohttp's close() reads that frame and
+    keeps its code (not its reason text)."""
+    try:
+        await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)
+    except asyncio.TimeoutError:
+        return True  # no answer to our close: the audio was sent; the signalling says the rest
+    if close_frame:  # the reader saw the service's close before ours went out
+        return False
+    code = ws.close_code
+    if code in NORMAL_CLOSE_CODES or code == ABNORMAL_CLOSURE:
+        return True
+    close_frame.append((code, ""))
+    return False
+
+
 def media_message(frame: bytes) -> str:
     """The `media` message of a frame: what json.dumps makes of {"event": "media", "media": {"payload": ...}},
     written out (base64 needs no JSON escaping), because it is built 12,800 times a second at -j 256."""
@@ -166,8 +191,8 @@ async def stream_twilio(
                 log.debug(
                     "twilio: audio ended after %.2f s, closing so the service answers", sent_bytes / 8000
                 )
-                await ws.close()
-                return False
+                if await _close_at_end_of_audio(ws, close_frame):
+                    return False
         if close_frame and close_frame[0][0] in NORMAL_CLOSE_CODES:
             log.debug("twilio: the service closed the audio channel (code %s): enough", close_frame[0][0])
             return True
