@@ -30,7 +30,7 @@ from dasctl.watch.report import attempt_outcome
 from dasctl.watch.retries import ServiceHealth, failure_of
 from dasctl.watch.settings import Attempt, FileSession, WatchSettings, WorkItem
 from dasctl.watch.state import WatchState
-from dasctl.watch.store_writes import StoreWrites
+from dasctl.watch.store_writes import StoreGaveUp, StoreWrites
 
 if TYPE_CHECKING:
     from dasctl.session import Progress
@@ -85,13 +85,17 @@ class AttemptSteps:
         self.observer.started(name, attempt_number)
         attempt.tap.keep = self.settings.keep_enrollments
         try:
-            attempt.speaker = self.settings.speakers.speaker(name)
+            speaker = attempt.speaker = self.settings.speakers.speaker(name)
         except DasctlError as error:  # a name --speaker-from does not match: no session for it
             self._after_error(item, attempt, attempt_number, call_id, error)
             return
-        refusal = self.journal.store.refusal(attempt.speaker)  # an opt-out: never sent (docs/store.md)
+        try:  # an opt-out: never sent (docs/store.md)
+            refusal = await self.writes.read(name, lambda: self.journal.refusal(speaker))
+        except StoreGaveUp:  # watch stops (exit 6); the file stays unfinished for the next run
+            self._abandon(item, attempt_number, call_id, "the store could not be read")
+            return
         if refusal:
-            self._skip_opted_out(item, attempt_number, call_id, attempt.speaker, refusal)
+            self._skip_opted_out(item, attempt_number, call_id, speaker, refusal)
             return
 
         def on_progress(progress: Progress) -> None:
@@ -284,21 +288,31 @@ class AttemptSteps:
                 return
         self._active.discard(item.identity)
         self._wakeup.set()
-        self._report(item.identity, report)
         state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
+        # printed, marked and moved: then nothing is left for another watcher
+        self._report(item.identity, report, then=lambda: self._let_go(item.identity))
         self._move_finished(item.path, state)
-        self._let_go(item.identity)  # printed, marked and moved: nothing left for another watcher
 
     def _report(
-        self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True
+        self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False,
+        then: Callable[[], None] | None = None,
     ) -> None:
+        """Print the line, then mark it printed in the store (in the background, tried again while the
+        store is unreachable: a mark never kept prints the line again on the next run); `then` once the
+        mark is settled."""
         try:
-            self.lines.print(identity, report, replay=replay, durable=durable)
+            printed = self.lines.print(identity, report, replay=replay)
         except StdoutClosed:
             self._stdout_closed()
-        except DasctlError as error:
-            self._fatal_error(error)
+            printed = False
         self._update_totals()
+        if not printed:
+            if then is not None:
+                then()
+            return
+        marking = self.writes.spawn(identity.relpath, lambda: self.journal.mark_reported(identity))
+        if then is not None:
+            marking.add_done_callback(lambda _: then())
 
     def _stdout_closed(self) -> None:
         """The reader went away (`| head -n1`): stop now, quietly; lines not printed stay unreported."""

@@ -104,7 +104,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
         self._looked_elsewhere = 0.0
         self._probing: set[asyncio.Task[None]] = set()  # files whose name says nothing, being opened
         self.inbox.on_skip = self.observer.skipped
-        self.lines = ResultLines(out, render, self.journal, self.observer, self.totals)
+        self.lines = ResultLines(out, render, self.observer, self.totals)
 
     @property
     def stdout_closed(self) -> bool:
@@ -134,11 +134,13 @@ class WatchRunner(InboxSharing, AttemptSteps):
         started = self.clock()
         try:
             self._import_old_journal()
-            self._replay_unreported()
+            self._replay_unreported()  # the marks land in the background, within the budget
             await self._connect()
         except _Stop as stop:
+            await self.writes.settle(self.settings.grace)  # the replayed lines' marks
             return self._finish(stop.error, started)
         if self._stop_requested.is_set():
+            await self.writes.settle(self.settings.grace)
             return self._finish(None, started)
 
         watcher: asyncio.Task[None] | None = None
@@ -360,7 +362,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
             if self._stop_requested.is_set() or self._fatal is not None:
                 slots.release()
                 return
-            if not self._claim(item):
+            if not await self._claim(item):
                 slots.release()
                 self._wakeup.set()
                 continue
