@@ -52,6 +52,8 @@ class AttemptSteps:
     lines: ResultLines
     writes: StoreWrites
     _keeping: dict[FileIdentity, asyncio.Task[bool]]  # final outcomes not yet durable
+    _reporting: set[FileIdentity]  # lines queued, not yet printed and marked
+    _printing: asyncio.Lock  # one line printed and marked at a time
     _active: set[FileIdentity]
     _queue: asyncio.Queue[WorkItem]
     _in_flight: set[asyncio.Task[None]]
@@ -289,30 +291,40 @@ class AttemptSteps:
         self._active.discard(item.identity)
         self._wakeup.set()
         state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
-        # printed, marked and moved: then nothing is left for another watcher
-        self._report(item.identity, report, then=lambda: self._let_go(item.identity))
-        self._move_finished(item.path, state)
+
+        def finished() -> None:  # printed and marked: moved, and nothing is left for another watcher
+            self._move_finished(item.path, state)
+            self._let_go(item.identity)
+
+        self._report(item.identity, report, then=finished)
 
     def _report(
         self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False,
         then: Callable[[], None] | None = None,
     ) -> None:
-        """Print the line, then mark it printed in the store (in the background, tried again while the
-        store is unreachable: a mark never kept prints the line again on the next run); `then` once the
-        mark is settled."""
-        try:
-            printed = self.lines.print(identity, report, replay=replay)
-        except StdoutClosed:
-            self._stdout_closed()
-            printed = False
-        self._update_totals()
-        if not printed:
-            if then is not None:
-                then()
-            return
-        marking = self.writes.spawn(identity.relpath, lambda: self.journal.mark_reported(identity))
+        """Queue the line: printed, then marked printed in the store (off the event loop, tried again
+        while the store is unreachable), then `then`."""
+        self._reporting.add(identity)
+        self.writes.track(self._print_and_mark(identity, report, replay, then))
+
+    async def _print_and_mark(
+        self, identity: FileIdentity, report: dict[str, Any], replay: bool, then: Callable[[], None] | None
+    ) -> None:
+        # One line at a time, each marked before the next is printed: a kill leaves at most one line
+        # printed and not marked, the one the next run repeats (docs/watch.md); never several.
+        async with self._printing:
+            try:
+                printed = self.lines.print(identity, report, replay=replay)
+            except StdoutClosed:
+                self._stdout_closed()
+                printed = False
+            self._update_totals()
+            if printed:  # a mark never kept: watch stops (exit 6) and the next run prints the line again
+                await self.writes.keep(identity.relpath, lambda: self.journal.mark_reported(identity))
+        self._reporting.discard(identity)
+        self._wakeup.set()
         if then is not None:
-            marking.add_done_callback(lambda _: then())
+            then()
 
     def _stdout_closed(self) -> None:
         """The reader went away (`| head -n1`): stop now, quietly; lines not printed stay unreported."""

@@ -86,6 +86,8 @@ class WatchRunner(InboxSharing, AttemptSteps):
         self.writes = StoreWrites(settings.unreachable_budget, settings.retry, self._status,
                                   self._fatal_error, clock)
         self._keeping: dict[FileIdentity, asyncio.Task[bool]] = {}  # final outcomes not yet durable
+        self._reporting: set[FileIdentity] = set()  # lines queued, not yet printed and marked
+        self._printing = asyncio.Lock()
         self.totals = WatchTotals()
         self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
         self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
@@ -310,7 +312,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
         # _active covers queued, held by the dispatcher, in flight and waiting to retry; --once also waits
         # for the files other watchers hold: if one of them dies, its files are ours to finish
         return (self.inbox.waiting == 0 and not self._active and not self._in_flight and not self._elsewhere
-                and not self._probing)
+                and not self._probing and not self._reporting)
 
     def _take(self, settled: SettledFile) -> None:
         """A settled file: considered now, or once a look inside shows it is a recording."""
@@ -331,7 +333,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
 
     def _consider(self, settled: SettledFile) -> None:
         identity = settled.identity
-        if identity in self._active or identity in self._opted_out:
+        if identity in self._active or identity in self._opted_out or identity in self._reporting:
             return
         entry = self.journal.entry(identity)
         if entry is not None and entry.state in FINAL_STATES:

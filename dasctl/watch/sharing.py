@@ -101,8 +101,13 @@ class InboxSharing:
             return True  # --retry-failed, and not finished again by another watcher since
         self._active.discard(identity)
         if entry.final is not None:  # finished by a watcher that died before printing its line
-            self._report(identity, entry.final, replay=True, then=lambda: self._let_go(identity))
-            self._move_finished(item.path, entry.state)
+            state = entry.state
+
+            def finished() -> None:
+                self._move_finished(item.path, state)
+                self._let_go(identity)
+
+            self._report(identity, entry.final, replay=True, then=finished)
             return False
         if identity not in self.lines.printed:
             self.totals.skipped += 1

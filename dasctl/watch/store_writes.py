@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from dasctl.errors import DasctlError
 from dasctl.store import StoreError
@@ -40,7 +40,7 @@ class StoreWrites:
         self.retry = retry
         self.status = status
         self.fatal = fatal
-        self.tasks: set[asyncio.Task[bool]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     async def keep(self, name: str, write: Callable[[], Awaitable[None]]) -> bool:
         """One write, tried again with backoff while the store stays unreachable within the budget;
@@ -79,6 +79,13 @@ class StoreWrites:
     def spawn(self, name: str, write: Callable[[], Awaitable[None]]) -> asyncio.Task[bool]:
         """`keep` in the background; the task says whether the write landed."""
         task = asyncio.create_task(self.keep(name, write))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Other work that waits on writes (a line printed, then marked): settled and cancelled with them."""
+        task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
