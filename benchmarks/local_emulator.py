@@ -29,13 +29,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_emulator(*serve_flags: str, log: Path | None = None, quiet: bool = True
-                     ) -> Iterator[RunningEmulator]:
+def running_emulator(*serve_flags: str, log: Path | None = None, quiet: bool = True,
+                     receipts: Path | None = None) -> Iterator[RunningEmulator]:
     """Start `dasctl -q serve` with these flags, wait until it listens; stop it (TERM, then KILL) at exit.
-    quiet=False: without -q, so that LOG gets the session log (one line per terminal event)."""
+    quiet=False: without -q, so that LOG gets the session log (one line per terminal event).
+    receipts: through receiving_emulator.py, which notes there when each call's audio arrived."""
     port = free_port()
     command = [sys.executable, "-m", "dasctl", *(["-q"] if quiet else []), "serve", "--host", "127.0.0.1",
                "--port", str(port), *serve_flags]
+    if receipts is not None:
+        command[1:3] = [str(Path(__file__).with_name("receiving_emulator.py")), str(receipts), "--"]
     if log is None:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

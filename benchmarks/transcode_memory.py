@@ -1,5 +1,6 @@
 """Peak RSS of `dasctl transcode` on a 1-hour 48 kHz stereo WAV, from a file and from a pipe; then the same
-hour as AAC/m4a (FFmpeg's decoder, through PyAV) from a file and from a pipe (spooled to disk, not memory).
+hour as AAC/m4a (FFmpeg's decoder, through PyAV) from a file and from a pipe (spooled to disk, not memory),
+and as MP3 (from a file: decoded in three parts, two at a time, the part ahead held as 8 kHz int16).
 
 docs/contributing.md: <= 120 MB; the audio is streamed in blocks, never loaded whole (the input is 660 MB).
 The baseline printed beside it is the same interpreter importing numpy, soundfile and soxr and doing
@@ -57,7 +58,7 @@ def file_and_pipe(source: Path) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--no-m4a", action="store_true", help="only the WAV")
+    parser.add_argument("--no-m4a", action="store_true", help="only the WAV (no m4a, no mp3)")
     args = parser.parse_args()
     source = make_recording(WORK / f"call-{args.minutes:g}m-48k-stereo.wav", args.minutes * 60, rate=48000)
     size_mb = source.stat().st_size / 2**20
@@ -68,6 +69,9 @@ def main() -> int:
         m4a = make_compressed(source, "m4a")
         m4a_file, m4a_pipe = file_and_pipe(m4a)
         rows += [("of the m4a, from a file", m4a_file), ("of the m4a, from a pipe", m4a_pipe)]
+        mp3 = make_compressed(source, "mp3")
+        mp3_file, mp3_pipe = file_and_pipe(mp3)
+        rows += [("of the mp3, from a file", mp3_file), ("of the mp3, from a pipe", mp3_pipe)]
     print(f"input: {source.name} ({args.minutes:g} min, 48 kHz stereo 16-bit, {size_mb:.0f} MB)")
     print(f"  baseline (python + numpy, soundfile, soxr imported): {baseline:.1f} MB")
     for label, value in rows:

@@ -133,17 +133,19 @@ class ClientSettings:
 
     def _open_store(self, profile: Profile | None = None) -> Store:
         """The store by precedence: the client's `store` > the profile's (DASCTL_STORE or its file) >
-        the default file in dasctl's data directory."""
+        the default file in dasctl's data directory; its key by the profile's store_key_file resolution."""
         from dasctl.store import open_store
+        from dasctl.store.vault import key_settings
 
-        if self.store_url is not None:
-            return open_store(self.store_url, self.env)
         if profile is None:
             from dasctl.config import load_profile
 
             profile = load_profile(self.profile, flags={"url": self.url}, env=self.env,
                                    flag_names=_FLAG_NAMES)
-        return open_store(profile.store, self.env)
+        # its key as the commands find it: DASCTL_STORE_KEY_FILE, DASCTL_STORE_KEY, the profile's file
+        key = key_settings(profile)
+        return open_store(self.store_url if self.store_url is not None else profile.store, self.env, key=key,
+                          warn=self.warn)
 
 
 class AsyncClient(ClientSettings):
@@ -178,6 +180,7 @@ class AsyncClient(ClientSettings):
         name: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         check: bool = True,
+        consent: str | None = None,
     ) -> Run[RegisterResult]:
         """Enroll a speaker from one recording, as `dasctl register` does; await the returned Run.
 
@@ -185,8 +188,10 @@ class AsyncClient(ClientSettings):
         last two in messages and gives the default speaker id). The result is kept in the credential
         store under `speaker` (default: the file name without its extension) unless store=False.
         `output` writes the credential record (JSON, mode 0600), `keep_audio` the voice the service
-        collected. With check=True (the default) a failure raises its DasctlError; with check=False the
-        result comes back with `.ok` False and `.failure` set.
+        collected. `consent` is the consent reference kept with the enrollment (a signed form's number).
+        With check=True (the default) a failure raises its DasctlError; with check=False the result comes
+        back with `.ok` False and `.failure` set. As the command, it refuses before any audio is sent a
+        store without its key (StoreKeyError) and a speaker who opted out (OptedOut).
         """
         from dasctl.recording import Recording
 
@@ -200,6 +205,14 @@ class AsyncClient(ClientSettings):
                 enroll.output_target("keep_audio", _path(keep_audio), recording, ".collected.wav", False),
             )
             enroll.check_speaker([recording], speaker, store, option="speaker", no_store="store=False")
+            reference = None
+            if consent is not None:
+                from dasctl.store.records import check_consent
+
+                reference = check_consent(consent, "consent")
+                if not store:
+                    raise UsageError("consent= is kept with the enrollment in the store, and store=False "
+                                     "keeps nothing")
             profile, options = enroll.register_request(
                 self.profile, protocol=protocol, model_hash=model_hash, threshold=threshold,
                 duration=duration, speed=speed, timeout=timeout, call_id=call_id, url=self.url,
@@ -209,8 +222,10 @@ class AsyncClient(ClientSettings):
             if unusual:
                 self.warn(unusual)
             kept = await asyncio.to_thread(self._open_store, profile) if store else None
-            keeper = enroll.Keeper(kept, speaker, profile) if kept is not None else None
+            keeper = enroll.Keeper(kept, speaker, profile, reference) if kept is not None else None
             try:
+                if keeper is not None:
+                    await asyncio.to_thread(_ready_for, keeper.store, keeper.speaker_for(recording))
                 [result] = await enroll.register_each(
                     [recording], [outputs], options, profile,
                     audio_options={"channel": channel, "start": start, "end": end},
@@ -273,12 +288,15 @@ class AsyncClient(ClientSettings):
             try:
                 if speaker is not None:
                     store = await asyncio.to_thread(self._open_store, profile)
+                    await asyncio.to_thread(_ready_for, store, speaker, "verify")  # it reads the credential
                     target = await asyncio.to_thread(stored_target, store, speaker)
                 else:
                     target = target_of(credential)
                     if target.speaker is not None:
                         # a record that names its speaker: its verifications are kept in its history
                         store = await self._try_store(profile)
+                        if store is not None:  # a record the customer's opt-out outlived
+                            await asyncio.to_thread(store.refuse_opted_out, target.speaker)
                 options = verify_options(profile, target, protocol=protocol, duration=duration,
                                          score_threshold=score_threshold, speed=speed, timeout=timeout)
                 [result] = await verify_each(
@@ -416,6 +434,15 @@ def _check_common(
     check_inputs([recording], speed, timeout, call_id, _NAMES)
     parse_channel(channel)
     check_range(start, end)
+
+
+def _ready_for(store: Store, speaker: str, audit: str | None = None) -> None:
+    """What `dasctl register` and `verify` check before any audio is sent: the store's key (and that it
+    can be written), and that the customer did not opt out; a read of a credential is audited."""
+    store.require_secrets()
+    store.refuse_opted_out(speaker)
+    if audit is not None:
+        store.audit(audit, [speaker], 1)
 
 
 def _path(value: str | os.PathLike[str] | None) -> Path | None:

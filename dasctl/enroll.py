@@ -81,6 +81,7 @@ def register_request(
     env: Mapping[str, str] | None = None,
     flag_names: Mapping[str, str] | None = None,
     sends_audio: bool = True,
+    store_key_file: str | None = None,
 ) -> tuple[Profile, RegisterOptions]:
     """The profile with a request's own values applied (they win over the environment and the profile
     file), and the session options they make; a usage error for whatever a session would lack."""
@@ -94,6 +95,7 @@ def register_request(
             "model_hash": model_hash,
             "authenticity_threshold": threshold,
             "audio_total_duration": duration,
+            "store_key_file": store_key_file,
         },
         env=env,
         flag_names=flag_names
@@ -178,6 +180,7 @@ class Keeper:
     store: Store
     speaker: str | None  # --speaker; None: each file's stem
     profile: Profile
+    consent: str | None = None  # --consent: the reference kept with each enrollment
 
     def speaker_for(self, recording: Recording) -> str:
         from dasctl.store.records import speaker_from_file
@@ -207,6 +210,7 @@ class Keeper:
             service_url=self.profile.url, source_path=path, source_size=size, source_sha256=sha256,
             audio=audio,
         )
+        record.consent = self.consent
         try:
             kept = self.store.record_enrollment(record)
         except DasctlError as error:

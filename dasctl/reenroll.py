@@ -356,4 +356,5 @@ class Reenroller:
             source_sha256=old.source_sha256,
             audio=kept if document.get("ok") else None,
         )
+        record.consent = old.consent  # the same voice, enrolled under the same consent
         self.store.record_enrollment(record)

@@ -31,18 +31,26 @@ class StoreReader:
         (fnmatch, e.g. 'team-a-*'), made with a model hash, or stale for one (made with any other)."""
         with closing(self._open()) as store:
             # credentials when this process holds the store's key, metadata otherwise (docs/store.md)
-            return list(store.list_current(speaker_glob=speaker, model_hash=model_hash, stale_for=stale_for,
-                                           reveal=store.encrypted))
+            records = list(store.list_current(speaker_glob=speaker, model_hash=model_hash,
+                                              stale_for=stale_for, reveal=store.encrypted))
+            _audit_read(store, "python list", [r.speaker for r in records if r.credential])
+            return records
 
     def current(self, speaker: str) -> EnrollmentRecord | None:
         """The speaker's current credential, or None."""
         with closing(self._open()) as store:
-            return store.current(speaker)
+            record = store.current(speaker, reveal=store.encrypted)
+            _audit_read(store, "python current", [speaker] if record and record.credential else [])
+            return record
 
     def history(self, speaker: str) -> builtins.list[EnrollmentRecord | VerificationRecord]:
         """Every enrollment attempt and verification of a speaker, oldest first (`credentials history`)."""
         with closing(self._open()) as store:
-            return store.history(speaker, reveal=store.encrypted)
+            entries = store.history(speaker, reveal=store.encrypted)
+            revealed = sum(1 for e in entries if getattr(e, "credential", None))
+            if revealed:
+                store.audit("python history", [speaker], revealed)
+            return entries
 
     def export(
         self, target: str | os.PathLike[str] | IO[str] | None = None, *, speaker: str | None = None
@@ -71,6 +79,12 @@ class StoreReader:
             target.write(text)
             target.flush()
         return documents
+
+
+def _audit_read(store: Store, command: str, speakers: builtins.list[str]) -> None:
+    """Every read of a credential is an audit row (docs/store.md, The audit log), from Python too."""
+    if speakers:
+        store.audit(command, sorted(set(speakers)), len(speakers))
 
 
 class AsyncStoreReader:

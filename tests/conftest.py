@@ -458,3 +458,19 @@ def tmux_server() -> Iterator[TmuxServer]:
         yield server
     finally:
         server.kill()
+
+
+# --- start-up: the suite starts about 1,200 dasctl processes, and each xdist worker imports every test ----
+def pytest_configure(config: pytest.Config) -> None:
+    """Bytecode is written and read as in a default Python set-up, whatever PYTHONDONTWRITEBYTECODE says
+    (some CI and sandbox environments set it): without it every `python -m dasctl` a test starts compiled
+    its ~100 modules from source again (about 0.1 s of CPU each time), and every worker rewrote and compiled
+    all the test modules again (about 2 s each). The bytecode goes where a normal run puts it
+    (`__pycache__/`, ignored by git); the controller compiles dasctl once, before any worker starts, since
+    the processes the tests start keep the variable and only read it."""
+    sys.dont_write_bytecode = False  # pytest then caches the rewritten test modules too
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller has compiled dasctl
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "dasctl"), quiet=2)

@@ -126,6 +126,23 @@ def test_the_agent_of_a_mono_file_is_refused(dasctl: Run, emulator: Emulator) ->
     assert f"--channel agent: {MONO} is mono (1 channel)" in done.stderr
 
 
+def test_the_customer_of_a_mono_file_is_its_one_channel_whichever_side_the_profile_names(
+        dasctl: Run, emulator: Emulator, tmp_path: Path) -> None:
+    for side in ("left", "right"):
+        done = dasctl(*REGISTER, "--channel", "customer", str(MONO),
+                      env={**emulator.client_env(), "DASCTL_CUSTOMER_CHANNEL": side})
+        assert done.returncode == 0, done.stderr
+        [document] = documents(done.stdout)
+        assert (document["channel"], document["side"]) == ("mono", "customer")
+        assert "warning" not in done.stderr
+    plain, customer = tmp_path / "plain.ul", tmp_path / "customer.ul"
+    assert dasctl("transcode", str(MONO), str(plain)).returncode == 0
+    chosen = dasctl("transcode", "--channel", "customer", str(MONO), str(customer),
+                    env={"DASCTL_CUSTOMER_CHANNEL": "right"})
+    assert chosen.returncode == 0, chosen.stderr
+    assert customer.read_bytes() == plain.read_bytes() and len(plain.read_bytes()) > 8000
+
+
 def test_watch_warns_once_and_each_line_says_the_channel(dasctl: Run, emulator: Emulator,
                                                          tmp_path: Path) -> None:
     inbox = tmp_path / "calls"

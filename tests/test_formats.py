@@ -5,8 +5,11 @@ made by tests/data/make-fixtures.sh)."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import numpy as np
 import pytest
 
 from dasctl.audio import open_audio
+from dasctl.audio.segments import seam_holds, split_points
 from tests.conftest import DATA, Emulator
 
 FORMATS = DATA / "formats"
@@ -157,3 +161,116 @@ def test_without_pyav_a_format_that_needs_it_says_what_to_install(dasctl: Run, t
     # what libsndfile reads does not need it
     still = dasctl("transcode", str(FORMATS / "call.mp3"), str(tmp_path / "out.wav"), env=env)
     assert still.returncode == 0, still.stderr
+
+
+# --- a long MP3 is decoded in two parts at once (dasctl/audio/segments.py) --------------------------------
+
+
+def _long_mp3(path: Path, seconds: int) -> Path:
+    """The stereo speech fixture looped to `seconds`, as a recorder's MP3 (64 kbit/s)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-stream_loop", "-1", "-i",
+                    str(DATA / "speech-ab-44k-stereo.wav"), "-t", str(seconds), "-c:a", "libmp3lame",
+                    "-b:a", "64k", str(path)], check=True, timeout=120)
+    return path
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("channel", ["mix", "right"])
+def test_a_long_mp3_decoded_in_two_parts_sends_what_one_decoder_would(
+    channel: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """150 s of MP3: the second half is decoded on another thread from its own seek point; every sample
+    is there, in place (same count, no shift at the seam), as reading it in one piece gives (--end past
+    the end reads it in one piece), but for soxr's rounding."""
+    source = _long_mp3(tmp_path / "long.mp3", 150)
+    caplog.set_level(logging.DEBUG, logger="dasctl.audio.segments")
+    ours = heard(source, channel=channel)
+    assert "decoding in 2 parts" in caplog.text
+    assert "does not join" not in caplog.text
+    caplog.clear()
+    one_piece = heard(source, channel=channel, end=1000)
+    assert "decoding in" not in caplog.text
+    assert len(ours) == len(one_piece) == 150 * 8000
+    assert np.max(np.abs(ours - one_piece)) <= 2
+
+
+@needs_ffmpeg
+def test_a_damaged_long_mp3_read_in_parts_fails_as_in_one_piece_and_libmpg123_stays_quiet(
+    dasctl: Run, tmp_path: Path
+) -> None:
+    """Both parts decode at once while fd 2 is lent to libmpg123's notes ("Illegal Audio-MPEG-Header",
+    "Trying to resync"): one shared redirect, given back when the last decoder is done, so the notes go
+    to the debug log and stderr has only our error, the same one reading in one piece gives."""
+    source = _long_mp3(tmp_path / "long.mp3", 150)
+    data = bytearray(source.read_bytes())
+    for at in (len(data) // 4, len(data) * 3 // 4):  # garbage in each half
+        data[at:at + 400] = os.urandom(400)
+    source.write_bytes(bytes(data))
+    parts = dasctl("transcode", str(source), str(tmp_path / "out.wav"))
+    one_piece = dasctl("transcode", str(source), str(tmp_path / "out.wav"), "--end", "1000")
+    assert parts.returncode == one_piece.returncode == 3
+    assert parts.stderr == one_piece.stderr
+    assert parts.stderr.startswith("dasctl: error: ") and "Note:" not in parts.stderr, parts.stderr
+    assert not (tmp_path / "out.wav").exists()
+    verbose = dasctl("-vv", "transcode", str(source), str(tmp_path / "out.wav"))
+    assert "decoding in 2 parts" in verbose.stderr and "libmpg123) said: Note: Illegal" in verbose.stderr
+
+
+@needs_ffmpeg
+def test_closing_a_long_mp3_halfway_stops_both_decoders(tmp_path: Path) -> None:
+    source = _long_mp3(tmp_path / "long.mp3", 150)
+    stream = open_audio(source)
+    blocks = stream.pcm_blocks()
+    for _ in range(3):
+        next(blocks)
+    stream.close()
+    assert not [thread for thread in threading.enumerate() if thread.name == "dasctl-audio-part"]
+    with pytest.raises(ValueError, match="closed while it was being read"):
+        next(blocks)
+
+
+def test_the_seam_check_takes_rounding_and_refuses_a_shift() -> None:
+    speech = heard(DATA / "speech-a-8k-mono.wav")[8000:8800].astype(np.int16)
+    assert seam_holds(speech, speech + np.int16(1))  # soxr's rounding
+    assert seam_holds(np.zeros(800, np.int16), np.full(800, 3, np.int16))  # near silence
+    assert not seam_holds(speech[1:], speech[:-1])  # a seek one sample off
+    assert not seam_holds(speech, np.zeros(800, np.int16))
+
+
+def test_split_points_fall_on_the_resampling_period() -> None:
+    assert split_points(44100 * 119, 44100) == [0]
+    starts = split_points(44100 * 1020, 44100)
+    assert len(starts) == 2 and starts[1] % 441 == 0 and abs(starts[1] - 44100 * 510) <= 441
+    assert len(split_points(48000 * 2460, 48000)) == 3  # 41 minutes: parts of at most 20
+    assert all(start % 6 == 0 for start in split_points(48000 * 2460, 48000))
+
+
+@pytest.mark.parametrize("channel", ["mix", "left"])
+def test_a_whole_m4a_picked_after_the_decoding_thread_is_what_read_block_by_block_gives(channel: str) -> None:
+    """Read whole, FFmpeg's blocks cross to the consumer as decoded and the channel is picked there;
+    with --end the reader copies block by block: the same samples either way."""
+    whole = heard(FORMATS / "call.m4a", channel=channel)
+    by_blocks = heard(FORMATS / "call.m4a", channel=channel, end=1000)
+    assert len(whole) > 8000 * 4.5 and np.array_equal(whole, by_blocks)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("xing", [True, False], ids=["vbr-xing", "vbr-no-header"])
+def test_a_vbr_mp3_is_read_whole_and_right(xing: bool, tmp_path: Path) -> None:
+    """libsndfile stops a VBR MP3 without a Xing header at its estimate (150 s read as 105.8 s) and
+    decodes VBR wrongly here and there depending on where its reads end; such files go to FFmpeg."""
+    source = tmp_path / "vbr.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-stream_loop", "-1", "-i",
+                    str(DATA / "speech-ab-44k-stereo.wav"), "-t", "150", "-c:a", "libmp3lame", "-q:a", "5",
+                    "-write_xing", "1" if xing else "0", str(source)], check=True, timeout=120)
+    ours = heard(source, channel="left")
+    theirs = heard(_ffmpegs_decode(source, tmp_path), channel="left")
+    assert abs(len(ours) - 150 * 8000) < 8000 * 0.1
+    assert len(ours) == len(theirs) and np.max(np.abs(ours - theirs)) <= 2
+
+
+def _ffmpegs_decode(source: Path, tmp_path: Path) -> Path:
+    reference = tmp_path / f"{source.stem}-ffmpeg.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(source), "-map", "0:a:0", "-c:a",
+                    "pcm_f32le", str(reference)], check=True, timeout=120)
+    return reference

@@ -546,3 +546,52 @@ def running_with(fragment: str) -> list[str]:
         if stat[stat.rindex(")") + 2] != "Z" and fragment in command and "-m dasctl watch" in command:
             found.append(command)
     return found
+
+
+def test_summary_ends_the_ndjson_with_what_the_run_did_and_jq_keeps_the_file_lines_apart(
+    emulator, dasctl, tmp_path: Path
+) -> None:
+    """--summary: a cron job reads "all enrolled" (or not) from the last line: counts, and the files not
+    taken by reason. Without it stdout is one line per file, as before; docs' jq recipe splits the two."""
+    inbox = tmp_path / "calls"
+    fill(inbox, good=2, tone=1)
+    shutil.copy(DATA / "speech-a-8k-mono.wav", inbox / "0412-CUST9.wav")
+    (inbox / "notes.txt").write_text("call notes\n")
+    (inbox / "blob.bin").write_bytes(os.urandom(4096))
+    optout = dasctl("credentials", "optout", "0412-CUST9", "--reason", "asked on the phone")
+    assert optout.returncode == 0, optout.stderr
+    fast = ["--once", "--speed", "0", "--settle", "0"]
+    run = dasctl("watch", str(inbox), *fast, "--summary", env=emulator.client_env())
+    assert run.returncode == 7, run.stderr
+    *files, summary = lines_of(run.stdout)
+    outcomes = {line["file"]: line["ok"] or line.get("outcome") for line in files}
+    assert outcomes == {"good-00.wav": True, "good-01.wav": True, "tone-00.wav": {
+        "event": "result-fail-spoof", "content": outcomes["tone-00.wav"]["content"]},  # type: ignore[index]
+        "0412-CUST9.wav": "opted-out"}
+    assert {line["schema"] for line in files} == {"dasctl.watch/1"}
+    assert summary == {
+        "schema": "dasctl.watch-summary/1", "ended": "finished", "exit_code": 7, "done": 2, "failed": 1,
+        "already_reported": 0, "opted_out": 1, "failed_earlier": 0, "skipped": 2,
+        "skipped_files": {"not audio": ["blob.bin", "notes.txt"]},
+        "seconds": summary["seconds"],
+    }
+
+    again = dasctl("watch", str(inbox), *fast, "--summary", env=emulator.client_env())
+    assert again.returncode == 7, again.stderr
+    opted, rerun = lines_of(again.stdout)  # nothing new but the opted-out file's line (said every run)
+    assert opted["outcome"] == "opted-out" and rerun["schema"] == "dasctl.watch-summary/1"
+    assert (rerun["done"], rerun["already_reported"], rerun["failed_earlier"], rerun["opted_out"]) == (
+        0, 3, 1, 1)
+
+    plain = dasctl("watch", str(inbox), *fast, env=emulator.client_env())
+    assert plain.returncode == 7, plain.stderr  # no --summary: one line per file, no summary line
+    assert [line["schema"] for line in lines_of(plain.stdout)] == ["dasctl.watch/1"]
+
+    if shutil.which("jq"):  # the recipe in docs/watch.md
+        (inbox / "good-03.wav").write_bytes((DATA / "speech-b-16k-mono.wav").read_bytes())
+        piped = subprocess.run(
+            f"{shlex.quote(sys.executable)} -m dasctl watch {shlex.quote(str(inbox))} {' '.join(fast)} "
+            "--summary | jq -c 'select(.schema == \"dasctl.watch/1\") | .file'",
+            shell=True, capture_output=True, text=True, timeout=60,
+            env={**os.environ, **emulator.client_env()})
+        assert sorted(piped.stdout.splitlines()) == ['"0412-CUST9.wav"', '"good-03.wav"'], piped.stderr

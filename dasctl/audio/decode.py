@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dasctl.audio.channels import ChannelChoice, resolve_channel
-from dasctl.audio.ffmpeg import FfmpegReader, is_ffmpeg_only, is_mp4, open_ffmpeg
+from dasctl.audio.ffmpeg import FfmpegReader, has_av, is_ffmpeg_only, is_mp4, open_ffmpeg
 from dasctl.audio.fingerprint import STDIN_DRAIN_TIMEOUT, StreamDigest, fd_fingerprint, path_fingerprint
+from dasctl.audio.mp3 import is_mp3_without_exact_length
 from dasctl.audio.pipes import PipeRelay, read_head
 from dasctl.audio.sndfile import check_truncated_header, declared_frames, looks_like_text, open_sound
 from dasctl.audio.stream import AudioStream, check_range
@@ -206,6 +207,8 @@ def _open_file_decoder(
     FFmpeg again when libsndfile refuses it (then libsndfile's refusal is the one reported)."""
     if is_ffmpeg_only(head) and not looks_like_text(head):
         return open_ffmpeg(fd, name, seekable=True, end=end)
+    if is_mp3_without_exact_length(fd, head) and has_av():
+        return open_ffmpeg(fd, name, seekable=True, end=end)
     os.lseek(fd, 0, os.SEEK_SET)
     try:
         return open_sound(fd, name, head)
@@ -240,6 +243,10 @@ def _finish_open(
             )
         if channels < 1:
             raise AudioError(f"{name}: the header says it has {channels} channels")
+        if channels == 1 and channel_text.split(" ")[0] == "customer":
+            # a mono recording has one side: the customer's is the only one to send, whichever side
+            # customer_channel names (a folder mixes the platform's stereo calls with mono ones)
+            channel = 0
         if isinstance(channel, int) and channel >= channels:
             layout = "mono (1 channel)" if channels == 1 else f"{channels} channels (0 to {channels - 1})"
             raise UsageError(f"--channel {channel_text or channel}: {name} is {layout}",

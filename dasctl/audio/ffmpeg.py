@@ -62,6 +62,15 @@ def is_ffmpeg_only(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0
 
 
+def has_av() -> bool:
+    """Whether PyAV can be imported (it is dasctl's dependency; a hand-made install may lack it)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def import_av(name: str) -> Any:
     """The av module, or an AudioError (exit 3) that says what to install."""
     try:
@@ -196,6 +205,19 @@ class FfmpegReader:
                 self._offset = 0
         self._position += filled
         return planar[:, :filled].T
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The rest of the stream as FFmpeg's FIFO gathers it (about _FIFO_SECONDS each): (frames, channels)
+        float32 views of fresh planar arrays, without read()'s copy into its reused buffer, so they can be
+        handed to another thread. Do not mix with read()."""
+        while self._pending:
+            block = self._pending.pop(0)[:, self._offset:]
+            self._offset = 0
+            self._position += block.shape[1]
+            yield block.T
+        for block in self._frames:
+            self._position += block.shape[1]
+            yield block.T
 
     def seek(self, frame: int) -> int:
         """Move to `frame` by decoding and dropping what comes before (exact, whatever the codec)."""

@@ -88,23 +88,42 @@ _CONTAINER_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b".snd", b"dns.
 _FD2_LOCK = threading.Lock()
 
 
+class _Fd2Redirect:
+    """fd 2 pointed at a temporary file while any thread is inside a C library that may print on it."""
+
+    users = 0
+    saved = -1
+    sink: BinaryIO | None = None
+
+
 @contextmanager
 def c_library_stderr_to_log() -> Iterator[None]:
-    """Point fd 2 at a temporary file while libsndfile guesses at an input of unknown format; what the C
-    libraries said goes to the debug log (-vv). Only then: a live display on stderr would pause meanwhile."""
-    with _FD2_LOCK, tempfile.TemporaryFile(prefix="dasctl-stderr-") as sink:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            said = sink.read(4096).decode(errors="replace").strip()
-            if said:
-                log.debug("libsndfile (and libmpg123) said: %s", said)
+    """Point fd 2 at a temporary file while libsndfile guesses at an input of unknown format, or
+    libmpg123 decodes; what the C libraries said goes to the debug log (-vv). Only then: a live display
+    on stderr would pause meanwhile. Threads decoding at once (segments.py) share one redirect: the last
+    one out points fd 2 back."""
+    state = _Fd2Redirect
+    with _FD2_LOCK:
+        if not state.users:
+            sys.stderr.flush()
+            sink = tempfile.TemporaryFile(prefix="dasctl-stderr-")
+            state.saved, state.sink = os.dup(2), sink
+            os.dup2(sink.fileno(), 2)
+        state.users += 1
+    try:
+        yield
+    finally:
+        with _FD2_LOCK:
+            state.users -= 1
+            if not state.users and state.sink is not None:
+                os.dup2(state.saved, 2)
+                os.close(state.saved)
+                kept, state.sink = state.sink, None
+                with kept:
+                    kept.seek(0)
+                    said = kept.read(4096).decode(errors="replace").strip()
+                if said:
+                    log.debug("libsndfile (and libmpg123) said: %s", said)
 
 
 def open_sound(target: int | BinaryIO, name: str, head: bytes) -> soundfile.SoundFile:

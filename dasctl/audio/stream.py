@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,9 @@ import numpy as np
 from dasctl.audio.channels import channel_label, to_mono
 from dasctl.audio.ffmpeg import FfmpegReader
 from dasctl.audio.frames import SAMPLE_RATE, check_frame_ms
+from dasctl.audio.read_ahead import ReadAhead
 from dasctl.audio.resample import resampler, to_int16
+from dasctl.audio.segments import SplitDecode, part_source, split_points
 from dasctl.audio.sndfile import INT16_EXACT_SUBTYPES, c_library_stderr_to_log, libsndfile_message
 from dasctl.audio.truncation import two_figures
 from dasctl.errors import AudioError, UsageError
@@ -76,7 +78,8 @@ class AudioStream:
         self._seekable = seekable
         self._expected_frames = expected_frames
         self._frames_read = 0
-        self._read_ahead: _ReadAhead | None = None
+        self._read_ahead: ReadAhead | SplitDecode | None = None
+        self._reading = threading.Lock()  # held by next_block while a worker reads a block
         #: (size, sha256) of the input's bytes, when they can be known (see fingerprint)
         self._fingerprint: Callable[[], tuple[int, str] | None] | None = None
         #: a copy of the mu-law frames as they were read (keep_frames), at most _keep_limit bytes
@@ -104,7 +107,8 @@ class AudioStream:
         if self._read_ahead is not None:
             self._read_ahead.stop()  # never close the file under the reading thread
         try:
-            self._sound.close()
+            with self._reading:  # nor under a worker's next_block
+                self._sound.close()
         finally:
             if self._on_close is not None:
                 self._on_close()
@@ -134,54 +138,85 @@ class AudioStream:
         """Seconds of input consumed so far (after --start)."""
         return self._frames_read / self.input_rate
 
+    @property
+    def seekable(self) -> bool:
+        """A regular file: a block is read from it without waiting on a writer (see next_block)."""
+        return self._seekable
+
     def frames(self, frame_ms: int = 20) -> Iterator[bytes]:
         """8 kHz mono mu-law in frames of exactly frame_ms (the last may be shorter); streaming."""
+        for block in self.frame_blocks(frame_ms):
+            yield from self.take(block)
+
+    def frame_blocks(self, frame_ms: int = 20, *, read_ahead: bool = True) -> Iterator[list[bytes]]:
+        """The frames of frames(), one decoded block (about two seconds) at a time, not yet taken (take).
+
+        read_ahead=False: no thread of its own decodes the next block; the caller fetches each block with
+        next_block in a worker (a session does, so that 256 streams do not make 256 threads)."""
         check_frame_ms(frame_ms)
         frame_bytes = SAMPLE_RATE * frame_ms // 1000
         pending = bytearray()
-        kept = self.kept
-        if kept is not None:  # the tap copies each frame as it is handed to the audio channel
-            yield from self._keeping(self._frames(frame_bytes, pending), kept)
-            return
-        yield from self._frames(frame_bytes, pending)
+        for chunk in self.chunks(read_ahead=read_ahead):
+            pending += chunk
+            usable = len(pending) - len(pending) % frame_bytes
+            if usable:
+                view = memoryview(pending)
+                block = [bytes(view[start : start + frame_bytes]) for start in range(0, usable, frame_bytes)]
+                view.release()
+                del pending[:usable]
+                yield block
+        if pending:
+            yield [bytes(pending)]
 
-    def _keeping(self, frames: Iterator[bytes], kept: bytearray) -> Iterator[bytes]:
+    def next_block(self, blocks: Iterator[list[bytes]]) -> list[bytes] | None:
+        """The next of frame_blocks(read_ahead=False), None at the end; for a worker thread: close() waits
+        for a block being read (a regular file's block: milliseconds) instead of closing the file under it."""
+        with self._reading:
+            if self._closed:
+                raise ValueError("the audio stream was closed while it was being read")
+            return next(blocks, None)
+
+    def take(self, block: list[bytes]) -> Iterable[bytes]:
+        """A block's frames as they are handed to the audio channel: the keep_frames tap copies each one
+        then, so what is kept is what was sent."""
+        if self.kept is None:
+            return block
+        return self._keeping(block, self.kept)
+
+    def _keeping(self, frames: Iterable[bytes], kept: bytearray) -> Iterator[bytes]:
         for frame in frames:
             room = self._keep_limit - len(kept)
             if room > 0:
                 kept += frame[:room]
             yield frame
 
-    def _frames(self, frame_bytes: int, pending: bytearray) -> Iterator[bytes]:
-        for chunk in self.chunks():
-            pending += chunk
-            usable = len(pending) - len(pending) % frame_bytes
-            if usable:
-                view = memoryview(pending)
-                for offset in range(0, usable, frame_bytes):
-                    yield bytes(view[offset : offset + frame_bytes])
-                view.release()
-                del pending[:usable]
-        if pending:
-            yield bytes(pending)
-
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self, *, read_ahead: bool = True) -> Iterator[bytes]:
         """8 kHz mono mu-law in blocks of about two seconds (the same bytes as frames(), fewer pieces)."""
-        for block in self.pcm_blocks():
+        for block in self.pcm_blocks(read_ahead=read_ahead):
             if len(block):
                 yield mulaw_encode_array(block).tobytes()
 
-    def pcm_blocks(self) -> Iterator[np.ndarray]:
+    def pcm_blocks(self, *, read_ahead: bool = True) -> Iterator[np.ndarray]:
         """8 kHz mono int16 in blocks: the signal just before mu-law encoding."""
         if self._started:
             raise RuntimeError("an AudioStream can be read only once")
         self._started = True
+        split = self._split_decode() if read_ahead else None  # read_ahead=False: no threads of its own
+        if split is not None:
+            yield from self._split_blocks(split)
+            return
         resample = resampler(self.input_rate) if self.input_rate != SAMPLE_RATE else None
         produced = False
-        blocks = self._input_blocks()
-        if self._seekable:
+        blocks: Iterator[np.ndarray]
+        if not (self._seekable and read_ahead):
+            blocks = self._input_blocks()
+        elif self._whole_ffmpeg_file():
+            # FFmpeg's decoding is the longest part: its thread does only that, the channel pick is here
+            self._read_ahead = ReadAhead(self._sound.blocks())  # type: ignore[union-attr]
+            blocks = self._picked(self._read_ahead)
+        else:
             # decode the next block on a second core while this one is resampled and encoded
-            self._read_ahead = _ReadAhead(blocks)
+            self._read_ahead = ReadAhead(self._input_blocks())
             blocks = iter(self._read_ahead)
         for mono in blocks:
             out = resample(mono, False) if resample is not None else mono
@@ -197,10 +232,36 @@ class AudioStream:
             raise AudioError(f"{self.name}: no audio in the selected range (0 samples)",
                              "Check --start/--end, or that the recording is not empty.")
 
+    def _whole_ffmpeg_file(self) -> bool:
+        return (self._seekable and isinstance(self._sound, FfmpegReader) and self._start_frame == 0
+                and self._end_frame is None)
+
+    def _picked(self, planar: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The channel pick (or mix) of decoded (frames, channels) float32 blocks."""
+        for block in planar:
+            self._frames_read += len(block)
+            yield to_mono(block, self._channel, 1.0)
+
+    def _split_decode(self) -> SplitDecode | None:
+        """A long MP4/M4A or MP3 file read whole is decoded in parts on both cores (segments.py)."""
+        if not (self._seekable and self.input_rate != SAMPLE_RATE and self._start_frame == 0
+                and self._end_frame is None):
+            return None
+        found = part_source(self._sound, self.name)
+        if found is None or len(split_points(found[1], self.input_rate)) < 2:
+            return None
+        return SplitDecode(found[0], found[1], self._channel)
+
+    def _split_blocks(self, split: SplitDecode) -> Iterator[np.ndarray]:
+        self._read_ahead = split
+        for block in split.blocks():
+            self._frames_read = split.position
+            yield block
+        if split.end is not None:
+            self._check_complete(split.end)
+
     def _input_blocks(self) -> Iterator[np.ndarray]:
         """Mono float32 blocks of the input at its own rate, between --start and --end."""
-        import soundfile
-
         sound = self._sound
         channels = self.input_channels
         # 16-bit-or-narrower sources are read as int16 (a copy, no conversion in libsndfile): twice as fast
@@ -227,7 +288,7 @@ class AudioStream:
             except OSError as error:
                 raise AudioError(f"{self.name}: cannot read at {position / self.input_rate:.1f} s: "
                                  f"{error.strerror or error}") from None
-            except (soundfile.LibsndfileError, RuntimeError) as error:
+            except RuntimeError as error:  # soundfile.LibsndfileError is one: no import of it for a WAV
                 raise AudioError(
                     f"{self.name}: corrupt audio data at {position / self.input_rate:.1f} s: "
                     f"{libsndfile_message(error)}"
@@ -275,70 +336,3 @@ class AudioStream:
                 f"{self.name}: truncated: the audio stops at {shown} but the header announces {promised}",
                 f"If it is still being written, wait; to use what is there, add --end {position / rate:.1f}.",
             )
-
-
-_END = object()
-
-
-class _ReadAhead:
-    """Runs a block producer in a thread, `depth` blocks ahead; errors surface in the consumer.
-
-    Only for regular files: a read from one never blocks for long, so stop() can wait for the thread
-    to finish its current block, and the file is never closed under a read in progress.
-    """
-
-    def __init__(self, blocks: Iterator[np.ndarray], depth: int = 2) -> None:
-        import queue
-
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._blocks = blocks
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="dasctl-audio-read", daemon=True)
-        self._thread.start()
-
-    def _produce(self) -> None:
-        import queue
-
-        try:
-            for block in self._blocks:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(block, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            self._queue.put(_END)
-        except BaseException as error:  # handed to the consumer, raised there
-            self._queue.put(error)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        import queue
-
-        try:
-            while True:
-                if self._stop.is_set():
-                    raise ValueError("the audio stream was closed while it was being read")
-                try:
-                    item = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item  # type: ignore[misc]
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        """Stop the thread and wait for it (safe to call twice, from the consumer or from close())."""
-        import queue
-
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get_nowait()  # unblock a producer waiting on a full queue
-            except queue.Empty:
-                self._thread.join(0.05)

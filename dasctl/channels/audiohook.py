@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from dasctl.channels import httpsig
-from dasctl.channels.audiohook_holds import PING_INTERVAL, hold, skip_to_discard_point, wait_any
+from dasctl.channels.audiohook_holds import PING_INTERVAL, hold, skip_to_discard_point
+from dasctl.channels.pacing import WakeEvent, pacing_clock
 from dasctl.channels.positions import duration_samples, position_text
 from dasctl.channels.twilio import (
     BYTES_PER_SECOND,
@@ -81,7 +82,8 @@ class AudioHookClient:
         self.disconnect_info: str | None = None
         self.disconnected = asyncio.Event()  # server `disconnect`
         self.socket_gone = asyncio.Event()
-        self.pause_requested = asyncio.Event()  # server `pause`, not yet answered by a `resumed`
+        # server `pause`, not yet answered by a `resumed` (it also ends a wait for the next frame's deadline)
+        self.pause_requested = WakeEvent()
         self.resume_requested = asyncio.Event()  # server `resume` while paused
         self.close_frame = False
         self.pongs = 0
@@ -245,7 +247,7 @@ class AudioHookClient:
 
         assert self.ws is not None
         last_ping = time.monotonic()
-        stopped = asyncio.Event()  # disconnect or socket gone: either one ends sending
+        stopped = WakeEvent()  # disconnect or socket gone: either one ends sending
         watcher = asyncio.create_task(self._watch_stop(stopped))
         try:
             frames = await skip_to_discard_point(self, frames)
@@ -283,16 +285,17 @@ class AudioHookClient:
         return False
 
     async def _ready_to_send(
-        self, stopped: asyncio.Event, pacer: Pacer, on_pause: Callable[[bool], None] | None
+        self, stopped: WakeEvent, pacer: Pacer, on_pause: Callable[[bool], None] | None
     ) -> bool:
         """Wait until the next frame is due (pacing, and any pause); False when the session stopped."""
+        clock = pacing_clock()
         while not stopped.is_set():
             if self.pause_requested.is_set():
                 await hold(self, stopped, pacer, on_pause)
                 continue
             # pacing counts the audio sent: skipped audio (discardTo) is not waited for
             delay = pacer.delay((self.samples_sent - self.samples_discarded) / BYTES_PER_SECOND)
-            if not await wait_any((stopped, self.pause_requested), delay):
+            if not await clock.wait(delay, stopped, self.pause_requested):
                 return True  # due, and nothing happened while waiting
         return False
 

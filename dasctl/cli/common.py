@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -163,19 +164,27 @@ StoreOption = Annotated[
 ]
 
 
+StoreKeyFileOption = Annotated[
+    Path | None,
+    typer.Option("--store-key-file", metavar="FILE", show_default=False,
+                 help="The store's key file (default: DASCTL_STORE_KEY_FILE, DASCTL_STORE_KEY, the profile's "
+                      "store_key_file, else the local key in the OS keyring or config directory)."),
+]
+
+
+def key_file_flag(key_file: Path | None) -> dict[str, str | None]:
+    """--store-key-file as a load_profile flag: the profile's store_key_file, set on the command line."""
+    return {"store_key_file": None if key_file is None else str(key_file)}
+
+
 def open_store_option(flag: str | None, profile: Profile | None = None, *, create: bool = True) -> Store:
     """The store by precedence: --store > DASCTL_STORE > the profile's `store` > the default file; its key
     by the profile's store_key_file resolution (flag > DASCTL_STORE_KEY_FILE > file), then vault.py."""
     from dasctl.config import parse_store_url
     from dasctl.store import open_store as open_any_store
-    from dasctl.store.vault import KeySettings
+    from dasctl.store.vault import key_settings
 
-    settings = KeySettings()
-    if profile is not None and profile.store_key_file:
-        source = profile.sources.get("store_key_file")
-        where = {"flag": "--store-key-file", "environment": "DASCTL_STORE_KEY_FILE"}.get(
-            source or "", f"store_key_file of profile '{profile.name}'")
-        settings = KeySettings(profile.store_key_file, source, where)
+    settings = key_settings(profile)
 
     def open_store(url: str | None) -> Store:
         return open_any_store(url, key=settings, warn=warn, create=create)

@@ -92,6 +92,7 @@ def reenroll(
     as_json: common.JsonOption = False,
     quiet: common.QuietOption = False,
     store_url: common.StoreOption = None,
+    store_key_file: common.StoreKeyFileOption = None,
     profile: common.ProfileOption = None,
 ) -> None:
     """Re-enroll speakers whose credential was made with another model, from the kept enrollment audio."""
@@ -113,6 +114,7 @@ def reenroll(
         duration=duration,
         speed=speed,
         timeout=timeout,
+        store_key_file=common.key_file_flag(store_key_file)["store_key_file"],
     )
     store = common.open_store_option(store_url, profile_obj, create=not dry_run)  # a plan creates nothing
     if not dry_run:  # its sessions read the kept audio and write credentials: the key first (exit 4)

@@ -34,6 +34,7 @@ HELP = compose_help(
         "dasctl register calls/*.wav --output credentials/   # one credential file per recording",
         "sox call.mp3 -t wav - | dasctl register -",
         "dasctl register --attach $CALL_ID --speaker CUST12345   # a live call: the platform streams",
+        "dasctl register call.wav --speaker CUST12345 --consent FORM-2026-0042",
     ],
     exit_codes="""
     0 registered
@@ -169,7 +170,14 @@ def register(
     no_store: Annotated[
         bool, typer.Option("--no-store", help="Do not keep the result in the credential store.")
     ] = False,
+    consent: Annotated[
+        str | None,
+        typer.Option("--consent", metavar="REF", show_default=False,
+                     help="The consent reference to keep with the enrollment (a signed form's number, a CRM "
+                          "case); shown by credentials show, history and export."),
+    ] = None,
     store: common.StoreOption = None,
+    store_key_file: common.StoreKeyFileOption = None,
     quiet: common.QuietOption = False,
     profile: common.ProfileOption = None,
     attach: AttachOption = None,
@@ -210,6 +218,13 @@ def register(
         for recording in recordings
     ]
     enroll.check_speaker(recordings, speaker, not no_store)
+    if consent is not None:
+        from dasctl.store.records import check_consent
+
+        consent = check_consent(consent)
+        if no_store:
+            raise UsageError("--consent is kept with the enrollment in the store, and --no-store keeps "
+                             "nothing", "Drop one of them.")
     profile_obj, options = enroll.register_request(
         common.profile_name(profile),
         protocol=protocol,
@@ -220,6 +235,7 @@ def register(
         timeout=timeout,
         call_id=call_id,
         sends_audio=attach is None,
+        store_key_file=common.key_file_flag(store_key_file)["store_key_file"],
     )
     if attach is not None:  # a live call: the platform sends the audio
         options = dataclasses.replace(options, audio_wait=wait)
@@ -235,7 +251,7 @@ def register(
                      "start": start, "end": end}
     # opened before any session: a store that cannot be used costs no enrollment
     keeper = (None if no_store
-              else enroll.Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj))
+              else enroll.Keeper(common.open_store_option(store, profile_obj), speaker, profile_obj, consent))
     if keeper is not None:
         keeper.store.require_secrets()  # before any audio is sent: no key (exit 4), an unwritable store (6)
         for recording in recordings:  # ...and a customer who opted out (exit 5)

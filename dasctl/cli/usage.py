@@ -21,6 +21,7 @@ from typing import Any
 from typer import _click
 from typer.core import TyperCommand, TyperGroup
 
+from dasctl.cli import plain_values
 from dasctl.errors import UsageError
 
 #: Help never wider than this, even on a wide terminal (long lines are hard to read).
@@ -228,6 +229,9 @@ class DasctlCommand(TyperCommand):
     def get_short_help_str(self, limit: int = 45) -> str:
         return summary(self)
 
+    def get_help_option(self, ctx: _click.Context) -> Any:
+        return plain_values.converting(super().get_help_option(ctx))
+
 
 class DasctlGroup(TyperGroup):
     """A Typer group with dasctl's help layout."""
@@ -237,6 +241,9 @@ class DasctlGroup(TyperGroup):
 
     def get_short_help_str(self, limit: int = 45) -> str:
         return summary(self)
+
+    def get_help_option(self, ctx: _click.Context) -> Any:
+        return plain_values.converting(super().get_help_option(ctx))
 
 
 def adopt(command: _click.Command) -> _click.Command:

@@ -109,6 +109,7 @@ def verify(
     events: common.EventsOption = False,
     quiet: common.QuietOption = False,
     store_url: common.StoreOption = None,
+    store_key_file: common.StoreKeyFileOption = None,
     profile: common.ProfileOption = None,
     attach: AttachOption = None,
     wait: AttachWaitOption = 60.0,
@@ -142,7 +143,7 @@ def verify(
     check_range(start, end)
     profile_obj = load_profile(
         common.profile_name(profile),
-        flags={"authenticity_threshold": threshold},
+        flags={"authenticity_threshold": threshold, **common.key_file_flag(store_key_file)},
         flag_names={"authenticity_threshold": "--threshold"},
     )
     verify_duration = DEFAULT_VERIFY_DURATION if duration is None else duration
@@ -163,6 +164,8 @@ def verify(
                 store = common.open_store_option(store_url, profile_obj)
             except DasctlError as failure:
                 common.warn(f"verifications will not be recorded: {failure.message}", environment.stderr)
+            if store is not None:  # a record the customer's opt-out outlived: nothing is sent for them
+                store.refuse_opted_out(target.speaker)
         options = verify_options(
             profile_obj, target, protocol=protocol, duration=verify_duration, score_threshold=score_threshold,
             speed=speed, timeout=timeout,

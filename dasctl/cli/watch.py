@@ -16,10 +16,12 @@ from dasctl.cli.common import (
     ProfileOption,
     ProtocolOption,
     QuietOption,
+    StoreKeyFileOption,
     StoreOption,
     ThresholdOption,
     check_protocol,
     environment,
+    key_file_flag,
     open_store_option,
     profile_name,
 )
@@ -114,7 +116,16 @@ def watch(
                      help="Take the speaker id from the file name: the group (?P<speaker>...), else the "
                           "first group (e.g. '-(?P<speaker>CUST[0-9]+)'). [default: the file's stem]"),
     ] = None,
+    consent_from: Annotated[
+        str | None,
+        typer.Option("--consent-from", metavar="REGEX|FILE", show_default=False,
+                     help="Record each enrollment's consent reference: from the file name (the group "
+                          "(?P<consent>...), else the first group, else the whole match), or from FILE, "
+                          "lines 'NAME,REFERENCE' (NAME: the file name, its stem or the speaker id). A "
+                          "file with no reference fails, unsent."),
+    ] = None,
     store: StoreOption = None,
+    store_key_file: StoreKeyFileOption = None,
     no_store: Annotated[
         bool, typer.Option("--no-store", help="Keep no enrollment records (watch's own state is still kept).")
     ] = False,
@@ -153,6 +164,11 @@ def watch(
     profile: ProfileOption = None,
     json: JsonOption = False,
     quiet: QuietOption = False,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="End NDJSON output (piped, or --json) with one summary line: "
+                                             "schema dasctl.watch-summary/1, counts of done, failed, "
+                                             "opted out and skipped by reason, the skipped files' names.")
+    ] = False,
 ) -> None:
     import asyncio
 
@@ -162,10 +178,11 @@ def watch(
     from dasctl.display.watch import make_display, result_output
     from dasctl.errors import UsageError
     from dasctl.net import NetworkSettings
+    from dasctl.watch.consents import ConsentSource
     from dasctl.watch.speakers import SpeakerNaming
 
     if str(directory) == "status":  # `dasctl watch status [DIR]` (a folder named status: ./status)
-        _status(status_of, store, profile, json)
+        _status(status_of, store, profile, json, store_key_file)
         return
     if status_of:
         raise UsageError(f"unexpected argument {status_of[0]}", "watch takes one folder: dasctl watch DIR")
@@ -183,6 +200,10 @@ def watch(
     audio.parse_channel(channel)  # a bad --channel is one usage error now, not one failure per file
     audio.check_range(start, end)
     speakers = SpeakerNaming(speaker_from)  # a bad pattern is a usage error before anything starts
+    consents = ConsentSource.parse(consent_from)  # ...and so is a bad consent pattern or file
+    if consents is not None and no_store:
+        raise UsageError("--consent-from records consent with each enrollment, and --no-store keeps none",
+                         "Drop one of them.")
     moves = {}
     for flag, value in (("--done-dir", done_dir), ("--failed-dir", failed_dir)):
         if value is not None:
@@ -201,6 +222,7 @@ def watch(
         duration=duration,
         speed=speed,
         timeout=timeout,
+        store_key_file=key_file_flag(store_key_file)["store_key_file"],
     )
     # --channel > DASCTL_CHANNEL > the profile's channel; nothing chosen on a stereo call: said once
     choice = audio.choose_channel(channel, resolved, audio.MixWarning(lambda text: display.warning(text)))
@@ -216,6 +238,7 @@ def watch(
         failed_dir=moves.get("--failed-dir"),
         journal_path=journal.expanduser().absolute() if journal else None,
         speakers=speakers,
+        consents=consents,
         keep_enrollments=not no_store,
         profile=resolved.name,
         service_url=resolved.url,
@@ -227,6 +250,7 @@ def watch(
         model_hash=resolved.model_hash,
         protocol=protocol,
         audio_total_duration=resolved.audio_total_duration,
+        summary_line=summary,
     )
 
     async def token_check() -> object:
@@ -235,7 +259,8 @@ def watch(
     if journal is not None and not journal.expanduser().is_file():
         raise UsageError(f"--journal {journal}: no such file",
                          "--journal names an old journal to import; watch's state now lives in the store.")
-    kept = open_store_option(store, resolved)  # before any session: an unusable store is one clear error
+    # before any session: an unusable store is one clear error; a dry run (a look) creates no store
+    kept = open_store_option(store, resolved, create=not dry_run)
     env = environment()
     if quiet:  # `watch DIR -q` as well as `dasctl -q watch DIR`
         env.quiet = True
@@ -304,14 +329,18 @@ def watch(
     raise typer.Exit(int(code))
 
 
-def _status(folders: list[Path] | None, store: str | None, profile: str | None, json: bool) -> None:
+def _status(
+    folders: list[Path] | None, store: str | None, profile: str | None, json: bool, key_file: Path | None
+) -> None:
     """`dasctl watch status [DIR]`: the watchers of an inbox (every inbox the store knows without DIR)."""
     from dasctl.cli.common import profile_name
     from dasctl.config import load_profile
     from dasctl.display.watch import print_status
     from dasctl.watch.status import inbox_status
 
-    kept = open_store_option(store, load_profile(profile_name(profile)))
+    # a look creates no store (a typo'd --store is an error naming it)
+    kept = open_store_option(store, load_profile(profile_name(profile), flags=key_file_flag(key_file)),
+                             create=False)
     try:
         if folders:
             inboxes = [str(folder.expanduser().absolute()) for folder in folders]

@@ -49,6 +49,7 @@ class EnrollmentRecord:
     source_sha256: str | None = None
     audio: bytes | None = None  # enrollment audio, 8 kHz mu-law (not loaded by list/history)
     document: dict[str, Any] | None = None  # the JSON document that was printed for it
+    consent: str | None = None  # the consent reference it was enrolled under (register --consent)
     # set by the store
     id: int | None = None
     created_at: str | None = None  # ISO 8601 UTC, e.g. 2026-11-25T17:42:00.123Z
@@ -228,8 +229,9 @@ class Store(Protocol):
         """Hold a folder's watch state for this process; StoreBusy when another watch holds it."""
         ...
 
-    def watch_files(self, inbox: str) -> Iterator[WatchFile]:
-        """What the store knows about every recording of this folder."""
+    def watch_files(self, inbox: str, *, reveal: bool = True) -> Iterator[WatchFile]:
+        """What the store knows about every recording of this folder (the reports only when `reveal`:
+        they hold credentials, so need the key; a status or a dry run needs none)."""
         ...
 
     def watch_inboxes(self) -> list[str]:

@@ -161,3 +161,15 @@ def m006_opt_outs() -> list[str]:
             reason TEXT
         )""",
     ]
+
+
+@migration
+def m007_consent_reference() -> list[str]:
+    # the consent an enrollment was made under (register --consent, watch --consent-from): metadata, kept
+    # through opt-outs and purges as evidence; the listing lines made before it gain the field (null) so
+    # that every `credentials list --json` line has the same fields (`}}`: statements are str.format'ed)
+    return [
+        "ALTER TABLE enrollments ADD COLUMN consent TEXT",
+        "UPDATE enrollments SET listing = substr(listing, 1, length(listing) - 1) || ',\"consent\":null}}'"
+        " WHERE listing IS NOT NULL",
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
+from dasctl.errors import UsageError
 from dasctl.store import EnrollmentRecord, VerificationRecord
 
 #: the result documents a record can be made from
@@ -20,6 +21,23 @@ SENT_AUDIO_LIMIT_BYTES = 8000 * 600
 def speaker_from_file(name: str) -> str:
     """The default speaker id: the recording's file name without its extension (calls/CUST1.wav -> CUST1)."""
     return PurePath(name).stem
+
+
+#: a consent reference is a form's number or a case id, not a document
+MAX_CONSENT_CHARS = 200
+
+
+def check_consent(reference: str, option: str = "--consent") -> str:
+    """A consent reference as kept with an enrollment: one line of printable text (stripped), or a
+    UsageError saying what is wrong with it."""
+    text = reference.strip()
+    if not text:
+        raise UsageError(f"{option} is empty", "Give the consent's reference, e.g. a signed form's number.")
+    if any(not char.isprintable() for char in text):
+        raise UsageError(f"{option} {text!r} holds a control character; a reference is one line of text")
+    if len(text) > MAX_CONSENT_CHARS:
+        raise UsageError(f"{option} is {len(text)} characters; a reference is at most {MAX_CONSENT_CHARS}")
+    return text
 
 
 def _number(value: Any) -> float | None:
@@ -70,7 +88,7 @@ VERIFICATION_SCHEMA = "dasctl.verification/1"
 CREDENTIAL_FIELDS = (
     "speaker", "id", "ok", "current", "credential", "model_hash", "created_at", "superseded_at", "origin",
     "outcome", "error", "call_id", "protocol", "profile", "service_url", "authenticity", "voice_seconds",
-    "source_path", "source_size", "source_sha256", "has_audio",
+    "source_path", "source_size", "source_sha256", "has_audio", "consent",
 )
 
 
@@ -93,7 +111,7 @@ def credential_document(record: EnrollmentRecord) -> dict[str, Any]:
         "protocol": record.protocol, "profile": record.profile, "service_url": record.service_url,
         "authenticity": record.authenticity, "voice_seconds": record.voice_seconds,
         "source_path": record.source_path, "source_size": record.source_size,
-        "source_sha256": record.source_sha256, "has_audio": record.has_audio,
+        "source_sha256": record.source_sha256, "has_audio": record.has_audio, "consent": record.consent,
     }
 
 
@@ -113,7 +131,7 @@ def enrollment_from_credential_line(line: dict[str, Any], origin: str = "import"
         call_id=line.get("call_id"), protocol=line.get("protocol"),
         authenticity=_number(line.get("authenticity")), voice_seconds=_number(line.get("voice_seconds")),
         source_path=line.get("source_path"), source_size=line.get("source_size"),
-        source_sha256=line.get("source_sha256"),
+        source_sha256=line.get("source_sha256"), consent=line.get("consent"),
         # the audio an export carried is kept as audio, not a second time inside the document
         document={key: value for key, value in line.items() if key not in ("audio", "audio_file")},
     )
@@ -121,4 +139,7 @@ def enrollment_from_credential_line(line: dict[str, Any], origin: str = "import"
 
 def stored_fields(record: EnrollmentRecord, location: str) -> dict[str, Any]:
     """What a result document says about where its record was kept (the `stored` object)."""
-    return {"id": record.id, "speaker": record.speaker, "store": location}
+    stored = {"id": record.id, "speaker": record.speaker, "store": location}
+    if record.consent is not None:
+        stored["consent"] = record.consent
+    return stored

@@ -16,7 +16,7 @@ from dasctl.store.crypto import is_sealed_text
 ENROLLMENT_COLUMNS = (
     "speaker", "ok", "origin", "outcome", "error", "credential", "model_hash", "profile", "service_url",
     "call_id", "protocol", "authenticity", "voice_seconds", "source_path", "source_size", "source_sha256",
-    "document", "created_at", "superseded_at", "audio_size",
+    "document", "created_at", "superseded_at", "audio_size", "consent",
 )
 VERIFICATION_COLUMNS = (
     "speaker", "ok", "outcome", "error", "score", "authenticity", "voice_seconds", "call_id", "model_hash",
@@ -55,7 +55,7 @@ def _float(value: Any) -> float | None:
 def enrollment_from_row(row: Sequence[Any]) -> EnrollmentRecord:
     (id_, speaker, ok, origin, outcome, error, credential, model_hash, profile, service_url, call_id,
      protocol, authenticity, voice_seconds, source_path, source_size, source_sha256, document, created_at,
-     superseded_at, audio_size) = row
+     superseded_at, audio_size, consent) = row
     return EnrollmentRecord(
         speaker=speaker, ok=bool(ok), origin=origin, outcome=outcome, error=error,
         credential=None if credential is None or is_sealed_text(credential) else credential,
@@ -63,7 +63,7 @@ def enrollment_from_row(row: Sequence[Any]) -> EnrollmentRecord:
         authenticity=_float(authenticity), voice_seconds=_float(voice_seconds), source_path=source_path,
         source_size=source_size, source_sha256=source_sha256,
         document=None if is_sealed_text(document) else from_json(document), id=id_,
-        created_at=created_at, superseded_at=superseded_at, has_audio=audio_size is not None,
+        created_at=created_at, superseded_at=superseded_at, has_audio=audio_size is not None, consent=consent,
     )
 
 

@@ -134,7 +134,7 @@ class SqlStore(Sealing, Moving, Audit, Consent, Retention):
             record.model_hash, record.profile, record.service_url, record.call_id, record.protocol,
             record.authenticity, record.voice_seconds, record.source_path, record.source_size,
             record.source_sha256, self._seal_text(to_json(record.document), "enrollments.document", speaker),
-            created_at, superseded_at, None if audio is None else len(audio),
+            created_at, superseded_at, None if audio is None else len(audio), record.consent,
         )
         sql = self._sql(f"INSERT INTO enrollments ({', '.join(ENROLLMENT_COLUMNS)}) "
                         f"VALUES ({', '.join('?' for _ in ENROLLMENT_COLUMNS)})")
@@ -311,14 +311,14 @@ class SqlStore(Sealing, Moving, Audit, Consent, Retention):
         return VerificationRecord(**{**record.__dict__, "id": new_id, "created_at": created_at})
 
     # -- watch state ----------------------------------------------------------------------------
-    def watch_files(self, inbox: str) -> Iterator[WatchFile]:
+    def watch_files(self, inbox: str, *, reveal: bool = True) -> Iterator[WatchFile]:
         # in the order files reached a final state (the order their lines are owed), unfinished first
         with self._read() as cursor:
             cursor.execute(self._sql(f"SELECT {', '.join(WATCH_COLUMNS)} FROM watch_files WHERE inbox = ? "
                                      "ORDER BY COALESCE(final_seq, 0), relpath"), (inbox,))
             rows = cursor.fetchall()
         for row in rows:
-            yield self._watch_file(inbox, row)
+            yield self._watch_file(inbox, row if reveal else (*row[:6], None, *row[7:]))
 
     def watch_inboxes(self) -> list[str]:
         """Every watched folder the store has state for."""

@@ -11,6 +11,7 @@ SQLite dialect, where it differs from PostgreSQL: `IS NOT` for "is distinct from
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
@@ -37,6 +38,10 @@ from dasctl.store.vault import StoreKey
 #: seconds a writer waits for another's transaction before giving up: within the 15 s bound every store
 #: call keeps (exit 6)
 BUSY_TIMEOUT_S = 12.0
+#: why a store could not be created that mean "not writable here" (exit 6), not "not a store" (2)
+#: SQLite's words for a store whose place (file, directory, disk) refuses writes
+_PLACE_ERRORS = ("readonly", "disk I/O error", "database or disk is full", "unable to open")
+_CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 SQLITE_TYPES = {
     "id": "INTEGER PRIMARY KEY AUTOINCREMENT",  # AUTOINCREMENT: a removed record's id is never reused
@@ -122,6 +127,10 @@ class SqliteStore(SqlStore):
                 # created 0600 before SQLite touches it; SQLite gives its -wal and -shm files the same mode
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as error:
+            if error.errno in _CANNOT_WRITE:  # a read-only or full place: the store cannot be written (6)
+                raise StoreError(f"cannot create the store {path}: {error.strerror}",
+                                 "Nothing was sent. Free the disk or fix the permissions, or pass another "
+                                 "--store.") from None
             raise StoreUnusable(f"cannot create the store {path}: {error.strerror}") from None
         try:
             connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
@@ -155,7 +164,7 @@ class SqliteStore(SqlStore):
             rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             tables = {row[0] for row in rows}
         except sqlite3.OperationalError as error:
-            raise StoreError(f"cannot read the store {self.path}: {error}") from None
+            raise self._failure("read", error) from None
         except sqlite3.DatabaseError as error:
             raise StoreUnusable(
                 f"{self.path} is not a dasctl credential store ({error})",
@@ -230,6 +239,14 @@ class SqliteStore(SqlStore):
 
     def _failure(self, action: str, error: sqlite3.Error) -> Exception:
         if isinstance(error, (sqlite3.OperationalError, sqlite3.IntegrityError)):  # locked, full, refused
+            # "attempt to write a readonly database" or "disk I/O error" while reading: SQLite's WAL index
+            # (-shm) cannot be made in a read-only directory or on a full disk; say which it is
+            place = any(words in str(error) for words in _PLACE_ERRORS) and not self._in_memory
+            why = writable_problem(self.path) if place else None
+            if why:
+                return StoreError(f"cannot {action} the store {self.path}: {why}",
+                                  "Nothing was sent or changed. Free the disk or fix the permissions, or "
+                                  "pass another --store.")
             return StoreError(f"cannot {action} the store {self.path}: {error}")
         return StoreUnusable(f"cannot {action} the store {self.path}: {error} (is it corrupt?)")
 

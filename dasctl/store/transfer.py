@@ -208,6 +208,7 @@ def enrollment_from_line(line: dict[str, Any], listing: Path | None) -> Enrollme
         voice_seconds=number_field(line, "voice_seconds"), source_path=text_field(line, "source_path"),
         source_size=int_field(line, "source_size"), source_sha256=text_field(line, "source_sha256"),
         created_at=text_field(line, "created_at"), superseded_at=text_field(line, "superseded_at"),
+        consent=consent_field(line),
     )
     if ok and not bool_field(line, "current") and record.superseded_at is None and "current" in line:
         raise LineRefused("a success that is not current must say when it was superseded")
@@ -215,6 +216,20 @@ def enrollment_from_line(line: dict[str, Any], listing: Path | None) -> Enrollme
     # the line itself is the record's document; its audio is kept as audio, not a second time here
     record.document = {key: value for key, value in line.items() if key not in ("audio", "audio_file")}
     return record
+
+
+def consent_field(line: dict[str, Any]) -> str | None:
+    """An imported consent reference: text as `register --consent` takes it, or absent."""
+    from dasctl.errors import UsageError
+    from dasctl.store.records import check_consent
+
+    reference = text_field(line, "consent")
+    if reference is None:
+        return None
+    try:
+        return check_consent(reference, "its consent")
+    except UsageError as error:
+        raise LineRefused(error.message) from None
 
 
 def verification_from_line(line: dict[str, Any]) -> VerificationRecord:

@@ -18,8 +18,12 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dasctl.errors import AuthError
+
+if TYPE_CHECKING:
+    from dasctl.config import Profile
 
 ENV_KEY_FILE = "DASCTL_STORE_KEY_FILE"
 ENV_KEY = "DASCTL_STORE_KEY"
@@ -47,6 +51,17 @@ class KeySettings:
     source: str | None = None
     #: how to name the setting in a message: "--store-key-file", "store_key_file of profile 'ops' in ..."
     where: str | None = None
+
+
+def key_settings(profile: Profile | None) -> KeySettings:
+    """The key file a resolved profile names (from --store-key-file, DASCTL_STORE_KEY_FILE or its file),
+    said as the user set it: what every command and the Python API hand to open_store."""
+    if profile is None or not profile.store_key_file:
+        return KeySettings()
+    source = profile.sources.get("store_key_file")
+    where = {"flag": "--store-key-file", "environment": ENV_KEY_FILE}.get(
+        source or "", f"store_key_file of profile '{profile.name}'")
+    return KeySettings(profile.store_key_file, source, where)
 
 
 @dataclass

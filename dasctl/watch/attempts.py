@@ -99,6 +99,12 @@ class AttemptSteps:
         if refusal:
             self._skip_opted_out(item, attempt_number, call_id, speaker, refusal)
             return
+        if self.settings.consents is not None:
+            try:
+                attempt.consent = self.settings.consents.reference(name, attempt.speaker)
+            except DasctlError as error:  # --consent-from gives it no reference: never sent
+                self._after_error(item, attempt, attempt_number, call_id, error)
+                return
 
         def on_progress(progress: Progress) -> None:
             self._on_progress(item, attempt, attempt_number, call_id, progress)

@@ -48,7 +48,7 @@ def plan(settings: WatchSettings, store: Store | None,
     inbox = Inbox(root, settings.patterns, recursive=settings.recursive, excluded=excluded, settle=0.0)
     states: dict[tuple[str, int, int], str] = {}
     if store is not None:
-        for known in store.watch_files(str(root)):
+        for known in store.watch_files(str(root), reveal=False):
             states[(known.key.relpath, known.key.size, known.key.mtime_ns)] = known.state
     for path in inbox.scan():
         rel = inbox.relpath(path) or path.name
@@ -70,7 +70,20 @@ def plan(settings: WatchSettings, store: Store | None,
             yield Plan(rel, ALREADY_FAILED, speaker, "failed earlier (--retry-failed runs it again)")
         elif speaker is not None and opted_out is not None and opted_out(speaker):
             yield Plan(rel, OPTED_OUT, speaker, "the speaker opted out")
+        elif (missing := _no_consent(settings, rel, speaker)) is not None:
+            yield Plan(rel, SKIP, speaker, missing)
         else:
             yield Plan(rel, RETRY if state == FAILED else ENROLL, speaker, None)
     for rel, reason in sorted(inbox.skipped.items()):
         yield Plan(rel, SKIP, None, reason)
+
+
+def _no_consent(settings: WatchSettings, relpath: str, speaker: str | None) -> str | None:
+    """Why a run would fail this file for want of a consent reference (--consent-from), or None."""
+    if settings.consents is None:
+        return None
+    try:
+        settings.consents.reference(relpath, speaker)
+    except DasctlError as error:
+        return error.message
+    return None

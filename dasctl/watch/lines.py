@@ -8,11 +8,15 @@ from typing import Any
 from dasctl.errors import ExitCode
 from dasctl.watch.inbox import FileIdentity
 from dasctl.watch.observer import WatchObserver, WatchTotals
-from dasctl.watch.settings import TextOut
+from dasctl.watch.settings import TextOut, ndjson_line
 
 
 class StdoutClosed(Exception):
     """The reader went away (`| head -n1`)."""
+
+
+#: the last line of a piped run: what it did, so a cron job reads "all enrolled" from one line
+SUMMARY_SCHEMA = "dasctl.watch-summary/1"
 
 
 class ResultLines:
@@ -56,3 +60,14 @@ class ResultLines:
         if replay:
             self.observer.status(f"{identity.relpath}: reported from the store (finished by a past run)")
         return True
+
+    def summary(self, figures: dict[str, Any]) -> None:
+        """End NDJSON output with the run's summary (schema SUMMARY_SCHEMA). Only NDJSON: on a terminal
+        the summary is stderr's closing line, and human result lines get no trailer."""
+        if self.closed or self.render is not ndjson_line:
+            return
+        try:
+            self.out.write(ndjson_line({"schema": SUMMARY_SCHEMA, **figures}) + "\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self.closed = True

@@ -112,10 +112,13 @@ def attempt_outcome(
     )
     report.update(attempt.tap.channel)  # which channel was sent, as register's document says it
     report["speaker"] = attempt.speaker  # whose voice it enrolled (None: no name matched --speaker-from)
+    if attempt.consent is not None:
+        report["consent"] = attempt.consent
     if not settings.keep_enrollments or attempt.speaker is None:
         return report, None
     enrollment = build_enrollment(report, speaker=attempt.speaker, tap=attempt.tap, settings=settings,
                                   collected_audio=getattr(event, "collected_audio", None))
+    enrollment.consent = attempt.consent
     return report, enrollment
 
 

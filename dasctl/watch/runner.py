@@ -175,16 +175,25 @@ class WatchRunner(InboxSharing, AttemptSteps):
         elapsed = self.clock() - started
         skipped = self.inbox.skipped
         summary = summary_line(self.totals, elapsed, self._failed_earlier, self.settings.failed_dir, skipped)
-        self.observer.summary({
+        figures = {
             "done": self.totals.done, "failed": self.totals.failed, "already_reported": self.totals.skipped,
-            "failed_earlier": self._failed_earlier, "skipped": len(skipped),
-            "skipped_files": skipped_figures(skipped), "seconds": round(elapsed, 3),
-        })
+            "opted_out": self.totals.opted_out, "failed_earlier": self._failed_earlier,
+            "skipped": len(skipped), "skipped_files": skipped_figures(skipped), "seconds": round(elapsed, 3),
+        }
+        self.observer.summary(figures)
+        # What `--once` (and a run its reader cut short) answers: is every recording here enrolled?
+        verdict = ExitCode.BATCH_FAILED if self.lines.any_failed or self._failed_earlier else ExitCode.OK
+        if fatal is not None:
+            ended, code = "error", fatal.exit_code
+        elif self._stop_requested.is_set() and not self.stdout_closed:
+            ended, code = "interrupted", ExitCode.INTERRUPTED
+        else:
+            ended, code = "finished", verdict
+        if self.settings.summary_line:
+            self.lines.summary({"ended": ended, "exit_code": int(code), **figures})
         if fatal is not None:
             self.observer.status(f"stopped: {summary}")
             raise fatal
-        # What `--once` (and a run its reader cut short) answers: is every recording here enrolled?
-        verdict = ExitCode.BATCH_FAILED if self.lines.any_failed or self._failed_earlier else ExitCode.OK
         if self.stdout_closed:
             self.observer.status(f"stopped (stdout closed): {summary}")
             return verdict

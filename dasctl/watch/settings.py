@@ -14,6 +14,7 @@ from dasctl.watch.speakers import SpeakerNaming
 
 if TYPE_CHECKING:
     from dasctl.session import Progress, RegisterOutcome
+    from dasctl.watch.consents import ConsentSource
 
 @dataclass
 class SessionTap:
@@ -70,9 +71,11 @@ class WatchSettings:
     protocol: str = "twilio"
     audio_total_duration: float | None = None
     speakers: SpeakerNaming = field(default_factory=SpeakerNaming)
+    consents: ConsentSource | None = None  # --consent-from: each enrollment's consent reference
     keep_enrollments: bool = True  # --no-store: False (watch's own state is kept either way)
     profile: str | None = None  # for the enrollment records: which profile, which service
     service_url: str | None = None
+    summary_line: bool = False  # --summary: NDJSON output ends with the run's summary (lines.SUMMARY_SCHEMA)
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Attempt:
     marks: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None  # set once the final record is durable
     speaker: str | None = None
+    consent: str | None = None  # its consent reference (--consent-from)
     tap: SessionTap = field(default_factory=SessionTap)
 
     def saw(self, progress: Progress, elapsed: float) -> bool:

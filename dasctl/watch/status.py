@@ -62,7 +62,7 @@ def inbox_status(store: Store, inbox: str) -> InboxStatus:
     known: dict[str, tuple[int, int]] = {}
     finished: set[tuple[str, int, int]] = set()
     oldest: tuple[float, str] | None = None
-    for entry in store.watch_files(inbox):
+    for entry in store.watch_files(inbox, reveal=False):
         key = entry.key
         if entry.state == DONE:
             status.done += 1

@@ -141,8 +141,14 @@ def history(
             for e in entries
         ))
         return
-    table(environment, ["when", "what", "outcome", "model hash", "credential", "id"],
-          (_history_row(entry, show_credential) for entry in entries), time_column=0, whole_columns=(3, 4))
+    headers = ["when", "what", "outcome", "model hash", "credential", "id"]
+    rows = [_history_row(entry, show_credential) for entry in entries]
+    # the consent column only for a speaker enrolled with one (register --consent, watch --consent-from)
+    if any(isinstance(e, EnrollmentRecord) and e.consent is not None for e in entries):
+        headers.append("consent")
+        for entry, row in zip(entries, rows, strict=True):
+            row.append(text(entry.consent) if isinstance(entry, EnrollmentRecord) else "")
+    table(environment, headers, rows, time_column=0, whole_columns=(3, 4))
 
 
 def _history_row(entry: EnrollmentRecord | VerificationRecord, show_credential: bool) -> list[str]:

@@ -24,12 +24,7 @@ ShowCredentialOption = Annotated[
     bool, typer.Option("--show-credential",
                        help="Decrypt and show credentials whole (needs the store's key; audited).")
 ]
-StoreKeyFileOption = Annotated[
-    Path | None,
-    typer.Option("--store-key-file", metavar="FILE", show_default=False,
-                 help="The store's key file (default: DASCTL_STORE_KEY_FILE, DASCTL_STORE_KEY, the profile's "
-                      "store_key_file, else the local key in the OS keyring or config directory)."),
-]
+StoreKeyFileOption = common.StoreKeyFileOption
 
 
 def help_text(summary: str, examples: str, exit_codes: str = EXIT_CODES) -> str:
@@ -46,9 +41,7 @@ def open_store(store: str | None, key_file: Path | None = None, *, create: bool 
     store or its directory."""
     from dasctl.config import load_profile
 
-    flags = {"store_key_file": str(key_file)} if key_file is not None else None
-    profile = load_profile(common.profile_name(None), flags=flags,
-                           flag_names={"store_key_file": "--store-key-file"})
+    profile = load_profile(common.profile_name(None), flags=common.key_file_flag(key_file))
     return common.open_store_option(store, profile, create=create)
 
 

@@ -1,0 +1,369 @@
+"""A long MP3 recording decoded in two places at once: one core decodes the first half while the other
+decodes the second, each through its own resampler, and the halves are handed out in order.
+
+libmpg123 decodes on one thread, and it is most of transcode's work (0.6 s of the 17-minute benchmark
+call against 0.15 s for soxr); decoding the next part on the second core takes the wall time under
+ffmpeg's. libsndfile reads each part on its own descriptor and hands over 65536 frames per call, so the
+threads hardly ever wait for each other on Python's lock. MP3 seeks to the exact sample (libmpg123 keeps a
+frame index), so the second decoder starts on exactly the sample the first stops at.
+
+Each part after the first starts earlier and throws away what soxr made of the first _LEAD_SECONDS (the
+filter's warm-up), so the samples sent are the ones one decoder would have made, up to soxr's rounding
+(1 LSB, now and then).
+
+Each seam is checked: the part before it decodes a little past it, and the two versions of those samples
+must agree. When they do not (a seek that landed elsewhere), the earlier part simply goes on to the end,
+as one decoder would have, and the later parts are dropped: the result is never worse than not splitting.
+
+Not split: AAC and the other formats FFmpeg decodes (PyAV gives the lock back and takes it again several
+times per 1024-sample frame, so two decoding threads spend more time handing it over than they save),
+inputs read with --start/--end, pipes, and recordings shorter than MIN_SPLIT_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from dasctl.audio.channels import to_mono
+from dasctl.audio.frames import SAMPLE_RATE
+from dasctl.audio.read_ahead import ReadAhead
+from dasctl.audio.resample import resampler, to_int16
+from dasctl.audio.sndfile import c_library_stderr_to_log, libsndfile_message
+from dasctl.errors import AudioError
+
+if TYPE_CHECKING:
+    import soundfile
+
+log = logging.getLogger(__name__)
+
+#: shorter recordings are decoded in one piece: a split costs a second open and a warm-up
+MIN_SPLIT_SECONDS = 120.0
+#: at most this much audio per part, so the part decoded ahead (held as 8 kHz int16) stays small: 19 MB
+MAX_PART_SECONDS = 1200.0
+#: input fed to soxr before a part's first sample, its output dropped: longer than the filter
+_LEAD_SECONDS = 0.5
+#: output samples (8 kHz) both sides of a seam decode, to check they agree
+_CHECK_SAMPLES = 800
+#: the seam check: the two versions may differ by soxr's rounding (1 LSB), never by a shifted signal (one
+#: input sample of shift is a -17 dB difference on 1 kHz speech)
+_MAX_SEAM_DIFFERENCE_DB = -24.0
+_SEAM_FLOOR = 64.0  # int16 RMS of near-silence, where a relative difference means nothing
+
+
+def split_points(frames: int, rate: int) -> list[int]:
+    """Input sample indices where parts start (the first is 0); each a multiple of the resampling period,
+    so that every part's first output sample falls on the same instant as in one unbroken stream."""
+    period = rate // math.gcd(rate, SAMPLE_RATE)
+    seconds = frames / rate
+    if seconds < MIN_SPLIT_SECONDS:
+        return [0]
+    parts = max(2, math.ceil(seconds / MAX_PART_SECONDS))
+    return [round(frames * k / parts / period) * period for k in range(parts)]
+
+
+class PreadFile:
+    """A regular file read at its own offset (os.pread), so a second decoder of the same descriptor never
+    moves the first one's position."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._offset = 0
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self._fd, size, self._offset)
+        self._offset += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._offset}.get(whence)
+        self._offset = (os.fstat(self._fd).st_size if base is None else base) + offset
+        return self._offset
+
+    def tell(self) -> int:
+        return self._offset
+
+
+class PartSource(Protocol):
+    """A decoder a part reads (SoundFileParts: libsndfile's)."""
+
+    name: str
+    samplerate: int
+
+    @property
+    def position(self) -> int: ...
+    def start_near(self, frame: int) -> int: ...
+    def blocks(self) -> Iterator[np.ndarray]: ...
+    def sibling(self) -> PartSource: ...
+    def close(self) -> None: ...
+
+
+_SOUNDFILE_BLOCK = 1 << 16
+
+
+class SoundFileParts:
+    """libsndfile's MP3 reader as a part's decoder: seek() lands on the exact sample."""
+
+    def __init__(self, sound: soundfile.SoundFile, name: str, fd: int, owned: bool = False) -> None:
+        self._sound = sound
+        self.name = name
+        self.samplerate = int(sound.samplerate)
+        self._fd = fd
+        self._owned = owned  # a sibling's SoundFile is ours to close; the stream's is the stream's
+        self.position = 0
+
+    def sibling(self) -> SoundFileParts:
+        """The same file opened again: through /proc a descriptor of its own (libmpg123 reads in small
+        pieces, and each would be a call into Python through a file object), else at its own offset."""
+        import soundfile
+
+        try:
+            target: int | PreadFile = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY)
+        except OSError:  # no /proc (macOS)
+            target = PreadFile(self._fd)
+        try:
+            with c_library_stderr_to_log():
+                sound = soundfile.SoundFile(target, closefd=isinstance(target, int))
+        except BaseException:
+            if isinstance(target, int):
+                os.close(target)
+            raise
+        return SoundFileParts(sound, self.name, self._fd, owned=True)
+
+    def start_near(self, frame: int) -> int:
+        """Move a reader that has read nothing to `frame` (or before it); returns where read() starts."""
+        with c_library_stderr_to_log():  # libmpg123 may read (and note damaged frames) to get there
+            self.position = int(self._sound.seek(frame))
+        return self.position
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        import soundfile
+
+        while True:
+            try:
+                with c_library_stderr_to_log():  # libmpg123's notes on a damaged frame: to the debug log
+                    block = self._sound.read(_SOUNDFILE_BLOCK, dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as error:
+                at = self.position / self.samplerate
+                raise AudioError(f"{self.name}: corrupt audio data at {at:.1f} s: "
+                                 f"{libsndfile_message(error)}") from None
+            if not len(block):
+                return
+            self.position += len(block)
+            yield block
+
+    def close(self) -> None:
+        if self._owned:
+            self._sound.close()
+
+
+def part_source(sound: object, name: str) -> tuple[PartSource, int] | None:
+    """The decoder of a file that can be split, and its length in frames; None when it cannot."""
+    fd = getattr(sound, "name", None)  # a SoundFile opened on a descriptor is named by it
+    frames = int(getattr(sound, "frames", 0))
+    if getattr(sound, "format", None) == "MP3" and isinstance(fd, int) and frames > 0:
+        return SoundFileParts(sound, name, fd), frames  # type: ignore[arg-type]
+    return None
+
+
+@dataclass
+class _Seam:
+    """The output samples a part made past its end: the next part must have made the same ones."""
+
+    after: np.ndarray
+
+
+def _part(reader: PartSource, first: int, stop: int | None, channel: str | int
+          ) -> Iterator[np.ndarray | _Seam]:
+    """One part: int16 8 kHz output for input samples [first, stop), then (not for the last part) a _Seam,
+    then, only if its consumer keeps reading, the rest of the recording as if there were no later part."""
+    rate = reader.samplerate
+    lead = skip = 0
+    if first:
+        period = rate // math.gcd(rate, SAMPLE_RATE)
+        lead = math.ceil(rate * _LEAD_SECONDS / period) * period
+        position = reader.start_near(first - lead)
+        if position > first - lead:  # past where we asked: no safe seam
+            raise _Unaligned
+        skip = first - lead - position  # a decoder that starts earlier: what comes before is not ours
+    resample = resampler(rate)
+    drop = lead * SAMPLE_RATE // rate  # soxr's warm-up
+    wanted = None if stop is None else (stop - first) * SAMPLE_RATE // rate
+    made = 0  # output samples handed out
+    seam: list[np.ndarray] | None = None if stop is None else []
+    blocks = reader.blocks()
+    finished = False
+    while not finished:
+        block = next(blocks, None)
+        finished = block is None
+        if block is None:
+            mono = np.zeros(0, dtype=np.float32)
+        else:
+            if skip:
+                cut = min(skip, len(block))
+                block, skip = block[cut:], skip - cut
+                if not len(block):
+                    continue
+            mono = to_mono(block, channel, 1.0)
+        out = resample(mono, finished)
+        if drop:
+            cut = min(drop, len(out))
+            out, drop = out[cut:], drop - cut
+        if not len(out):
+            continue
+        samples = to_int16(out)
+        if seam is not None and wanted is not None:
+            room = wanted - made
+            if room > 0:
+                head = samples[:room]
+                made += len(head)
+                yield head
+                samples = samples[room:]
+                if not len(samples):
+                    continue
+            seam.append(samples)
+            if sum(len(piece) for piece in seam) < _CHECK_SAMPLES and not finished:
+                continue
+            past = np.concatenate(seam)
+            seam = None
+            yield _Seam(past)  # the consumer stops here unless the seam does not hold
+            samples = past
+        yield samples
+
+
+class _Unaligned(Exception):
+    """A later part could not start on its first sample: the part before it goes on instead."""
+
+
+def seam_holds(ours: np.ndarray, theirs: np.ndarray) -> bool:
+    """Whether two versions of the samples past a seam (int16, 8 kHz) are the same signal."""
+    count = min(len(ours), len(theirs))
+    if count < min(_CHECK_SAMPLES, len(ours)):
+        return False
+    a = ours[:count].astype(np.float64)
+    b = theirs[:count].astype(np.float64)
+    signal = max(float(np.sqrt(np.mean(a * a))), _SEAM_FLOOR)
+    difference = float(np.sqrt(np.mean((a - b) ** 2)))
+    return difference <= signal * 10 ** (_MAX_SEAM_DIFFERENCE_DB / 20)
+
+
+class _Worker(ReadAhead[np.ndarray | _Seam]):
+    """A part running on its own thread; what it yields waits in the queue (a part ahead is held whole:
+    at most MAX_PART_SECONDS of 8 kHz int16). It closes its own reader (never the stream's)."""
+
+    def __init__(self, blocks: Iterator[np.ndarray | _Seam], reader: PartSource | None, depth: int) -> None:
+        super().__init__(blocks, depth, name="dasctl-audio-part")
+        self.reader = reader
+
+    def stop(self) -> None:
+        super().stop()
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+class SplitDecode:
+    """The parts of one recording, decoded two at a time, yielded in order as 8 kHz int16 blocks."""
+
+    def __init__(self, reader: PartSource, frames: int, channel: str | int) -> None:
+        self._reader = reader
+        self._channel = channel
+        self._starts = split_points(frames, reader.samplerate)
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self.position = 0  # input samples the handed-out output stands for
+        self._first = self._made = 0  # the part being handed out: its first input sample, its output so far
+        self._readers: dict[int, PartSource] = {}
+        #: where the input ended (the frame after the last one decoded), once blocks() is through
+        self.end: int | None = None
+
+    def _start(self, index: int) -> _Worker:
+        starts = self._starts
+        stop = starts[index + 1] if index + 1 < len(starts) else None
+        reader = self._reader if index == 0 else self._reader.sibling()
+        self._readers[index] = reader
+        try:
+            worker = _Worker(_part(reader, starts[index], stop, self._channel),
+                             None if index == 0 else reader, depth=2 if index == 0 else 0)
+        except BaseException:
+            if index:
+                reader.close()
+            raise
+        with self._lock:
+            self._workers.append(worker)
+        return worker
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        log.debug("%s: decoding in %d parts, two at a time", self._reader.name, len(self._starts))
+        current = self._start(0)
+        index = 0
+        try:
+            while True:
+                following = self._start(index + 1) if index + 1 < len(self._starts) else None
+                for item in current.items():
+                    if isinstance(item, _Seam):
+                        assert following is not None
+                        taken = self._take_over(following, item)
+                        if taken is not None:
+                            break
+                        # the seam does not hold: this part goes on (its next item is what it made past
+                        # the seam), the later ones are dropped
+                        log.debug("%s: the part decoded from %.1f s does not join the one before it; "
+                                  "decoding on in one piece", self._reader.name,
+                                  self._starts[index + 1] / self._reader.samplerate)
+                        self._drop(following)
+                        following = None
+                        self._starts = self._starts[: index + 1]
+                        continue
+                    yield self._count(item)
+                else:  # the last part ended, or one that went on to the end
+                    self.end = self._readers[index].position
+                    return
+                self._drop(current)
+                current, index = following, index + 1
+                self._first, self._made = self._starts[index], 0
+                for block in taken:
+                    yield self._count(block)
+        finally:
+            self.stop()
+
+    def _count(self, block: np.ndarray) -> np.ndarray:
+        self._made += len(block)
+        self.position = self._first + self._made * self._reader.samplerate // SAMPLE_RATE
+        return block
+
+    def _take_over(self, following: _Worker, seam: _Seam) -> list[np.ndarray] | None:
+        """The next part's first blocks, if they agree with what this part made past the seam."""
+        items = following.items()
+        taken: list[np.ndarray] = []
+        try:
+            while sum(len(block) for block in taken) < len(seam.after):
+                item = next(items, None)
+                if item is None or isinstance(item, _Seam):
+                    break
+                taken.append(item)
+        except _Unaligned:
+            return None
+        if not taken or not seam_holds(seam.after, np.concatenate(taken)):
+            return None
+        return taken
+
+    def _drop(self, worker: _Worker) -> None:
+        worker.stop()
+        with self._lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+
+    def stop(self) -> None:
+        """Stop every part's thread (safe to call twice, from the consumer or from close())."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()

@@ -1,0 +1,54 @@
+"""The credential store setting: a SQLite file path or a postgresql:// URL, its password kept out of sight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dasctl.config.constants import POSTGRES_SCHEMES
+from dasctl.errors import UsageError
+
+
+def parse_store_url(text: str, where: str) -> str:
+    """A store: a postgresql:// URL as given, or a SQLite file path (~ expanded)."""
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        if scheme not in POSTGRES_SCHEMES:
+            raise UsageError(f"{where}: {masked_store_url(text)!r} is not a store",
+                             "Give a file path (SQLite) or postgresql://USER@HOST/DB.")
+        from dasctl.logs import register_secret
+
+        register_secret(store_url_password(text))
+        return text
+    return str(Path(text).expanduser())
+
+
+def store_url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def masked_store_url(url: str) -> str:
+    """A store URL fit to show: the password (in the URL or a password= parameter) masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from dasctl.logs import MASK
+
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":" + MASK
+        netloc = f"{userinfo}@{host}"
+    query = "&".join(
+        f"{item.split('=', 1)[0]}={MASK}" if item.split("=", 1)[0].lower() == "password" else item
+        for item in parts.query.split("&")
+    ) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
