@@ -231,3 +231,43 @@ def test_reenroll_failure_lines_act_on_nothing(
                           str(tmp_path / "again.db")], env, tmp_path, tmux_server, rows=200)
     assert screen.code in ("0", "5", "6", "7"), screen.text[-2000:]
     assert_nothing_acted_on(screen)
+
+
+HOSTILE_PROFILES = '''default_profile = "prod"
+[profiles.prod]
+url = "https://x.example/\\u001b]0;pwned\\u0007[red]U1[/red]\\u202eevil"
+client_id = "id\\u001b[2J[bold]C1\\rEVIL"
+[profiles."p\\u001b]0;pwned\\u0007[red]P1"]
+url = "https://y.example"
+'''
+
+
+def test_config_show_and_auth_status_act_on_nothing_a_profile_file_holds(
+    tmp_path: Path, tmux_server: TmuxServer
+) -> None:
+    """Profile values come from a file (or the environment), not from dasctl: quoted before a terminal
+    sees them, the rich markup in them shown as it is; --json keeps the exact values."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "config.toml").write_text(HOSTILE_PROFILES)
+    env = {"DASCTL_CONFIG_DIR": str(config_dir)}
+    url = "https://x.example/\x1b]0;pwned\x07[red]U1[/red]\u202eevil"
+    show = dasctl("config", "show", env=env)
+    status = dasctl("auth", "status", env=env)
+    assert show.returncode == 0, show.stderr
+    assert status.returncode == 4, status.stderr  # not logged in: still shows what it knows
+    for done in (show, status):
+        assert_safe_bytes(done.stdout)
+        assert_safe_bytes(done.stderr)
+        text = done.stdout.decode()
+        assert '"https://x.example/\\033]0;pwned\\a[red]U1[/red]\\342\\200\\256evil"' in text, text
+        assert '"id\\033[2J[bold]C1\\rEVIL"' in text, text
+    assert '"p\\033]0;pwned\\a[red]P1"' in show.stdout.decode()  # the profile names it knows
+    exact = json.loads(dasctl("config", "show", "--json", env=env).stdout)
+    assert exact["values"]["url"]["value"] == url
+    assert json.loads(dasctl("auth", "status", "--json", env=env).stdout)["url"] == url
+    for words in (["config", "show"], ["auth", "status"]):
+        screen = on_terminal(words, env, tmp_path, tmux_server)
+        assert screen.code == ("0" if words[0] == "config" else "4"), screen.text[-2000:]
+        assert_nothing_acted_on(screen)
+        assert "[red]U1[/red]" in screen.text and "\\033[2J[bold]C1\\rEVIL" in screen.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -25,6 +26,10 @@ from tests.tmux_server import TmuxServer
 SPEECH = str(DATA / "speech-a-8k-mono.wav")
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+#: what the shell prints after the pipeline: the end of what the test reads
+END = "PIPELINE-ENDED-MARKER"
 
 
 class Terminal:
@@ -49,15 +54,18 @@ class Terminal:
             f"for i in $(seq 100); do [ \"$(stty size)\" = '{height} {width}' ] && break; sleep 0.05; done; "
             f"cd {shlex.quote(str(ROOT))}; export {exports}; unset NO_COLOR COLUMNS LINES; "
             f"{pipeline.replace('dasctl ', dasctl + ' ', 1)}; "
-            f"echo ${{PIPESTATUS[0]}} > {shlex.quote(str(done))}; sleep 60"
+            f"echo ${{PIPESTATUS[0]}} > {shlex.quote(str(done))}; echo {END}; sleep 60"
         )
         name = self.server.new_session(f"bash -c {shlex.quote(script)}", width, height)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not done.exists():
+        screen = ""
+        # The shell writes END once every program of the pipeline has exited, after all they wrote: once
+        # tmux shows it, it has drawn all of theirs too (a loaded tmux can lag well behind a fixed wait).
+        while time.monotonic() < deadline and END not in screen.splitlines():
             time.sleep(0.1)
-        time.sleep(0.3)  # the downstream program's last lines after dasctl's exit
-        screen = self.server.run("capture-pane", "-p", "-J", "-S", "-", "-E", "-", "-t", name).stdout
-        return (done.read_text().strip() if done.exists() else "timeout"), screen
+            screen = self.server.run("capture-pane", "-p", "-J", "-S", "-", "-E", "-", "-t", name).stdout
+        code = done.read_text().strip() if done.exists() and END in screen.splitlines() else "timeout"
+        return code, "\n".join(line for line in screen.splitlines() if line != END) + "\n"
 
 
 @pytest.fixture
@@ -70,8 +78,32 @@ def _env(emulator: Emulator) -> dict[str, str]:
             "TERM": "xterm-256color"}
 
 
+#: one of dasctl's stderr lines, wherever on the screen it begins (it ends with its own newline)
+DASCTL_LINE = re.compile(r"dasctl: [^\n]*\n")
+
+
+def _apart(screen: str) -> tuple[list[str], list[str]]:
+    """(the downstream program's lines, dasctl's lines), each whole, from one terminal's screen.
+
+    Two processes write to that terminal, and the kernel keeps each write() whole, never a line: jq writes
+    a coloured line longer than its 1 KiB stdio buffer in several writes, and a dasctl status line written
+    meanwhile lands between two of them, mid-row (seen under load: a watch report cut at column 321 by
+    `dasctl: watch: finished: ...`). No program can see that another is mid-line, so what dasctl answers
+    for is that it only adds whole lines (one write each, never `\r` or a cursor move): taken out, they
+    leave every downstream line whole."""
+    ours = [found.rstrip("\n") for found in DASCTL_LINE.findall(screen)]
+    for line in ours:
+        assert '"schema"' not in line and "\x1b" not in line, line  # whole: nothing of jq's inside
+    return DASCTL_LINE.sub("", screen).splitlines(), ours
+
+
 def _json_lines(screen: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in screen.splitlines() if line.startswith("{")]
+    """The downstream program's JSON lines, each parsed whole (json.loads fails on a cut or overwritten
+    one)."""
+    try:
+        return [json.loads(line) for line in _apart(screen)[0] if line.startswith("{")]
+    except json.JSONDecodeError as error:
+        raise AssertionError(f"a cut line ({error}) on the screen:\n{screen}") from None
 
 
 def test_register_piped_into_jq_leaves_jq_line_whole(emulator: Emulator, terminal: Terminal) -> None:
@@ -170,3 +202,4 @@ def test_watch_piped_into_jq_leaves_every_jq_line_whole(
     files = sorted(str(d["file"]) for d in _json_lines(screen) if "file" in d)
     assert files == ["CUST000.wav", "CUST001.wav", "CUST002.wav"], screen
     assert "━" not in screen
+    assert any(line.startswith("dasctl: watch: finished: 3 done, 0 failed in") for line in _apart(screen)[1])

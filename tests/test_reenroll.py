@@ -81,6 +81,7 @@ def ndjson(text: str) -> list[dict[str, Any]]:
 def test_dry_run_lists_what_would_happen_and_changes_nothing(dasctl: Any, two_models: Emulator) -> None:
     seed(3, without_audio=(2,))
     before = enrollments()
+    logged = len(two_models.output())
     run = dasctl("reenroll", "--model-hash", "new", "--dry-run", "--json", env=two_models.client_env())
     assert run.returncode == 0, run.stderr
     lines = ndjson(run.stdout)
@@ -95,6 +96,8 @@ def test_dry_run_lists_what_would_happen_and_changes_nothing(dasctl: Any, two_mo
     human = dasctl("reenroll", "--model-hash", "new", "--dry-run", env=two_models.client_env())
     assert "would re-enroll spk-000: model old -> new" in human.stdout
     assert "cannot re-enroll spk-002" in human.stdout and enrollments() == before
+    # no register session was opened, so no audio sent and nothing enrolled on the service's side either
+    assert "register" not in two_models.output()[logged:], two_models.output()[logged:]
 
 
 @pytest.mark.parametrize("protocol", ["twilio", "audiohook"])
@@ -194,13 +197,15 @@ def test_a_model_the_service_does_not_have_is_one_error_before_any_session(
     ]
     assert run.stdout == ""
     assert enrollments() == before  # no session ran: no failed attempt recorded for anyone
+    # a dry run asks no service (only a register session could tell): it plans, and says it did not ask
+    logged = len(two_models.output())
     dry = dasctl("reenroll", "--model-hash", "nwe", "--dry-run", env=two_models.client_env())
-    assert dry.returncode == ExitCode.REJECTED and "Did you mean --model-hash new?" in dry.stderr
-    assert dry.stdout == ""
+    assert dry.returncode == 0, dry.stderr
+    assert "would re-enroll spk-000: model old -> nwe" in dry.stdout
+    assert "the service was not asked" in dry.stderr
+    assert "register" not in two_models.output()[logged:]  # no session, not even a refused initialize
     offline = dasctl("reenroll", "--model-hash", "nwe", "--dry-run", env={"DASCTL_URL": "http://127.0.0.1:9"})
-    assert offline.returncode == 0, offline.stderr  # a dry run without the service still plans
-    assert "dasctl: warning: could not check that the service has model nwe" in offline.stderr
-    assert "would re-enroll spk-000: model old -> nwe" in offline.stdout
+    assert offline.returncode == 0 and offline.stdout == dry.stdout, offline.stderr
 
 
 def test_each_failure_is_printed_once(dasctl: Any, two_models: Emulator) -> None:

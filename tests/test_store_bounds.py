@@ -68,13 +68,14 @@ class Lines:
         for line in stream:
             self.lines.append(line)
 
-    def wait_for(self, text: str, timeout: float = 60) -> None:
+    def wait_for(self, text: str, timeout: float = 60, count: int = 1) -> None:
+        """Until `count` lines hold `text`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
+            if sum(text in line for line in self.lines) >= count:
                 return
             time.sleep(0.05)
-        raise AssertionError(f"no line with {text!r} within {timeout} s: {''.join(self.lines)}")
+        raise AssertionError(f"no {count} line(s) with {text!r} within {timeout} s: {''.join(self.lines)}")
 
     @property
     def text(self) -> str:
@@ -153,21 +154,22 @@ def test_a_running_watch_rides_out_a_stopped_store_backend_and_reports_each_file
         shutil.copy(SPEECH, inbox / name)
     args = ["watch", str(inbox), "--once", "-j", "2", "--settle", "0", "--speed", "1", "--backoff", "0.2",
             "--store", postgres_store_url]
-    proc, out, err = start(args, emulator.client_env())
+    proc, out, err = start([*args, "-v"], emulator.client_env())
     try:
-        err.wait_for("processing")
-        time.sleep(1.0)  # sessions in flight, their `started` kept
+        # two sessions in flight (11.7 s of audio each), their `started` kept; the stop meets whichever
+        # store call comes next, a read (the opt-out check, the next file's state) or a write (an outcome)
+        err.wait_for(": started", count=2)
         backends = dasctl_backends(postgres_store_url)
         with stopped(backends):
             began = time.monotonic()
-            err.wait_for("not kept yet", timeout=ENOUGH)  # the write was bounded, and is tried again
+            err.wait_for("trying again in", timeout=ENOUGH)  # the call was bounded, and is tried again
             noticed = time.monotonic() - began
             code = proc.wait(timeout=ENOUGH * 2)  # the retries' new connections get new backends
     finally:
         if proc.poll() is None:
             proc.kill()
-    print(f"\nwatch with stopped store backends {backends}: the first write after the stop given up "
-          f"{noticed:.1f} s after the stop (it began when a session ended), then retried; exit {code}")
+    print(f"\nwatch with stopped store backends {backends}: the first store call after the stop given up "
+          f"{noticed:.1f} s after the stop, then retried; exit {code}")
     stderr = err.text
     assert code == 0, stderr
     assert "Traceback" not in stderr
@@ -184,3 +186,36 @@ def test_a_running_watch_rides_out_a_stopped_store_backend_and_reports_each_file
             speaker = report["file"].removesuffix(".wav")
             kept = [entry for entry in store.history(speaker) if getattr(entry, "ok", False)]
             assert [entry.call_id for entry in kept] == [report["call_id"]], speaker
+
+
+def test_a_running_watch_rides_out_a_store_that_stops_answering_a_read(
+    emulator: Emulator, postgres_store_url: str, tmp_path: Path
+) -> None:
+    """The stop lands while watch waits for files, so its next store call is a read (the new file's
+    state, as other watchers may have moved it on): tried again within --unreachable-budget as a write
+    is, never the end of a long-running watch (nor a freeze of its event loop)."""
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    proc, out, err = start(["watch", str(inbox), "--settle", "0", "--speed", "0", "--backoff", "0.2",
+                            "--store", postgres_store_url], emulator.client_env())
+    try:
+        err.wait_for("watching")  # the store is open, its connection idle: nothing is under way
+        backends = dasctl_backends(postgres_store_url)
+        with stopped(backends):
+            shutil.copy(SPEECH, inbox / "CUST1.wav")
+            err.wait_for("CUST1.wav: not read yet", timeout=ENOUGH)  # bounded, and tried again
+            out.wait_for("CUST1.wav", timeout=ENOUGH)  # on a new connection: the file is done
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=ENOUGH)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = err.text
+    assert code == 130, stderr
+    assert "Traceback" not in stderr and "pg-test-password" not in stderr
+    assert "the server did not answer" in stderr and postgres_store_url.split("@")[1] in stderr
+    [report] = [json.loads(line) for line in out.text.splitlines()]
+    assert report["file"] == "CUST1.wav" and report["ok"], stderr
+    with closing(open_store(postgres_store_url)) as store:
+        [kept] = [entry for entry in store.history("CUST1") if getattr(entry, "ok", False)]
+    assert kept.call_id == report["call_id"]

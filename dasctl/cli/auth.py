@@ -249,11 +249,14 @@ def status(profile: ProfileOption = None, json_output: JsonOption = False) -> No
             document["error"] = {"kind": problem.kind, "message": problem.message}
         print(json_line(document))
     else:
+        from dasctl.safe_text import quoted
+
+        # the profile's values came from a file or the environment: quoted where a terminal could act on them
         rows = [
-            ("profile", f"{resolved.name} (from {document['profile_source']})"),
-            ("url", resolved.url),
-            ("auth_url", resolved.auth_url),
-            ("client_id", resolved.client_id or "(none)"),
+            ("profile", f"{quoted(resolved.name)} (from {document['profile_source']})"),
+            ("url", quoted(resolved.url)),
+            ("auth_url", quoted(resolved.auth_url)),
+            ("client_id", quoted(resolved.client_id) if resolved.client_id else "(none)"),
             ("credentials", (f"{credentials} (part of dasctl: `dasctl logout` cannot remove it)"
                              if credentials == core.BUILT_IN_SECRET else credentials) or "(none stored)"),
         ]
@@ -261,7 +264,7 @@ def status(profile: ProfileOption = None, json_output: JsonOption = False) -> No
             info = document["token"]
             expiry = ("expiry unknown" if info["expires_at"] is None
                       else f"expires {info['expires_at']} (in {describe_lifetime(info['expires_in'])})")
-            rows.append(("token", f"{info['masked']} from {token.source}, {expiry}"))
+            rows.append(("token", f"{quoted(info['masked'])} from {quoted(token.source)}, {expiry}"))
         else:
             rows.append(("token", "(none)"))
         width = max(len(name) for name, _ in rows)

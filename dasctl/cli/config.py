@@ -46,17 +46,20 @@ def _origin(profile: Profile, key: str) -> str:
 
 
 def _display(key: str, value: object) -> str:
+    """A value as a table shows it: masked when secret, quoted (safe_text) when a terminal could act on
+    it: a profile file or the environment may hold an ESC, a bidi override or a carriage return."""
     from dasctl import config
+    from dasctl.safe_text import quoted
 
     if value is None:
         return "(unset)"
     if config.config_key(key).kind == "store":
-        return config.masked_store_url(str(value))
+        return quoted(config.masked_store_url(str(value)))
     if config.config_key(key).secret:
         from dasctl.auth import mask
 
-        return mask(str(value))
-    return str(value)
+        return quoted(mask(str(value)))
+    return quoted(value)
 
 
 def _masked(key: str) -> bool:
@@ -93,9 +96,11 @@ def show(profile: ProfileOption = None, json_output: JsonOption = False) -> None
         }
         print(json_line(document))
         return
-    print(f"profile: {resolved.name} (from {resolved.sources.get('profile')}; "
-          f"known: {', '.join(config.profile_names())})")
-    print(f"file:    {config.config_file()}")
+    from dasctl.safe_text import quoted
+
+    print(f"profile: {quoted(resolved.name)} (from {resolved.sources.get('profile')}; "
+          f"known: {', '.join(quoted(name) for name in config.profile_names())})")
+    print(f"file:    {quoted(config.config_file())}")
     width = max(len(key) for key, _, _ in rows)
     value_width = min(60, max(len(_display(key, value)) for key, value, _ in rows))
     for key, value, origin in rows:

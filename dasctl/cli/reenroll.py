@@ -63,7 +63,8 @@ def _print_plan(plan: Plan, environment: Environment, as_json: bool) -> None:
     environment.stdout.flush()
     common.say(
         f"dry run: {len(plan.to_do)} speaker(s) would be re-enrolled with {plan.model_hash}, "
-        f"{len(plan.no_audio)} have no kept audio; nothing was changed"
+        f"{len(plan.no_audio)} have no kept audio; nothing was changed and the service was not asked "
+        "(the run itself checks that it has the model before any speaker's session)"
     )
 
 
@@ -120,8 +121,12 @@ def reenroll(
         store.require_secrets()
     try:
         work = plan(store, model_hash, speaker)
+        if dry_run:
+            # The service is not asked: it has no call that lists its models, and the only way to learn
+            # whether it has one is a register session; a dry run opens none (the real run checks first).
+            _print_plan(work, environment, as_json)
+            return
         from dasctl.auth import TokenProvider
-        from dasctl.errors import DasctlError, ServiceRejected
         from dasctl.net import NetworkSettings
 
         network = NetworkSettings.from_profile(profile_obj)
@@ -129,19 +134,7 @@ def reenroll(
         if work.to_do:
             # one clear error before any speaker's session, not the same refusal once per speaker
             known = [r.model_hash or "" for r in [*work.to_do, *work.no_audio]]
-            try:
-                common.run_sessions(check_model(options, profile_obj, tokens, network, known))
-            except ServiceRejected:
-                raise
-            except DasctlError as error:
-                if not dry_run:
-                    raise
-                # a dry run works offline too: it only could not check the model
-                common.warn(f"could not check that the service has model {model_hash}: {error.message}",
-                            environment.stderr)
-        if dry_run:
-            _print_plan(work, environment, as_json)
-            return
+            common.run_sessions(check_model(options, profile_obj, tokens, network, known))
         store.audit("reenroll", [r.speaker for r in work.to_do], len(work.to_do))  # it reads their audio
         display = choose_reenroll_display(environment, quiet=quiet)
         outcomes: list[SpeakerResult] = []

@@ -30,7 +30,7 @@ from dasctl.watch.report import attempt_outcome
 from dasctl.watch.retries import ServiceHealth, failure_of
 from dasctl.watch.settings import Attempt, FileSession, WatchSettings, WorkItem
 from dasctl.watch.state import WatchState
-from dasctl.watch.store_writes import StoreWrites
+from dasctl.watch.store_writes import StoreGaveUp, StoreWrites
 
 if TYPE_CHECKING:
     from dasctl.session import Progress
@@ -52,6 +52,8 @@ class AttemptSteps:
     lines: ResultLines
     writes: StoreWrites
     _keeping: dict[FileIdentity, asyncio.Task[bool]]  # final outcomes not yet durable
+    _reporting: set[FileIdentity]  # lines queued, not yet printed and marked
+    _printing: asyncio.Lock  # one line printed and marked at a time
     _active: set[FileIdentity]
     _queue: asyncio.Queue[WorkItem]
     _in_flight: set[asyncio.Task[None]]
@@ -85,13 +87,17 @@ class AttemptSteps:
         self.observer.started(name, attempt_number)
         attempt.tap.keep = self.settings.keep_enrollments
         try:
-            attempt.speaker = self.settings.speakers.speaker(name)
+            speaker = attempt.speaker = self.settings.speakers.speaker(name)
         except DasctlError as error:  # a name --speaker-from does not match: no session for it
             self._after_error(item, attempt, attempt_number, call_id, error)
             return
-        refusal = self.journal.store.refusal(attempt.speaker)  # an opt-out: never sent (docs/store.md)
+        try:  # an opt-out: never sent (docs/store.md)
+            refusal = await self.writes.read(name, lambda: self.journal.refusal(speaker))
+        except StoreGaveUp:  # watch stops (exit 6); the file stays unfinished for the next run
+            self._abandon(item, attempt_number, call_id, "the store could not be read")
+            return
         if refusal:
-            self._skip_opted_out(item, attempt_number, call_id, attempt.speaker, refusal)
+            self._skip_opted_out(item, attempt_number, call_id, speaker, refusal)
             return
         if self.settings.consents is not None:
             try:
@@ -290,21 +296,41 @@ class AttemptSteps:
                 return
         self._active.discard(item.identity)
         self._wakeup.set()
-        self._report(item.identity, report)
         state = DONE if report.get("exit_code") == ExitCode.OK else FAILED
-        self._move_finished(item.path, state)
-        self._let_go(item.identity)  # printed, marked and moved: nothing left for another watcher
+
+        def finished() -> None:  # printed and marked: moved, and nothing is left for another watcher
+            self._move_finished(item.path, state)
+            self._let_go(item.identity)
+
+        self._report(item.identity, report, then=finished)
 
     def _report(
-        self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True
+        self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False,
+        then: Callable[[], None] | None = None,
     ) -> None:
-        try:
-            self.lines.print(identity, report, replay=replay, durable=durable)
-        except StdoutClosed:
-            self._stdout_closed()
-        except DasctlError as error:
-            self._fatal_error(error)
-        self._update_totals()
+        """Queue the line: printed, then marked printed in the store (off the event loop, tried again
+        while the store is unreachable), then `then`."""
+        self._reporting.add(identity)
+        self.writes.track(self._print_and_mark(identity, report, replay, then))
+
+    async def _print_and_mark(
+        self, identity: FileIdentity, report: dict[str, Any], replay: bool, then: Callable[[], None] | None
+    ) -> None:
+        # One line at a time, each marked before the next is printed: a kill leaves at most one line
+        # printed and not marked, the one the next run repeats (docs/watch.md); never several.
+        async with self._printing:
+            try:
+                printed = self.lines.print(identity, report, replay=replay)
+            except StdoutClosed:
+                self._stdout_closed()
+                printed = False
+            self._update_totals()
+            if printed:  # a mark never kept: watch stops (exit 6) and the next run prints the line again
+                await self.writes.keep(identity.relpath, lambda: self.journal.mark_reported(identity))
+        self._reporting.discard(identity)
+        self._wakeup.set()
+        if then is not None:
+            then()
 
     def _stdout_closed(self) -> None:
         """The reader went away (`| head -n1`): stop now, quietly; lines not printed stay unreported."""

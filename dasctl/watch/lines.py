@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dasctl.errors import DasctlError, ExitCode
+from dasctl.errors import ExitCode
 from dasctl.watch.inbox import FileIdentity
 from dasctl.watch.observer import WatchObserver, WatchTotals
 from dasctl.watch.settings import TextOut, ndjson_line
-from dasctl.watch.state import WatchState
 
 
 class StdoutClosed(Exception):
@@ -28,26 +27,23 @@ class ResultLines:
         self,
         out: TextOut,
         render: Callable[[dict[str, Any]], str],
-        state: WatchState,
         observer: WatchObserver,
         totals: WatchTotals,
     ) -> None:
         self.out = out
         self.render = render
-        self.state = state
         self.observer = observer
         self.totals = totals
         self.closed = False
         self.printed: set[FileIdentity] = set()  # lines this run printed (replays included)
         self.any_failed = False
 
-    def print(
-        self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False, durable: bool = True
-    ) -> None:
-        """Print and mark; StdoutClosed the first time stdout is found closed; a store error (the line
-        was printed, the mark not kept) is raised after the line is counted."""
+    def print(self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False) -> bool:
+        """Print a line and count it; whether it was printed now (False: already printed this run).
+        StdoutClosed the first time stdout is found closed. The caller marks it printed in the store
+        (off the event loop, tried again while the store is unreachable)."""
         if self.closed or identity in self.printed:
-            return
+            return False
         try:
             self.out.write(self.render(report) + "\n")
             self.out.flush()
@@ -55,12 +51,6 @@ class ResultLines:
             self.closed = True
             raise StdoutClosed() from error
         self.printed.add(identity)
-        unmarked: DasctlError | None = None
-        if durable:
-            try:
-                self.state.reported(identity)
-            except DasctlError as error:  # the next run prints this line again: the documented repeat
-                unmarked = error
         if report.get("exit_code") == ExitCode.OK:
             self.totals.done += 1
         else:
@@ -69,8 +59,7 @@ class ResultLines:
         self.observer.finished(identity.relpath, report)
         if replay:
             self.observer.status(f"{identity.relpath}: reported from the store (finished by a past run)")
-        if unmarked is not None:
-            raise unmarked
+        return True
 
     def summary(self, figures: dict[str, Any]) -> None:
         """End NDJSON output with the run's summary (schema SUMMARY_SCHEMA). Only NDJSON: on a terminal

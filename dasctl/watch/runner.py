@@ -86,6 +86,8 @@ class WatchRunner(InboxSharing, AttemptSteps):
         self.writes = StoreWrites(settings.unreachable_budget, settings.retry, self._status,
                                   self._fatal_error, clock)
         self._keeping: dict[FileIdentity, asyncio.Task[bool]] = {}  # final outcomes not yet durable
+        self._reporting: set[FileIdentity] = set()  # lines queued, not yet printed and marked
+        self._printing = asyncio.Lock()
         self.totals = WatchTotals()
         self._active: set[FileIdentity] = set()  # queued, in flight or waiting to retry
         self._retried: set[FileIdentity] = set()  # --retry-failed: once per run
@@ -104,7 +106,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
         self._looked_elsewhere = 0.0
         self._probing: set[asyncio.Task[None]] = set()  # files whose name says nothing, being opened
         self.inbox.on_skip = self.observer.skipped
-        self.lines = ResultLines(out, render, self.journal, self.observer, self.totals)
+        self.lines = ResultLines(out, render, self.observer, self.totals)
 
     @property
     def stdout_closed(self) -> bool:
@@ -134,11 +136,13 @@ class WatchRunner(InboxSharing, AttemptSteps):
         started = self.clock()
         try:
             self._import_old_journal()
-            self._replay_unreported()
+            self._replay_unreported()  # the marks land in the background, within the budget
             await self._connect()
         except _Stop as stop:
+            await self.writes.settle(self.settings.grace)  # the replayed lines' marks
             return self._finish(stop.error, started)
         if self._stop_requested.is_set():
+            await self.writes.settle(self.settings.grace)
             return self._finish(None, started)
 
         watcher: asyncio.Task[None] | None = None
@@ -317,7 +321,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
         # _active covers queued, held by the dispatcher, in flight and waiting to retry; --once also waits
         # for the files other watchers hold: if one of them dies, its files are ours to finish
         return (self.inbox.waiting == 0 and not self._active and not self._in_flight and not self._elsewhere
-                and not self._probing)
+                and not self._probing and not self._reporting)
 
     def _take(self, settled: SettledFile) -> None:
         """A settled file: considered now, or once a look inside shows it is a recording."""
@@ -338,7 +342,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
 
     def _consider(self, settled: SettledFile) -> None:
         identity = settled.identity
-        if identity in self._active or identity in self._opted_out:
+        if identity in self._active or identity in self._opted_out or identity in self._reporting:
             return
         entry = self.journal.entry(identity)
         if entry is not None and entry.state in FINAL_STATES:
@@ -369,7 +373,7 @@ class WatchRunner(InboxSharing, AttemptSteps):
             if self._stop_requested.is_set() or self._fatal is not None:
                 slots.release()
                 return
-            if not self._claim(item):
+            if not await self._claim(item):
                 slots.release()
                 self._wakeup.set()
                 continue

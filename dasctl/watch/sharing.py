@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 from dasctl.errors import DasctlError
 from dasctl.watch.inbox import FileIdentity, SettledFile
 from dasctl.watch.journal import FAILED, FINAL_STATES
+from dasctl.watch.store_writes import StoreGaveUp
 
 if TYPE_CHECKING:
     from dasctl.watch.lines import ResultLines
     from dasctl.watch.observer import WatchTotals
     from dasctl.watch.settings import WatchSettings, WorkItem
     from dasctl.watch.state import WatchState
+    from dasctl.watch.store_writes import StoreWrites
 
 #: seconds between looks at the files other watchers hold (finds the claims of a watcher that died)
 LOOK_AGAIN_S = 2.0
@@ -36,6 +39,7 @@ class InboxSharing:
     settings: WatchSettings
     journal: WatchState
     lines: ResultLines
+    writes: StoreWrites
     totals: WatchTotals
     clock: Callable[[], float]
     _active: set[FileIdentity]
@@ -50,7 +54,7 @@ class InboxSharing:
         def _fatal_error(self, error: DasctlError) -> None: ...
         def _consider(self, settled: SettledFile) -> None: ...
         def _report(self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False,
-                    durable: bool = True) -> None: ...
+                    then: Callable[[], None] | None = None) -> None: ...
         def _move_finished(self, path: Path, state: str) -> None: ...
 
     def _replay_unreported(self) -> None:
@@ -59,8 +63,7 @@ class InboxSharing:
         for identity, report in self.journal.unreported():
             if not self._try_claim(identity):
                 continue
-            self._report(identity, report, replay=True)
-            self._let_go(identity)
+            self._report(identity, report, replay=True, then=functools.partial(self._let_go, identity))
 
     def _try_claim(self, identity: FileIdentity) -> bool:
         try:
@@ -75,7 +78,7 @@ class InboxSharing:
         except DasctlError as error:
             self._fatal_error(error)
 
-    def _claim(self, item: WorkItem) -> bool:
+    async def _claim(self, item: WorkItem) -> bool:
         """Whether this watcher runs the item now. A file another watcher holds waits in _elsewhere; one
         another watcher finished meanwhile is counted (and its line printed if its watcher died first)."""
         identity = item.identity
@@ -84,11 +87,11 @@ class InboxSharing:
             if self._fatal is None:
                 self._elsewhere[identity] = item.path
             return False
-        try:
-            entry = self.journal.refresh(identity)
-        except DasctlError as error:
-            self._fatal_error(error)
+        try:  # read off the event loop, tried again while the store is unreachable
+            entry = await self.writes.read(identity.relpath, lambda: self.journal.refresh(identity))
+        except StoreGaveUp:  # watch stops (exit 6)
             self._active.discard(identity)
+            self._let_go(identity)
             return False
         if entry is None or entry.state not in FINAL_STATES:
             if entry is not None:
@@ -98,9 +101,15 @@ class InboxSharing:
             return True  # --retry-failed, and not finished again by another watcher since
         self._active.discard(identity)
         if entry.final is not None:  # finished by a watcher that died before printing its line
-            self._report(identity, entry.final, replay=True)
-            self._move_finished(item.path, entry.state)
-        elif identity not in self.lines.printed:
+            state = entry.state
+
+            def finished() -> None:
+                self._move_finished(item.path, state)
+                self._let_go(identity)
+
+            self._report(identity, entry.final, replay=True, then=finished)
+            return False
+        if identity not in self.lines.printed:
             self.totals.skipped += 1
             if entry.state == FAILED:
                 self._failed_earlier += 1

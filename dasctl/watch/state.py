@@ -83,12 +83,12 @@ class WatchState:
             worker.shutdown(wait=True, cancel_futures=True)  # a call under way ends within the store's bound
         self.claims.close()
 
-    def refresh(self, identity: FileIdentity) -> JournalEntry | None:
-        """The entry as the store has it now (another watcher may have moved it on); the memory alone
-        when no other watcher can share this folder."""
+    async def refresh(self, identity: FileIdentity) -> JournalEntry | None:
+        """The entry as the store has it now (another watcher may have moved it on), read off the event
+        loop; the memory alone when no other watcher can share this folder."""
         if not self.claims.shared:
             return self.entries.get(identity)
-        known = self._call(self.store.watch_file, self.inbox, _key(identity))
+        known = await self.off_loop(self._call, self.store.watch_file, self.inbox, _key(identity))
         if known is None:
             return self.entries.get(identity)
         final = known.report if known.state in FINAL_STATES and not known.reported else None
@@ -147,9 +147,21 @@ class WatchState:
         The report gains the `stored` object (the record's id), as the store kept it."""
         self._update(identity, state, attempt=attempt, call_id=call_id, report=report, enrollment=enrollment)
 
+    async def refusal(self, speaker: str) -> str | None:
+        """Why this speaker must not be enrolled (an opt-out), read off the event loop; None when free."""
+        return await self.off_loop(self._call, self.store.refusal, speaker)
+
+    async def mark_reported(self, identity: FileIdentity) -> None:
+        """`reported`, written off the event loop."""
+        await self.off_loop(self._call, self.store.watch_reported, self.inbox, _key(identity))
+        self._forget_final(identity)
+
     def reported(self, identity: FileIdentity) -> None:
         """The report line was printed."""
         self._call(self.store.watch_reported, self.inbox, _key(identity))
+        self._forget_final(identity)
+
+    def _forget_final(self, identity: FileIdentity) -> None:
         entry = self.entries.get(identity)
         if entry is not None and entry.final is not None:
             entry.reported = True
