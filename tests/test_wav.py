@@ -298,11 +298,17 @@ def test_no_libmpg123_noise_on_garbage_that_looks_like_mp3(how, tmp_path):
 
 def test_what_the_c_libraries_said_is_in_the_debug_log(tmp_path):
     noise = _mpeg_sync_then_garbage(tmp_path / "noise.mp3")
-    result = subprocess.run([*DASCTL, "-vv", "transcode", str(noise), "-"], capture_output=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
-    assert result.returncode == 3
-    said = result.stderr.split(b"libsndfile (and libmpg123) said: ", 1)
-    assert len(said) == 2 and said[1].startswith((b"[src/libmpg123/", b"Note: ")), result.stderr
+    # piped, an MP3 goes to libsndfile (libmpg123); from a file with no LAME Info tag, to FFmpeg (mp3.py)
+    piped = subprocess.run([*DASCTL, "-vv", "transcode", "-", "-"], capture_output=True, timeout=60,
+                           input=noise.read_bytes())
+    assert piped.returncode == 3
+    said = piped.stderr.split(b"libsndfile (and libmpg123) said: ", 1)
+    assert len(said) == 2 and said[1].startswith((b"[src/libmpg123/", b"Note: ")), piped.stderr
+    read = subprocess.run([*DASCTL, "-vv", "transcode", str(noise), "-"], capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert read.returncode == 3
+    assert b"FFmpeg cannot open it: [Errno" in read.stderr, read.stderr
+    assert b"Invalid data found" in read.stderr
 
 
 @needs_ffmpeg
