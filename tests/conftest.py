@@ -263,6 +263,43 @@ class PostgresCluster:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+#: Stops a cluster whose run died without stopping it (pytest killed by a timeout, a CI job cancelled): it
+#: polls the run's root process and, once that is gone and the cluster still there, stops and removes it.
+_CLUSTER_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+owner, base, *stop = sys.argv[1:]
+while os.path.isdir(base):
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        subprocess.run(stop, capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+        break
+    except PermissionError:
+        pass
+    time.sleep(1)
+"""
+
+
+#: The run's root process: the xdist controller (set before it starts the workers, which inherit it), or
+#: the one pytest process without xdist. (A worker's parent process is not it: execnet's workers are
+#: adopted by init.)
+RUN_ROOT = "DASCTL_TEST_RUN_ROOT_PID"
+os.environ.setdefault(RUN_ROOT, str(os.getpid()))
+
+
+def _watch_cluster(cluster: PostgresCluster, owner: int) -> None:
+    """Start the watchdog of a cluster (a new session, its own environment: not one of the run's dasctl
+    processes, and gone a second after the cluster is removed normally)."""
+    stop = [*cluster.as_postgres, str(cluster.bindir / "pg_ctl"), "-D", str(cluster.base / "data"),
+            "-m", "immediate", "stop"]
+    # sh starts it in the background and exits at once: reaped here, the watchdog left to init
+    subprocess.run(["sh", "-c", '"$@" &', "sh", sys.executable, "-c", _CLUSTER_WATCHDOG, str(owner),
+                    str(cluster.base), *stop],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   start_new_session=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=30)
+
+
 def _start_postgres() -> PostgresCluster:
     """initdb and start a cluster on a free 127.0.0.1 port under a temp dir (TCP only: no socket path,
     whose length limit a long TMPDIR would pass); removed again if it does not come up."""
@@ -299,6 +336,7 @@ def _start_postgres() -> PostgresCluster:
     except BaseException:
         cluster.stop()
         raise
+    _watch_cluster(cluster, int(os.environ[RUN_ROOT]))
     return cluster
 
 
