@@ -48,6 +48,8 @@ def test_every_help_reads_like_a_person_wrote_it(capsys, path):
     assert not re.search(r"<(str|int|float|path|list\[[^]]*\]|[a-z]+ range)>", out), out
     assert "{" not in out.split("EXAMPLES")[0], out
     assert "\nUSAGE\n  dasctl" in out
+    usage = out.split("\nUSAGE\n", 1)[1].split("\n", 1)[0]
+    assert "[[" not in usage and "]..." not in usage, usage  # `[SPEAKER...]`, never `[[SPEAKER]...]`
     assert "\nEXAMPLES\n  $ dasctl" in out or "\nEXAMPLES\n  $ " in out, f"no EXAMPLES in {path}"
     # defaults stay on one line: `[default:` is never the last thing on a line
     assert not re.search(r"\[default:\s*$", out, re.M), out

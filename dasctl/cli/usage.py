@@ -93,6 +93,9 @@ def value_name(param: _click.Parameter) -> str:
 
 def _argument_label(param: _click.Parameter) -> str:
     label = value_name(param)
+    bracketed = re.fullmatch(r"\[([^\]]*)\](\.\.\.)?", label)
+    if bracketed:  # a metavar written `[SPEAKER]...`: the usage line brackets what is optional itself
+        label = bracketed.group(1) + (bracketed.group(2) or "")
     if param.nargs != 1 and not label.endswith("..."):
         label += "..."
     return label
@@ -105,7 +108,7 @@ def usage_line(ctx: _click.Context) -> str:
     if any(p.param_type_name == "option" and not getattr(p, "hidden", False) for p in command.params):
         pieces.append("[OPTIONS]")
     for param in command.params:
-        if param.param_type_name != "argument":
+        if param.param_type_name != "argument" or getattr(param, "hidden", False):
             continue
         label = _argument_label(param)
         pieces.append(label if param.required else f"[{label}]")
