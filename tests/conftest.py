@@ -284,7 +284,7 @@ while os.path.isdir(base):
 #: The run's root process: the xdist controller (set before it starts the workers, which inherit it), or
 #: the one pytest process without xdist. (A worker's parent process is not it: execnet's workers are
 #: adopted by init.)
-RUN_ROOT = "DASCTL_TEST_RUN_ROOT_PID"
+RUN_ROOT = "PYTEST_RUN_ROOT_PID"  # not DASCTL_*: isolated_config clears those
 os.environ.setdefault(RUN_ROOT, str(os.getpid()))
 
 
@@ -336,7 +336,7 @@ def _start_postgres() -> PostgresCluster:
     except BaseException:
         cluster.stop()
         raise
-    _watch_cluster(cluster, int(os.environ[RUN_ROOT]))
+    _watch_cluster(cluster, int(os.environ.get(RUN_ROOT, os.getpid())))
     return cluster
 
 

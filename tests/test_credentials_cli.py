@@ -339,3 +339,13 @@ def test_on_a_terminal_list_is_a_table_and_rm_asks_first(
         store.close()
     screen, code = _in_tmux(tmux_server, f"credentials rm CUST1 --store {seeded}", tmp_path, "y", "[y/N]")
     assert code == "0" and "Removed CUST1: 4 record(s)" in screen
+
+
+def test_check_of_a_store_not_made_yet_says_so_and_makes_nothing(dasctl: Run, isolated_config: Path) -> None:
+    done = dasctl("credentials", "check")
+    assert done.returncode == 0, done.stderr
+    assert "no credential store there yet (nothing to check" in done.stdout + done.stderr
+    assert "ok (full integrity check)" not in done.stdout + done.stderr
+    document = json.loads(dasctl("credentials", "check", "--json").stdout)
+    assert (document["ok"], document["exists"]) == (True, False)
+    assert not (isolated_config / "store.db").exists()

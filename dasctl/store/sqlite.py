@@ -89,6 +89,8 @@ class SqliteStore(SqlStore):
         self._warn = warn or (lambda message: None)
         # a read-only command never creates a store: the default one missing reads as empty (in memory)
         self._in_memory = not create and default and not self.path.exists()
+        #: the default store, not made yet: a read-only command sees it empty (and makes nothing)
+        self.absent = self._in_memory
         if not create and not default and not self.path.exists() and not self.path.is_symlink():
             raise StoreUnusable(f"no credential store at {self.path}",
                                 "Nothing was created. Check --store (or DASCTL_STORE, the profile's store).")

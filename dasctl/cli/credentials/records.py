@@ -256,6 +256,15 @@ def check(
 ) -> None:
     with closing(open_store(store, store_key_file)) as opened:
         problems = opened.integrity_problems()
+        absent = getattr(opened, "absent", False)  # the default store, not made yet: nothing to check
+    if absent:
+        if as_json:
+            write_lines(common.environment(), [{"schema": CHECK_SCHEMA, "store": opened.location,
+                                                "ok": True, "problems": [], "exists": False}])
+        else:
+            common.say(f"{opened.location}: no credential store there yet (nothing to check; register or "
+                       "watch makes it)")
+        return
     if as_json:
         write_lines(common.environment(), [{"schema": CHECK_SCHEMA, "store": opened.location,
                                             "ok": not problems, "problems": problems}])
