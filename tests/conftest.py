@@ -333,10 +333,10 @@ def _start_postgres() -> PostgresCluster:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
             f"-p {cluster.port} -c unix_socket_directories= -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c max_connections=400", "start")
+        _watch_cluster(cluster, int(os.environ.get(RUN_ROOT, os.getpid())))
     except BaseException:
         cluster.stop()
         raise
-    _watch_cluster(cluster, int(os.environ.get(RUN_ROOT, os.getpid())))
     return cluster
 
 
