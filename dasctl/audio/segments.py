@@ -28,7 +28,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -91,20 +91,6 @@ class PreadFile:
         return self._offset
 
 
-class PartSource(Protocol):
-    """A decoder a part reads (SoundFileParts: libsndfile's)."""
-
-    name: str
-    samplerate: int
-
-    @property
-    def position(self) -> int: ...
-    def start_near(self, frame: int) -> int: ...
-    def blocks(self) -> Iterator[np.ndarray]: ...
-    def sibling(self) -> PartSource: ...
-    def close(self) -> None: ...
-
-
 _SOUNDFILE_BLOCK = 1 << 16
 
 
@@ -164,7 +150,7 @@ class SoundFileParts:
             self._sound.close()
 
 
-def part_source(sound: object, name: str) -> tuple[PartSource, int] | None:
+def part_source(sound: object, name: str) -> tuple[SoundFileParts, int] | None:
     """The decoder of a file that can be split, and its length in frames; None when it cannot."""
     fd = getattr(sound, "name", None)  # a SoundFile opened on a descriptor is named by it
     frames = int(getattr(sound, "frames", 0))
@@ -180,7 +166,7 @@ class _Seam:
     after: np.ndarray
 
 
-def _part(reader: PartSource, first: int, stop: int | None, channel: str | int
+def _part(reader: SoundFileParts, first: int, stop: int | None, channel: str | int
           ) -> Iterator[np.ndarray | _Seam]:
     """One part: int16 8 kHz output for input samples [first, stop), then (not for the last part) a _Seam,
     then, only if its consumer keeps reading, the rest of the recording as if there were no later part."""
@@ -258,7 +244,9 @@ class _Worker(ReadAhead[np.ndarray | _Seam]):
     """A part running on its own thread; what it yields waits in the queue (a part ahead is held whole:
     at most MAX_PART_SECONDS of 8 kHz int16). It closes its own reader (never the stream's)."""
 
-    def __init__(self, blocks: Iterator[np.ndarray | _Seam], reader: PartSource | None, depth: int) -> None:
+    def __init__(
+        self, blocks: Iterator[np.ndarray | _Seam], reader: SoundFileParts | None, depth: int
+    ) -> None:
         super().__init__(blocks, depth, name="dasctl-audio-part")
         self.reader = reader
 
@@ -272,7 +260,7 @@ class _Worker(ReadAhead[np.ndarray | _Seam]):
 class SplitDecode:
     """The parts of one recording, decoded two at a time, yielded in order as 8 kHz int16 blocks."""
 
-    def __init__(self, reader: PartSource, frames: int, channel: str | int) -> None:
+    def __init__(self, reader: SoundFileParts, frames: int, channel: str | int) -> None:
         self._reader = reader
         self._channel = channel
         self._starts = split_points(frames, reader.samplerate)
@@ -280,7 +268,7 @@ class SplitDecode:
         self._lock = threading.Lock()
         self.position = 0  # input samples the handed-out output stands for
         self._first = self._made = 0  # the part being handed out: its first input sample, its output so far
-        self._readers: dict[int, PartSource] = {}
+        self._readers: dict[int, SoundFileParts] = {}
         #: where the input ended (the frame after the last one decoded), once blocks() is through
         self.end: int | None = None
 
