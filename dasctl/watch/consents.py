@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from dasctl.errors import UsageError
 from dasctl.store.records import check_consent
+from dasctl.watch.speakers import name_part
 
 CONSENT_GROUP = "consent"
 #: a consent list larger than this is not a list of references (a wrong file given by mistake)
@@ -78,11 +79,7 @@ class ConsentSource:
                 "Add a line 'FILE-OR-SPEAKER,REFERENCE' for it; then `--retry-failed` sends it.",
             )
         assert self.regex is not None
-        match = self.regex.search(name)
-        found = None
-        if match is not None:
-            named = CONSENT_GROUP in self.regex.groupindex
-            found = match.group(CONSENT_GROUP if named else (1 if self.regex.groups else 0))
+        found = name_part(self.regex, name, CONSENT_GROUP)
         if not found:
             raise ConsentNotFound(
                 f"{relpath}: the name does not match --consent-from {self.given!r}; no consent reference",

@@ -11,6 +11,15 @@ from dasctl.store.records import speaker_from_file
 SPEAKER_GROUP = "speaker"
 
 
+def name_part(regex: re.Pattern[str], name: str, group: str) -> str | None:
+    """What a --speaker-from/--consent-from pattern takes from a file name: its group `group`, else its
+    first group, else the whole match; None when it does not match (or takes nothing)."""
+    match = regex.search(name)
+    if match is None:
+        return None
+    return match.group(group if group in regex.groupindex else (1 if regex.groups else 0)) or None
+
+
 class SpeakerNotFound(UsageError):
     """A file name the --speaker-from pattern does not match: that file fails, it is not retried."""
 
@@ -45,9 +54,7 @@ class SpeakerNaming:
         name = PurePosixPath(relpath).name
         if self._regex is None:
             return speaker_from_file(name)
-        match = self._regex.search(name)
-        group = SPEAKER_GROUP if SPEAKER_GROUP in self._regex.groupindex else 1
-        found = match.group(group) if match else None
+        found = name_part(self._regex, name, SPEAKER_GROUP)  # the pattern has a group (checked above)
         if not found:
             raise SpeakerNotFound(
                 f"{relpath}: the name does not match --speaker-from {self.pattern!r}; no speaker id",
