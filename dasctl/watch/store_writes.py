@@ -78,12 +78,9 @@ class StoreWrites:
 
     def spawn(self, name: str, write: Callable[[], Awaitable[None]]) -> asyncio.Task[bool]:
         """`keep` in the background; the task says whether the write landed."""
-        task = asyncio.create_task(self.keep(name, write))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+        return self.track(self.keep(name, write))
 
-    def track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def track(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Other work that waits on writes (a line printed, then marked): settled and cancelled with them."""
         task = asyncio.create_task(work)
         self.tasks.add(task)
