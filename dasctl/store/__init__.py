@@ -127,6 +127,8 @@ class Store(Protocol):
 
     #: where the store is, for messages: a file path, or a URL with the password masked
     location: str
+    #: the default store, not made yet: a read-only command sees it empty (and makes nothing)
+    absent: bool
 
     # -- enrollments ---------------------------------------------------------------------------
     def record_enrollment(self, record: EnrollmentRecord) -> EnrollmentRecord:

@@ -51,6 +51,7 @@ class SqlStore(Sealing, Moving, Audit, Consent, Retention):
     Secrets are sealed on the way in and opened only when asked for (`reveal`): sealing.py."""
 
     location: str
+    absent = False  # SqliteStore: True for the default store not made yet
     #: column types the migrations leave open ({id}, {real}, {bigint}, {blob})
     types: dict[str, str]
     #: "a differs from b, NULL included"

@@ -88,14 +88,13 @@ class SqliteStore(SqlStore):
         self._env = env
         self._warn = warn or (lambda message: None)
         # a read-only command never creates a store: the default one missing reads as empty (in memory)
-        self._in_memory = not create and default and not self.path.exists()
-        #: the default store, not made yet: a read-only command sees it empty (and makes nothing)
-        self.absent = self._in_memory
+        # the default store, not made yet: a read-only command opens it empty, in memory
+        self.absent = not create and default and not self.path.exists()
         if not create and not default and not self.path.exists() and not self.path.is_symlink():
             raise StoreUnusable(f"no credential store at {self.path}",
                                 "Nothing was created. Check --store (or DASCTL_STORE, the profile's store).")
         self._connection = self._open()
-        if self._in_memory and key is not None:
+        if self.absent and key is not None:
             key = StoreKey(key.kek, key.source, key.looked)  # and no key made for it either
         try:
             self._setup_sealing(key or StoreKey(None, None))
@@ -108,7 +107,7 @@ class SqliteStore(SqlStore):
         from dasctl.config import private_dir
 
         path = self.path
-        if self._in_memory:
+        if self.absent:
             connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             connection.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at TEXT)")
             self._connection = connection
@@ -243,7 +242,7 @@ class SqliteStore(SqlStore):
         if isinstance(error, (sqlite3.OperationalError, sqlite3.IntegrityError)):  # locked, full, refused
             # "attempt to write a readonly database" or "disk I/O error" while reading: SQLite's WAL index
             # (-shm) cannot be made in a read-only directory or on a full disk; say which it is
-            place = any(words in str(error) for words in _PLACE_ERRORS) and not self._in_memory
+            place = any(words in str(error) for words in _PLACE_ERRORS) and not self.absent
             why = writable_problem(self.path) if place else None
             if why:
                 return StoreError(f"cannot {action} the store {self.path}: {why}",
@@ -299,7 +298,7 @@ class SqliteStore(SqlStore):
         return InboxLock(locks_dir(self._env) / f"watch-{name}.lock", inbox, self.location)
 
     def writable_problem(self) -> str | None:
-        return None if self._in_memory else writable_problem(self.path)
+        return None if self.absent else writable_problem(self.path)
 
     def integrity_problems(self) -> list[str]:
         with self._lock:
@@ -308,7 +307,7 @@ class SqliteStore(SqlStore):
     def close(self) -> None:
         with self._lock:
             self._connection.close()
-            if not self._in_memory and self.path.exists():
+            if not self.absent and self.path.exists():
                 remember_good(self.path, self._env)  # as we leave it: the next open need not check
 
 

@@ -256,7 +256,7 @@ def check(
 ) -> None:
     with closing(open_store(store, store_key_file)) as opened:
         problems = opened.integrity_problems()
-        absent = getattr(opened, "absent", False)  # the default store, not made yet: nothing to check
+        absent = opened.absent  # the default store, not made yet: nothing to check
     if absent:
         if as_json:
             write_lines(common.environment(), [{"schema": CHECK_SCHEMA, "store": opened.location,
