@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from dasctl.audio import open_audio
-from dasctl.audio.segments import seam_holds, split_points
+from dasctl.audio.parts import seam_holds
+from dasctl.audio.segments import split_points
 from tests.conftest import DATA, Emulator
 
 FORMATS = DATA / "formats"

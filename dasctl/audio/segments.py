@@ -7,9 +7,9 @@ ffmpeg's. libsndfile reads each part on its own descriptor and hands over 65536 
 threads hardly ever wait for each other on Python's lock. MP3 seeks to the exact sample (libmpg123 keeps a
 frame index), so the second decoder starts on exactly the sample the first stops at.
 
-Each part after the first starts earlier and throws away what soxr made of the first _LEAD_SECONDS (the
-filter's warm-up), so the samples sent are the ones one decoder would have made, up to soxr's rounding
-(1 LSB, now and then).
+Each part after the first (parts.py) starts earlier and throws away what soxr made of the first half
+second (the filter's warm-up), so the samples sent are the ones one decoder would have made, up to soxr's
+rounding (1 LSB, now and then).
 
 Each seam is checked: the part before it decodes a little past it, and the two versions of those samples
 must agree. When they do not (a seek that landed elsewhere), the earlier part simply goes on to the end,
@@ -27,15 +27,13 @@ import math
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dasctl.audio.channels import to_mono
 from dasctl.audio.frames import SAMPLE_RATE
+from dasctl.audio.parts import Seam, Unaligned, decode_part, seam_holds
 from dasctl.audio.read_ahead import ReadAhead
-from dasctl.audio.resample import resampler, to_int16
 from dasctl.audio.sndfile import c_library_stderr_to_log, libsndfile_message
 from dasctl.errors import AudioError
 
@@ -48,14 +46,6 @@ log = logging.getLogger(__name__)
 MIN_SPLIT_SECONDS = 120.0
 #: at most this much audio per part, so the part decoded ahead (held as 8 kHz int16) stays small: 19 MB
 MAX_PART_SECONDS = 1200.0
-#: input fed to soxr before a part's first sample, its output dropped: longer than the filter
-_LEAD_SECONDS = 0.5
-#: output samples (8 kHz) both sides of a seam decode, to check they agree
-_CHECK_SAMPLES = 800
-#: the seam check: the two versions may differ by soxr's rounding (1 LSB), never by a shifted signal (one
-#: input sample of shift is a -17 dB difference on 1 kHz speech)
-_MAX_SEAM_DIFFERENCE_DB = -24.0
-_SEAM_FLOOR = 64.0  # int16 RMS of near-silence, where a relative difference means nothing
 
 
 def split_points(frames: int, rate: int) -> list[int]:
@@ -159,93 +149,14 @@ def part_source(sound: object, name: str) -> tuple[SoundFileParts, int] | None:
     return None
 
 
-@dataclass
-class _Seam:
-    """The output samples a part made past its end: the next part must have made the same ones."""
-
-    after: np.ndarray
 
 
-def _part(reader: SoundFileParts, first: int, stop: int | None, channel: str | int
-          ) -> Iterator[np.ndarray | _Seam]:
-    """One part: int16 8 kHz output for input samples [first, stop), then (not for the last part) a _Seam,
-    then, only if its consumer keeps reading, the rest of the recording as if there were no later part."""
-    rate = reader.samplerate
-    lead = skip = 0
-    if first:
-        period = rate // math.gcd(rate, SAMPLE_RATE)
-        lead = math.ceil(rate * _LEAD_SECONDS / period) * period
-        position = reader.start_near(first - lead)
-        if position > first - lead:  # past where we asked: no safe seam
-            raise _Unaligned
-        skip = first - lead - position  # a decoder that starts earlier: what comes before is not ours
-    resample = resampler(rate)
-    drop = lead * SAMPLE_RATE // rate  # soxr's warm-up
-    wanted = None if stop is None else (stop - first) * SAMPLE_RATE // rate
-    made = 0  # output samples handed out
-    seam: list[np.ndarray] | None = None if stop is None else []
-    blocks = reader.blocks()
-    finished = False
-    while not finished:
-        block = next(blocks, None)
-        finished = block is None
-        if block is None:
-            mono = np.zeros(0, dtype=np.float32)
-        else:
-            if skip:
-                cut = min(skip, len(block))
-                block, skip = block[cut:], skip - cut
-                if not len(block):
-                    continue
-            mono = to_mono(block, channel, 1.0)
-        out = resample(mono, finished)
-        if drop:
-            cut = min(drop, len(out))
-            out, drop = out[cut:], drop - cut
-        if not len(out):
-            continue
-        samples = to_int16(out)
-        if seam is not None and wanted is not None:
-            room = wanted - made
-            if room > 0:
-                head = samples[:room]
-                made += len(head)
-                yield head
-                samples = samples[room:]
-                if not len(samples):
-                    continue
-            seam.append(samples)
-            if sum(len(piece) for piece in seam) < _CHECK_SAMPLES and not finished:
-                continue
-            past = np.concatenate(seam)
-            seam = None
-            yield _Seam(past)  # the consumer stops here unless the seam does not hold
-            samples = past
-        yield samples
-
-
-class _Unaligned(Exception):
-    """A later part could not start on its first sample: the part before it goes on instead."""
-
-
-def seam_holds(ours: np.ndarray, theirs: np.ndarray) -> bool:
-    """Whether two versions of the samples past a seam (int16, 8 kHz) are the same signal."""
-    count = min(len(ours), len(theirs))
-    if count < min(_CHECK_SAMPLES, len(ours)):
-        return False
-    a = ours[:count].astype(np.float64)
-    b = theirs[:count].astype(np.float64)
-    signal = max(float(np.sqrt(np.mean(a * a))), _SEAM_FLOOR)
-    difference = float(np.sqrt(np.mean((a - b) ** 2)))
-    return difference <= signal * 10 ** (_MAX_SEAM_DIFFERENCE_DB / 20)
-
-
-class _Worker(ReadAhead[np.ndarray | _Seam]):
+class _Worker(ReadAhead[np.ndarray | Seam]):
     """A part running on its own thread; what it yields waits in the queue (a part ahead is held whole:
     at most MAX_PART_SECONDS of 8 kHz int16). It closes its own reader (never the stream's)."""
 
     def __init__(
-        self, blocks: Iterator[np.ndarray | _Seam], reader: SoundFileParts | None, depth: int
+        self, blocks: Iterator[np.ndarray | Seam], reader: SoundFileParts | None, depth: int
     ) -> None:
         super().__init__(blocks, depth, name="dasctl-audio-part")
         self.reader = reader
@@ -278,7 +189,7 @@ class SplitDecode:
         reader = self._reader if index == 0 else self._reader.sibling()
         self._readers[index] = reader
         try:
-            worker = _Worker(_part(reader, starts[index], stop, self._channel),
+            worker = _Worker(decode_part(reader, starts[index], stop, self._channel),
                              None if index == 0 else reader, depth=2 if index == 0 else 0)
         except BaseException:
             if index:
@@ -296,7 +207,7 @@ class SplitDecode:
             while True:
                 following = self._start(index + 1) if index + 1 < len(self._starts) else None
                 for item in current.items():
-                    if isinstance(item, _Seam):
+                    if isinstance(item, Seam):
                         assert following is not None
                         taken = self._take_over(following, item)
                         if taken is not None:
@@ -327,17 +238,17 @@ class SplitDecode:
         self.position = self._first + self._made * self._reader.samplerate // SAMPLE_RATE
         return block
 
-    def _take_over(self, following: _Worker, seam: _Seam) -> list[np.ndarray] | None:
+    def _take_over(self, following: _Worker, seam: Seam) -> list[np.ndarray] | None:
         """The next part's first blocks, if they agree with what this part made past the seam."""
         items = following.items()
         taken: list[np.ndarray] = []
         try:
             while sum(len(block) for block in taken) < len(seam.after):
                 item = next(items, None)
-                if item is None or isinstance(item, _Seam):
+                if item is None or isinstance(item, Seam):
                     break
                 taken.append(item)
-        except _Unaligned:
+        except Unaligned:
             return None
         if not taken or not seam_holds(seam.after, np.concatenate(taken)):
             return None
