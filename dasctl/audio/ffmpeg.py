@@ -98,9 +98,12 @@ class _PipeFile:
 class FfmpegReader:
     """One audio track decoded by FFmpeg, read as libsndfile's SoundFile is (read, seek, close)."""
 
-    def __init__(self, container: Any, name: str, end: float | None, file: Any) -> None:
+    def __init__(
+        self, container: Any, name: str, end: float | None, file: Any, fd: int | None = None
+    ) -> None:
         self._container = container
         self._file = file
+        self._fd = fd  # a regular file's descriptor (None for a pipe): sibling() opens it again
         self.name = name
         self._end = end
         stream = container.streams.audio[0]
@@ -109,7 +112,7 @@ class FfmpegReader:
         self.samplerate = int(context.sample_rate or 0)
         self.channels = int(context.layout.nb_channels if context.layout else 0)
         self._layout = context.layout.name if context.layout else ""
-        short = str(container.format.name).split(",")[0]
+        short = self._short = str(container.format.name).split(",")[0]
         self.format = {"mov": "MP4", "matroska": "MKV"}.get(short, short.upper())
         self.subtype = str(context.name)
         self.duration = _announced_seconds(container, stream)
@@ -120,6 +123,50 @@ class FfmpegReader:
         self._offset = 0  # into _pending[0]
         self._position = 0  # frames handed out
         self._decoded = 0  # frames decoded
+        self._sought = False  # start_near() moved the decoder: the first frame's time says where it is
+
+    @property
+    def position(self) -> int:
+        """The index of the next frame read() or blocks() hands out."""
+        return self._position
+
+    def split_frames(self) -> int | None:
+        """The stream's length in frames when its container times every packet exactly (the ISO media
+        family: mp4, m4a, mov), so that a second decoder can start on a known sample (segments.py)."""
+        if self._short != "mov" or self.duration is None or self._fd is None:
+            return None
+        return round(self.duration * self.samplerate)
+
+    def sibling(self) -> FfmpegReader:
+        """A second decoder of the same file: through /proc a descriptor of its own (FFmpeg then reads it
+        without calling into Python), else at its own offset on this one."""
+        import av
+
+        from dasctl.audio.parts import PreadFile
+
+        assert self._fd is not None
+        source: Any = f"/proc/self/fd/{self._fd}"
+        if not os.path.exists(source):  # no /proc
+            source = PreadFile(self._fd)
+        container = av.open(source, mode="r")
+        try:
+            return FfmpegReader(container, self.name, self._end, None, self._fd)
+        except BaseException:
+            container.close()
+            raise
+
+    def start_near(self, frame: int) -> int | None:
+        """Move a reader that has read nothing to the packet at or before `frame`; returns where blocks()
+        now starts (the first decoded frame's time), or None when the container gives no time."""
+        self._container.seek(max(0, round(frame / self.samplerate / self._stream.time_base)),
+                             stream=self._stream, backward=True)
+        self._sought = True
+        block = next(self._frames, None)
+        if block is None or self._sought:  # nothing decoded, or a frame without a time
+            return None
+        self._pending.append(block)
+        self._offset = 0
+        return self._position
 
     def _decoded_frames(self) -> Iterator[np.ndarray]:
         """(channels, n) float32 blocks of about _FIFO_SECONDS, decoded packet by packet, with FFmpeg's
@@ -135,6 +182,12 @@ class FfmpegReader:
         while True:
             try:
                 for frame in self._container.decode(self._stream):
+                    if self._sought:  # the first frame after start_near(): count from its time
+                        if frame.pts is None or frame.time_base is None:
+                            return  # start_near() sees _sought still set: no known position
+                        self._sought = False
+                        since = frame.pts - (self._stream.start_time or 0)  # the first frame's time is 0
+                        self._position = self._decoded = round(since * frame.time_base * self.samplerate)
                     for piece in resampler.resample(frame):
                         piece.pts = None  # the FIFO checks timestamps run on; gaps are not ours to judge
                         fifo.write(piece)
@@ -145,13 +198,13 @@ class FfmpegReader:
                 bad_packets += 1
                 log.debug("%s: FFmpeg could not decode a packet: %s", self.name, error)
                 if bad_packets > _MAX_BAD_PACKETS:
-                    raise self._corrupt(error) from None
+                    raise self._corrupt(error, self._decoded + fifo.samples) from None
         try:
             for piece in resampler.resample(None):
                 piece.pts = None
                 fifo.write(piece)
         except av.FFmpegError as error:
-            raise self._corrupt(error) from None
+            raise self._corrupt(error, self._decoded + fifo.samples) from None
         if fifo.samples and (rest := fifo.read()):
             yield self._counted(rest.to_ndarray())
         self._check_length()
@@ -160,9 +213,11 @@ class FfmpegReader:
         self._decoded += block.shape[1]
         return block
 
-    def _corrupt(self, error: BaseException) -> AudioError:
+    def _corrupt(self, error: BaseException, at_frame: int) -> AudioError:
+        """The error for damage after `at_frame` frames decoded: where the decoder is, not where the
+        reader's consumer is (a part decoded from a seek point names the same place one decoder does)."""
         log.debug("%s: FFmpeg said: %s", self.name, error)
-        return AudioError(f"{self.name}: corrupt audio data at {self._position / self.samplerate:.1f} s",
+        return AudioError(f"{self.name}: corrupt audio data at {at_frame / self.samplerate:.1f} s",
                           "FFmpeg could not decode it (details with -vv); check that the file is complete.")
 
     def _check_length(self) -> None:
@@ -269,7 +324,7 @@ def open_ffmpeg(fd: int, name: str, *, seekable: bool, end: float | None) -> Ffm
                 kinds = "video only" if container.streams.video else "no streams"
                 raise AudioError(f"{name}: has no audio track ({kinds})",
                                  "Give a recording with sound, or the file the audio was saved to.")
-            reader = FfmpegReader(container, name, end, file if seekable else None)
+            reader = FfmpegReader(container, name, end, file if seekable else None, fd if seekable else None)
             if reader.channels < 1 or reader.samplerate <= 0:
                 raise AudioError(f"{name}: corrupt header: no usable sample rate or channel count")
         except BaseException:

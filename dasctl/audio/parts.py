@@ -9,6 +9,7 @@ before a seam decodes _CHECK_SAMPLES past it, and the two versions must agree (s
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,17 +34,41 @@ class PartSource(Protocol):
     """A decoder that can start near a given sample: what a part reads."""
 
     samplerate: int
-    #: the index of the next input frame blocks() hands out
-    position: int
+    @property
+    def position(self) -> int:
+        """The index of the next input frame blocks() hands out."""
+        ...
 
-    def start_near(self, frame: int) -> int:
-        """Move a reader that has read nothing to `frame` (or before it); returns where blocks() starts
-        (raises Unaligned when the decoder cannot say)."""
+    def start_near(self, frame: int) -> int | None:
+        """Move a reader that has read nothing to `frame` (or before it); returns where blocks() starts,
+        None when the decoder cannot say."""
         ...
 
     def blocks(self) -> Iterator[np.ndarray]:
         """(frames, channels) float32 blocks from the current position to the end."""
         ...
+
+
+class PreadFile:
+    """A regular file read at its own offset (os.pread), so a second decoder of the same descriptor never
+    moves the first one's position."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._offset = 0
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self._fd, size, self._offset)
+        self._offset += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._offset}.get(whence)
+        self._offset = (os.fstat(self._fd).st_size if base is None else base) + offset
+        return self._offset
+
+    def tell(self) -> int:
+        return self._offset
 
 
 @dataclass
@@ -63,7 +88,7 @@ def decode_part(reader: PartSource, first: int, stop: int | None, channel: str |
         period = rate // math.gcd(rate, SAMPLE_RATE)
         lead = math.ceil(rate * _LEAD_SECONDS / period) * period
         position = reader.start_near(first - lead)
-        if position > first - lead:  # past where we asked: no safe seam
+        if position is None or position > first - lead:  # unknown, or past where we asked: no safe seam
             raise Unaligned
         skip = first - lead - position  # a decoder that starts earlier: what comes before is not ours
     resample = resampler(rate)

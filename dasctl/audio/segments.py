@@ -1,23 +1,31 @@
-"""A long MP3 recording decoded in two places at once: one core decodes the first half while the other
-decodes the second, each through its own resampler, and the halves are handed out in order.
+"""A long MP3 or AAC recording decoded in two places at once: one core decodes the first half while the
+other decodes the second, each through its own resampler, and the halves are handed out in order.
 
-libmpg123 decodes on one thread, and it is most of transcode's work (0.6 s of the 17-minute benchmark
-call against 0.15 s for soxr); decoding the next part on the second core takes the wall time under
-ffmpeg's. libsndfile reads each part on its own descriptor and hands over 65536 frames per call, so the
-threads hardly ever wait for each other on Python's lock. MP3 seeks to the exact sample (libmpg123 keeps a
-frame index), so the second decoder starts on exactly the sample the first stops at.
+libmpg123 and FFmpeg's AAC decoder each decode on one thread, and that is most of transcode's work (0.6 s
+of the 17-minute benchmark call against 0.15 s for soxr); decoding the next part on the second core takes
+the wall time under ffmpeg's.
+- MP3: the next part decodes on a thread. libsndfile reads each part on its own descriptor and hands over
+  65536 frames per call, so the threads hardly ever wait for each other on Python's lock. MP3 seeks to the
+  exact sample (libmpg123 keeps a frame index), so the second decoder starts on exactly the sample the
+  first stops at.
+- AAC in an ISO media file (m4a, mp4, mov): the last part decodes in a forked child process (forked.py;
+  PyAV takes Python's lock back several times per 1024-sample frame, so two decoding threads spent more
+  time handing it over than they saved). The container times every packet, so the child seeks to the
+  packet before its part and counts samples from the first frame's time. There are two parts, the second
+  at most MAX_PART_SECONDS long, and only while the process runs no other thread (forked.can_fork).
 
 Each part after the first (parts.py) starts earlier and throws away what soxr made of the first half
 second (the filter's warm-up), so the samples sent are the ones one decoder would have made, up to soxr's
-rounding (1 LSB, now and then).
+rounding (1 LSB, now and then; AAC's noise substitution is drawn afresh by a new decoder, far below the
+codec's own noise).
 
 Each seam is checked: the part before it decodes a little past it, and the two versions of those samples
-must agree. When they do not (a seek that landed elsewhere), the earlier part simply goes on to the end,
-as one decoder would have, and the later parts are dropped: the result is never worse than not splitting.
+must agree. When they do not (a seek that landed elsewhere, a file whose times lie), the earlier part
+simply goes on to the end, as one decoder would have, and the later parts are dropped: the result is
+never worse than not splitting.
 
-Not split: AAC and the other formats FFmpeg decodes (PyAV gives the lock back and takes it again several
-times per 1024-sample frame, so two decoding threads spend more time handing it over than they save),
-inputs read with --start/--end, pipes, and recordings shorter than MIN_SPLIT_SECONDS.
+Not split: the other formats FFmpeg decodes (their containers do not time every packet exactly), inputs
+read with --start/--end, pipes, and recordings shorter than MIN_SPLIT_SECONDS.
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dasctl.audio.ffmpeg import FfmpegReader
+from dasctl.audio.forked import ForkedPart, can_fork
 from dasctl.audio.frames import SAMPLE_RATE
-from dasctl.audio.parts import Seam, Unaligned, decode_part, seam_holds
+from dasctl.audio.parts import PartSource, PreadFile, Seam, Unaligned, decode_part, seam_holds
 from dasctl.audio.read_ahead import ReadAhead
 from dasctl.audio.sndfile import c_library_stderr_to_log, libsndfile_message
 from dasctl.errors import AudioError
@@ -48,37 +58,19 @@ MIN_SPLIT_SECONDS = 120.0
 MAX_PART_SECONDS = 1200.0
 
 
-def split_points(frames: int, rate: int) -> list[int]:
+def split_points(frames: int, rate: int, *, two_parts: bool = False) -> list[int]:
     """Input sample indices where parts start (the first is 0); each a multiple of the resampling period,
-    so that every part's first output sample falls on the same instant as in one unbroken stream."""
+    so that every part's first output sample falls on the same instant as in one unbroken stream.
+    two_parts: the second half, or the last MAX_PART_SECONDS when that is shorter (a forked child's)."""
     period = rate // math.gcd(rate, SAMPLE_RATE)
     seconds = frames / rate
     if seconds < MIN_SPLIT_SECONDS:
         return [0]
+    if two_parts:
+        last = min(frames / 2, MAX_PART_SECONDS * rate)
+        return [0, round((frames - last) / period) * period]
     parts = max(2, math.ceil(seconds / MAX_PART_SECONDS))
     return [round(frames * k / parts / period) * period for k in range(parts)]
-
-
-class PreadFile:
-    """A regular file read at its own offset (os.pread), so a second decoder of the same descriptor never
-    moves the first one's position."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._offset = 0
-
-    def read(self, size: int) -> bytes:
-        data = os.pread(self._fd, size, self._offset)
-        self._offset += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._offset}.get(whence)
-        self._offset = (os.fstat(self._fd).st_size if base is None else base) + offset
-        return self._offset
-
-    def tell(self) -> int:
-        return self._offset
 
 
 _SOUNDFILE_BLOCK = 1 << 16
@@ -140,8 +132,11 @@ class SoundFileParts:
             self._sound.close()
 
 
-def part_source(sound: object, name: str) -> tuple[SoundFileParts, int] | None:
+def part_source(sound: object, name: str) -> tuple[SoundFileParts | FfmpegReader, int] | None:
     """The decoder of a file that can be split, and its length in frames; None when it cannot."""
+    if isinstance(sound, FfmpegReader):
+        frames = sound.split_frames()
+        return (sound, frames) if frames and can_fork() else None
     fd = getattr(sound, "name", None)  # a SoundFile opened on a descriptor is named by it
     frames = int(getattr(sound, "frames", 0))
     if getattr(sound, "format", None) == "MP3" and isinstance(fd, int) and frames > 0:
@@ -149,14 +144,12 @@ def part_source(sound: object, name: str) -> tuple[SoundFileParts, int] | None:
     return None
 
 
-
-
 class _Worker(ReadAhead[np.ndarray | Seam]):
     """A part running on its own thread; what it yields waits in the queue (a part ahead is held whole:
     at most MAX_PART_SECONDS of 8 kHz int16). It closes its own reader (never the stream's)."""
 
     def __init__(
-        self, blocks: Iterator[np.ndarray | Seam], reader: SoundFileParts | None, depth: int
+        self, blocks: Iterator[np.ndarray | Seam], reader: SoundFileParts | FfmpegReader | None, depth: int
     ) -> None:
         super().__init__(blocks, depth, name="dasctl-audio-part")
         self.reader = reader
@@ -171,41 +164,54 @@ class _Worker(ReadAhead[np.ndarray | Seam]):
 class SplitDecode:
     """The parts of one recording, decoded two at a time, yielded in order as 8 kHz int16 blocks."""
 
-    def __init__(self, reader: SoundFileParts, frames: int, channel: str | int) -> None:
+    def __init__(self, reader: SoundFileParts | FfmpegReader, frames: int, channel: str | int) -> None:
         self._reader = reader
         self._channel = channel
-        self._starts = split_points(frames, reader.samplerate)
-        self._workers: list[_Worker] = []
+        #: FFmpeg's parts: the last is decoded in a child process, forked before any thread of ours starts
+        self._forked = isinstance(reader, FfmpegReader)
+        self._starts = split_points(frames, reader.samplerate, two_parts=self._forked)
+        self._workers: list[ReadAhead[np.ndarray | Seam]] = []
         self._lock = threading.Lock()
         self.position = 0  # input samples the handed-out output stands for
         self._first = self._made = 0  # the part being handed out: its first input sample, its output so far
-        self._readers: dict[int, SoundFileParts] = {}
+        self._readers: dict[int, PartSource | ForkedPart] = {}
         #: where the input ended (the frame after the last one decoded), once blocks() is through
         self.end: int | None = None
 
-    def _start(self, index: int) -> _Worker:
+    def _start(self, index: int) -> ReadAhead[np.ndarray | Seam]:
         starts = self._starts
-        stop = starts[index + 1] if index + 1 < len(starts) else None
-        reader = self._reader if index == 0 else self._reader.sibling()
-        self._readers[index] = reader
-        try:
-            worker = _Worker(decode_part(reader, starts[index], stop, self._channel),
-                             None if index == 0 else reader, depth=2 if index == 0 else 0)
-        except BaseException:
-            if index:
-                reader.close()
-            raise
+        worker: ReadAhead[np.ndarray | Seam]
+        if index and isinstance(self._reader, FfmpegReader):
+            worker = ForkedPart(self._reader, starts[index], self._channel)  # the last part
+            self._readers[index] = worker
+        else:
+            stop = starts[index + 1] if index + 1 < len(starts) else None
+            reader = self._reader if index == 0 else self._reader.sibling()
+            self._readers[index] = reader
+            try:
+                worker = _Worker(decode_part(reader, starts[index], stop, self._channel),
+                                 None if index == 0 else reader, depth=2 if index == 0 else 0)
+            except BaseException:
+                if index:
+                    reader.close()
+                raise
         with self._lock:
             self._workers.append(worker)
         return worker
 
     def blocks(self) -> Iterator[np.ndarray]:
-        log.debug("%s: decoding in %d parts, two at a time", self._reader.name, len(self._starts))
-        current = self._start(0)
+        name = self._reader.name
+        log.debug("%s: decoding in %d parts, two at a time%s", name, len(self._starts),
+                  " (the last in a child process)" if self._forked else "")
+        following: ReadAhead[np.ndarray | Seam] | None = None
         index = 0
         try:
+            if self._forked:
+                following = self._start(1)  # fork() while this is the process's only thread
+            current = self._start(0)
             while True:
-                following = self._start(index + 1) if index + 1 < len(self._starts) else None
+                if following is None and index + 1 < len(self._starts):
+                    following = self._start(index + 1)
                 for item in current.items():
                     if isinstance(item, Seam):
                         assert following is not None
@@ -215,7 +221,7 @@ class SplitDecode:
                         # the seam does not hold: this part goes on (its next item is what it made past
                         # the seam), the later ones are dropped
                         log.debug("%s: the part decoded from %.1f s does not join the one before it; "
-                                  "decoding on in one piece", self._reader.name,
+                                  "decoding on in one piece", name,
                                   self._starts[index + 1] / self._reader.samplerate)
                         self._drop(following)
                         following = None
@@ -226,7 +232,8 @@ class SplitDecode:
                     self.end = self._readers[index].position
                     return
                 self._drop(current)
-                current, index = following, index + 1
+                assert following is not None
+                current, following, index = following, None, index + 1
                 self._first, self._made = self._starts[index], 0
                 for block in taken:
                     yield self._count(block)
@@ -238,7 +245,7 @@ class SplitDecode:
         self.position = self._first + self._made * self._reader.samplerate // SAMPLE_RATE
         return block
 
-    def _take_over(self, following: _Worker, seam: Seam) -> list[np.ndarray] | None:
+    def _take_over(self, following: ReadAhead[np.ndarray | Seam], seam: Seam) -> list[np.ndarray] | None:
         """The next part's first blocks, if they agree with what this part made past the seam."""
         items = following.items()
         taken: list[np.ndarray] = []
@@ -254,7 +261,7 @@ class SplitDecode:
             return None
         return taken
 
-    def _drop(self, worker: _Worker) -> None:
+    def _drop(self, worker: ReadAhead[np.ndarray | Seam]) -> None:
         worker.stop()
         with self._lock:
             if worker in self._workers:

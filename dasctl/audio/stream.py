@@ -243,7 +243,7 @@ class AudioStream:
             yield to_mono(block, self._channel, 1.0)
 
     def _split_decode(self) -> SplitDecode | None:
-        """A long MP3 file read whole is decoded in parts on both cores (segments.py; AAC is not split)."""
+        """A long MP3 or MP4/M4A file read whole is decoded in parts on both cores (segments.py)."""
         if not (self._seekable and self.input_rate != SAMPLE_RATE and self._start_frame == 0
                 and self._end_frame is None):
             return None
