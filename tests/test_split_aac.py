@@ -203,3 +203,28 @@ def test_ctrl_c_during_a_split_transcode_leaves_no_process_and_no_file(
     assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
     with pytest.raises(ProcessLookupError):  # nobody is left in the group
         os.killpg(process.pid, 0)
+
+
+def test_when_no_process_can_be_started_the_file_is_decoded_in_one_piece(long_m4a: Path) -> None:
+    """fork() failing (EAGAIN: the user's process limit) is no error: the file is decoded in one piece.
+    (As root the process limit does not apply, so fork is made to fail as the limit would.)"""
+    code = """
+import errno, logging, os, sys
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s: %(message)s")
+def no_fork():
+    raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+os.fork = no_fork
+from dasctl.audio import open_audio
+descriptors = len(os.listdir("/proc/self/fd"))
+for end in (None, 100000):
+    with open_audio(sys.argv[1], end=end) as stream:
+        print(sum(len(block) for block in stream.pcm_blocks()))
+print("pipes closed:", len(os.listdir("/proc/self/fd")) == descriptors)
+"""
+    done = _python(code, str(long_m4a))
+    assert done.returncode == 0, done.stderr
+    whole, one_piece, closed = done.stdout.splitlines()
+    assert whole == one_piece and abs(int(whole) - SECONDS * 8000) < 800
+    assert closed == "pipes closed: True"
+    assert "cannot start a process ([Errno 11] Resource temporarily unavailable); decoding in one piece" \
+        in done.stderr

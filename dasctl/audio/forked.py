@@ -58,7 +58,12 @@ class ForkedPart(ReadAhead[np.ndarray | Seam]):
         #: where the input ended (the frame after the last one decoded), once the child said so
         self.position = first
         read_end, write_end = os.pipe()
-        self._pid = os.fork()
+        try:
+            self._pid = os.fork()
+        except OSError:  # no memory or no process left: the caller decodes in one piece
+            os.close(read_end)
+            os.close(write_end)
+            raise
         if self._pid == 0:  # the child: never returns
             os.close(read_end)
             _run_child(write_end, source, first, channel)

@@ -207,7 +207,11 @@ class SplitDecode:
         index = 0
         try:
             if self._forked:
-                following = self._start(1)  # fork() while this is the process's only thread
+                try:
+                    following = self._start(1)  # fork() while this is the process's only thread
+                except OSError as error:
+                    log.debug("%s: cannot start a process (%s); decoding in one piece", name, error)
+                    self._starts = self._starts[:1]
             current = self._start(0)
             while True:
                 if following is None and index + 1 < len(self._starts):
