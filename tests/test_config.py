@@ -192,6 +192,15 @@ def test_config_set_get_unset_round_trip(dasctl, isolated_config: Path) -> None:
     [
         (("config", "set", "authenticity_threshold", "2"), "not a number between 0 and 1"),
         (("config", "set", "url", "not a url"), "is not a http:// or https:// URL"),
+        # urllib reads an unclosed '[' as an IPv6 address, and checks a port only when asked for it
+        (("config", "set", "url", "http://x\x1b[31mred"),
+         r"'http://x\x1b[31mred' is not a valid URL (Invalid IPv6 URL)"),
+        (("config", "set", "url", "http://host:abc"), "is not a valid URL (Port could not be cast"),
+        (("config", "set", "auth_url", "https://h:99999/t"), "is not a valid URL (Port out of range"),
+        (("config", "set", "store", "postgresql://u:pw@[db/x"),
+         "'postgresql://****@[db/x' is not a valid URL"),
+        (("config", "set", "store", "postgresql://u:pw@db:x/y"),
+         "'postgresql://u:****@db:x/y' is not a valid URL"),
         (("config", "set", "client_secret", "x"), "is a secret, not a config value"),
         (("config", "set", "colour", "blue"), "unknown config key 'colour'"),
         (("config", "set", "default_profile", "nope"), "no profile named 'nope'"),
@@ -205,7 +214,16 @@ def test_config_mistakes_exit_2_with_one_clear_line(dasctl, isolated_config: Pat
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+    assert "pw" not in result.stderr
     assert not (isolated_config / "config.toml").exists()
+
+
+def test_a_url_urllib_cannot_read_in_the_environment_is_one_line(dasctl) -> None:
+    result = dasctl("credentials", "list", env={"DASCTL_URL": "http://[x"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("dasctl: error: DASCTL_URL: 'http://[x' is not a valid URL"), \
+        result.stderr
+    assert "Traceback" not in result.stderr and "bug" not in result.stderr
 
 
 def test_corrupt_config_file_is_a_usage_error_not_a_crash(dasctl, isolated_config: Path) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dasctl.config.constants import AUDIO_PROTOCOLS, AUTH_PATH, ENV_CLIENT_ID, ENV_STORE
-from dasctl.config.store_url import parse_store_url
+from dasctl.config.store_url import parse_store_url, split_url
 from dasctl.errors import UsageError
 
 
@@ -87,16 +87,14 @@ def parse_value(key: ConfigKey, raw: object, where: str) -> object:
         raise UsageError(f"{where}: expected a non-empty text value, got {raw!r}")
     text = raw.strip()
     if key.kind in ("http-url", "ws-url"):
-        from urllib.parse import urlsplit
-
         schemes = ("http", "https") if key.kind == "http-url" else ("ws", "wss")
-        parts = urlsplit(text)
+        suffix = AUTH_PATH if key.name == "auth_url" else ""
+        example = (f"For example {schemes[1]}://api.eu.veri-das.com{suffix}" if key.kind == "http-url"
+                   else "For example wss://audio.example.com/twilio")
+        parts = split_url(text, where, example)
         if parts.scheme not in schemes or not parts.netloc:
-            raise UsageError(
-                f"{where}: {text!r} is not a {' or '.join(s + '://' for s in schemes)} URL",
-                f"For example {schemes[1]}://api.eu.veri-das.com{AUTH_PATH if key.name == 'auth_url' else ''}"
-                if key.kind == "http-url" else "For example wss://audio.example.com/twilio",
-            )
+            raise UsageError(f"{where}: {text!r} is not a {' or '.join(s + '://' for s in schemes)} URL",
+                             example)
         return text.rstrip("/") if key.name == "url" else text
     if key.kind == "prefix":
         return "/" + text.strip("/") if text.strip("/") else "/"
