@@ -58,6 +58,15 @@ def test_optout_destroys_secrets_keeps_the_history_and_is_audited(dasctl: Run, t
     assert row["speakers"] == ["CUST1", "CUST2", "CUST3"] and row["count"] == 3 and "@" in row["actor"]
     nobody = dasctl("credentials", "optout", "--from", str(tmp_path / "empty.txt"), "--store", path)
     assert nobody.returncode == 2 and "cannot read" in nobody.stderr
+    # a day's export with nobody in it (blank lines only): nothing to do, and a cron job does not fail
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    nobody = dasctl("credentials", "optout", "--from", str(tmp_path / "empty.txt"), "--store", path)
+    assert (nobody.returncode, nobody.stdout) == (0, "")
+    assert nobody.stderr == f"optout: {tmp_path / 'empty.txt'} names no speaker; nothing to do\n"
+    audited_again = dasctl("credentials", "audit", "--json", "--store", path).stdout
+    assert [json.loads(line)["command"] for line in audited_again.splitlines()].count("optout") == 1
+    no_one = dasctl("credentials", "optout", "--store", path)
+    assert no_one.returncode == 2 and "name at least one speaker" in no_one.stderr
 
 
 def test_register_verify_and_import_refuse_an_opted_out_customer_before_any_audio_is_sent(

@@ -52,6 +52,9 @@ def optout(
 ) -> None:
     wanted = [*(speakers or []), *(_speakers_from(from_file) if from_file is not None else [])]
     unique = list(dict.fromkeys(s.strip() for s in wanted if s.strip()))
+    if not unique and from_file is not None:  # a day's export with nobody in it: nothing to do, no error
+        common.say(f"optout: {from_file} names no speaker; nothing to do")
+        return
     if not unique:
         raise UsageError("name at least one speaker, or --from FILE with one id a line")
     environment = common.environment()
