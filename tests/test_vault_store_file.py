@@ -61,6 +61,33 @@ def test_read_only_commands_never_create_a_store(dasctl: Run, tmp_path: Path, is
     listed = dasctl("credentials", "list", "--json")
     assert listed.returncode == 0 and listed.stdout == ""
     assert not (isolated_config / "store.db").exists()
+    # key status of it says what will happen, not that a key "does NOT open" a store that is not there
+    (isolated_config / "store.key").unlink()  # the test key's copy: no key at all
+    status = dasctl("credentials", "key", "status", env={"DASCTL_STORE_KEY": ""})
+    assert status.returncode == 0, status.stderr
+    assert status.stdout == (
+        f"store        {isolated_config / 'store.db'}  (not made yet: the first enrollment makes it)\n"
+        "key          (none yet: one is made with the store, in the OS keyring, else in "
+        f"{isolated_config / 'store.key'})\n")
+    assert not (isolated_config / "store.db").exists()
+
+
+def test_key_status_names_a_missing_key_and_a_wrong_one(
+    dasctl: Run, tmp_path: Path, isolated_config: Path
+) -> None:
+    path = tmp_path / "s.db"
+    _store_with_records(path, 1)  # sealed with the test key (DASCTL_STORE_KEY)
+    (isolated_config / "store.key").unlink()  # its copy as the local key file: only the variable now
+    opens = dasctl("credentials", "key", "status", "--store", str(path)).stdout.splitlines()
+    assert opens[1].endswith("from DASCTL_STORE_KEY") and "NOT" not in opens[1]
+    assert opens[2].endswith(": 1 audio, 1 enrollments")
+    missing = dasctl("credentials", "key", "status", "--store", str(path), env={"DASCTL_STORE_KEY": ""})
+    assert missing.stdout.splitlines()[1] == \
+        "key          (none found: give --store-key-file FILE or DASCTL_STORE_KEY)"
+    wrong = dasctl("credentials", "key", "status", "--store", str(path),
+                   env={"DASCTL_STORE_KEY": "YW5vdGhlci1zdG9yZS1rZXktMzItYnl0ZXMtZXhhY3Q="})
+    assert wrong.stdout.splitlines()[1].endswith("from DASCTL_STORE_KEY  (does NOT open this store)"), \
+        wrong.stdout
 
 
 def test_a_symlink_is_followed_only_to_the_users_own_regular_file(dasctl: Run, tmp_path: Path) -> None:

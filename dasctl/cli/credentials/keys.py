@@ -69,11 +69,20 @@ def key_status(
         write_lines(environment, [{"schema": KEY_STATUS_SCHEMA, **status}])
         return
     key = status["key"]
-    lines = [f"store        {status['store']}",
-             f"key          {key['id'] or '(none found)'}"
+    store_line = f"store        {status['store']}"
+    if opened.absent:  # the default store, not made yet: nothing for a key to open
+        store_line += "  (not made yet: the first enrollment makes it)"
+        from dasctl.store.vault import implicit_key_file
+
+        kept = implicit_key_file(os.environ)
+        found = f"(none yet: one is made with the store, in the OS keyring, else in {kept})"
+    else:
+        found = "(none found: give --store-key-file FILE or DASCTL_STORE_KEY)"
+    lines = [store_line,
+             f"key          {key['id'] or found}"
              + (f" from {key['source']}" if key["source"] else "")
-             + ("" if key["opens"] else "  (does NOT open this store)")]
-    for data_key in status["data_keys"]:
+             + ("" if key["opens"] or opened.absent or not key["id"] else "  (does NOT open this store)")]
+    for data_key in [] if opened.absent else status["data_keys"]:
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(data_key["records"].items())) or "nothing yet"
         lines.append(f"data key {data_key['id']:<3} wrapped by key {data_key['kek_id']}: {counts}")
     if status["plaintext"]:
