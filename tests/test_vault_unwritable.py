@@ -9,9 +9,11 @@ skips, saying why, where the mechanism is not available.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -155,3 +157,74 @@ def test_a_full_disk_is_exit_6_before_any_audio_is_sent(
     done = dasctl("register", "--speed", "0", "-q", "--store", str(store), str(SPEECH), env=env)
     assert done.returncode == 0, done.stderr
     assert len(_sessions(emulator, since)) == 1, emulator.output()
+
+
+def test_a_store_on_read_only_media_reads_its_metadata_and_refuses_its_secrets(
+    tmp_path: Path, dasctl: Callable[..., Any]
+) -> None:
+    """A store on read-only media (a snapshot, a read-only mount of a team's old store): SQLite cannot
+    make its WAL index there, so it is read as immutable. What needs no audit row reads; a secret, whose
+    every read is audited in the store, is refused with one line saying why; a write is exit 6."""
+    source, mount = tmp_path / "source", tmp_path / "media"
+    source.mkdir()
+    mount.mkdir()
+    why = _runs(["unshare", "-m", "sh", "-c", f"mount --bind {source} {mount} && "
+                 f"mount -o remount,ro,bind {mount} && touch {mount}/x"])
+    if why is None or "Read-only file system" not in why:
+        pytest.skip(f"cannot make a read-only bind mount in a private mount namespace here: {why}")
+    for speaker in ("CUST1", "CUST2"):
+        made = dasctl("credentials", "import", "--store", str(source / "s.db"), "-", input=json.dumps({
+            "schema": "dasctl.credential/1", "speaker": speaker, "ok": True, "current": True,
+            "credential": f"secret-of-{speaker}", "model_hash": "m1", "created_at": "2026-12-01T10:00:00Z"}))
+        assert made.returncode == 0, made.stderr
+    assert sorted(path.name for path in source.iterdir()) == ["s.db"]  # closed: no -wal, no -shm
+    store = f"{mount}/s.db"
+
+    def on_read_only_media(*args: str) -> subprocess.CompletedProcess[str]:
+        script = (f'mount --bind "{source}" "{mount}" && mount -o remount,ro,bind "{mount}" && '
+                  f'exec "{sys.executable}" -m dasctl "$@"')
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *args, "--store", store],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    listed = on_read_only_media("credentials", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    documents = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(d["speaker"], d["model_hash"], d["credential"]) for d in documents] == [
+        ("CUST1", "m1", None), ("CUST2", "m1", None)]
+    for command in (["show", "CUST1"], ["history", "CUST1"], ["export"], ["audit"], ["key", "status"]):
+        done = on_read_only_media("credentials", *command)
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stderr == "", (command, done.stderr)
+    checked = on_read_only_media("credentials", "check")
+    assert (checked.returncode, checked.stderr) == (0, f"{store}: ok (full integrity check)\n")
+    assert "CUST2" in on_read_only_media("credentials", "export").stdout
+    for command in (["show", "CUST1", "--show-credential"], ["export", "--with-credential"]):
+        refused = on_read_only_media("credentials", *command)
+        assert refused.returncode == 6, (command, refused.stderr)
+        said = f"dasctl: error: the credential store {store} is read-only, and every read of a secret is"
+        assert refused.stderr.startswith(said), refused.stderr
+        assert refused.stdout == "" and "secret-of" not in refused.stderr
+    for command in (["rm", "CUST1", "--yes"], ["optout", "CUST2"]):
+        refused = on_read_only_media("credentials", *command)
+        assert refused.returncode == 6, (command, refused.stderr)
+        assert f"the store file {store} is read-only" in refused.stderr, refused.stderr
+    assert sorted(path.name for path in source.iterdir()) == ["s.db"]
+    # changes not yet copied in from the -wal file: reading the file alone would miss them, so no read
+    connection = sqlite3.connect(source / "s.db")
+    try:
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
+        connection.execute("INSERT INTO audit_log (at, actor, command, speakers, count) "
+                           "VALUES ('2026-12-02T00:00:00Z', 'me@here', 'test', '[]', 0)")
+        connection.commit()
+        for name in ("s.db", "s.db-wal"):  # the files as a copy taken now has them
+            shutil.copy(source / name, tmp_path / name)
+    finally:
+        connection.close()  # (checkpoints and removes the -wal: the copies are put back below)
+    for name in ("s.db", "s.db-wal"):
+        shutil.copy(tmp_path / name, source / name)
+    (source / "s.db-shm").unlink(missing_ok=True)
+    assert (source / "s.db-wal").stat().st_size > 0
+    waiting = on_read_only_media("credentials", "list")
+    assert waiting.returncode == 6
+    assert waiting.stderr.startswith(f"dasctl: error: cannot read the store {store}: it is read-only, and "
+                                     f"its last changes are still in {store}-wal"), waiting.stderr

@@ -129,6 +129,9 @@ class Store(Protocol):
     location: str
     #: the default store, not made yet: a read-only command sees it empty (and makes nothing)
     absent: bool
+    #: a store a read-only command opened where it cannot be written (read-only media, a 0444 file):
+    #: metadata reads, and a secret does not (its read would have to be audited in the store)
+    read_only: bool
 
     # -- enrollments ---------------------------------------------------------------------------
     def record_enrollment(self, record: EnrollmentRecord) -> EnrollmentRecord:

@@ -13,6 +13,7 @@ class StoreParts:
     """The hooks the SqlStore mixins share; each raises until the class that defines it is mixed in."""
 
     location: str
+    read_only: bool
 
     def _write(self) -> AbstractContextManager[Any]:
         """A write transaction (a cursor), serialised against other writers, committed on exit."""

@@ -47,6 +47,9 @@ class Sealing(StoreParts):
 
         self._key, self._data_keys = key, {}
         rows = self._key_rows()
+        if not rows and self.read_only:  # nothing was ever sealed in it, and nothing can be written
+            self._key_problem = self._missing(new_store=True)
+            return
         if not rows:
             if key.kek is None and key.create is not None:
                 key = self._key = key.create()
@@ -66,7 +69,7 @@ class Sealing(StoreParts):
             return
         # unwrapped when first needed: a listing (or a shell completion) never touches the cipher
         self._pending_rows = rows
-        if not self._is_marked():
+        if not self.read_only and not self._is_marked():
             self._load_sealer()
             if self._sealer is not None:
                 self._seal_plaintext()
@@ -128,6 +131,13 @@ class Sealing(StoreParts):
         """Raise StoreKeyError (exit 4) unless this process can read and write the store's secrets, and
         (`write`) StoreError (exit 6) when a write would fail (a read-only file, a full disk): what
         register, verify, reenroll and watch check before any session starts."""
+        if self.read_only:
+            from dasctl.store import StoreError
+
+            raise StoreError(f"the credential store {self.location} is read-only, and every read of a secret "
+                             "is recorded in its audit log",
+                             "Copy it somewhere writable to read its secrets; list, show and history "
+                             "without --show-credential, export without secrets and audit work as they are.")
         self._load_sealer()
         if self._key_problem is not None:
             raise self._key_problem

@@ -52,6 +52,7 @@ class SqlStore(Sealing, Moving, Audit, Consent, Retention):
 
     location: str
     absent = False  # SqliteStore: True for the default store not made yet
+    read_only = False  # SqliteStore: True for a read-only command's store on read-only media
     #: column types the migrations leave open ({id}, {real}, {bigint}, {blob})
     types: dict[str, str]
     #: "a differs from b, NULL included"

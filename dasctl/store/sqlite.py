@@ -93,7 +93,7 @@ class SqliteStore(SqlStore):
         if not create and not default and not self.path.exists() and not self.path.is_symlink():
             raise StoreUnusable(f"no credential store at {self.path}",
                                 "Nothing was created. Check --store (or DASCTL_STORE, the profile's store).")
-        self._connection = self._open()
+        self._connection = self._open_read_only() if self._read_only_place(create) else self._open()
         if self.absent and key is not None:
             key = StoreKey(key.kek, key.source, key.looked)  # and no key made for it either
         try:
@@ -159,6 +159,50 @@ class SqliteStore(SqlStore):
             raise
         return connection
 
+    def _read_only_place(self, create: bool) -> bool:
+        """A read-only command (create=False) on an existing store it cannot write: opened read-only."""
+        return (not create and not self.absent and self.path.is_file()
+                and writable_problem(self.path) is not None)
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """The store opened read-only: SQLite cannot make its WAL index (-shm) on read-only media, so the
+        file is read as immutable, which is right only when no change waits in the -wal file."""
+        from urllib.parse import quote
+
+        path = self.path
+        check_path(path)
+        wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+        waiting = wal.exists() and wal.stat().st_size > 0
+        if waiting and not shm.exists():
+            raise StoreError(f"cannot read the store {path}: it is read-only, and its last changes are still "
+                             f"in {wal}",
+                             "Copy the store and its -wal file somewhere writable and read it there.")
+        self.read_only = True
+        uri = f"file:{quote(str(path))}?mode=ro{'' if waiting else '&immutable=1'}"
+        try:
+            connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                         check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the store {path}: {error}") from None
+        try:
+            self._check_ours(connection)
+            quick_check(connection, path, self._env)
+            connection.execute("PRAGMA foreign_keys = ON")
+            applied = {row[0] for row in connection.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
+            missing = [name for name, _ in MIGRATIONS if name not in applied]
+            if missing:
+                raise StoreError(
+                    f"the store {path} is read-only and was written by an older dasctl: its schema needs "
+                    f"{missing[0]}, which is a write",
+                    "Copy it somewhere writable and read it there (the copy is upgraded when opened).")
+        except sqlite3.Error as error:
+            connection.close()
+            raise self._failure("read", error) from None
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
     def _check_ours(self, connection: sqlite3.Connection) -> None:
         """Refuse, before writing anything, a file that is not a SQLite database or not a dasctl store."""
         try:
@@ -171,6 +215,9 @@ class SqliteStore(SqlStore):
                 f"{self.path} is not a dasctl credential store ({error})",
                 "Nothing was changed. Move it away, or pass --store with another file.",
             ) from None
+        if not tables and self.read_only:
+            raise StoreUnusable(f"{self.path} is empty, not a dasctl credential store",
+                                "Nothing was changed. Check --store (or DASCTL_STORE, the profile's store).")
         if not tables:
             connection.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
                                "(name TEXT PRIMARY KEY, applied_at TEXT)")
