@@ -201,6 +201,9 @@ def test_config_set_get_unset_round_trip(dasctl, isolated_config: Path) -> None:
          "'postgresql://****@[db/x' is not a valid URL"),
         (("config", "set", "store", "postgresql://u:pw@db:x/y"),
          "'postgresql://u:****@db:x/y' is not a valid URL"),
+        # checked when it is set, not first when a watch service starts
+        (("config", "set", "retention", "forever"), "value for retention: 'forever' is not a retention rule"),
+        (("config", "set", "retention", "inactive-for=3 years"), "inactive-for '3 years' is not a duration"),
         (("config", "set", "client_secret", "x"), "is a secret, not a config value"),
         (("config", "set", "colour", "blue"), "unknown config key 'colour'"),
         (("config", "set", "default_profile", "nope"), "no profile named 'nope'"),

@@ -18,7 +18,8 @@ class ConfigKey:
     name: str
     flag: str
     env: str
-    kind: str  # "http-url" | "ws-url" | "text" | "fraction" | "seconds" | "path" | "prefix" | "store"
+    kind: str  # "http-url" | "ws-url" | "text" | "fraction" | "seconds" | "path" | "prefix" | "store" |
+    #          "retention" | "channel" | "side"
     help: str
     secret: bool = False
 
@@ -57,7 +58,7 @@ CONFIG_KEYS: dict[str, ConfigKey] = {
         # the path is not secret; the file it names is (dasctl/store/vault.py)
         ConfigKey("store_key_file", "--store-key-file", "DASCTL_STORE_KEY_FILE", "text",
                   "the credential store's key file (dasctl credentials key new > FILE)"),
-        ConfigKey("retention", "--retention", "DASCTL_RETENTION", "text",
+        ConfigKey("retention", "--retention", "DASCTL_RETENTION", "retention",
                   "retention policy watch applies, e.g. audio-older-than=90d,inactive-for=3y"),
         # which channel register and watch send (docs/audio.md); unset: the mix, with a warning on stereo.
         # Kinds "channel" and "side" are checked by dasctl.audio.channels.
@@ -112,6 +113,11 @@ def parse_value(key: ConfigKey, raw: object, where: str) -> object:
                 raise UsageError(f"{where}: {text!r} is not a channel: use mix, left, right, N (from 0), "
                                  "customer or agent") from None
         return text.lower()
+    if key.kind == "retention":  # checked when set, not first when a watch service starts
+        from dasctl.store.retention import RetentionPolicy
+
+        RetentionPolicy.parse(text, where)
+        return text
     if key.kind == "path":
         path = Path(text).expanduser()
         if not path.is_file():
