@@ -201,6 +201,7 @@ def test_config_set_get_unset_round_trip(dasctl, isolated_config: Path) -> None:
          "'postgresql://****@[db/x' is not a valid URL"),
         (("config", "set", "store", "postgresql://u:pw@db:x/y"),
          "'postgresql://u:****@db:x/y' is not a valid URL"),
+        (("config", "set", "namespace_prefix", "/socket io"), "'/socket io' is not a namespace path"),
         # checked when it is set, not first when a watch service starts
         (("config", "set", "retention", "forever"), "value for retention: 'forever' is not a retention rule"),
         (("config", "set", "retention", "inactive-for=3 years"), "inactive-for '3 years' is not a duration"),

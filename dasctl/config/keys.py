@@ -98,6 +98,8 @@ def parse_value(key: ConfigKey, raw: object, where: str) -> object:
                              example)
         return text.rstrip("/") if key.name == "url" else text
     if key.kind == "prefix":
+        if any(c.isspace() or not c.isprintable() or c in "?#" for c in text):  # a URL path
+            raise UsageError(f"{where}: {text!r} is not a namespace path", "For example /socket.io")
         return "/" + text.strip("/") if text.strip("/") else "/"
     if key.kind == "store":
         return parse_store_url(text, where)
