@@ -34,6 +34,7 @@ class PartSource(Protocol):
     """A decoder that can start near a given sample: what a part reads."""
 
     samplerate: int
+
     @property
     def position(self) -> int:
         """The index of the next input frame blocks() hands out."""
