@@ -182,25 +182,28 @@ def test_ctrl_c_during_a_split_transcode_leaves_no_process_and_no_file(
 ) -> None:
     """SIGINT to the process group, as a terminal sends it: both processes end, exit 130, no output."""
     out = tmp_path / "out.wav"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dasctl", "-vv", "transcode", str(long_m4a), str(out), "--speed", "20"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ), start_new_session=True)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dasctl", "-vv", "transcode", str(long_m4a), str(out), "--speed", "20"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=dict(os.environ),
+            start_new_session=True)
     try:
-        assert process.stderr is not None
-        for line in process.stderr:  # the split has started: the child is forked right after this line
-            if "decoding in 2 parts" in line:
-                break
+        deadline = time.monotonic() + 60
+        while "decoding in 2 parts" not in log.read_text():  # the child is forked right after this line
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
         time.sleep(0.5)
         os.killpg(process.pid, signal.SIGINT)
-        rest = process.communicate(timeout=30)[1]
+        process.wait(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+    rest = log.read_text()
     assert process.returncode == 130, rest
     assert "Traceback" not in rest
-    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["stderr.txt"]  # no output, whole or half
     with pytest.raises(ProcessLookupError):  # nobody is left in the group
         os.killpg(process.pid, 0)
 
