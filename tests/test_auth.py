@@ -409,6 +409,14 @@ def tls_token_server(token_server: TokenServer, tmp_path: Path) -> Iterator[tupl
     plain_port = int(token_server.url.rsplit(":", 1)[1])
     stop = threading.Event()
 
+    def received(tls: ssl.SSLSocket) -> bytes:
+        # b"" is the client's end (a bare handshake sends nothing): looping on it spun this daemon thread at
+        # full speed for the rest of the xdist worker's life, about 45 CPU-seconds of a whole run
+        data = tls.recv(65536)
+        if not data:
+            raise ConnectionResetError("the client closed before its request was complete")
+        return data
+
     def relay(client: socket.socket) -> None:
         # terminate TLS here and pass the bytes on to the plain test server
         try:
@@ -418,12 +426,12 @@ def tls_token_server(token_server: TokenServer, tmp_path: Path) -> Iterator[tupl
                 upstream.settimeout(5)
                 request = b""
                 while b"\r\n\r\n" not in request:
-                    request += tls.recv(65536)
+                    request += received(tls)
                 head, _, body = request.partition(b"\r\n\r\n")
                 length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                                if line.lower().startswith(b"content-length")), 0)
                 while len(body) < length:
-                    body += tls.recv(65536)
+                    body += received(tls)
                 upstream.sendall(head.replace(b"keep-alive", b"close") + b"\r\n\r\n" + body)
                 while chunk := upstream.recv(65536):
                     tls.sendall(chunk)
@@ -482,3 +490,4 @@ def test_websocket_trust_follows_the_same_ca_bundle(tls_token_server: tuple[str,
         config.load_profile(None, {"ca_bundle": str(cert)}, env), env)
     assert handshake(without) is False
     assert handshake(with_bundle) is True
+
