@@ -491,3 +491,38 @@ def test_websocket_trust_follows_the_same_ca_bundle(tls_token_server: tuple[str,
     assert handshake(without) is False
     assert handshake(with_bundle) is True
 
+
+def test_the_trust_is_read_at_the_first_handshake_and_is_the_same_trust(
+        tls_token_server: tuple[str, Path], isolated_config: Path) -> None:
+    """A session that never speaks TLS (the local emulator) does not pay for reading a trust store; one
+    that does gets exactly create_default_context's trust (plus certifi's without a bundle), through
+    aiohttp as the sessions connect."""
+    import asyncio
+    import ssl
+
+    import aiohttp
+    import certifi
+
+    url, cert = tls_token_server
+    env = {"DASCTL_CONFIG_DIR": str(isolated_config), "DASCTL_URL": url}
+    with_bundle = net.NetworkSettings.from_profile(
+        config.load_profile(None, {"ca_bundle": str(cert)}, env), env)
+    without = net.NetworkSettings.from_profile(config.load_profile(None, None, env), env)
+    assert without.ca_bundle is None
+
+    async def get(settings: net.NetworkSettings) -> int | str:
+        async with settings.aiohttp_session() as session:
+            try:
+                async with session.get(url + "/") as response:
+                    return response.status
+            except aiohttp.ClientConnectorCertificateError as error:
+                return type(error.certificate_error).__name__
+
+    assert with_bundle.ssl_context().cert_store_stats()["x509_ca"] == 0  # made, not read yet
+    assert isinstance(asyncio.run(get(with_bundle)), int)  # the handshake trusted the bundle
+    assert with_bundle.ssl_context().cert_store_stats()["x509_ca"] == 1
+    assert asyncio.run(get(without)) == "SSLCertVerificationError"  # verifies, and no system CA signed it
+    expected = ssl.create_default_context()
+    expected.load_verify_locations(cafile=certifi.where())
+    assert without.ssl_context().cert_store_stats() == expected.cert_store_stats()
+    assert without.ssl_context().verify_mode == ssl.CERT_REQUIRED and without.ssl_context().check_hostname
