@@ -128,10 +128,11 @@ class _TrustOnFirstHandshake(ssl.SSLContext):
 
     Reading a trust store costs 20 ms of CPU (a CA bundle such as REQUESTS_CA_BUNDLE's) to 37 ms (the
     system's and certifi's), and every session process made its context up front, while a session with
-    the local emulator (http:// and ws://) never shakes hands: 5-9 % of a `register --speed 0`'s CPU. PROTOCOL_TLS_CLIENT verifies already (CERT_REQUIRED, check_hostname); what
-    create_default_context adds is the trust, loaded here by wrap_socket and wrap_bio, the two ways a
-    handshake starts (asyncio's, and so aiohttp's, is wrap_bio). A CA bundle that is not PEM fails that
-    handshake (aiohttp: a TLS connection error) instead of the session's start."""
+    the local emulator (http:// and ws://) never shakes hands: 5-9 % of a `register --speed 0`'s CPU.
+    PROTOCOL_TLS_CLIENT verifies already (CERT_REQUIRED, check_hostname); what create_default_context
+    adds is the trust, loaded here by wrap_socket and wrap_bio, the two ways a handshake starts
+    (asyncio's, and so aiohttp's, is wrap_bio). A CA bundle that is not PEM fails that handshake (aiohttp:
+    a TLS connection error) instead of the session's start."""
 
     _trust_lock = threading.Lock()
     _trust_loaded = False
