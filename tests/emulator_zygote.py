@@ -6,9 +6,9 @@ then runs dasctl's own entry point, `dasctl.cli.main()`, with `serve` and the te
 `python -m dasctl serve ...` does after its imports: same code, real sockets on 127.0.0.1, its own log.
 
 Protocol (one JSON object a line): the worker writes {"args": [...], "log": PATH, "env": {...},
-"cwd": PATH} on stdin; the zygote answers {"started": PID} for each, and {"exited": PID, "code": N} when
-one ends (N as subprocess gives it: -SIGNAL for a death by a signal). stdin's end ends the zygote, not
-the emulators (the suite's check for processes that outlive it names any left).
+"cwd": PATH, "umask": N} on stdin; the zygote answers {"started": PID} for each, and {"exited": PID,
+"code": N} when one ends (N as subprocess gives it: -SIGNAL for a death by a signal). stdin's end ends the
+zygote, not the emulators (the suite's check for processes that outlive it names any left).
 
 The zygote runs as `python tests/emulator_zygote.py` (it imports dasctl's emulator then); the worker side,
 Zygote and ForkedProcess, imports nothing heavy. tests/conftest.py starts one per worker (launch_emulator).
@@ -88,9 +88,12 @@ class Zygote:
         self._started.put(None)  # the zygote is gone
 
     def spawn(self, args: list[str], log: Path) -> ForkedProcess:
-        """`python -m dasctl ARGS` with stdout and stderr to log, this process's environment and cwd."""
+        """`python -m dasctl ARGS` with stdout and stderr to log, this process's environment, working
+        directory and umask."""
         log.write_bytes(b"")  # there before the emulator runs, as with Popen(stdout=open(log, "wb"))
-        request = {"args": args, "log": str(log), "env": dict(os.environ), "cwd": os.getcwd()}
+        umask = os.umask(0o022)
+        os.umask(umask)
+        request = {"args": args, "log": str(log), "env": dict(os.environ), "cwd": os.getcwd(), "umask": umask}
         with self._lock:
             assert self.proc.stdin is not None
             self.proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -165,6 +168,7 @@ def _become_emulator(request: dict[str, Any], inherited: list[int]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        os.umask(request["umask"])
         sys.argv = [MAIN, *request["args"]]
         from dasctl.cli import main
 
