@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import ssl
+import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,14 +113,53 @@ class NetworkSettings:
 @functools.lru_cache(maxsize=8)
 def _shared_ssl_context(ca_bundle: str | None, version: tuple[int, int] | None) -> ssl.SSLContext:
     """The context for this trust (version: the bundle file's mtime and size, so a new file is re-read)."""
-    if ca_bundle:
-        return ssl.create_default_context(cafile=ca_bundle)
-    context = ssl.create_default_context()
-    try:
-        # requests trusts certifi's bundle by default: trust it here too so HTTP and WSS agree
-        import certifi
-
-        context.load_verify_locations(cafile=certifi.where())
-    except (ImportError, OSError):
-        pass
+    context = _TrustOnFirstHandshake(ssl.PROTOCOL_TLS_CLIENT)
+    context.ca_bundle = ca_bundle
+    # as create_default_context does: SSLKEYLOGFILE names where to log the session keys
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:
+        context.keylog_filename = keylog
     return context
+
+
+class _TrustOnFirstHandshake(ssl.SSLContext):
+    """ssl.create_default_context(cafile=ca_bundle), or without a bundle the system's trust plus certifi's,
+    with the trust read at the first TLS handshake rather than when the context is made.
+
+    Reading a trust store costs 20 ms of CPU (a CA bundle such as REQUESTS_CA_BUNDLE's) to 37 ms (the
+    system's and certifi's), and every session process made its context up front, while a session with
+    the local emulator (http:// and ws://) never shakes hands: 5-9 % of a `register --speed 0`'s CPU.
+    PROTOCOL_TLS_CLIENT verifies already (CERT_REQUIRED, check_hostname); what create_default_context
+    adds is the trust, loaded here by wrap_socket and wrap_bio, the two ways a handshake starts
+    (asyncio's, and so aiohttp's, is wrap_bio). A CA bundle that is not PEM fails that handshake (aiohttp:
+    a TLS connection error) instead of the session's start."""
+
+    _trust_lock = threading.Lock()
+    _trust_loaded = False
+    ca_bundle: str | None = None
+
+    def load_trust(self) -> None:
+        """Read the trust, once: the CA bundle, else the system's store and certifi's (requests trusts
+        certifi by default: HTTP and WSS agree)."""
+        with self._trust_lock:
+            if self._trust_loaded:
+                return
+            self._trust_loaded = True
+            if self.ca_bundle:
+                self.load_verify_locations(cafile=self.ca_bundle)
+                return
+            self.load_default_certs(ssl.Purpose.SERVER_AUTH)
+            try:
+                import certifi
+
+                self.load_verify_locations(cafile=certifi.where())
+            except (ImportError, OSError):
+                pass
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        self.load_trust()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+        self.load_trust()
+        return super().wrap_bio(*args, **kwargs)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import emulator_zygote
+from tests.emulator_zygote import ForkedProcess
 from tests.tmux_server import TmuxServer
 
 DATA = Path(__file__).parent / "data"
@@ -73,7 +75,7 @@ class Emulator:
     """A `dasctl serve` process on 127.0.0.1."""
 
     port: int
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | ForkedProcess
     log: Path
     args: list[str] = field(default_factory=list)
 
@@ -132,17 +134,12 @@ def launch_emulator(log_dir: Path, *args: str) -> Emulator:
     """Start `dasctl serve` with these flags on 127.0.0.1, its log in log_dir; ready.
 
     The kernel picks the port (`--port 0`, read back from the banner) unless the flags name one: a port
-    probed free and bound later could be taken meanwhile by another xdist worker's emulator.
+    probed free and bound later could be taken meanwhile by another xdist worker's emulator. The process is
+    forked by the worker's zygote (tests/emulator_zygote.py), which has done `dasctl serve`'s imports once.
     """
     log = log_dir / f"emulator-{uuid.uuid4().hex[:8]}.log"
     port_args = [] if "--port" in args else ["--port", "0"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dasctl", "serve", "--host", "127.0.0.1", *port_args, *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    proc = emulator_zygote.started().spawn(["serve", "--host", "127.0.0.1", *port_args, *args], log)
     emulator = Emulator(0, proc, log, list(args))
     try:
         emulator.port = _announced_port(log, proc) if port_args else int(args[args.index("--port") + 1])
@@ -404,8 +401,9 @@ def postgres_store_url(postgres_server: str) -> str:
 #: Every process a test starts inherits this variable (tmux panes too: the private servers are started
 #: from the test process), so the check below finds the run's processes even once they are orphaned.
 RUN_MARKER = "PYTEST_DASCTL_RUN"
-#: `python -m dasctl ...`, `.venv/bin/dasctl ...`, and the shells of tmux panes that run them
-DASCTL_COMMAND = re.compile(r"(-m dasctl|/dasctl)( |$)")
+#: `python -m dasctl ...`, `.venv/bin/dasctl ...`, the shells of tmux panes that run them, and emulators
+#: forked by tests/emulator_zygote.py
+DASCTL_COMMAND = re.compile(r"(-m dasctl|/dasctl|/tests/emulator_zygote\.py)( |$)")
 
 
 def _ignore_signal(signum: int, frame: object) -> None:
@@ -486,6 +484,7 @@ def _no_dasctl_outlives_the_run() -> Iterator[None]:
     marker = uuid.uuid4().hex
     os.environ[RUN_MARKER] = marker  # per xdist worker: workers never see each other's processes
     yield
+    emulator_zygote.close()  # the emulators it forked carry its command line: only they may be left to name
     deadline = time.monotonic() + 10  # an emulator or a watch told to stop may still be closing
     left = _processes_of_this_run(marker)
     while left and time.monotonic() < deadline:

@@ -409,6 +409,14 @@ def tls_token_server(token_server: TokenServer, tmp_path: Path) -> Iterator[tupl
     plain_port = int(token_server.url.rsplit(":", 1)[1])
     stop = threading.Event()
 
+    def received(tls: ssl.SSLSocket) -> bytes:
+        # b"" is the client's end (a bare handshake sends nothing): looping on it spun this daemon thread at
+        # full speed for the rest of the xdist worker's life, about 45 CPU-seconds of a whole run
+        data = tls.recv(65536)
+        if not data:
+            raise ConnectionResetError("the client closed before its request was complete")
+        return data
+
     def relay(client: socket.socket) -> None:
         # terminate TLS here and pass the bytes on to the plain test server
         try:
@@ -418,12 +426,12 @@ def tls_token_server(token_server: TokenServer, tmp_path: Path) -> Iterator[tupl
                 upstream.settimeout(5)
                 request = b""
                 while b"\r\n\r\n" not in request:
-                    request += tls.recv(65536)
+                    request += received(tls)
                 head, _, body = request.partition(b"\r\n\r\n")
                 length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                                if line.lower().startswith(b"content-length")), 0)
                 while len(body) < length:
-                    body += tls.recv(65536)
+                    body += received(tls)
                 upstream.sendall(head.replace(b"keep-alive", b"close") + b"\r\n\r\n" + body)
                 while chunk := upstream.recv(65536):
                     tls.sendall(chunk)
@@ -482,3 +490,39 @@ def test_websocket_trust_follows_the_same_ca_bundle(tls_token_server: tuple[str,
         config.load_profile(None, {"ca_bundle": str(cert)}, env), env)
     assert handshake(without) is False
     assert handshake(with_bundle) is True
+
+
+def test_the_trust_is_read_at_the_first_handshake_and_is_the_same_trust(
+        tls_token_server: tuple[str, Path], isolated_config: Path) -> None:
+    """A session that never speaks TLS (the local emulator) does not pay for reading a trust store; one
+    that does gets exactly create_default_context's trust (plus certifi's without a bundle), through
+    aiohttp as the sessions connect."""
+    import asyncio
+    import ssl
+
+    import aiohttp
+    import certifi
+
+    url, cert = tls_token_server
+    env = {"DASCTL_CONFIG_DIR": str(isolated_config), "DASCTL_URL": url}
+    with_bundle = net.NetworkSettings.from_profile(
+        config.load_profile(None, {"ca_bundle": str(cert)}, env), env)
+    without = net.NetworkSettings.from_profile(config.load_profile(None, None, env), env)
+    assert without.ca_bundle is None
+
+    async def get(settings: net.NetworkSettings) -> int | str:
+        async with settings.aiohttp_session() as session:
+            try:
+                async with session.get(url + "/") as response:
+                    return response.status
+            except aiohttp.ClientConnectorCertificateError as error:
+                return type(error.certificate_error).__name__
+
+    assert with_bundle.ssl_context().cert_store_stats()["x509_ca"] == 0  # made, not read yet
+    assert isinstance(asyncio.run(get(with_bundle)), int)  # the handshake trusted the bundle
+    assert with_bundle.ssl_context().cert_store_stats()["x509_ca"] == 1
+    assert asyncio.run(get(without)) == "SSLCertVerificationError"  # verifies, and no system CA signed it
+    expected = ssl.create_default_context()
+    expected.load_verify_locations(cafile=certifi.where())
+    assert without.ssl_context().cert_store_stats() == expected.cert_store_stats()
+    assert without.ssl_context().verify_mode == ssl.CERT_REQUIRED and without.ssl_context().check_hostname

@@ -124,8 +124,10 @@ def test_every_session_shares_one_tls_context_until_the_ca_bundle_changes(tmp_pa
     settings = NetworkSettings(ca_bundle=str(bundle), ca_bundle_source="flag")
     first = settings.ssl_context()
     assert settings.ssl_context() is first
+    first.load_trust()  # what the first handshake does (tests/test_auth.py)
     certificates = first.cert_store_stats()["x509_ca"]
     bundle.write_text(pem.split("-----END CERTIFICATE-----", 1)[0] + "-----END CERTIFICATE-----\n")
     rotated = settings.ssl_context()
     assert rotated is not first
+    rotated.load_trust()
     assert rotated.cert_store_stats()["x509_ca"] == 1 < certificates
