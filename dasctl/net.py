@@ -63,6 +63,23 @@ class NetworkSettings:
             )
         return cls(ca_bundle=bundle, ca_bundle_source=source)
 
+    def bundle_problem(self) -> UsageError | None:
+        """Why the CA bundle cannot be read as certificates (not PEM, damaged), or None: asked after a TLS
+        failure, since the trust is read only at the first handshake (_TrustOnFirstHandshake)."""
+        if not self.ca_bundle:
+            return None
+        try:
+            ssl.create_default_context(cafile=self.ca_bundle)
+        except (ssl.SSLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
+            return UsageError(
+                f"the CA bundle {self.ca_bundle!r} (from {self.ca_bundle_source}) holds no certificate that "
+                f"can be read ({reason})",
+                "Point --ca-bundle / DASCTL_CA_BUNDLE at a PEM file of certificates, or unset it to use the "
+                "system store.",
+            )
+        return None
+
     def ssl_context(self) -> ssl.SSLContext:
         """A verifying TLS context with the same trust as requests_session(), for the WebSockets.
 

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +23,7 @@ import pytest
 from dasctl import auth, config, net
 from dasctl.auth import secrets
 from dasctl.errors import AuthError, ServiceUnavailable, UsageError
+from tests.conftest import DATA
 
 
 @dataclass
@@ -526,3 +527,28 @@ def test_the_trust_is_read_at_the_first_handshake_and_is_the_same_trust(
     expected.load_verify_locations(cafile=certifi.where())
     assert without.ssl_context().cert_store_stats() == expected.cert_store_stats()
     assert without.ssl_context().verify_mode == ssl.CERT_REQUIRED and without.ssl_context().check_hostname
+
+
+def test_a_broken_ca_bundle_or_an_untrusted_certificate_is_said_as_such(
+        tls_token_server: tuple[str, Path], dasctl: Callable[..., subprocess.CompletedProcess[str]],
+        tmp_path: Path) -> None:
+    """The trust is read at the first handshake, so a CA bundle that is not PEM shows only there: it is
+    named as the problem (exit 2), not reported as an unreachable or untrusted server; a certificate the
+    trust does not cover is a TLS failure with the --ca-bundle hint, not 'is the service running?'."""
+    url, _ = tls_token_server
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    recording = str(DATA / "speech-a-8k-mono.wav")
+    said = f"dasctl: error: the CA bundle '{broken}' (from environment) holds no certificate that can be read"
+    login = dasctl("login", "--client-id", "c", env={"DASCTL_URL": url, "DASCTL_CLIENT_SECRET": "s",
+                                                     "DASCTL_CA_BUNDLE": str(broken)})
+    assert login.returncode == 2 and login.stderr.startswith(said), login.stderr
+    session = {"DASCTL_URL": url, "DASCTL_TOKEN": "a-token"}
+    register = dasctl("register", recording, "--speed", "0", "-q",
+                      env={**session, "DASCTL_CA_BUNDLE": str(broken)})
+    assert register.returncode == 2 and register.stderr.startswith(said), register.stderr
+    untrusted = dasctl("register", recording, "--speed", "0", "-q", env=session)
+    assert untrusted.returncode == 6
+    assert untrusted.stderr == (
+        f"dasctl: error: TLS verification failed for the signalling service at {url}: self-signed "
+        "certificate\n  If the server uses a private CA, pass --ca-bundle or set DASCTL_CA_BUNDLE.\n")

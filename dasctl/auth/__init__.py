@@ -148,6 +148,9 @@ def request_token(profile: Profile, client_id: str, secret: ClientSecret,
             allow_redirects=False,
         )
     except requests.exceptions.SSLError as error:
+        problem = network.bundle_problem()
+        if problem is not None:
+            raise problem from None
         raise ServiceUnavailable(
             f"TLS verification failed for the token endpoint {url}: {_reason(error)}",
             "If the server uses a private CA, pass --ca-bundle or set DASCTL_CA_BUNDLE.",

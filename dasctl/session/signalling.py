@@ -138,6 +138,18 @@ async def attempt_connect(
         ) from None
     except socketio.exceptions.ConnectionError as error:
         await quietly_disconnect(sio)
+        if url.startswith("https:"):  # the trust is read at the handshake: a broken CA bundle shows here
+            from dasctl.net import NetworkSettings
+
+            problem = NetworkSettings.from_profile(profile).bundle_problem()
+            if problem is not None:
+                raise problem from None
+            refused_certificate = _certificate_error(error)
+            if refused_certificate:
+                raise ServiceUnavailable(
+                    f"TLS verification failed for the signalling service at {url}: {refused_certificate}",
+                    "If the server uses a private CA, pass --ca-bundle or set DASCTL_CA_BUNDLE.",
+                ) from None
         if _unreachable(error):
             from dasctl.net import unreachable_hint
 
@@ -169,6 +181,17 @@ def _unreachable(error: BaseException) -> bool:
 
     inner = error.__cause__.__context__ if error.__cause__ is not None else None
     return isinstance(inner, aiohttp.ClientConnectionError)
+
+
+def _certificate_error(error: BaseException) -> str | None:
+    """The reason the server's certificate was not trusted, when that is why the connect failed."""
+    import aiohttp
+
+    inner = error.__cause__.__context__ if error.__cause__ is not None else None
+    if isinstance(inner, aiohttp.ClientConnectorCertificateError):
+        reason = inner.certificate_error
+        return str(getattr(reason, "verify_message", None) or reason)
+    return None
 
 
 def _refusal_message(refusals: list[Any]) -> str | None:
