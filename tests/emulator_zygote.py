@@ -193,6 +193,9 @@ def _reap() -> None:
 
 
 def main() -> None:
+    from dasctl.cli import BLAS_THREADS
+
+    os.environ.setdefault(*BLAS_THREADS)  # as dasctl.cli.main() does before the imports the forks skip
     _preload()
     wakeup = os.pipe()
     for fd in wakeup:

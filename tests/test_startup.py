@@ -62,3 +62,34 @@ def test_commands_that_never_talk_to_the_service_load_no_network_or_audio_librar
                             stdin=subprocess.DEVNULL)
     report = json.loads(result.stderr.rsplit("LOADED ", 1)[1])
     assert report == {"code": 0, "loaded": []}, result.stderr
+
+
+def _threads_once_numpy_is_loaded(preset: str | None) -> int:
+    """The thread count of a `dasctl transcode -` waiting on its stdin, numpy loaded (OpenBLAS mapped)."""
+    import os
+    import time
+    from pathlib import Path
+
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    process = subprocess.Popen([sys.executable, "-m", "dasctl", "transcode", "-", "-"], env=env,
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while "openblas" not in Path(f"/proc/{process.pid}/maps").read_text():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)  # the library's threads, if any, are started as it loads
+        return len(os.listdir(f"/proc/{process.pid}/task"))
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_the_program_asks_numpy_for_one_blas_thread_unless_told_otherwise() -> None:
+    """numpy's OpenBLAS would start a thread per core, spinning through 70 ms of CPU per process for work
+    dasctl never gives it: the program asks for one (no thread of its own), a user's setting stands."""
+    ours, one, two = (_threads_once_numpy_is_loaded(preset) for preset in (None, "1", "2"))
+    assert ours == one
+    assert two == one + 1

@@ -118,13 +118,19 @@ def _finishing() -> None:
 #: nothing to free: 52-57 ms of their 361-378 ms of CPU, 11-12 ms of 314-340 at this threshold. gc still
 #: collects, after every 50,000 new objects, so garbage in cycles stays bounded in a long `watch`.
 GC_THRESHOLD = 50_000
+#: numpy's OpenBLAS starts a thread per core when it loads, and they spin waiting for work dasctl never
+#: gives them (its arrays are per-sample arithmetic, the emulator's matrices a few hundred rows): 70 ms of
+#: CPU per process on 2 cores (`python -c "import numpy"`: 0.18 -> 0.11 CPU-s). The program asks for one
+#: thread unless the user chose otherwise; the Python API leaves its caller's process as it is.
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run dasctl; map every outcome to the exit codes of docs/architecture.md §5. A signal at any moment
     is exit 130 (141 when stdout was closed), never a traceback or a death by the signal."""
-    if argv is None:  # the program itself; a caller's process keeps its own gc settings
+    if argv is None:  # the program itself; a caller's process keeps its own gc and BLAS settings
         gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+        os.environ.setdefault(*BLAS_THREADS)  # before anything imports numpy
     from dasctl.errors import ExitCode
 
     _late_signals.clear()
