@@ -232,3 +232,28 @@ print("pipes closed:", len(os.listdir("/proc/self/fd")) == descriptors)
     assert closed == "pipes closed: True"
     assert "cannot start a process ([Errno 11] Resource temporarily unavailable); decoding in one piece" \
         in done.stderr
+
+
+def test_a_child_that_dies_midway_is_one_clear_error_not_a_short_file(long_m4a: Path) -> None:
+    """The child killed from outside (the OOM killer, a kill of its pid alone) in the middle of its
+    output: one line naming the file, no partial part passed off as the whole. (The child is made to die
+    after half a message.)"""
+    code = """
+import os, sys
+import dasctl.audio.forked as forked
+def dying(write_end, source, first, channel):
+    os.write(write_end, forked._HEADER.pack(forked._BLOCK, 16000) + bytes(100))
+    os._exit(9)
+forked._run_child = dying
+from dasctl.audio import open_audio
+from dasctl.errors import AudioError
+try:
+    with open_audio(sys.argv[1]) as stream:
+        for block in stream.pcm_blocks():
+            pass
+except AudioError as error:
+    print("error:", error)
+"""
+    done = _python(code, str(long_m4a))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"error: {long_m4a}: the process decoding its second half stopped before the end\n"

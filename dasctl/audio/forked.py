@@ -75,10 +75,10 @@ class ForkedPart(ReadAhead[np.ndarray | Seam]):
         read = self._pipe.read
         while True:
             header = read(_HEADER.size)
-            if len(header) < _HEADER.size:
+            kind, length = _HEADER.unpack(header) if len(header) == _HEADER.size else (None, 0)
+            payload = read(length) if kind is not None else b""
+            if kind is None or len(payload) < length:  # killed (out of memory, a signal to it alone)
                 raise AudioError(f"{self.name}: the process decoding its second half stopped before the end")
-            kind, length = _HEADER.unpack(header)
-            payload = read(length)
             if kind == _BLOCK:
                 yield np.frombuffer(payload, dtype=np.int16)
             elif kind == _SEAM:
