@@ -116,9 +116,12 @@ def profile_model_warning(store: Store, profile: Profile) -> str | None:
             f"{top}: {fix}")
 
 
-def call_id_for(enrollment_id: int | None, model_hash: str) -> str:
-    """The call id of re-enrolling one enrollment with one model: the same on every run."""
-    return str(uuid.uuid5(CALL_ID_NAMESPACE, f"{enrollment_id}/{model_hash}"))
+def call_id_for(record: EnrollmentRecord, model_hash: str) -> str:
+    """The call id of re-enrolling one enrollment with one model: the same on every run of this store,
+    and another for another store's enrollment of the same number (two teams' stores both count from 1,
+    and one service refuses a call id already live): the enrollment's own call id and time go in too."""
+    name = f"{record.id}/{record.speaker}/{record.call_id or ''}/{record.created_at or ''}/{model_hash}"
+    return str(uuid.uuid5(CALL_ID_NAMESPACE, name))
 
 
 def no_audio_hint(speaker: str, model_hash: str) -> str:
@@ -302,7 +305,7 @@ class Reenroller:
             return no_audio_result(record, model_hash)
         if self.on_start is not None:
             self.on_start(record.speaker)
-        call_id = call_id_for(record.id, model_hash)
+        call_id = call_id_for(record, model_hash)
         options = replace(self.options, call_id=call_id)
         document = _base_document(record, model_hash, FAILED)
         error: DasctlError | None

@@ -381,3 +381,20 @@ def test_the_store_counts_current_credentials_by_model(backend: str, tmp_path: P
         assert store.speaker_ids("", 2) == ["a", "b"] and store.speaker_ids("c") == ["c"]
     finally:
         store.close()
+
+
+def test_a_reenroll_call_id_is_the_same_on_every_run_of_a_store_and_another_for_another_store() -> None:
+    """The call id is derived, so that a rerun after a crash repeats it; two stores both number their
+    enrollments from 1, and one service refuses a call id that is still live: the enrollment's own call id,
+    speaker and time go into it too."""
+    from dasctl.reenroll import call_id_for
+
+    def enrollment(call_id: str, speaker: str = "CUST1") -> EnrollmentRecord:
+        return EnrollmentRecord(speaker=speaker, ok=True, id=1, call_id=call_id,
+                                created_at="2026-12-01T10:00:00.000Z")
+
+    ours = call_id_for(enrollment("a"), "new")
+    assert ours == call_id_for(enrollment("a"), "new")  # a rerun
+    assert uuid.UUID(ours).version == 5
+    assert len({ours, call_id_for(enrollment("b"), "new"), call_id_for(enrollment("a", "CUST2"), "new"),
+                call_id_for(enrollment("a"), "newer")}) == 4

@@ -10,6 +10,7 @@ Real emulator, real store, real files; --speed 0 and short inputs keep the whole
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -84,17 +85,24 @@ class Command:
     outputs: Path | None = None  # where the command writes files (no temporary file may stay there)
 
 
-def _seed_store(path: Path, model: str) -> None:
+@functools.cache
+def _voice() -> bytes:
     from dasctl.audio import open_audio
 
     with open_audio(SPEECH) as audio:
-        voice = b"".join(audio.chunks())
+        return b"".join(audio.chunks())
+
+
+def _seed_store(path: Path, model: str, calls: str = "call") -> None:
+    """Three speakers enrolled with `model`; `calls` names their call ids (each store its own, as two
+    stores' enrollments are: reenroll derives its call ids from them, and one emulator serves all runs)."""
+    voice = _voice()
     store = open_store(str(path))
     try:
         for index in range(3):
             store.record_enrollment(EnrollmentRecord(
                 speaker=f"CUST{index}", ok=True, origin="register", outcome="result-success",
-                credential=f"credential-{index}", model_hash=model, call_id=f"call-{index}",
+                credential=f"credential-{index}", model_hash=model, call_id=f"{calls}-{index}",
                 protocol="twilio", source_path=str(SPEECH), audio=voice,
             ))
     finally:
@@ -140,7 +148,11 @@ def test_a_signal_at_any_moment_is_exit_130_without_traceback_or_temporary_file(
 
     def prepared(run: int) -> list[str]:
         store = tmp_path / f"store-{run}.db"
-        if chosen.fresh is not None:
+        if chosen.name == "reenroll":
+            # a store of its own, not a copy: copies share their enrollments' call ids, so runs at once
+            # (PARALLEL) re-enrolled the same calls and the emulator refused the second as still live
+            _seed_store(store, "old", f"run{run}")
+        elif chosen.fresh is not None:
             shutil.copy(chosen.fresh, store)
         audio = tmp_path / f"audio-{run}"
         audio.mkdir(exist_ok=True)
