@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from dasctl.auth import TokenProvider
     from dasctl.config import Profile
+    from dasctl.net import NetworkSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ async def connect(
     refused: str | None = None
     for attempt in (1, 2):
         current = await token(tokens, refused)
-        sio, queue, refusal = await attempt_connect(http, profile, namespace, current.authorization, timeout)
+        sio, queue, refusal = await attempt_connect(http, profile, namespace, current.authorization, timeout,
+                                                    tokens.network)
         if sio is not None:
             return sio, queue
         if refusal == "unauthorized" and attempt == 1:
@@ -86,10 +88,11 @@ async def connect(
 
 
 async def attempt_connect(
-    http: aiohttp.ClientSession, profile: Profile, namespace: str, authorization: str, timeout: float
+    http: aiohttp.ClientSession, profile: Profile, namespace: str, authorization: str, timeout: float,
+    network: NetworkSettings,
 ) -> tuple[Any, EventQueue, str | None]:
     """One connection attempt: (client, queue, None), or (None, queue, "unauthorized") when the token
-    was refused."""
+    was refused. `network`: the trust `http` was made with, asked why when a handshake fails."""
     import socketio
 
     url = profile.url
@@ -139,9 +142,7 @@ async def attempt_connect(
     except socketio.exceptions.ConnectionError as error:
         await quietly_disconnect(sio)
         if url.startswith("https:"):  # the trust is read at the handshake: a broken CA bundle shows here
-            from dasctl.net import NetworkSettings
-
-            problem = NetworkSettings.from_profile(profile).bundle_problem()
+            problem = network.bundle_problem()
             if problem is not None:
                 raise problem from None
             refused_certificate = _certificate_error(error)
