@@ -210,7 +210,7 @@ async def check_model(
     sio: Any = None
     try:
         sio, session.queue = await signalling.connect(http, profile, session.namespace, tokens,
-                                                      options.timeout)
+                                                      options.timeout, network)
         await sio.emit(events.INITIALIZE, session.initialize_payload(), namespace=session.namespace)
         deadline = asyncio.get_running_loop().time() + options.timeout
         while True:

@@ -125,7 +125,7 @@ class RegisterSession:
         sio: Any = None
         try:
             sio, self.queue = await signalling.connect(
-                http, self.profile, self.namespace, self.tokens, self.options.timeout
+                http, self.profile, self.namespace, self.tokens, self.options.timeout, self.network
             )
             self.mark("connected")
             self.set_state(INITIALIZING)

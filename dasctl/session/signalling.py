@@ -64,16 +64,18 @@ async def token(tokens: TokenProvider, refused: str | None = None) -> Any:
 
 
 async def connect(
-    http: aiohttp.ClientSession, profile: Profile, namespace: str, tokens: TokenProvider, timeout: float
+    http: aiohttp.ClientSession, profile: Profile, namespace: str, tokens: TokenProvider, timeout: float,
+    network: NetworkSettings,
 ) -> tuple[Any, EventQueue]:
-    """Connect to the namespace; on an auth refusal, refresh the token once and retry.
+    """Connect to the namespace; on an auth refusal, refresh the token once and retry. `network` is
+    the trust `http` was made with, asked why when a TLS handshake fails.
 
     Returns the client and the queue its events arrive on."""
     refused: str | None = None
     for attempt in (1, 2):
         current = await token(tokens, refused)
         sio, queue, refusal = await attempt_connect(http, profile, namespace, current.authorization, timeout,
-                                                    tokens.network)
+                                                    network)
         if sio is not None:
             return sio, queue
         if refusal == "unauthorized" and attempt == 1:
