@@ -12,6 +12,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from dasctl import results, session
+from dasctl.batch import NoProgress
 from dasctl.display import fit_name
 from dasctl.safe_text import line, quoted
 
@@ -125,19 +126,6 @@ class Pace:
         return f"~{clock(math.ceil(left))}" + (" left" if words else "")
 
 
-class NoDisplay:
-    """--quiet: nothing at all."""
-
-    def begin(self, name: str, index: int, total: int) -> None:
-        pass
-
-    def update(self, progress: Progress) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
-
-
 class PlainLines:
     """For logs and pipes: one line per state change, per quarter of the voice target and per quarter
     of the file, never `\\r`. Lines come in the order things happened: the last voice figure heard
@@ -145,14 +133,7 @@ class PlainLines:
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self.name = ""
-        self.state = ""
-        self.quarter = -1
-        self.file_quarter = 0
-        self.said_voice = ""
-        self.said_line = ""
-        self.started = time.monotonic()
-        self.pace = Pace()
+        self.begin("", 0, 1)
 
     def say(self, text: str) -> None:
         self.stream.write(line(f"{self.name}: {text}") + "\n")
@@ -334,7 +315,7 @@ def choose_display(environment: Environment, *, quiet: bool = False, events: boo
     """The display: live bar on a capable terminal, plain lines otherwise, none when quiet."""
     status: RegisterDisplay
     if quiet or environment.quiet:
-        status = NoDisplay()
+        status = NoProgress()  # --quiet: nothing at all
     elif environment.live_display:
         status = LiveBar(environment.stderr, environment.color)
     else:
