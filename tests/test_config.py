@@ -193,8 +193,15 @@ def test_config_set_get_unset_round_trip(dasctl, isolated_config: Path) -> None:
         (("config", "set", "authenticity_threshold", "2"), "not a number between 0 and 1"),
         (("config", "set", "url", "not a url"), "is not a http:// or https:// URL"),
         # urllib reads an unclosed '[' as an IPv6 address, and checks a port only when asked for it
+        (("config", "set", "url", "http://x[31mred"),
+         r"'http://x[31mred' is not a valid URL (Invalid IPv6 URL)"),
+        # what an id, hash, key or URL can never hold: refused before it is kept, escaped in the message
+        # (a file or variable that holds one is shown quoted: test_hostile_text)
         (("config", "set", "url", "http://x\x1b[31mred"),
-         r"'http://x\x1b[31mred' is not a valid URL (Invalid IPv6 URL)"),
+         r"value for url: the value contains a control character ('http://x\x1b[31mred')"),
+        (("config", "set", "client_id", "demo\x1b]0;owned\x07"),
+         r"value for client_id: the value contains a control character ('demo\x1b]0;owned\x07')"),
+        (("config", "set", "model_hash", "v1\tv2"), r"the value contains a control character ('v1\tv2')"),
         (("config", "set", "url", "http://host:abc"), "is not a valid URL (Port could not be cast"),
         (("config", "set", "auth_url", "https://h:99999/t"), "is not a valid URL (Port out of range"),
         (("config", "set", "store", "postgresql://u:pw@[db/x"),

@@ -266,8 +266,11 @@ def test_config_show_and_auth_status_act_on_nothing_a_profile_file_holds(
     exact = json.loads(dasctl("config", "show", "--json", env=env).stdout)
     assert exact["values"]["url"]["value"] == url
     assert json.loads(dasctl("auth", "status", "--json", env=env).stdout)["url"] == url
-    for words in (["config", "show"], ["auth", "status"]):
+    assert dasctl("config", "get", "url", env=env).stdout.decode() == url + "\n"  # piped: exactly the value
+    for words in (["config", "show"], ["auth", "status"], ["config", "get", "client_id"]):
         screen = on_terminal(words, env, tmp_path, tmux_server)
-        assert screen.code == ("0" if words[0] == "config" else "4"), screen.text[-2000:]
+        assert screen.code == ("4" if words[0] == "auth" else "0"), screen.text[-2000:]
         assert_nothing_acted_on(screen)
-        assert "[red]U1[/red]" in screen.text and "\\033[2J[bold]C1\\rEVIL" in screen.text
+        assert "\\033[2J[bold]C1\\rEVIL" in screen.text, screen.text[-2000:]
+        if words[1] != "get":
+            assert "[red]U1[/red]" in screen.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -129,7 +130,12 @@ def get(key: KeyArgument, profile: ProfileOption = None, json_output: JsonOption
     if value is None:
         say(f"{key} is not set ({origin}).")
         raise typer.Exit(1)
-    print(value)
+    if sys.stdout.isatty():  # a value from a file or the environment: quoted before a terminal acts on it
+        from dasctl.safe_text import quoted
+
+        print(quoted(value))
+    else:  # `$(dasctl config get url)` gets the value exactly
+        print(value)
 
 
 def _check_not_secret(key: str) -> None:
@@ -162,6 +168,8 @@ def set_value(
         return
     spec = config.config_key(key)
     name, _ = config.resolve_profile_name(profile_name(profile))
+    if not value.isprintable():  # a typing or pasting slip: no id, hash, key, URL or path holds one
+        raise UsageError(f"value for {key}: the value contains a control character ({value!r})")
     parsed = config.parse_value(spec, value, f"value for {key}")
     config.store_profile_values(name, {key: parsed})
     say(f"Set {key} = {_display(key, parsed)} in profile '{name}' ({config.config_file()}).")
