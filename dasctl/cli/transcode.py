@@ -128,6 +128,8 @@ def transcode(
             if stream.input_channels > 1 and fields["channel"] != "mix":
                 layout += f", channel {channel if channel and 'side' not in fields else fields['channel']}"
                 layout += f" ({fields['side']})" if "side" in fields else ""
+            elif stream.input_channels > 1:  # what register would send unasked: both sides of a call
+                layout += ", mixed"
             target = "stdout" if kind == "stdout" else output
             print(
                 f"transcode: {stream.name} ({stream.input_format}, {stream.input_rate} Hz, {layout}) -> "
