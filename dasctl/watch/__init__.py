@@ -6,7 +6,8 @@ One file per part, each testable alone:
 - `retries`: `RetryPolicy` / `ServiceHealth` decide when to try again and when the service counts as gone.
 - `report`: the stdout line and the enrollment record of one file; `speakers`: whose voice a file is.
 - `observer`: what the runner tells a display; `settings`: what a run is told.
-- `runner`: `WatchRunner` schedules sessions on one asyncio loop; `attempts`: the steps of one file
+- `runner`: `WatchRunner` schedules sessions on one asyncio loop; `intake`: which settled files become
+  work and which are done already; `attempts`: the steps of one file
   (session, retry, durable outcome, its line); `lines`: print a line, then mark it printed.
 - `file_session`: the real register session, wired in.
 """

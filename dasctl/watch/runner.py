@@ -1,8 +1,9 @@
 """The runner: schedules register sessions for an inbox on one asyncio loop; the store makes it resumable.
 
-This module is the scheduling half (startup, signals, finding files, slots, draining); the per-file
-steps, from a session to its durable outcome, are `attempts.AttemptSteps`. On a restart, final outcomes
-not yet marked reported are printed first. See docs/watch.md.
+This module is the scheduling half (startup, signals, slots, draining); which settled files become
+work is `intake.InboxIntake`; the per-file steps, from a session to its durable outcome, are
+`attempts.AttemptSteps`. On a restart, final outcomes not yet marked reported are printed first. See
+docs/watch.md.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from dasctl.errors import (
     UsageError,
 )
 from dasctl.watch.attempts import AttemptSteps
-from dasctl.watch.inbox import NOT_AUDIO, FileIdentity, Inbox, SettledFile, follow_changes
-from dasctl.watch.journal import DEFAULT_JOURNAL_NAME, FAILED, FINAL_STATES
+from dasctl.watch.inbox import FileIdentity, Inbox, follow_changes
+from dasctl.watch.intake import InboxIntake
+from dasctl.watch.journal import DEFAULT_JOURNAL_NAME
 from dasctl.watch.lines import ResultLines
 from dasctl.watch.observer import SilentObserver, WatchObserver, WatchTotals, skipped_figures, summary_line
-from dasctl.watch.probe import probe
 from dasctl.watch.retries import ServiceHealth, wait_for_service
 from dasctl.watch.settings import (
     FileSession,
@@ -54,7 +55,7 @@ class _Stop(Exception):
         self.error = error
 
 
-class WatchRunner(InboxSharing, AttemptSteps):
+class WatchRunner(InboxIntake, InboxSharing, AttemptSteps):
     """Schedules register sessions for an inbox on one asyncio loop; the store makes it resumable."""
 
     def __init__(
@@ -286,10 +287,6 @@ class WatchRunner(InboxSharing, AttemptSteps):
         except Exception as error:  # the periodic rescan still finds new files
             self.observer.warning(f"file notifications stopped ({error}); falling back to rescans")
 
-    def _rescan(self) -> None:
-        for path in self.inbox.scan():
-            self.inbox.observe(path)
-
     def _watching_line(self) -> str:
         where = self.inbox.root
         waiting = self.inbox.waiting
@@ -322,46 +319,6 @@ class WatchRunner(InboxSharing, AttemptSteps):
         # for the files other watchers hold: if one of them dies, its files are ours to finish
         return (self.inbox.waiting == 0 and not self._active and not self._in_flight and not self._elsewhere
                 and not self._probing and not self._reporting)
-
-    def _take(self, settled: SettledFile) -> None:
-        """A settled file: considered now, or once a look inside shows it is a recording."""
-        entry = self.journal.entry(settled.identity)
-        if not self.inbox.needs_probe(settled.path) or (entry is not None and entry.state in FINAL_STATES):
-            self._consider(settled)
-            return
-        task = asyncio.create_task(self._probe(settled))
-        self._probing.add(task)
-        task.add_done_callback(self._probing.discard)
-
-    async def _probe(self, settled: SettledFile) -> None:
-        if await probe(settled.path):
-            self._consider(settled)
-        else:
-            self.inbox.skip(settled.path, NOT_AUDIO)
-        self._wakeup.set()
-
-    def _consider(self, settled: SettledFile) -> None:
-        identity = settled.identity
-        if identity in self._active or identity in self._opted_out or identity in self._reporting:
-            return
-        entry = self.journal.entry(identity)
-        if entry is not None and entry.state in FINAL_STATES:
-            retry = (
-                entry.state == FAILED and self.settings.retry_failed and identity not in self._retried
-            )
-            if not retry:
-                if identity not in self.lines.printed:  # not the lines this run replayed
-                    self.totals.skipped += 1
-                    if entry.state == FAILED:
-                        self._failed_earlier += 1
-                self._move_finished(settled.path, entry.state)
-                return
-            self._retried.add(identity)
-        attempts = entry.attempts if entry is not None else 0
-        if entry is not None and entry.state in FINAL_STATES:
-            attempts = 0  # --retry-failed: a fresh set of retries
-        self._active.add(identity)
-        self._queue.put_nowait(WorkItem(settled.path, identity, attempts))
 
     # ---- running sessions
 
