@@ -414,6 +414,65 @@ def test_done_and_failed_files_are_moved_keeping_sub_folders(tmp_path: Path) -> 
     assert not (tmp_path / "in" / "ok.wav").exists()
 
 
+def test_a_long_running_watch_forgets_files_that_left_and_never_runs_one_twice(tmp_path: Path) -> None:
+    """Finished files moved out (--done-dir) leave watch's memory at the next rescan, so a watch that runs
+    for months holds what its folder holds; one that comes back is found in the store, not run again."""
+    inbox, done = tmp_path / "in", tmp_path / "done"
+    for name in ("a.wav", "b.wav"):
+        make_file(inbox / name)
+    out = io.StringIO()
+    stand_in = StandIn(lambda p, c, n: success(c))
+    settings = WatchSettings(root=inbox, settle=0.0, done_dir=done, rescan_interval=0.1)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(out.getvalue())
+
+    async def main(runner: WatchRunner) -> ExitCode:
+        task = asyncio.create_task(runner.run())
+        await until(lambda: len(out.getvalue().splitlines()) == 2 and not runner.journal.entries)
+        assert not runner.lines.printed
+        os.rename(done / "a.wav", inbox / "a.wav")  # the same recording, back in the folder
+        make_file(inbox / "c.wav")
+        await until(lambda: len(out.getvalue().splitlines()) == 3 and (done / "a.wav").exists())
+        runner.request_stop("SIGTERM")
+        return await task
+
+    with closing(store_of(tmp_path)) as store:
+        runner = WatchRunner(settings, stand_in, store=store, out=out)
+        assert asyncio.run(main(runner)) == ExitCode.INTERRUPTED
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["file"] for line in lines] == ["a.wav", "b.wav", "c.wav"]
+    assert stand_in.attempts == {"a.wav": 1, "b.wav": 1, "c.wav": 1}
+    assert runner.totals.skipped == 1  # a.wav, seen again: already done
+
+
+def test_a_running_watch_counts_a_file_an_earlier_run_finished_once_however_often_it_rescans(
+    tmp_path: Path,
+) -> None:
+    make_file(tmp_path / "in" / "old.wav")
+    assert run_watch(tmp_path, StandIn(lambda p, c, n: success(c)))[0] == ExitCode.OK
+    stand_in = StandIn(lambda p, c, n: success(c))
+    observer = StatusLines()
+    settings = WatchSettings(root=tmp_path / "in", settle=0.0, rescan_interval=0.05)
+
+    async def main(runner: WatchRunner) -> ExitCode:
+        task = asyncio.create_task(runner.run())
+        await asyncio.sleep(1.5)  # a rescan every 50 ms: dozens of them (it was counted at each)
+        runner.request_stop("SIGTERM")
+        return await task
+
+    with closing(store_of(tmp_path)) as store:
+        runner = WatchRunner(settings, stand_in, store=store, out=io.StringIO(), observer=observer)
+        assert asyncio.run(main(runner)) == ExitCode.INTERRUPTED
+    assert stand_in.attempts == {}
+    assert runner.totals.skipped == 1
+    assert "1 already reported" in observer.lines[-1], observer.lines
+
+
 def test_a_stop_request_takes_no_new_files_and_leaves_the_state_consistent(tmp_path: Path) -> None:
     for i in range(6):
         make_file(tmp_path / "in" / f"{i}.wav")

@@ -36,6 +36,9 @@ class InboxIntake:
     _retried: set[FileIdentity]
     _opted_out: set[FileIdentity]
     _reporting: set[FileIdentity]
+    _keeping: dict[FileIdentity, asyncio.Task[bool]]
+    _elsewhere: dict[FileIdentity, Path]
+    _counted: set[FileIdentity]
     _probing: set[asyncio.Task[None]]
     _queue: asyncio.Queue[WorkItem]
     _wakeup: asyncio.Event
@@ -45,8 +48,25 @@ class InboxIntake:
         def _move_finished(self, path: Path, state: str) -> None: ...
 
     def _rescan(self) -> None:
+        """Look at every file of the folder again; forget the finished ones that left it."""
+        present: set[str] = set()
         for path in self.inbox.scan():
             self.inbox.observe(path)
+            present.add(self.inbox.relpath(path) or "")
+        busy = (self._active, self._reporting, self._keeping, self._elsewhere)
+        for identity in self.journal.forget_gone(present, lambda i: any(i in held for held in busy)):
+            for seen in (self.lines.printed, self._counted, self._retried, self._opted_out):
+                seen.discard(identity)
+
+    def _count_earlier(self, identity: FileIdentity, state: str) -> None:
+        """A file finished before (by an earlier run, or another watcher): counted once in this run's
+        figures, however often a rescan sees it again; not at all when this run printed its line."""
+        if identity in self.lines.printed or identity in self._counted:
+            return
+        self._counted.add(identity)
+        self.totals.skipped += 1
+        if state == FAILED:
+            self._failed_earlier += 1
 
     def _take(self, settled: SettledFile) -> None:
         """A settled file: considered now, or once a look inside shows it is a recording."""
@@ -75,10 +95,7 @@ class InboxIntake:
                 entry.state == FAILED and self.settings.retry_failed and identity not in self._retried
             )
             if not retry:
-                if identity not in self.lines.printed:  # not the lines this run replayed
-                    self.totals.skipped += 1
-                    if entry.state == FAILED:
-                        self._failed_earlier += 1
+                self._count_earlier(identity, entry.state)
                 self._move_finished(settled.path, entry.state)
                 return
             self._retried.add(identity)

@@ -102,6 +102,7 @@ class WatchRunner(InboxIntake, InboxSharing, AttemptSteps):
         self._signals = 0
         self._fatal: DasctlError | None = None
         self._failed_earlier = 0  # failed files an earlier run reported, still in the folder
+        self._counted: set[FileIdentity] = set()  # finished earlier: counted once, however often seen
         # settled files another watcher holds (a shared PostgreSQL store): looked at again when one is let go
         self._elsewhere: dict[FileIdentity, Path] = {}
         self._looked_elsewhere = 0.0

@@ -53,6 +53,7 @@ class InboxSharing:
     if TYPE_CHECKING:  # the runner's own, declared for the type checker only (never shadowing them)
         def _fatal_error(self, error: DasctlError) -> None: ...
         def _consider(self, settled: SettledFile) -> None: ...
+        def _count_earlier(self, identity: FileIdentity, state: str) -> None: ...
         def _report(self, identity: FileIdentity, report: dict[str, Any], *, replay: bool = False,
                     then: Callable[[], None] | None = None) -> None: ...
         def _move_finished(self, path: Path, state: str) -> None: ...
@@ -109,10 +110,7 @@ class InboxSharing:
 
             self._report(identity, entry.final, replay=True, then=finished)
             return False
-        if identity not in self.lines.printed:
-            self.totals.skipped += 1
-            if entry.state == FAILED:
-                self._failed_earlier += 1
+        self._count_earlier(identity, entry.state)
         self._let_go(identity)
         return False
 

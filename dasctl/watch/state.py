@@ -35,6 +35,7 @@ class WatchState:
         self.inbox = os.path.abspath(root)
         self.claims = claims if claims is not None else claims_for(store, self.inbox)
         self.entries: dict[FileIdentity, JournalEntry] = {}
+        self._partial = False  # finished recordings gone from the folder were dropped (forget_gone)
         self._unreported: dict[FileIdentity, None] = {}  # in the order they finished
         # Store calls made while sessions run go to this one thread, in order: a store that stops
         # answering holds that thread (for its bounded wait), never the event loop and its sessions.
@@ -85,9 +86,11 @@ class WatchState:
 
     async def refresh(self, identity: FileIdentity) -> JournalEntry | None:
         """The entry as the store has it now (another watcher may have moved it on), read off the event
-        loop; the memory alone when no other watcher can share this folder."""
+        loop; the memory alone when no other watcher can share this folder and it holds them all."""
         if not self.claims.shared:
-            return self.entries.get(identity)
+            remembered = self.entries.get(identity)
+            if remembered is not None or not self._partial:
+                return remembered
         known = await self.off_loop(self._call, self.store.watch_file, self.inbox, _key(identity))
         if known is None:
             return self.entries.get(identity)
@@ -100,7 +103,21 @@ class WatchState:
 
     @property
     def empty(self) -> bool:
-        return not self.entries
+        return not self.entries and not self._partial
+
+    def forget_gone(self, present: set[str], in_use: Callable[[FileIdentity], bool]) -> list[FileIdentity]:
+        """Drop from memory the finished, reported recordings whose names are no longer in the folder
+        (`present`: the relative paths a scan found): moved by --done-dir, deleted, archived. A watch
+        that runs for months then holds what its folder holds, not every file it ever saw (about 1 KB
+        each: benchmarks/watch_memory.py). The store keeps them all; a file that comes back is looked up
+        there before it is run (refresh). The identities dropped."""
+        gone = [identity for identity, entry in self.entries.items()
+                if identity.relpath not in present and entry.state in FINAL_STATES
+                and identity not in self._unreported and not in_use(identity)]
+        for identity in gone:
+            del self.entries[identity]
+        self._partial = self._partial or bool(gone)
+        return gone
 
     def entry(self, identity: FileIdentity) -> JournalEntry | None:
         return self.entries.get(identity)
