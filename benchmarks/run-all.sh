@@ -21,6 +21,7 @@ if [ "$quick" = 1 ]; then
   run benchmarks/register_pacing.py --seconds 10
   run benchmarks/emulator_load.py --sessions 20
   run benchmarks/watch_throughput.py --files 40
+  run benchmarks/watch_memory.py --waves 10
   run benchmarks/store_write.py --records 90
   run benchmarks/store_list.py --records 20000 --runs 3
   run benchmarks/reenroll_throughput.py --speakers 40
@@ -33,6 +34,7 @@ else
   run benchmarks/register_pacing.py
   run benchmarks/emulator_load.py
   run benchmarks/watch_throughput.py
+  run benchmarks/watch_memory.py
   run benchmarks/store_write.py
   run benchmarks/store_list.py
   run benchmarks/reenroll_throughput.py
