@@ -205,6 +205,11 @@ def test_watch_state_counts_ended_attempts_and_owes_final_reports_in_order(store
     files = {f.key: f for f in store.watch_files(inbox)}
     assert files[b].reported and not files[a].reported and files[a].attempts == 2
     assert files[a].report == {"file": "a.wav", "status": "done"}
+    # a starting watch reads only the lines still owed; a status reads no line at all
+    owed_only = {f.key: f for f in store.watch_files(inbox, owed_only=True)}
+    assert owed_only[b].report is None and owed_only[b].reported and owed_only[b].state == "failed"
+    assert owed_only[a].report == {"file": "a.wav", "status": "done"}
+    assert all(f.report is None for f in store.watch_files(inbox, reveal=False))
     # another folder's state is its own; a re-recorded file is a new key
     assert list(store.watch_files("/srv/other")) == []
     store.watch_update(inbox, WatchKey("a.wav", 11, 3), "started", attempt=1)

@@ -234,9 +234,10 @@ class Store(Protocol):
         """Hold a folder's watch state for this process; StoreBusy when another watch holds it."""
         ...
 
-    def watch_files(self, inbox: str, *, reveal: bool = True) -> Iterator[WatchFile]:
+    def watch_files(self, inbox: str, *, reveal: bool = True, owed_only: bool = False) -> Iterator[WatchFile]:
         """What the store knows about every recording of this folder (the reports only when `reveal`:
-        they hold credentials, so need the key; a status or a dry run needs none)."""
+        they hold credentials, so need the key; a status or a dry run needs none; with `owed_only`, only
+        the reports whose line is not yet marked printed, all a starting watch needs)."""
         ...
 
     def watch_inboxes(self) -> list[str]:

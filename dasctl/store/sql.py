@@ -313,14 +313,17 @@ class SqlStore(Sealing, Moving, Audit, Consent, Retention):
         return VerificationRecord(**{**record.__dict__, "id": new_id, "created_at": created_at})
 
     # -- watch state ----------------------------------------------------------------------------
-    def watch_files(self, inbox: str, *, reveal: bool = True) -> Iterator[WatchFile]:
-        # in the order files reached a final state (the order their lines are owed), unfinished first
+    def watch_files(self, inbox: str, *, reveal: bool = True, owed_only: bool = False) -> Iterator[WatchFile]:
+        # in the order files reached a final state (the order their lines are owed), unfinished first;
+        # a report not needed is not read (a year's inbox holds 1 KB of sealed line per file)
+        report = "NULL" if not reveal else "CASE WHEN reported = 0 THEN report END" if owed_only else "report"
+        columns = ", ".join(report if column == "report" else column for column in WATCH_COLUMNS)
         with self._read() as cursor:
-            cursor.execute(self._sql(f"SELECT {', '.join(WATCH_COLUMNS)} FROM watch_files WHERE inbox = ? "
+            cursor.execute(self._sql(f"SELECT {columns} FROM watch_files WHERE inbox = ? "
                                      "ORDER BY COALESCE(final_seq, 0), relpath"), (inbox,))
             rows = cursor.fetchall()
         for row in rows:
-            yield self._watch_file(inbox, row if reveal else (*row[:6], None, *row[7:]))
+            yield self._watch_file(inbox, row)
 
     def watch_inboxes(self) -> list[str]:
         """Every watched folder the store has state for."""

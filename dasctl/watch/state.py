@@ -65,7 +65,7 @@ class WatchState:
         load its state."""
         self.claims.open()
         try:
-            for known in self.store.watch_files(self.inbox):
+            for known in self.store.watch_files(self.inbox, owed_only=True):
                 key = known.key
                 identity = FileIdentity(key.relpath, key.size, key.mtime_ns)
                 final = known.report if known.state in FINAL_STATES and not known.reported else None
