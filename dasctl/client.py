@@ -131,7 +131,7 @@ class ClientSettings:
         self.store_url = store
         self.warn = on_warning or log.warning
 
-    def _open_store(self, profile: Profile | None = None) -> Store:
+    def _open_store(self, profile: Profile | None = None, *, create: bool = True) -> Store:
         """The store by precedence: the client's `store` > the profile's (DASCTL_STORE or its file) >
         the default file in dasctl's data directory; its key by the profile's store_key_file resolution."""
         from dasctl.store import open_store
@@ -145,7 +145,7 @@ class ClientSettings:
         # its key as the commands find it: DASCTL_STORE_KEY_FILE, DASCTL_STORE_KEY, the profile's file
         key = key_settings(profile)
         return open_store(self.store_url if self.store_url is not None else profile.store, self.env, key=key,
-                          warn=self.warn)
+                          warn=self.warn, create=create)
 
 
 class AsyncClient(ClientSettings):
@@ -287,7 +287,9 @@ class AsyncClient(ClientSettings):
             store: Store | None = None
             try:
                 if speaker is not None:
-                    store = await asyncio.to_thread(self._open_store, profile)
+                    # reading a credential never creates a store: none yet is a speaker unknown
+                    opening = functools.partial(self._open_store, profile, create=False)
+                    store = await asyncio.to_thread(opening)
                     await asyncio.to_thread(_ready_for, store, speaker, "verify")  # it reads the credential
                     target = await asyncio.to_thread(stored_target, store, speaker)
                 else:
@@ -438,7 +440,10 @@ def _check_common(
 
 def _ready_for(store: Store, speaker: str, audit: str | None = None) -> None:
     """What `dasctl register` and `verify` check before any audio is sent: the store's key (and that it
-    can be written), and that the customer did not opt out; a read of a credential is audited."""
+    can be written), and that the customer did not opt out; a read of a credential is audited. A store
+    not made yet (read-only open of the default one) holds nothing to check."""
+    if store.absent:
+        return
     store.require_secrets()
     store.refuse_opted_out(speaker)
     if audit is not None:

@@ -169,6 +169,11 @@ def credential_file(path: Path, name: str) -> Target:
 
 def stored_target(store: Store, speaker: str) -> Target:
     """The speaker's current credential in the store."""
+    if store.absent:
+        raise UsageError(
+            f"speaker {speaker!r} has no credential: there is no credential store yet ({store.location})",
+            "Enroll the speaker first: `dasctl register FILE --speaker ID` keeps the credential there.",
+        )
     record = store.current(speaker)
     if record is None or not record.credential:
         raise UsageError(

@@ -116,6 +116,16 @@ def test_the_progress_callback_and_async_iteration_get_the_vad_events_in_order(e
     assert blocking_names[0] == "info-consumer-ready" and blocking_names[-1] == "result-success"
 
 
+def test_verify_before_any_enrollment_creates_no_store(emulator: Emulator, tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh-config"
+    client = dasctl.Client(profile="local", url=emulator.url,
+                           env={**os.environ, "DASCTL_CONFIG_DIR": str(fresh)})
+    with pytest.raises(dasctl.UsageError) as unknown:
+        client.verify(SPEECH_A, speaker="alice", **FAST)
+    assert unknown.value.exit_code == 2 and "there is no credential store yet" in unknown.value.message
+    assert not (fresh / "store.db").exists() and not (fresh / "store.key").exists()
+
+
 def test_verify_by_speaker_and_the_history_it_leaves(client: dasctl.Client, tmp_path: Path) -> None:
     enrolled = client.register(SPEECH_A, speaker="alice", **FAST)
     # the same voice from another recording (the stereo call's left channel), then another voice

@@ -119,11 +119,26 @@ def test_a_tone_fails_as_a_spoof(
     assert "result-fail-spoof" in run.stderr and "verify with a live call recording" in run.stderr
 
 
-def test_an_unknown_speaker_is_a_usage_error_naming_it(dasctl: Any, two_models: Emulator) -> None:
+def test_an_unknown_speaker_is_a_usage_error_naming_it(
+    dasctl: Any, two_models: Emulator, alice: dict[str, Any]
+) -> None:
     run = dasctl("verify", SPEECH_A, "--speaker", "nobody-here", *FAST, env=two_models.client_env())
     assert run.returncode == ExitCode.USAGE
     assert run.stderr.startswith("dasctl: error: speaker 'nobody-here' has no credential in the store")
     assert "dasctl credentials list" in run.stderr and run.stdout == ""
+
+
+def test_verify_before_any_enrollment_says_so_and_creates_no_store_or_key(
+    dasctl: Any, two_models: Emulator, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "fresh-config"
+    run = dasctl("verify", SPEECH_A, "--speaker", "alice", *FAST,
+                 env={**two_models.client_env(), "DASCTL_CONFIG_DIR": str(fresh)})
+    assert run.returncode == ExitCode.USAGE, run.stderr
+    assert run.stderr.startswith("dasctl: error: speaker 'alice' has no credential: there is no credential "
+                                 "store yet"), run.stderr
+    assert "warning" not in run.stderr and run.stdout == ""  # no key made (nor its back-it-up warning)
+    assert not (fresh / "store.db").exists() and not (fresh / "store.key").exists()
 
 
 def test_verifications_are_kept_in_the_store_as_the_speakers_audit_trail(

@@ -151,9 +151,10 @@ def verify(
         raise UsageError(f"--duration {verify_duration:g} must be positive")
     if attach is None:  # a live call opens no audio channel: the platform does
         profile_obj.audio_url(protocol)  # no URL for this protocol: a usage error now, not after connecting
-    store = common.open_store_option(store_url, profile_obj) if speaker is not None else None
+    # reading a speaker's credential never creates a store (nor its key): none yet is a speaker unknown
+    store = common.open_store_option(store_url, profile_obj, create=False) if speaker is not None else None
     try:
-        if store is not None and speaker is not None:  # before any session (docs/store.md)
+        if store is not None and speaker is not None and not store.absent:  # before any session (store.md)
             store.require_secrets()
             store.refuse_opted_out(speaker)
             store.audit("verify", [speaker], 1)  # it reads the speaker's credential
