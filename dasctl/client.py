@@ -361,11 +361,15 @@ class AsyncClient(ClientSettings):
     async def _try_store(self, profile: Profile) -> Store | None:
         from dasctl.errors import DasctlError
 
-        try:
-            return await asyncio.to_thread(self._open_store, profile)
+        try:  # kept in a store that exists: none is made (with its key) for a verification alone
+            store = await asyncio.to_thread(functools.partial(self._open_store, profile, create=False))
         except DasctlError as failure:
             self.warn(f"verifications will not be recorded: {failure.message}")
             return None
+        if store.absent:
+            store.close()
+            return None
+        return store
 
 
 def _blocking(

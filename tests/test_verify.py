@@ -139,6 +139,14 @@ def test_verify_before_any_enrollment_says_so_and_creates_no_store_or_key(
                                  "store yet"), run.stderr
     assert "warning" not in run.stderr and run.stdout == ""  # no key made (nor its back-it-up warning)
     assert not (fresh / "store.db").exists() and not (fresh / "store.key").exists()
+    # against a record from another machine's register -o: verified; no store is made to keep that in
+    record = register_record(dasctl, two_models, SPEECH_A, "old", tmp_path / "alice.json")
+    assert record["stored"]["speaker"] == "speech-a-8k-mono"  # a record that names its speaker
+    run = dasctl("verify", SPEECH_A, "--credential", str(tmp_path / "alice.json"), *FAST,
+                 env={**two_models.client_env(), "DASCTL_CONFIG_DIR": str(fresh)})
+    assert run.returncode == ExitCode.OK, run.stderr
+    assert "warning" not in run.stderr
+    assert not (fresh / "store.db").exists() and not (fresh / "store.key").exists()
 
 
 def test_verifications_are_kept_in_the_store_as_the_speakers_audit_trail(

@@ -161,10 +161,13 @@ def verify(
         target = load_target(speaker, credential, store)
         if store is None and target.speaker is not None:
             # a record that names its speaker (register with the store): its verifications are kept too
-            try:
-                store = common.open_store_option(store_url, profile_obj)
+            try:  # kept in a store that exists: none is made (with its key) for a verification alone
+                store = common.open_store_option(store_url, profile_obj, create=False)
             except DasctlError as failure:
                 common.warn(f"verifications will not be recorded: {failure.message}", environment.stderr)
+            if store is not None and store.absent:
+                store.close()
+                store = None
             if store is not None:  # a record the customer's opt-out outlived: nothing is sent for them
                 store.refuse_opted_out(target.speaker)
         options = verify_options(
