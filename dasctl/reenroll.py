@@ -56,6 +56,9 @@ class Plan:
     model_hash: str
     to_do: list[EnrollmentRecord] = field(default_factory=list)
     no_audio: list[EnrollmentRecord] = field(default_factory=list)
+    #: with nothing to do: whether some current credential is made with the model already (else the
+    #: store holds none, or none of a speaker matching the glob)
+    on_target: bool = False
 
     @property
     def total(self) -> int:
@@ -85,6 +88,12 @@ def plan(store: Store, model_hash: str, speaker_glob: str | None = None) -> Plan
     result = Plan(model_hash)
     for record in store.list_current(speaker_glob=speaker_glob, stale_for=model_hash):
         (result.to_do if record.has_audio else result.no_audio).append(record)
+    if not result.total:
+        if speaker_glob is None:
+            result.on_target = store.holds_model(model_hash)  # answered at the first row
+        else:
+            result.on_target = any(True for _ in store.list_current(speaker_glob=speaker_glob,
+                                                                     model_hash=model_hash))
     return result
 
 

@@ -100,6 +100,28 @@ def test_dry_run_lists_what_would_happen_and_changes_nothing(dasctl: Any, two_mo
     assert "register" not in two_models.output()[logged:], two_models.output()[logged:]
 
 
+def test_nothing_to_reenroll_says_why_and_makes_no_store(dasctl: Any, two_models: Emulator,
+                                                        tmp_path: Path) -> None:
+    fresh = {**two_models.client_env(), "DASCTL_CONFIG_DIR": str(tmp_path / "fresh")}
+    for flags in ((), ("--dry-run",)):
+        run = dasctl("reenroll", "--model-hash", "new", *flags, env=fresh)
+        assert run.returncode == 0, run.stderr
+        assert run.stderr.startswith("nothing to re-enroll: there is no credential store yet"), run.stderr
+        assert "config set" not in run.stderr and "warning" not in run.stderr
+    assert not (tmp_path / "fresh").exists()
+    env = two_models.client_env()
+    seed(2, model="new")
+    none_matching = dasctl("reenroll", "--model-hash", "new", "--speaker", "bob*", *FAST, env=env)
+    assert none_matching.returncode == 0, none_matching.stderr
+    assert ("nothing to re-enroll: the store holds no current credential of a speaker matching 'bob*'"
+            in none_matching.stderr)
+    assert "config set" not in none_matching.stderr  # no model change offered for speakers there are not
+    all_done = dasctl("reenroll", "--model-hash", "new", *FAST, env=env)
+    assert all_done.returncode == 0, all_done.stderr
+    assert "nothing to re-enroll: every current credential was made with new" in all_done.stderr
+    assert "dasctl config set model_hash new --profile local" in all_done.stderr
+
+
 @pytest.mark.parametrize("protocol", ["twilio", "audiohook"])
 def test_register_reenroll_verify_the_whole_way(dasctl: Any, two_models: Emulator, protocol: str) -> None:
     env = two_models.client_env()

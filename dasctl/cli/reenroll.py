@@ -116,7 +116,12 @@ def reenroll(
         timeout=timeout,
         store_key_file=common.key_file_flag(store_key_file)["store_key_file"],
     )
-    store = common.open_store_option(store_url, profile_obj, create=not dry_run)  # a plan creates nothing
+    # it moves the speakers a store holds: none is made (nor its key) where there is none yet
+    store = common.open_store_option(store_url, profile_obj, create=False)
+    if store.absent:
+        store.close()
+        common.say(f"nothing to re-enroll: there is no credential store yet ({store.location})")
+        return
     if not dry_run:  # its sessions read the kept audio and write credentials: the key first (exit 4)
         store.require_secrets()
     try:
@@ -179,11 +184,14 @@ def reenroll(
         store.close()
     failed = sorted((result for result in outcomes if not result.ok), key=lambda result: result.speaker)
     done = len(outcomes) - len(failed)
-    if not work.total:
+    if not work.total and not work.on_target:
+        common.say("nothing to re-enroll: the store holds no current credential"
+                   + (f" of a speaker matching {speaker!r}" if speaker else ""))
+    elif not work.total:
         common.say(f"nothing to re-enroll: every current credential was made with {model_hash}")
     else:
         common.say(f"re-enrolled {done} of {work.total} speaker(s) with {model_hash}; {len(failed)} failed")
-    if done or not work.total:
+    if done or work.on_target:  # the model is in use: new enrollments may follow it
         _offer_profile_change(profile, model_hash)
     if not failed:
         return
