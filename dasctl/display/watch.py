@@ -337,11 +337,14 @@ def print_plan(environment: Environment, plans: Iterable[Plan], *, json: bool) -
         from rich.table import Table
 
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("FILE", "WOULD", "SPEAKER", "WHY"):
+        for column in ("FILE", "ACTION", "SPEAKER", "WHY"):
             table.add_column(column, overflow="fold")
-        for item in plans:
+        from dasctl.display.safe import data_text
+
+        for item in plans:  # file names and speaker ids are not dasctl's: quoted, never read as markup
             counts[item.action] += 1
-            table.add_row(item.file, item.action, item.speaker or "", item.reason or "")
+            table.add_row(data_text(item.file), item.action, data_text(item.speaker or ""),
+                          data_text(item.reason or ""))
         Console(file=environment.stdout, no_color=not environment.color, highlight=False).print(table)
     if not environment.quiet:
         said = ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "no files"
