@@ -213,8 +213,8 @@ def test_register_verify_and_watch_with_hostile_names(
     assert_nothing_acted_on(screen)
     assert "\\033]0;pwned\\aT1" in screen.text and FILE_MARKUP[0] in screen.text
     # watch --dry-run's table on a terminal (file names and speaker ids were once markup and raw controls)
-    screen = on_terminal(["watch", str(calls), "--dry-run", "--store", str(tmp_path / "w2.db")], env, tmp_path,
-                         tmux_server)
+    screen = on_terminal(["watch", str(calls), "--dry-run", "--store", str(tmp_path / "w2.db")], env,
+                         tmp_path, tmux_server)
     assert screen.code == "0", screen.text[-2000:]
     assert_nothing_acted_on(screen)
     assert "\\033]0;pwned\\aT1" in screen.text and FILE_MARKUP[0] in screen.text, screen.text[-3000:]
