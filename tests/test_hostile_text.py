@@ -201,7 +201,9 @@ def test_register_verify_and_watch_with_hostile_names(
     assert verified.returncode in (0, 5), verified.stderr
     assert_safe_bytes(verified.stdout)
     assert_safe_bytes(verified.stderr)
-    # watch, piped: NDJSON exact; on a terminal: human lines and live bars act on nothing
+    # watch, piped: NDJSON exact; on a terminal: human lines and live bars act on nothing, nor `-v`'s
+    # line naming a file it skips
+    (calls / "notes\x1b]0;pwned\x07N1.txt").write_text("not a recording")
     piped = dasctl("-v", "watch", str(calls), "--once", "--speed", "0", "--settle", "0", "--store",
                    str(tmp_path / "w1.db"), env=env)
     assert piped.returncode == 0, piped.stderr
@@ -212,6 +214,7 @@ def test_register_verify_and_watch_with_hostile_names(
     assert screen.code == "0", screen.text[-2000:]
     assert_nothing_acted_on(screen)
     assert "\\033]0;pwned\\aT1" in screen.text and FILE_MARKUP[0] in screen.text
+    assert 'skipped "notes\\033]0;pwned\\aN1.txt": not audio' in screen.text, screen.text[-3000:]
     # watch --dry-run's table on a terminal (file names and speaker ids were once markup and raw controls)
     screen = on_terminal(["watch", str(calls), "--dry-run", "--store", str(tmp_path / "w2.db")], env,
                          tmp_path, tmux_server)
