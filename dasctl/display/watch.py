@@ -247,7 +247,8 @@ class LiveWatchDisplay:
 
     def skipped(self, name: str, reason: str) -> None:
         if self.verbosity >= 1:
-            self.live.console.print(f"{PREFIX} skipped {quoted(name)}: {reason}", markup=False, highlight=False)
+            self.live.console.print(f"{PREFIX} skipped {quoted(name)}: {reason}", markup=False,
+                                    highlight=False)
 
     def summary(self, figures: dict[str, Any]) -> None:
         pass
