@@ -283,3 +283,16 @@ def test_config_show_and_auth_status_act_on_nothing_a_profile_file_holds(
         assert "\\033[2J[bold]C1\\rEVIL" in screen.text, screen.text[-2000:]
         if words[1] != "get":
             assert "[red]U1[/red]" in screen.text
+
+
+def test_transcode_names_a_hostile_file_quoted(tmp_path: Path) -> None:
+    """transcode's summary line carries the input's and the output's names: quoted like every other."""
+    source = tmp_path / f"{CORPUS[0][1]}.wav"
+    shutil.copy(SPEECH, source)
+    output = tmp_path / f"{CORPUS[1][1]}.ul"
+    done = dasctl("transcode", str(source), str(output))
+    assert done.returncode == 0, done.stderr
+    assert_safe_bytes(done.stderr)
+    assert done.stderr.startswith(f'transcode: "{tmp_path}/\\033]0;pwned\\aT1.wav" (WAV PCM_16'.encode())
+    assert f'-> "{tmp_path}/\\033[2J\\033[HT2.ul": 11.7 s of 8 kHz'.encode() in done.stderr, done.stderr
+    assert output.stat().st_size > 0

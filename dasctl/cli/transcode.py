@@ -131,9 +131,11 @@ def transcode(
             elif stream.input_channels > 1:  # what register would send unasked: both sides of a call
                 layout += ", mixed"
             target = "stdout" if kind == "stdout" else output
-            print(
-                f"transcode: {stream.name} ({stream.input_format}, {stream.input_rate} Hz, {layout}) -> "
-                f"{target}: {written / audio.SAMPLE_RATE:.1f} s of 8 kHz mu-law",
+            from dasctl.safe_text import quoted
+
+            print(  # file names are not dasctl's: quoted, so an escape in one never reaches the terminal
+                f"transcode: {quoted(stream.name)} ({stream.input_format}, {stream.input_rate} Hz, {layout}) "
+                f"-> {quoted(target)}: {written / audio.SAMPLE_RATE:.1f} s of 8 kHz mu-law",
                 file=sys.stderr,
             )
 
