@@ -175,6 +175,7 @@ def _long_mp3(path: Path, seconds: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 @pytest.mark.parametrize("channel", ["mix", "right"])
 def test_a_long_mp3_decoded_in_two_parts_sends_what_one_decoder_would(
@@ -195,6 +196,7 @@ def test_a_long_mp3_decoded_in_two_parts_sends_what_one_decoder_would(
     assert np.max(np.abs(ours - one_piece)) <= 2
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 def test_a_damaged_long_mp3_read_in_parts_fails_as_in_one_piece_and_libmpg123_stays_quiet(
     dasctl: Run, tmp_path: Path
@@ -217,6 +219,7 @@ def test_a_damaged_long_mp3_read_in_parts_fails_as_in_one_piece_and_libmpg123_st
     assert "decoding in 2 parts" in verbose.stderr and "libmpg123) said: Note: Illegal" in verbose.stderr
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 def test_closing_a_long_mp3_halfway_stops_both_decoders(tmp_path: Path) -> None:
     source = _long_mp3(tmp_path / "long.mp3", 150)
@@ -255,6 +258,7 @@ def test_a_whole_m4a_picked_after_the_decoding_thread_is_what_read_block_by_bloc
     assert len(whole) > 8000 * 4.5 and np.array_equal(whole, by_blocks)
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 @pytest.mark.parametrize("xing", [True, False], ids=["vbr-xing", "vbr-no-header"])
 def test_a_vbr_mp3_is_read_whole_and_right(xing: bool, tmp_path: Path) -> None:

@@ -136,6 +136,7 @@ def command(name: str, base: Path) -> Command:
     }[name]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("name", ["register", "verify", "reenroll", "watch", "credentials export"])
 def test_a_signal_at_any_moment_is_exit_130_without_traceback_or_temporary_file(
