@@ -13,17 +13,12 @@ PYTEST_WORKERS ?= 8
 
 .PHONY: install system-deps test demo bench lint clean fixtures
 
-# A new venv's own pip (Python 3.11's is 23.2) installs dasctl editable from pyproject.toml as it is; an
-# older one (Python 3.10.0 brings 21.2, without PEP 660) is upgraded first. Upgrading a recent one anyway
-# cost a fresh clone two seconds of download and reinstall.
-PIP_IS_RECENT := import pip, sys; sys.exit(int(pip.__version__.split(".")[0]) < 23)
-
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo 'make: installing dasctl and its extras into $(VENV) (log: $(VENV)/install.log)' >&2
-	@{ { $(BIN)/python -c '$(PIP_IS_RECENT)' || $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip; } \
+	@{ $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip \
 		&& $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[server,dev,postgres]'; } \
 		> $(VENV)/install.log 2>&1 \
 		|| { tail -n 30 $(VENV)/install.log >&2; echo 'make: installing dasctl into $(VENV) failed' >&2; exit 1; }
