@@ -94,7 +94,10 @@ def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
     signal landed: a traceback only at -vv, as for every other error."""
     from dasctl.cli import common
 
-    if common.OPTIONS.verbosity >= 2:
+    # a signal that lands while dasctl.cli.common is still being imported finds it without OPTIONS: the
+    # options are not parsed yet, so this is not -vv (an AttributeError here was a traceback on stderr)
+    options = getattr(common, "OPTIONS", None)
+    if options is not None and options.verbosity >= 2:
         sys.__unraisablehook__(unraisable)
 
 
