@@ -7,7 +7,8 @@ import os
 import ssl
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,39 +140,25 @@ def _shared_ssl_context(ca_bundle: str | None, version: tuple[int, int] | None) 
     return context
 
 
-class _TrustOnFirstHandshake(ssl.SSLContext):
-    """ssl.create_default_context(cafile=ca_bundle), or without a bundle the system's trust plus certifi's,
-    with the trust read at the first TLS handshake rather than when the context is made.
-
-    Reading a trust store costs 20 ms of CPU (a CA bundle such as REQUESTS_CA_BUNDLE's) to 37 ms (the
-    system's and certifi's), and every session process made its context up front, while a session with
-    the local emulator (http:// and ws://) never shakes hands: 5-9 % of a `register --speed 0`'s CPU.
-    PROTOCOL_TLS_CLIENT verifies already (CERT_REQUIRED, check_hostname); what create_default_context
-    adds is the trust, loaded here by wrap_socket and wrap_bio, the two ways a handshake starts
-    (asyncio's, and so aiohttp's, is wrap_bio). A CA bundle that is not PEM fails that handshake (aiohttp:
-    a TLS connection error) instead of the session's start."""
+class _TrustReadAtHandshake(ssl.SSLContext):
+    """A TLS context that reads its trust store at its first handshake rather than when it is made
+    (wrap_socket and wrap_bio, the two ways one starts; asyncio's, and so aiohttp's, is wrap_bio).
+    Reading a trust store costs 20-37 ms of CPU, and most processes that make a context never shake hands
+    (a session with the local emulator is http:// and ws://)."""
 
     _trust_lock = threading.Lock()
     _trust_loaded = False
-    ca_bundle: str | None = None
 
     def load_trust(self) -> None:
-        """Read the trust, once: the CA bundle, else the system's store and certifi's (requests trusts
-        certifi by default: HTTP and WSS agree)."""
+        """Read the trust, once."""
         with self._trust_lock:
             if self._trust_loaded:
                 return
             self._trust_loaded = True
-            if self.ca_bundle:
-                self.load_verify_locations(cafile=self.ca_bundle)
-                return
-            self.load_default_certs(ssl.Purpose.SERVER_AUTH)
-            try:
-                import certifi
+            self._read_trust()
 
-                self.load_verify_locations(cafile=certifi.where())
-            except (ImportError, OSError):
-                pass
+    def _read_trust(self) -> None:
+        raise NotImplementedError
 
     def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
         self.load_trust()
@@ -180,3 +167,68 @@ class _TrustOnFirstHandshake(ssl.SSLContext):
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
         self.load_trust()
         return super().wrap_bio(*args, **kwargs)
+
+
+class _TrustOnFirstHandshake(_TrustReadAtHandshake):
+    """ssl.create_default_context(cafile=ca_bundle), or without a bundle the system's trust plus certifi's,
+    with the trust read at the first TLS handshake rather than when the context is made.
+
+    Every session process made its context up front, while a session with the local emulator never shakes
+    hands: 5-9 % of a `register --speed 0`'s CPU. PROTOCOL_TLS_CLIENT verifies already (CERT_REQUIRED,
+    check_hostname); what create_default_context adds is the trust. A CA bundle that is not PEM fails that
+    handshake (aiohttp: a TLS connection error) instead of the session's start."""
+
+    ca_bundle: str | None = None
+
+    def _read_trust(self) -> None:
+        """The CA bundle, else the system's store and certifi's (requests trusts certifi by default: HTTP
+        and WSS agree)."""
+        if self.ca_bundle:
+            self.load_verify_locations(cafile=self.ca_bundle)
+            return
+        self.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        try:
+            import certifi
+
+            self.load_verify_locations(cafile=certifi.where())
+        except (ImportError, OSError):
+            pass
+
+
+class _DefaultPathsAtHandshake(_TrustReadAtHandshake):
+    """A context whose set_default_verify_paths() (which load_default_certs() and so
+    create_default_context() call) is carried out at its first handshake."""
+
+    _default_paths_wanted = False
+
+    def set_default_verify_paths(self) -> None:
+        if self._trust_loaded:
+            super().set_default_verify_paths()
+        else:
+            self._default_paths_wanted = True
+
+    def _read_trust(self) -> None:
+        if self._default_paths_wanted:
+            super().set_default_verify_paths()
+
+
+@contextmanager
+def default_trust_read_at_first_handshake() -> Iterator[None]:
+    """While it lasts, a context made with ssl.SSLContext() or ssl.create_default_context() reads the
+    system's trust store at its first handshake, as any context of dasctl's does.
+
+    For a library that makes default contexts as it is imported, whether they are used or not: aiohttp
+    makes two (a verifying one and one that is not), 40 ms of CPU in every process that imports it, and
+    dasctl hands aiohttp a context of its own for every connection. What the contexts trust, and when
+    they verify, is unchanged; they are instances of ssl.SSLContext as before (ssl.SSLContext itself is
+    left as it is: its properties name it)."""
+    made = ssl.SSLContext.__dict__["__new__"]
+
+    def new(cls: type[ssl.SSLContext], *args: Any, **kwargs: Any) -> ssl.SSLContext:
+        return made.__func__(_DefaultPathsAtHandshake if cls is ssl.SSLContext else cls, *args, **kwargs)
+
+    ssl.SSLContext.__new__ = new  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        ssl.SSLContext.__new__ = made  # type: ignore[method-assign]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -529,3 +531,39 @@ def pytest_configure(config: pytest.Config) -> None:
     import compileall
 
     compileall.compile_dir(str(ROOT / "dasctl"), quiet=2)
+
+
+# --- long tests first: under xdist a long test that starts late sets the end of the run -----------------
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(xdist, on the controller) Tell each worker how the run is scheduled: a worker's own `--dist` is
+    always `no`."""
+    node.workerinput["dasctl_dist"] = node.config.getvalue("dist")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist worksteal`, put the tests marked `slow` at the head of each worker's first share.
+
+    The scheduler hands every worker one contiguous share of the collection at the start, the shares cut
+    as below, and later moves tests from the end of a busy worker's queue to an idle one
+    (xdist/scheduler/worksteal.py): a slow test at the head of a share starts at once, where one late in
+    the collection could start in the run's last minute and end it alone. The slow tests are dealt to the
+    shares in turn; every other test keeps its place in the order, so modules stay together."""
+    worker: dict[str, Any] = getattr(config, "workerinput", {})
+    workers = int(worker.get("workercount", 0))
+    if workers < 2 or worker.get("dasctl_dist") != "worksteal":
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if not slow:
+        return
+    others = iter([item for item in items if not item.get_closest_marker("slow")])
+    ordered: list[pytest.Item] = []
+    remaining = len(items)
+    for share in range(workers):
+        size = remaining // (workers - share)  # as check_schedule() cuts them, the first share first
+        remaining -= size
+        heads = slow[share::workers]
+        ordered += heads
+        ordered += itertools.islice(others, max(0, size - len(heads)))
+    ordered += others
+    items[:] = ordered

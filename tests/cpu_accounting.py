@@ -16,8 +16,9 @@ import json
 import os
 import resource
 import tempfile
+import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,11 @@ def _record(entry: dict[str, object]) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     own, children = _cpu()
+    began = time.time()
     yield
     own_after, children_after = _cpu()
-    _record({"test": item.nodeid, "own": own_after - own, "children": children_after - children})
+    _record({"test": item.nodeid, "own": own_after - own, "children": children_after - children,
+             "began": began, "ended": time.time()})
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -74,4 +77,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         write(f"{own + children:7.1f}  {name}  (own {own:.1f})")
     write(f"{sum(map(sum, files.values())):7.1f}  all {len(files)} files; the workers' own CPU: "
           + ", ".join(f"{cpu:.1f}" for cpu in sorted(workers, reverse=True)))
+    _write_tail(write)
     write(f"records: {os.environ[_DIR]}")
+
+
+def _write_tail(write: Callable[[str], None]) -> None:
+    """When each worker ran its last test, and the tests still running in the run's last minute: a long
+    test that starts late sets the end of the run, whatever the CPU."""
+    ends: dict[str, float] = {}
+    tests: list[tuple[float, float, str]] = []
+    for records in sorted(Path(os.environ[_DIR]).glob("*.jsonl")):
+        for line in records.read_text().splitlines():
+            entry = json.loads(line)
+            if "began" in entry:
+                ends[records.stem] = max(ends.get(records.stem, 0.0), entry["ended"])
+                tests.append((entry["began"], entry["ended"], entry["test"]))
+    if not tests:
+        return
+    first = min(began for began, _, _ in tests)
+    last = max(ended for _, ended, _ in tests)
+    write("the workers' last test ended at (s after the first began): "
+          + ", ".join(f"{end - first:.0f}" for end in sorted(ends.values())))
+    for began, ended, name in sorted(tests, key=lambda test: test[1]):
+        if ended > last - 60 and ended - began > 5:
+            write(f"  {began - first:5.0f} -> {ended - first:5.0f}  {name}")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_the_demo_ends_on_success_with_the_credential_kept():
     env = {key: value for key, value in os.environ.items() if not key.startswith("DASCTL_")}
     run = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -102,6 +102,7 @@ def test_the_emulator_verifies_the_target_exactly_as_it_arrived(
 
 
 # --- 2 and 5. disconnect and pause/resume: dasctl's client against the emulator ----------------------
+@pytest.mark.slow
 def test_dasctl_is_paused_and_resumed_by_the_emulator(start_emulator: Any, dasctl: Any) -> None:
     # held 6 s with a 3 s idle timeout: only a pause that stops the idle timer lets this succeed (3 s, not
     # 1: a client starved of CPU for a second on a loaded machine is not what this test is about)

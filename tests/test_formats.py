@@ -167,10 +167,13 @@ def test_without_pyav_a_format_that_needs_it_says_what_to_install(dasctl: Run, t
 # --- a long MP3 is decoded in two parts at once (dasctl/audio/segments.py) --------------------------------
 
 
-def _long_mp3(path: Path, seconds: int) -> Path:
-    """The stereo speech fixture looped to `seconds`, as a recorder's MP3 (64 kbit/s)."""
+@pytest.fixture(scope="module")
+def long_mp3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stereo speech fixture looped to 150 s, as a recorder's MP3 (64 kbit/s): made once for the tests
+    below (2 s of CPU each time), which only read it (one that damages it damages a copy)."""
+    path = tmp_path_factory.mktemp("mp3") / "long.mp3"
     subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-stream_loop", "-1", "-i",
-                    str(DATA / "speech-ab-44k-stereo.wav"), "-t", str(seconds), "-c:a", "libmp3lame",
+                    str(DATA / "speech-ab-44k-stereo.wav"), "-t", "150", "-c:a", "libmp3lame",
                     "-b:a", "64k", str(path)], check=True, timeout=120)
     return path
 
@@ -178,12 +181,12 @@ def _long_mp3(path: Path, seconds: int) -> Path:
 @needs_ffmpeg
 @pytest.mark.parametrize("channel", ["mix", "right"])
 def test_a_long_mp3_decoded_in_two_parts_sends_what_one_decoder_would(
-    channel: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    channel: str, long_mp3: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """150 s of MP3: the second half is decoded on another thread from its own seek point; every sample
     is there, in place (same count, no shift at the seam), as reading it in one piece gives (--end past
     the end reads it in one piece), but for soxr's rounding."""
-    source = _long_mp3(tmp_path / "long.mp3", 150)
+    source = long_mp3
     caplog.set_level(logging.DEBUG, logger="dasctl.audio.segments")
     ours = heard(source, channel=channel)
     assert "decoding in 2 parts" in caplog.text
@@ -197,13 +200,13 @@ def test_a_long_mp3_decoded_in_two_parts_sends_what_one_decoder_would(
 
 @needs_ffmpeg
 def test_a_damaged_long_mp3_read_in_parts_fails_as_in_one_piece_and_libmpg123_stays_quiet(
-    dasctl: Run, tmp_path: Path
+    dasctl: Run, long_mp3: Path, tmp_path: Path
 ) -> None:
     """Both parts decode at once while fd 2 is lent to libmpg123's notes ("Illegal Audio-MPEG-Header",
     "Trying to resync"): one shared redirect, given back when the last decoder is done, so the notes go
     to the debug log and stderr has only our error, the same one reading in one piece gives."""
-    source = _long_mp3(tmp_path / "long.mp3", 150)
-    data = bytearray(source.read_bytes())
+    source = tmp_path / "long.mp3"
+    data = bytearray(long_mp3.read_bytes())
     for at in (len(data) // 4, len(data) * 3 // 4):  # garbage in each half
         data[at:at + 400] = os.urandom(400)
     source.write_bytes(bytes(data))
@@ -218,9 +221,8 @@ def test_a_damaged_long_mp3_read_in_parts_fails_as_in_one_piece_and_libmpg123_st
 
 
 @needs_ffmpeg
-def test_closing_a_long_mp3_halfway_stops_both_decoders(tmp_path: Path) -> None:
-    source = _long_mp3(tmp_path / "long.mp3", 150)
-    stream = open_audio(source)
+def test_closing_a_long_mp3_halfway_stops_both_decoders(long_mp3: Path) -> None:
+    stream = open_audio(long_mp3)
     blocks = stream.pcm_blocks()
     for _ in range(3):
         next(blocks)
@@ -255,6 +257,7 @@ def test_a_whole_m4a_picked_after_the_decoding_thread_is_what_read_block_by_bloc
     assert len(whole) > 8000 * 4.5 and np.array_equal(whole, by_blocks)
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 @pytest.mark.parametrize("xing", [True, False], ids=["vbr-xing", "vbr-no-header"])
 def test_a_vbr_mp3_is_read_whole_and_right(xing: bool, tmp_path: Path) -> None:

@@ -121,6 +121,7 @@ def hostile_store(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_credentials_piped_carry_no_control_bytes_and_json_keeps_exact_values(hostile_store: Path) -> None:
     store = str(hostile_store)
     outputs = [dasctl("credentials", "list", "--show-credential", "--store", store),
@@ -163,6 +164,7 @@ def test_credentials_on_a_terminal_act_on_nothing(
         assert_nothing_acted_on(screen)
 
 
+@pytest.mark.slow
 def test_register_verify_and_watch_with_hostile_names(
     emulator: Emulator, tmp_path: Path, tmux_server: TmuxServer
 ) -> None:

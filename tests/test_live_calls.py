@@ -215,6 +215,7 @@ def test_stream_with_no_session_is_refused_with_exit_6(
     assert waited.returncode == 6 and "within --wait 0.6 s" in waited.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["twilio", "audiohook"])
 def test_a_second_audio_stream_for_the_same_call_is_refused(
     emulator: Emulator, dasctl: Any, background: Any, protocol: str

@@ -183,6 +183,7 @@ def until_refused(emulator: Emulator, access_token: str, seconds: float = 60) ->
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_expired_token_is_refreshed_without_the_user_noticing(
         dasctl: Run, start_emulator: Callable[..., Emulator]) -> None:
     emulator = start_emulator("--token-ttl", SHORT_TTL)
@@ -271,6 +272,7 @@ def test_logout_forgets_and_status_then_exits_4(dasctl: Run, ci_emulator: Emulat
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow
 def test_register_after_the_token_expired_just_works(dasctl: Run,
                                                      start_emulator: Callable[..., Emulator]) -> None:
     data = Path(__file__).parent / "data"

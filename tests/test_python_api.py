@@ -254,6 +254,7 @@ def test_import_dasctl_is_cheap_and_help_is_a_first_page() -> None:
     assert "class AsyncClient" in page.stdout and "class DasctlError" in page.stdout
 
 
+@pytest.mark.slow
 def test_the_examples_in_docs_python_md_run(emulator: Emulator) -> None:
     """Every example of the guide that needs no third-party framework runs as written, in order (the
     notebook's top-level `await` as a notebook runs it)."""

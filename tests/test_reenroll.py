@@ -156,6 +156,7 @@ def test_register_reenroll_verify_the_whole_way(dasctl: Any, two_models: Emulato
     assert len(enrollments()["alice"]) == 2
 
 
+@pytest.mark.slow
 def test_a_store_moved_to_postgresql_can_still_be_reenrolled(
     dasctl: Any, two_models: Emulator, postgres_store_url: str
 ) -> None:
@@ -281,6 +282,7 @@ def test_a_refused_token_stops_the_batch_with_exit_4_and_records_nothing(
     assert set(current_models().values()) == {"old"}
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_then_a_rerun_reenrolls_each_speaker_exactly_once(
     dasctl: Any, two_models: Emulator
 ) -> None:

@@ -93,3 +93,48 @@ def test_the_program_asks_numpy_for_one_blas_thread_unless_told_otherwise() -> N
     ours, one, two = (_threads_once_numpy_is_loaded(preset) for preset in (None, "1", "2"))
     assert ours == one
     assert two == one + 1
+
+
+#: Run after the program's main() (its exit runs the atexit functions): what aiohttp's two default TLS
+#: contexts, made as it is imported, hold before and after their first use
+AIOHTTP_TRUST_PROBE = """
+import atexit, json, ssl, sys
+from dasctl.cli import main
+
+def stats(context):
+    return ssl.SSLContext.cert_store_stats(context)  # the store as it is, without reading it first
+
+def probe():
+    from aiohttp import connector
+    verified, unverified = connector._SSL_CONTEXT_VERIFIED, connector._SSL_CONTEXT_UNVERIFIED
+    before = [stats(verified), stats(unverified)]
+    for context in (verified, unverified):  # a handshake starts as asyncio's does (wrap_bio)
+        context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="example.org")
+    plain = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    plain.set_default_verify_paths()
+    sys.stderr.write("\\nPROBE " + json.dumps({
+        "before": before, "after": [stats(verified), stats(unverified)],
+        "expected": [ssl.create_default_context().cert_store_stats(), plain.cert_store_stats()],
+        "checks": [verified.verify_mode == ssl.CERT_REQUIRED, verified.check_hostname,
+                   unverified.verify_mode == ssl.CERT_NONE, not unverified.check_hostname,
+                   isinstance(verified, ssl.SSLContext), connector.SSLContext is ssl.SSLContext,
+                   type(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)) is ssl.SSLContext],
+    }) + "\\n")
+
+atexit.register(probe)
+sys.argv[0] = "dasctl"
+main()
+"""
+
+
+def test_the_program_reads_aiohttps_default_trust_at_its_first_use_and_the_same_trust() -> None:
+    """aiohttp makes two default TLS contexts as it is imported, reading the system's trust store into
+    each (40 ms of CPU per session process), and dasctl never uses them: in the program they read it when
+    first used (a handshake), the same trust and the same verification; ssl itself is left as it was."""
+    result = subprocess.run([sys.executable, "-c", AIOHTTP_TRUST_PROBE, "--version"], capture_output=True,
+                            text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stderr.rsplit("PROBE ", 1)[1])
+    assert [stats["x509_ca"] for stats in report["before"]] == [0, 0]  # made, not read yet
+    assert report["after"] == report["expected"] and report["expected"][0]["x509_ca"] > 0
+    assert all(report["checks"]), report["checks"]

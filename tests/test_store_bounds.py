@@ -91,6 +91,7 @@ def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], 
     return proc, Lines(proc.stdout), Lines(proc.stderr)
 
 
+@pytest.mark.slow
 def test_a_stopped_backend_ends_a_store_call_with_a_store_error(postgres_store_url: str) -> None:
     store = open_store(postgres_store_url)
     try:
@@ -108,6 +109,7 @@ def test_a_stopped_backend_ends_a_store_call_with_a_store_error(postgres_store_u
         store.close()
 
 
+@pytest.mark.slow
 def test_a_store_that_stops_answering_during_register_is_exit_6_and_nothing_is_doubled(
     emulator: Emulator, postgres_store_url: str, tmp_path: Path
 ) -> None:
@@ -144,6 +146,7 @@ def test_a_store_that_stops_answering_during_register_is_exit_6_and_nothing_is_d
     assert len([entry for entry in history if getattr(entry, "superseded_at", "x") is None]) == 1
 
 
+@pytest.mark.slow
 def test_a_running_watch_rides_out_a_stopped_store_backend_and_reports_each_file_once(
     emulator: Emulator, postgres_store_url: str, tmp_path: Path
 ) -> None:
@@ -188,6 +191,7 @@ def test_a_running_watch_rides_out_a_stopped_store_backend_and_reports_each_file
             assert [entry.call_id for entry in kept] == [report["call_id"]], speaker
 
 
+@pytest.mark.slow
 def test_a_running_watch_rides_out_a_store_that_stops_answering_a_read(
     emulator: Emulator, postgres_store_url: str, tmp_path: Path
 ) -> None:

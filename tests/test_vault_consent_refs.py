@@ -34,6 +34,7 @@ def _sessions(emulator: Emulator, since: int = 0) -> list[str]:
     return re.findall(r"session (?:register|verify) \S+ (\S+):", emulator.output(since))
 
 
+@pytest.mark.slow
 def test_register_keeps_the_consent_and_show_history_export_import_carry_it(
     dasctl: Run, emulator: Emulator, tmp_path: Path, postgres_store_url: str
 ) -> None:

@@ -48,6 +48,7 @@ def _new_key(dasctl: Run, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_every_command_that_opens_the_store_takes_store_key_file(
     dasctl: Run, module_emulator: Emulator, tmp_path: Path, no_ambient_key: dict[str, str]
 ) -> None:

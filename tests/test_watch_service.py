@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import DATA, Emulator, free_port
 
 SPEECH = DATA / "speech-a-8k-mono.wav"
@@ -159,6 +161,7 @@ def test_a_bad_metrics_address_is_a_usage_error(dasctl: Run, emulator: Emulator,
     assert "Traceback" not in bad.stderr and bad.stdout == ""
 
 
+@pytest.mark.slow
 def test_status_from_the_store_names_the_watchers_at_work_and_what_is_left(
     dasctl: Run, emulator: Emulator, tmp_path: Path, postgres_store_url: str
 ) -> None:

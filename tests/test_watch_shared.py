@@ -22,6 +22,7 @@ import watch_takeover  # noqa: E402  (benchmarks/ is a folder of scripts, not a 
 Run = Callable[..., subprocess.CompletedProcess[Any]]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # a few minutes on a loaded 2-core machine
 def test_three_watchers_one_killed_each_recording_enrolled_once_in_the_store_and_at_the_service(
     emulator: Emulator, postgres_server: str, tmp_path: Path

@@ -94,7 +94,10 @@ def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
     signal landed: a traceback only at -vv, as for every other error."""
     from dasctl.cli import common
 
-    if common.OPTIONS.verbosity >= 2:
+    # a signal that lands while dasctl.cli.common is still being imported finds it without OPTIONS: the
+    # options are not parsed yet, so this is not -vv (an AttributeError here was a traceback on stderr)
+    options = getattr(common, "OPTIONS", None)
+    if options is not None and options.verbosity >= 2:
         sys.__unraisablehook__(unraisable)
 
 
@@ -123,6 +126,37 @@ GC_THRESHOLD = 50_000
 #: CPU per process on 2 cores (`python -c "import numpy"`: 0.18 -> 0.11 CPU-s). The program asks for one
 #: thread unless the user chose otherwise; the Python API leaves its caller's process as it is.
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "1")
+#: aiohttp makes two default TLS contexts as it is imported, reading the system's trust store into each
+#: (40 ms of CPU in every session process: `register --speed 0` 350 ms), and dasctl gives aiohttp a
+#: context of its own for every connection. The program has that module's default contexts read the trust
+#: at their first handshake instead (dasctl.net.default_trust_read_at_first_handshake); the Python API
+#: leaves its caller's imports alone.
+DEFAULT_TRUST_DEFERRED_IN = "aiohttp.connector"
+
+
+class _DefaultTrustDeferred:
+    """An import hook for DEFAULT_TRUST_DEFERRED_IN alone, used once (then it leaves sys.meta_path)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != DEFAULT_TRUST_DEFERRED_IN:
+            return None
+        from importlib.machinery import PathFinder
+
+        sys.meta_path.remove(self)
+        spec = PathFinder.find_spec(name, path, target)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_with_trust_deferred(module: Any) -> None:
+            from dasctl.net import default_trust_read_at_first_handshake
+
+            with default_trust_read_at_first_handshake():
+                exec_module(module)
+
+        loader.exec_module = exec_with_trust_deferred  # type: ignore[method-assign]
+        return spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the program itself; a caller's process keeps its own gc and BLAS settings
         gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         os.environ.setdefault(*BLAS_THREADS)  # before anything imports numpy
+        if DEFAULT_TRUST_DEFERRED_IN not in sys.modules:
+            sys.meta_path.insert(0, _DefaultTrustDeferred())
     from dasctl.errors import ExitCode
 
     _late_signals.clear()
