@@ -520,6 +520,37 @@ def test_a_second_stop_aborts_in_flight_sessions_which_are_not_done(tmp_path: Pa
     assert code == ExitCode.OK and len(lines) == 1
 
 
+def test_a_second_stop_as_the_started_state_lands_leaves_the_file_aborted(tmp_path: Path) -> None:
+    """The store's thread writes `started`; the cancel of a second stop reaches the attempt before it
+    resumes: the attempt still ends `aborted` (it was left `started`, a CI flake of test_watch_e2e)."""
+    make_file(tmp_path / "in" / "a.wav")
+    landed = asyncio.Event()
+
+    class SlowToResume(WatchState):
+        async def step(self, state: str, identity: FileIdentity, attempt: int, call_id: str,
+                       **kwargs: Any) -> None:
+            await super().step(state, identity, attempt, call_id, **kwargs)
+            if state == "started":
+                landed.set()
+                await asyncio.sleep(30)  # the cancel arrives here, the row already written
+
+    async def main(runner: WatchRunner) -> ExitCode:
+        task = asyncio.create_task(runner.run())
+        await asyncio.wait_for(landed.wait(), 10)
+        runner.request_stop("SIGINT")
+        runner.request_stop("SIGINT")
+        return await asyncio.wait_for(task, 10)
+
+    settings = WatchSettings(root=tmp_path / "in", once=True, settle=0.0)
+    stand_in = StandIn(lambda p, c, n: success(c))
+    with closing(store_of(tmp_path)) as store:
+        state = SlowToResume(store, tmp_path / "in")
+        runner = WatchRunner(settings, stand_in, store=store, out=io.StringIO(), state=state)
+        assert asyncio.run(main(runner)) == ExitCode.INTERRUPTED
+        known = watch_files(store, tmp_path / "in")
+    assert known["a.wav"].state == "aborted" and stand_in.attempts == {}
+
+
 def test_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     code, _ = run_watch(tmp_path, StandIn(lambda p, c, n: success(c)))
     assert isinstance(code, UsageError)

@@ -79,7 +79,10 @@ class AttemptSteps:
                 item.identity.relpath,
                 lambda: self.journal.step(STARTED, item.identity, attempt_number, call_id))
         except asyncio.CancelledError:
-            self._active.discard(item.identity)
+            # The store's thread may have written `started` before the cancel reached this await: the
+            # attempt ends `aborted` either way, as one cancelled during its session does (a second
+            # SIGINT then left `started` behind; the next run does the file again in both states).
+            self._abandon(item, attempt_number, call_id, "cancelled")
             raise
         if not started:
             self._active.discard(item.identity)
