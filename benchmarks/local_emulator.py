@@ -60,9 +60,14 @@ def running_emulator(*serve_flags: str, log: Path | None = None, quiet: bool = T
                 time.sleep(0.05)
         yield RunningEmulator(port, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """TERM, then KILL when it has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from local_emulator import running_emulator
+from local_emulator import running_emulator, stop
 from watch_throughput import make_recordings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,12 +96,7 @@ def run_watch(name: str, command: list[str], sources: list[Path], args: argparse
                   flush=True)
         enrolled = sum(1 for line in lines if line.get("ok"))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)
     return samples, enrolled
 
 
